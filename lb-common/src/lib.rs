@@ -1,0 +1,256 @@
+//! Types shared by the XDP program (`lb-ebpf`) and the agent (`lb-userspace`).
+//!
+//! Every map key and value is `#[repr(C)]` with explicit padding fields; the
+//! `bytemuck` derives prove there is no hidden padding, and the size asserts
+//! keep the kernel's and userspace's view of each map identical.
+#![no_std]
+
+pub mod hash;
+
+use bytemuck::{Pod, Zeroable};
+
+/// Names of the maps and the program in the eBPF object.
+pub mod names {
+    pub const PROGRAM: &str = "lb_xdp";
+    pub const VIPS: &str = "VIPS";
+    pub const RINGS: &str = "RINGS";
+    pub const BACKENDS: &str = "BACKENDS";
+    pub const FLOWS: &str = "FLOWS";
+    pub const IFACES: &str = "IFACES";
+    pub const CONFIG: &str = "CONFIG";
+    pub const FLOOD: &str = "FLOOD";
+    pub const STATS: &str = "STATS";
+    pub const VIP_STATS: &str = "VIP_STATS";
+    pub const BACKEND_STATS: &str = "BACKEND_STATS";
+}
+
+/// Capacity of the VIP table; `VipMeta::vip_index` is below this.
+pub const MAX_VIPS: u32 = 512;
+/// Capacity of the backend array. Index 0 is reserved: a ring slot holding 0 means "none".
+pub const MAX_BACKENDS: u32 = 16384;
+/// Default Maglev ring size (prime), as Katran and the Maglev paper use.
+pub const DEFAULT_RING_SIZE: u32 = 65537;
+/// Default flow-table entries per CPU.
+pub const DEFAULT_FLOWS_PER_CPU: u32 = 65536;
+/// Default flood guard: new flows per second per CPU above which the fast
+/// path stops inserting into the flow table (Katran uses 125,000).
+pub const DEFAULT_FLOOD_NEW_FLOWS_PER_SEC: u32 = 125_000;
+/// Interfaces the program may be attached to at once.
+pub const MAX_IFACES: u32 = 64;
+
+/// First three words of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), as
+/// they lie in memory. IPv4 addresses are stored in this form so one key type
+/// serves both families without the two ever colliding.
+pub const V4_MAPPED_PREFIX: [u32; 3] = [0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff])];
+
+/// An IP address as 16 bytes in network order, read as four native words.
+#[inline(always)]
+pub const fn v4_mapped(addr_ne: u32) -> [u32; 4] {
+    [V4_MAPPED_PREFIX[0], V4_MAPPED_PREFIX[1], V4_MAPPED_PREFIX[2], addr_ne]
+}
+
+/// Protocol numbers the fast path understands.
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMPV6: u8 = 58;
+}
+
+/// Key of `VIPS`: a virtual service. `port` is in network byte order; 0
+/// matches every port of (`addr`, `proto`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct VipKey {
+    pub addr: [u32; 4],
+    pub port: u16,
+    pub proto: u8,
+    /// `VIP_KIND_SERVICE`, or `VIP_KIND_FRAGMENTS` for the entry that says
+    /// which service of (`addr`, `proto`) receives IP fragments: a non-first
+    /// fragment carries no port, so it cannot be matched by port.
+    pub kind: u8,
+}
+pub const VIP_KIND_SERVICE: u8 = 0;
+pub const VIP_KIND_FRAGMENTS: u8 = 1;
+const _: () = assert!(size_of::<VipKey>() == 20);
+
+/// `VipMeta::flags`: hash only the client's source address (persistence).
+pub const VIP_F_SRC_HASH: u32 = 1 << 0;
+/// `VipMeta::flags`: hash addresses and protocol, never ports, so that every
+/// fragment of a datagram and every unfragmented packet of a flow agree.
+pub const VIP_F_L3_HASH: u32 = 1 << 1;
+
+/// Value of `VIPS`. The agent replaces the whole value to switch a VIP to a
+/// new ring: a hash-map update is atomic for readers, so the fast path sees
+/// either the old ring or the new one, never half of each.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct VipMeta {
+    pub flags: u32,
+    /// Index into `VIP_STATS`, and the owner tag in `Backend::vip_index`.
+    pub vip_index: u32,
+    /// First slot of this VIP's ring in `RINGS`.
+    pub ring_base: u32,
+    /// Number of slots (a prime); 0 means the VIP has no ring yet (drop).
+    pub ring_size: u32,
+}
+const _: () = assert!(size_of::<VipMeta>() == 16);
+
+/// `Backend::flags`: the backend may receive packets. Cleared when a backend
+/// is removed, so flows recorded for it are re-hashed instead of black-holed.
+pub const BACKEND_F_ALIVE: u16 = 1 << 0;
+
+/// Value of `BACKENDS`, indexed by backend id (ids are per VIP and backend).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct Backend {
+    pub mac: [u8; 6],
+    pub flags: u16,
+    /// The VIP this id belongs to: a recorded flow whose backend id now
+    /// belongs to another VIP is re-hashed.
+    pub vip_index: u32,
+}
+const _: () = assert!(size_of::<Backend>() == 12);
+
+/// Key of the per-CPU flow table `FLOWS`; the value is a backend id (`u32`).
+/// Ports are as on the wire; for L3-hashed VIPs and fragments they are zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowKey {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<FlowKey>() == 40);
+
+/// Value of `IFACES`, keyed by ifindex: the MAC the director transmits from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct Iface {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<Iface>() == 8);
+
+/// Value of the one-element `CONFIG` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct Config {
+    /// Flood guard: at most this many flow-table inserts per second per CPU;
+    /// 0 disables the guard.
+    pub max_new_flows_per_sec: u32,
+    /// 0: transmit back out of the ingress interface (`XDP_TX`, one-armed
+    /// DR). Otherwise redirect to this ifindex (two-armed DR: clients on one
+    /// NIC, backends on another).
+    pub tx_ifindex: u32,
+}
+const _: () = assert!(size_of::<Config>() == 8);
+
+/// Value of the one-element per-CPU `FLOOD` array: the guard's window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct FloodState {
+    pub window_start_ns: u64,
+    pub inserts: u64,
+}
+const _: () = assert!(size_of::<FloodState>() == 16);
+
+/// Packets and bytes; the value of the per-CPU counter arrays.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<Counters>() == 16);
+
+/// Index into `STATS`: why the program returned what it returned, plus a few
+/// events on the way. Every packet counts in exactly one verdict reason.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Verdict XDP_PASS: not IPv4/IPv6.
+    PassNotIp = 0,
+    /// Verdict XDP_PASS: IP, but not for any VIP.
+    PassNotVip = 1,
+    /// Verdict XDP_PASS: the ingress interface is not configured.
+    PassNoIface = 2,
+    /// Verdict XDP_TX: forwarded to a backend.
+    Tx = 3,
+    /// Verdict XDP_DROP: the VIP has no live backend.
+    DropNoBackend = 4,
+    /// Verdict XDP_DROP: headers truncated or inconsistent.
+    DropMalformed = 5,
+    /// Event: flow found in the flow table.
+    FlowHit = 6,
+    /// Event: flow not in the table (or a TCP SYN), chosen from the ring.
+    FlowMiss = 7,
+    /// Event: recorded backend was removed; flow re-hashed.
+    FlowStale = 8,
+    /// Event: flood guard skipped a flow-table insert.
+    FloodSkip = 9,
+    /// Event: an IP fragment was forwarded (hashed on addresses only).
+    Fragment = 10,
+    /// Event: an ICMP error about a VIP flow was forwarded to its backend.
+    IcmpError = 11,
+}
+
+impl Stat {
+    pub const COUNT: u32 = 12;
+    pub const ALL: [Stat; Self::COUNT as usize] = [
+        Stat::PassNotIp,
+        Stat::PassNotVip,
+        Stat::PassNoIface,
+        Stat::Tx,
+        Stat::DropNoBackend,
+        Stat::DropMalformed,
+        Stat::FlowHit,
+        Stat::FlowMiss,
+        Stat::FlowStale,
+        Stat::FloodSkip,
+        Stat::Fragment,
+        Stat::IcmpError,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stat::PassNotIp => "pass_not_ip",
+            Stat::PassNotVip => "pass_not_vip",
+            Stat::PassNoIface => "pass_no_iface",
+            Stat::Tx => "tx",
+            Stat::DropNoBackend => "drop_no_backend",
+            Stat::DropMalformed => "drop_malformed",
+            Stat::FlowHit => "flow_hit",
+            Stat::FlowMiss => "flow_miss",
+            Stat::FlowStale => "flow_stale",
+            Stat::FloodSkip => "flood_skip",
+            Stat::Fragment => "fragment",
+            Stat::IcmpError => "icmp_error",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: each type is Pod per bytemuck's derive, which proves it has no padding
+    // and every bit pattern is valid, which is what aya::Pod requires.
+    unsafe impl aya::Pod for VipKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VipMeta {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Backend {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Iface {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FloodState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Counters {}
+}

@@ -1,0 +1,314 @@
+//! The XDP fast path: direct-routing (DR) forwarding with weighted Maglev.
+//!
+//! Per packet: parse Ethernet (one optional 802.1Q/802.1ad tag), IPv4/IPv6
+//! and TCP/UDP; find the VIP; pick the backend from the per-CPU flow table or
+//! the VIP's Maglev ring; rewrite the MAC addresses and transmit. L3 and L4
+//! bytes are never touched, so backends see the client's packet as sent.
+//! Everything that is not for a VIP is passed to the kernel byte for byte.
+#![no_std]
+#![no_main]
+
+mod bench;
+mod packet;
+
+use aya_ebpf::{
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, xdp_action},
+    helpers::{bpf_ktime_get_ns, bpf_redirect},
+    macros::{map, xdp},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use lb_common::{
+    BACKEND_F_ALIVE, Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE,
+    FloodState, FlowKey, Iface, MAX_BACKENDS, MAX_IFACES, MAX_VIPS, Stat, VIP_F_L3_HASH,
+    VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE, VipKey, VipMeta, hash,
+};
+use packet::{Error, Packet, Parsed};
+
+#[map]
+static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(MAX_VIPS * 2, 0);
+/// All rings, back to back; the loader sizes it. Each VIP owns two regions
+/// and the agent flips `VipMeta::ring_base` between them. Mappable, so the
+/// agent writes a ring with one memcpy. Slot `i` is `RINGS[i / 2][i % 2]`:
+/// array elements are 8-byte aligned, and two 4-byte slots per element keep
+/// the ring dense in memory and in the agent's mapping.
+#[map]
+static RINGS: Array<[u32; 2]> = Array::with_max_entries(DEFAULT_RING_SIZE, BPF_F_MMAPABLE);
+#[map]
+static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+/// Flow -> backend id. One LRU list per CPU (no cross-CPU lock on insert);
+/// the loader sizes it to flows-per-CPU x CPUs.
+#[map]
+static FLOWS: LruHashMap<FlowKey, u32> =
+    LruHashMap::with_max_entries(DEFAULT_FLOWS_PER_CPU, BPF_F_NO_COMMON_LRU);
+#[map]
+static IFACES: HashMap<u32, Iface> = HashMap::with_max_entries(MAX_IFACES, 0);
+#[map]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+#[map]
+static FLOOD: PerCpuArray<FloodState> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+#[map]
+static VIP_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
+#[map]
+static BACKEND_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+#[xdp]
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    // Every field is set on every path: an enum with per-variant payloads
+    // lets LLVM spill undefined registers, which the verifier rejects.
+    let mut out = Outcome { action: xdp_action::XDP_PASS, reason: Stat::PassNotVip, vip_index: NONE, backend: NONE };
+    match try_lb_xdp(&ctx, &mut out) {
+        Ok(()) => {}
+        Err(Error::Malformed) => {
+            out.action = xdp_action::XDP_DROP;
+            out.reason = Stat::DropMalformed;
+        }
+        Err(Error::NoBackend { vip_index }) => {
+            out.action = xdp_action::XDP_DROP;
+            out.reason = Stat::DropNoBackend;
+            out.vip_index = vip_index;
+        }
+    }
+    if out.vip_index != NONE {
+        count(&VIP_STATS, out.vip_index, len);
+    }
+    if out.backend != NONE {
+        count(&BACKEND_STATS, out.backend, len);
+    }
+    count(&STATS, out.reason as u32, len);
+    out.action
+}
+
+const NONE: u32 = u32::MAX;
+
+struct Outcome {
+    action: u32,
+    reason: Stat,
+    vip_index: u32,
+    backend: u32,
+}
+
+#[inline(always)]
+fn count(map: &PerCpuArray<Counters>, index: u32, bytes: u64) {
+    if let Some(c) = map.get_ptr_mut(index) {
+        // SAFETY: the pointer is this CPU's slot of a per-CPU array; XDP runs
+        // with preemption off, so nothing else writes it concurrently.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+        }
+    }
+}
+
+#[inline(always)]
+fn event(stat: Stat) {
+    count(&STATS, stat as u32, 0);
+}
+
+#[inline(always)]
+fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
+    let p = match packet::parse(ctx)? {
+        Parsed::NotIp => {
+            out.reason = Stat::PassNotIp;
+            return Ok(());
+        }
+        Parsed::Other => return Ok(()),
+        Parsed::Ip(p) => p,
+    };
+    let Some((meta, key, hash_src)) = classify(&p) else {
+        return Ok(());
+    };
+    let backend_id = pick_backend(&meta, &key, hash_src, &p)?;
+    let cfg = config();
+    let out_if = if cfg.tx_ifindex != 0 { cfg.tx_ifindex } else { ctx.ingress_ifindex() as u32 };
+    // SAFETY: the value is copied out at once; a concurrent update replaces
+    // the element as a whole (hash-map update), so the copy is consistent.
+    let Some(iface) = (unsafe { IFACES.get(&out_if) }).copied() else {
+        out.reason = Stat::PassNoIface;
+        return Ok(());
+    };
+    let Some(backend) = BACKENDS.get(backend_id).copied() else {
+        return Err(Error::NoBackend { vip_index: meta.vip_index });
+    };
+    packet::rewrite_macs(ctx, &backend.mac, &iface.mac)?;
+    out.action = if cfg.tx_ifindex != 0 {
+        // SAFETY: a plain helper call; the verdict it returns is XDP_REDIRECT
+        // or XDP_ABORTED, both valid XDP return codes.
+        unsafe { bpf_redirect(cfg.tx_ifindex, 0) as u32 }
+    } else {
+        xdp_action::XDP_TX
+    };
+    out.reason = Stat::Tx;
+    out.vip_index = meta.vip_index;
+    out.backend = backend_id;
+    Ok(())
+}
+
+#[inline(always)]
+fn config() -> Config {
+    CONFIG.get(0).copied().unwrap_or(Config { max_new_flows_per_sec: 0, tx_ifindex: 0 })
+}
+
+/// How the ring slot is chosen once the VIP is known.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HashOn {
+    FiveTuple,
+    Addresses,
+    Source,
+}
+
+#[inline(always)]
+fn lookup_vip(addr: &[u32; 4], port: u16, proto: u8, kind: u8) -> Option<VipMeta> {
+    let key = VipKey { addr: *addr, port, proto, kind };
+    // SAFETY: copied out at once; hash-map updates replace whole elements.
+    unsafe { VIPS.get(&key) }.copied()
+}
+
+/// Finds the VIP and the flow key. Fragments and ICMP errors are keyed by the
+/// flow they belong to, so they reach that flow's backend.
+#[inline(always)]
+fn classify(p: &Packet) -> Option<(VipMeta, FlowKey, HashOn)> {
+    if p.fragment {
+        let meta = lookup_vip(&p.dst, 0, p.proto, VIP_KIND_FRAGMENTS)?;
+        event(Stat::Fragment);
+        let key = FlowKey { src: p.src, dst: p.dst, sport: 0, dport: 0, proto: p.proto, _pad: [0; 3] };
+        let on = if meta.flags & VIP_F_SRC_HASH != 0 { HashOn::Source } else { HashOn::Addresses };
+        return Some((meta, key, on));
+    }
+    if let Some(inner) = &p.icmp_inner {
+        // The error quotes a packet the backend sent from the VIP to the
+        // client; the flow it belongs to is that packet reversed.
+        let meta = lookup_vip(&inner.src, inner.sport, inner.proto, VIP_KIND_SERVICE)
+            .or_else(|| lookup_vip(&inner.src, 0, inner.proto, VIP_KIND_SERVICE))?;
+        event(Stat::IcmpError);
+        let l3 = meta.flags & (VIP_F_L3_HASH | VIP_F_SRC_HASH) != 0;
+        let key = FlowKey {
+            src: inner.dst,
+            dst: inner.src,
+            sport: if l3 { 0 } else { inner.dport },
+            dport: if l3 { 0 } else { inner.sport },
+            proto: inner.proto,
+            _pad: [0; 3],
+        };
+        return Some((meta, key, hash_on(meta.flags)));
+    }
+    let meta = lookup_vip(&p.dst, p.dport, p.proto, VIP_KIND_SERVICE)
+        .or_else(|| lookup_vip(&p.dst, 0, p.proto, VIP_KIND_SERVICE))?;
+    let l3 = meta.flags & (VIP_F_L3_HASH | VIP_F_SRC_HASH) != 0;
+    let key = FlowKey {
+        src: p.src,
+        dst: p.dst,
+        sport: if l3 { 0 } else { p.sport },
+        dport: if l3 { 0 } else { p.dport },
+        proto: p.proto,
+        _pad: [0; 3],
+    };
+    Some((meta, key, hash_on(meta.flags)))
+}
+
+#[inline(always)]
+fn hash_on(flags: u32) -> HashOn {
+    if flags & VIP_F_SRC_HASH != 0 {
+        HashOn::Source
+    } else if flags & VIP_F_L3_HASH != 0 {
+        HashOn::Addresses
+    } else {
+        HashOn::FiveTuple
+    }
+}
+
+#[inline(always)]
+fn live_backend(id: u32, vip_index: u32) -> bool {
+    match BACKENDS.get(id) {
+        Some(b) => b.flags & BACKEND_F_ALIVE != 0 && b.vip_index == vip_index,
+        None => false,
+    }
+}
+
+/// Flow table first, then the ring. A TCP SYN skips the table (as Katran
+/// does): a new connection that reuses a 5-tuple follows the current ring.
+#[inline(always)]
+fn pick_backend(meta: &VipMeta, key: &FlowKey, on: HashOn, p: &Packet) -> Result<u32, Error> {
+    if !p.syn {
+        // SAFETY: copied out at once; LRU elements are replaced whole.
+        if let Some(id) = unsafe { FLOWS.get(key) }.copied() {
+            if live_backend(id, meta.vip_index) {
+                event(Stat::FlowHit);
+                return Ok(id);
+            }
+            event(Stat::FlowStale);
+        }
+    }
+    event(Stat::FlowMiss);
+    let no_backend = Error::NoBackend { vip_index: meta.vip_index };
+    if meta.ring_size == 0 {
+        return Err(no_backend);
+    }
+    let h = match on {
+        HashOn::FiveTuple => hash::flow_5tuple(&key.src, &key.dst, key.sport, key.dport, key.proto),
+        HashOn::Addresses => hash::flow_l3(&key.src, &key.dst, key.proto),
+        HashOn::Source => hash::flow_src(&key.src),
+    };
+    let slot = meta.ring_base.wrapping_add(h % meta.ring_size);
+    let id = match RINGS.get(slot / 2) {
+        Some(pair) => pair[(slot % 2) as usize],
+        None => 0,
+    };
+    if id == 0 {
+        return Err(no_backend);
+    }
+    if !live_backend(id, meta.vip_index) {
+        return Err(no_backend);
+    }
+    if flood_guard_allows_insert() {
+        // An insert can only fail for lack of memory; the ring still gives the
+        // same answer for the next packet, so the flow is not lost.
+        let _ = FLOWS.insert(key, id, 0);
+    } else {
+        event(Stat::FloodSkip);
+    }
+    Ok(id)
+}
+
+/// Above the configured rate of inserts per second on this CPU, stop filling
+/// the flow table: a flood of new flows would otherwise evict every
+/// established flow. The ring gives the same backend without the table.
+#[inline(always)]
+fn flood_guard_allows_insert() -> bool {
+    let limit = config().max_new_flows_per_sec;
+    if limit == 0 {
+        return true;
+    }
+    let Some(st) = FLOOD.get_ptr_mut(0) else {
+        return true;
+    };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: this CPU's slot of a per-CPU array; XDP runs with preemption
+    // off, so no one else writes it concurrently.
+    let st = unsafe { &mut *st };
+    if now.wrapping_sub(st.window_start_ns) >= 1_000_000_000 {
+        st.window_start_ns = now;
+        st.inserts = 0;
+    }
+    if st.inserts >= u64::from(limit) {
+        return false;
+    }
+    st.inserts += 1;
+    true
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any path that could reach here; this only
+    // satisfies no_std.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

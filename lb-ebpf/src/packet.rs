@@ -1,0 +1,312 @@
+//! Header parsing with bounds checks the verifier can follow.
+//!
+//! Every read goes through `ptr_at`, which checks `data + off + size <=
+//! data_end` on the very pointer that is then dereferenced.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{proto, v4_mapped};
+
+pub enum Error {
+    /// Truncated or inconsistent headers: dropped and counted.
+    Malformed,
+    /// The VIP has no live backend: dropped and counted.
+    NoBackend { vip_index: u32 },
+}
+
+pub enum Parsed {
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...): not ours.
+    NotIp,
+    /// IP, but nothing the balancer handles (other protocols, ICMP that is
+    /// not an error about a flow).
+    Other,
+    Ip(Packet),
+}
+
+/// What the balancer needs of a packet. Addresses are 16 bytes (IPv4
+/// mapped), ports as on the wire.
+pub struct Packet {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    /// An IP fragment (first or not): ports are unknown or must be ignored.
+    pub fragment: bool,
+    /// TCP SYN without ACK: the start of a new connection.
+    pub syn: bool,
+    /// For ICMP errors: the quoted packet's header fields.
+    pub icmp_inner: Option<Inner>,
+}
+
+/// The header of the packet an ICMP error quotes.
+pub struct Inner {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800u16.to_be();
+const ETH_P_IPV6: u16 = 0x86DDu16.to_be();
+const ETH_P_8021Q: u16 = 0x8100u16.to_be();
+const ETH_P_8021AD: u16 = 0x88A8u16.to_be();
+const VLAN_HLEN: usize = 4;
+const IPV4_MIN_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+const TCP_MIN_HLEN: usize = 20;
+const UDP_HLEN: usize = 8;
+const ICMP_HLEN: usize = 8;
+/// IPv4 flags/fragment offset: MF bit and the 13-bit offset, host order.
+const IP_MF_OFFSET_MASK: u16 = 0x3FFF;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMPV6_DEST_UNREACH: u8 = 1;
+const ICMPV6_PKT_TOOBIG: u8 = 2;
+const IPV6_HOPOPTS: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_DSTOPTS: u8 = 60;
+/// Extension headers walked before giving up on finding the transport.
+const IPV6_MAX_EXT: usize = 4;
+
+#[inline(always)]
+fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Result<*const T, Error> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + off + size_of::<T>() > end {
+        return Err(Error::Malformed);
+    }
+    Ok((start + off) as *const T)
+}
+
+#[inline(always)]
+fn read<T: Copy>(ctx: &XdpContext, off: usize) -> Result<T, Error> {
+    let p = ptr_at::<T>(ctx, off)?;
+    // SAFETY: ptr_at proved that size_of::<T>() bytes at p lie inside the
+    // packet; read_unaligned makes no alignment assumption.
+    Ok(unsafe { core::ptr::read_unaligned(p) })
+}
+
+/// A fixed-size header whose bounds were checked once. Fields are read
+/// through this one checked pointer: had each read its own check, LLVM could
+/// drop checks that a later, variable-length check implies, and the
+/// verifier, which cannot follow that reasoning, would reject the program.
+#[derive(Clone, Copy)]
+struct Hdr<const N: usize>(*const u8);
+
+impl<const N: usize> Hdr<N> {
+    #[inline(always)]
+    fn at(ctx: &XdpContext, off: usize) -> Result<Self, Error> {
+        Ok(Self(ptr_at::<[u8; N]>(ctx, off)?.cast()))
+    }
+
+    #[inline(always)]
+    fn get<T: Copy, const AT: usize>(self) -> T {
+        const { assert!(AT + size_of::<T>() <= N) };
+        // SAFETY: `at` proved N bytes from self.0 are in the packet and the
+        // const assert keeps [AT, AT + size) inside them; unaligned is fine.
+        unsafe { core::ptr::read_unaligned(self.0.add(AT).cast::<T>()) }
+    }
+}
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Parsed, Error> {
+    let mut ethertype: u16 = Hdr::<ETH_HLEN>::at(ctx, 0)?.get::<u16, 12>();
+    let mut off = ETH_HLEN;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        ethertype = Hdr::<{ ETH_HLEN + VLAN_HLEN }>::at(ctx, 0)?.get::<u16, 16>();
+        off += VLAN_HLEN;
+    }
+    match ethertype {
+        ETH_P_IP => parse_ipv4(ctx, off),
+        ETH_P_IPV6 => parse_ipv6(ctx, off),
+        _ => Ok(Parsed::NotIp),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
+    let h = Hdr::<IPV4_MIN_HLEN>::at(ctx, off)?;
+    let vihl: u8 = h.get::<u8, 0>();
+    let tot_len = u16::from_be(h.get::<u16, 2>());
+    let frag = u16::from_be(h.get::<u16, 6>());
+    let proto: u8 = h.get::<u8, 9>();
+    let src = v4_mapped(h.get::<u32, 12>());
+    let dst = v4_mapped(h.get::<u32, 16>());
+    let ihl = usize::from(vihl & 0x0F) * 4;
+    if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || usize::from(tot_len) < ihl {
+        return Err(Error::Malformed);
+    }
+    // The whole header, options included, must be present. (Two bytes, not
+    // one: LLVM turns a one-byte check into `p < end`, from which the
+    // verifier learns nothing.)
+    Hdr::<2>::at(ctx, off + ihl - 2)?;
+    let mut p = Packet {
+        src,
+        dst,
+        sport: 0,
+        dport: 0,
+        proto,
+        fragment: frag & IP_MF_OFFSET_MASK != 0,
+        syn: false,
+        icmp_inner: None,
+    };
+    if p.fragment {
+        return Ok(Parsed::Ip(p));
+    }
+    let l4 = off + ihl;
+    match proto {
+        proto::TCP | proto::UDP => {
+            transport(ctx, l4, &mut p)?;
+            Ok(Parsed::Ip(p))
+        }
+        proto::ICMP => {
+            let ty: u8 = Hdr::<ICMP_HLEN>::at(ctx, l4)?.get::<u8, 0>();
+            if ty != ICMP_DEST_UNREACH {
+                return Ok(Parsed::Other);
+            }
+            // A quote we cannot read is the kernel's business, not ours.
+            match icmp4_inner(ctx, l4 + ICMP_HLEN) {
+                Ok(Some(inner)) => {
+                    p.icmp_inner = Some(inner);
+                    Ok(Parsed::Ip(p))
+                }
+                _ => Ok(Parsed::Other),
+            }
+        }
+        _ => Ok(Parsed::Other),
+    }
+}
+
+#[inline(always)]
+fn transport(ctx: &XdpContext, l4: usize, p: &mut Packet) -> Result<(), Error> {
+    if p.proto == proto::TCP {
+        let h = Hdr::<TCP_MIN_HLEN>::at(ctx, l4)?;
+        p.sport = h.get::<u16, 0>();
+        p.dport = h.get::<u16, 2>();
+        let doff: u8 = h.get::<u8, 12>();
+        let flags: u8 = h.get::<u8, 13>();
+        if usize::from(doff >> 4) * 4 < TCP_MIN_HLEN {
+            return Err(Error::Malformed);
+        }
+        // SYN set, ACK clear.
+        p.syn = flags & 0x12 == 0x02;
+    } else {
+        let h = Hdr::<UDP_HLEN>::at(ctx, l4)?;
+        p.sport = h.get::<u16, 0>();
+        p.dport = h.get::<u16, 2>();
+    }
+    Ok(())
+}
+
+/// Only the quoted IP header and the first 4 bytes after it (the ports):
+/// RFC 792 guarantees 8 bytes of the original datagram.
+#[inline(always)]
+fn icmp4_inner(ctx: &XdpContext, off: usize) -> Result<Option<Inner>, Error> {
+    let h = Hdr::<IPV4_MIN_HLEN>::at(ctx, off)?;
+    let vihl: u8 = h.get::<u8, 0>();
+    let frag = u16::from_be(h.get::<u16, 6>());
+    let proto: u8 = h.get::<u8, 9>();
+    let src = v4_mapped(h.get::<u32, 12>());
+    let dst = v4_mapped(h.get::<u32, 16>());
+    let ihl = usize::from(vihl & 0x0F) * 4;
+    if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || frag & 0x1FFF != 0 || (proto != proto::TCP && proto != proto::UDP) {
+        return Ok(None);
+    }
+    let ports: [u16; 2] = read(ctx, off + ihl)?;
+    Ok(Some(Inner { src, dst, sport: ports[0], dport: ports[1], proto }))
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
+    let h = Hdr::<IPV6_HLEN>::at(ctx, off)?;
+    let vtc: u8 = h.get::<u8, 0>();
+    let mut nh: u8 = h.get::<u8, 6>();
+    let src: [u32; 4] = h.get::<[u32; 4], 8>();
+    let dst: [u32; 4] = h.get::<[u32; 4], 24>();
+    if vtc >> 4 != 6 {
+        return Err(Error::Malformed);
+    }
+    let mut l4 = off + IPV6_HLEN;
+    let mut fragment = false;
+    for _ in 0..IPV6_MAX_EXT {
+        match nh {
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
+                let ext: [u8; 2] = read(ctx, l4)?;
+                nh = ext[0];
+                l4 += (usize::from(ext[1]) + 1) * 8;
+            }
+            IPV6_FRAGMENT => {
+                let frag = Hdr::<8>::at(ctx, l4)?;
+                nh = frag.get::<u8, 0>();
+                fragment = true;
+                l4 += 8;
+            }
+            _ => break,
+        }
+    }
+    let mut p = Packet {
+        src,
+        dst,
+        sport: 0,
+        dport: 0,
+        proto: nh,
+        fragment,
+        syn: false,
+        icmp_inner: None,
+    };
+    if fragment {
+        return Ok(Parsed::Ip(p));
+    }
+    match nh {
+        proto::TCP | proto::UDP => {
+            transport(ctx, l4, &mut p)?;
+            Ok(Parsed::Ip(p))
+        }
+        proto::ICMPV6 => {
+            let ty: u8 = Hdr::<ICMP_HLEN>::at(ctx, l4)?.get::<u8, 0>();
+            if ty != ICMPV6_DEST_UNREACH && ty != ICMPV6_PKT_TOOBIG {
+                return Ok(Parsed::Other);
+            }
+            match icmp6_inner(ctx, l4 + ICMP_HLEN) {
+                Ok(Some(inner)) => {
+                    p.icmp_inner = Some(inner);
+                    Ok(Parsed::Ip(p))
+                }
+                _ => Ok(Parsed::Other),
+            }
+        }
+        _ => Ok(Parsed::Other),
+    }
+}
+
+#[inline(always)]
+fn icmp6_inner(ctx: &XdpContext, off: usize) -> Result<Option<Inner>, Error> {
+    let h = Hdr::<{ IPV6_HLEN + 4 }>::at(ctx, off)?;
+    let vtc: u8 = h.get::<u8, 0>();
+    let proto: u8 = h.get::<u8, 6>();
+    if vtc >> 4 != 6 || (proto != proto::TCP && proto != proto::UDP) {
+        return Ok(None);
+    }
+    Ok(Some(Inner {
+        src: h.get::<[u32; 4], 8>(),
+        dst: h.get::<[u32; 4], 24>(),
+        sport: h.get::<u16, 40>(),
+        dport: h.get::<u16, 42>(),
+        proto,
+    }))
+}
+
+/// DR forwarding: destination := backend, source := our interface.
+#[inline(always)]
+pub fn rewrite_macs(ctx: &XdpContext, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), Error> {
+    let p = ptr_at::<[u8; 12]>(ctx, 0)? as *mut [u8; 6];
+    // SAFETY: ptr_at proved the 12 bytes of the two MAC fields are inside the
+    // packet, which XDP lets the program write; [u8; 6] has alignment 1.
+    unsafe {
+        p.write(*dst);
+        p.add(1).write(*src);
+    }
+    Ok(())
+}

@@ -1,0 +1,412 @@
+//! The XDP program and its maps, as the agent sees them.
+//!
+//! Everything the fast path reads is written here, and the order of writes
+//! is what keeps updates atomic: a VIP's new ring goes into its spare region
+//! first, then one hash-map update of the VIP's meta switches readers over.
+
+use std::{
+    collections::HashMap as StdHashMap,
+    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _},
+    ptr::NonNull,
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use lb_common::{
+    Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FlowKey, Iface, MAX_BACKENDS,
+    MAX_VIPS, Stat, VipKey, VipMeta, names,
+};
+
+/// The eBPF object built by `build.rs`.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("this binary was built without its eBPF object (bpf-linker was missing); build it with `cargo xtask build`")]
+    NoObject,
+    #[error("loading the eBPF object failed")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program { name: &'static str, source: ProgramError },
+    #[error("map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    #[error("map {name} is missing from the eBPF object")]
+    MissingMap { name: &'static str },
+    #[error("mapping the ring array into memory failed: {source}")]
+    Mmap { source: std::io::Error },
+    #[error("interface {name} not found")]
+    UnknownInterface { name: String },
+    #[error("reading the MAC address of {name}: {source}")]
+    InterfaceMac { name: String, source: std::io::Error },
+    #[error("attaching XDP to {iface} failed in both native and generic mode: native: {native}; generic: {generic}")]
+    Attach { iface: String, native: ProgramError, generic: ProgramError },
+    #[error("VIP index {index} out of range (at most {max} VIPs)")]
+    VipIndex { index: u32, max: u32 },
+    #[error("ring of {size} slots does not fit the ring regions of {max} slots")]
+    RingTooLarge { size: usize, max: u32 },
+    #[error("backend id {id} out of range (1..{max})")]
+    BackendId { id: u32, max: u32 },
+    #[error("counting CPUs: {source}")]
+    Cpus { source: std::io::Error },
+}
+
+/// Sizes fixed when the program is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataplaneOptions {
+    /// VIPs (services) the ring array has room for; each gets two regions.
+    pub max_vips: u32,
+    /// Largest ring any VIP may use; the size of one region.
+    pub max_ring_size: u32,
+    /// Flow-table entries per CPU.
+    pub flows_per_cpu: u32,
+}
+
+impl Default for DataplaneOptions {
+    fn default() -> Self {
+        Self { max_vips: 16, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: DEFAULT_FLOWS_PER_CPU }
+    }
+}
+
+/// How the program ended up attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    Native,
+    Generic,
+}
+
+/// The `RINGS` array, mapped into our memory so a ring of 65537 slots is one
+/// memcpy instead of 65537 syscalls.
+struct RingMemory {
+    ptr: NonNull<u32>,
+    len: usize,
+    map_len: usize,
+}
+
+impl RingMemory {
+    fn new(map: &MapData, slots: u32) -> Result<Self, DataplaneError> {
+        let len = slots as usize;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        // Elements are [u32; 2], so the value area is `len` u32s rounded up to
+        // a whole element, then to pages.
+        let map_len = (len.div_ceil(2) * 8).div_ceil(page) * page;
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: mapping a BPF_F_MMAPABLE array map's fd shared, for its
+        // full (page-rounded) value area, is what the kernel offers; we
+        // check the result before use.
+        let ptr = unsafe {
+            libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(DataplaneError::Mmap { source: std::io::Error::last_os_error() });
+        }
+        let ptr = NonNull::new(ptr.cast::<u32>()).ok_or(DataplaneError::Mmap {
+            source: std::io::Error::other("mmap returned null"),
+        })?;
+        Ok(Self { ptr, len, map_len })
+    }
+
+    fn write(&mut self, base: usize, ring: &[u32]) {
+        assert!(base + ring.len() <= self.len, "ring region out of bounds");
+        // SAFETY: the assert keeps the copy inside the mapping; the kernel
+        // reads these slots concurrently only through regions no VIP meta
+        // points at yet (we write the spare region), so no reader sees a torn ring.
+        unsafe { std::ptr::copy_nonoverlapping(ring.as_ptr(), self.ptr.as_ptr().add(base), ring.len()) };
+    }
+}
+
+impl Drop for RingMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.map_len) };
+    }
+}
+
+// SAFETY: the mapping is owned by this value; nothing else holds the pointer.
+unsafe impl Send for RingMemory {}
+
+#[derive(Debug, Clone, Copy)]
+struct VipSlot {
+    active_region: u32,
+}
+
+/// The loaded program and typed access to its maps.
+pub struct Dataplane {
+    // Field order matters: the ring mapping goes before the maps it maps.
+    rings: RingMemory,
+    ebpf: Ebpf,
+    opts: DataplaneOptions,
+    vips: StdHashMap<u32, VipSlot>,
+    links: Vec<(String, XdpLinkId, AttachMode)>,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane").field("opts", &self.opts).finish_non_exhaustive()
+    }
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { name, source }
+}
+
+impl Dataplane {
+    /// Loads the balancer program into the kernel (not attached anywhere).
+    pub fn load(opts: DataplaneOptions) -> Result<Self, DataplaneError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(DataplaneError::NoObject);
+        }
+        let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Cpus { source })? as u32;
+        let ring_slots = opts.max_vips * 2 * opts.max_ring_size;
+        let mut ebpf = EbpfLoader::new()
+            // Two slots per array element (see RINGS in lb-ebpf).
+            .map_max_entries(names::RINGS, ring_slots.div_ceil(2))
+            .map_max_entries(names::FLOWS, opts.flows_per_cpu.saturating_mul(cpus))
+            .load(EBPF_OBJECT)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(names::PROGRAM)
+            .ok_or(DataplaneError::Program { name: names::PROGRAM, source: ProgramError::NotLoaded })?
+            .try_into()
+            .map_err(|source| DataplaneError::Program { name: names::PROGRAM, source })?;
+        prog.load().map_err(|source| DataplaneError::Program { name: names::PROGRAM, source })?;
+        let rings = {
+            let map = ebpf.map(names::RINGS).ok_or(DataplaneError::MissingMap { name: names::RINGS })?;
+            let aya::maps::Map::Array(data) = map else {
+                return Err(DataplaneError::MissingMap { name: names::RINGS });
+            };
+            RingMemory::new(data, ring_slots)?
+        };
+        Ok(Self { rings, ebpf, opts, vips: StdHashMap::new(), links: Vec::new() })
+    }
+
+    pub fn options(&self) -> DataplaneOptions {
+        self.opts
+    }
+
+    /// The loaded program, for BPF_PROG_TEST_RUN.
+    pub fn program(&self) -> &Xdp {
+        let prog = self.ebpf.program(names::PROGRAM).expect("loaded in Dataplane::load");
+        prog.try_into().expect("an XDP program")
+    }
+
+    /// The whole object, for the bench programs that share it.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// Attaches to `iface` in native mode, or in generic mode with a warning
+    /// where the driver has none. Records the interface's MAC as the source
+    /// MAC for frames it transmits. Detached when `self` is dropped.
+    pub fn attach(&mut self, iface: &str) -> Result<AttachMode, DataplaneError> {
+        let ifindex = ifindex(iface)?;
+        let mac = interface_mac(iface)?;
+        self.set_iface(ifindex, mac)?;
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(names::PROGRAM)
+            .expect("loaded in Dataplane::load")
+            .try_into()
+            .expect("an XDP program");
+        let (link, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
+            Ok(link) => (link, AttachMode::Native),
+            Err(native) => match prog.attach_to_if_index(ifindex, XdpMode::Skb) {
+                Ok(link) => {
+                    log::warn!(
+                        "{iface}: the driver has no native XDP ({native}); attached in generic mode, which is several times slower"
+                    );
+                    (link, AttachMode::Generic)
+                }
+                Err(generic) => {
+                    return Err(DataplaneError::Attach { iface: iface.to_owned(), native, generic });
+                }
+            },
+        };
+        self.links.push((iface.to_owned(), link, mode));
+        Ok(mode)
+    }
+
+    pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), DataplaneError> {
+        let mut map: HashMap<_, u32, Iface> = self.map_mut(names::IFACES)?;
+        map.insert(ifindex, Iface { mac, _pad: [0; 2] }, 0).map_err(map_err(names::IFACES))
+    }
+
+    pub fn set_config(&mut self, cfg: Config) -> Result<(), DataplaneError> {
+        let mut map: Array<_, Config> = self.map_mut(names::CONFIG)?;
+        map.set(0, cfg, 0).map_err(map_err(names::CONFIG))
+    }
+
+    /// Writes backend `id`. Ids start at 1: a ring slot of 0 means none.
+    pub fn set_backend(&mut self, id: u32, backend: Backend) -> Result<(), DataplaneError> {
+        if id == 0 || id >= MAX_BACKENDS {
+            return Err(DataplaneError::BackendId { id, max: MAX_BACKENDS });
+        }
+        let mut map: Array<_, Backend> = self.map_mut(names::BACKENDS)?;
+        map.set(id, backend, 0).map_err(map_err(names::BACKENDS))
+    }
+
+    /// Installs `ring` for VIP number `vip_index` and points every key in
+    /// `keys` at it, atomically per key: the ring goes into the VIP's spare
+    /// region, then each key's meta is replaced in one map update.
+    pub fn install_vip(
+        &mut self,
+        keys: &[VipKey],
+        vip_index: u32,
+        flags: u32,
+        ring: &[u32],
+    ) -> Result<(), DataplaneError> {
+        let max = self.opts.max_vips.min(MAX_VIPS);
+        if vip_index >= max {
+            return Err(DataplaneError::VipIndex { index: vip_index, max });
+        }
+        if ring.len() > self.opts.max_ring_size as usize {
+            return Err(DataplaneError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
+        }
+        let region = match self.vips.get(&vip_index) {
+            Some(slot) => slot.active_region ^ 1,
+            None => vip_index * 2,
+        };
+        let base = region * self.opts.max_ring_size;
+        self.rings.write(base as usize, ring);
+        let meta = VipMeta { flags, vip_index, ring_base: base, ring_size: ring.len() as u32 };
+        let mut map: HashMap<_, VipKey, VipMeta> = self.map_mut(names::VIPS)?;
+        for key in keys {
+            map.insert(*key, meta, 0).map_err(map_err(names::VIPS))?;
+        }
+        self.vips.insert(vip_index, VipSlot { active_region: region });
+        Ok(())
+    }
+
+    /// Removes VIP keys; their ring regions become free for the VIP index.
+    pub fn remove_vip(&mut self, keys: &[VipKey], vip_index: u32) -> Result<(), DataplaneError> {
+        let mut map: HashMap<_, VipKey, VipMeta> = self.map_mut(names::VIPS)?;
+        for key in keys {
+            match map.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(names::VIPS)(e)),
+            }
+        }
+        self.vips.remove(&vip_index);
+        Ok(())
+    }
+
+    /// Per-verdict and per-event counters, summed over CPUs.
+    pub fn stats(&self) -> Result<Vec<(Stat, Counters)>, DataplaneError> {
+        let map: PerCpuArray<_, Counters> = self.map(names::STATS)?;
+        Stat::ALL
+            .iter()
+            .map(|&s| Ok((s, sum(&map.get(&(s as u32), 0).map_err(map_err(names::STATS))?))))
+            .collect()
+    }
+
+    pub fn vip_counters(&self, vip_index: u32) -> Result<Counters, DataplaneError> {
+        let map: PerCpuArray<_, Counters> = self.map(names::VIP_STATS)?;
+        Ok(sum(&map.get(&vip_index, 0).map_err(map_err(names::VIP_STATS))?))
+    }
+
+    pub fn backend_counters(&self, id: u32) -> Result<Counters, DataplaneError> {
+        let map: PerCpuArray<_, Counters> = self.map(names::BACKEND_STATS)?;
+        Ok(sum(&map.get(&id, 0).map_err(map_err(names::BACKEND_STATS))?))
+    }
+
+    /// The backend recorded for `key`, if any CPU's flow table has it.
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<u32>, DataplaneError> {
+        let map: HashMap<_, FlowKey, u32> = self.map(names::FLOWS)?;
+        match map.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(names::FLOWS)(e)),
+        }
+    }
+
+    /// Entries in the flow tables (all CPUs). Walks the map: for status, not
+    /// for anything per packet.
+    pub fn flow_count(&self) -> Result<usize, DataplaneError> {
+        let map: HashMap<_, FlowKey, u32> = self.map(names::FLOWS)?;
+        Ok(map.keys().filter(Result::is_ok).count())
+    }
+
+    fn map<'a, T>(&'a self, name: &'static str) -> Result<T, DataplaneError>
+    where
+        T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map(name).ok_or(DataplaneError::MissingMap { name })?;
+        T::try_from(map).map_err(map_err(name))
+    }
+
+    fn map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, DataplaneError>
+    where
+        T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map_mut(name).ok_or(DataplaneError::MissingMap { name })?;
+        T::try_from(map).map_err(map_err(name))
+    }
+
+    /// Where the program is attached.
+    pub fn attachments(&self) -> impl Iterator<Item = (&str, AttachMode)> {
+        self.links.iter().map(|(iface, _, mode)| (iface.as_str(), *mode))
+    }
+}
+
+fn sum(values: &PerCpuValues<Counters>) -> Counters {
+    values.iter().fold(Counters::default(), |acc, c| Counters {
+        packets: acc.packets + c.packets,
+        bytes: acc.bytes + c.bytes,
+    })
+}
+
+/// Index of `iface` in the current network namespace.
+pub fn ifindex(iface: &str) -> Result<u32, DataplaneError> {
+    let name = std::ffi::CString::new(iface).map_err(|_| DataplaneError::UnknownInterface { name: iface.to_owned() })?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(DataplaneError::UnknownInterface { name: iface.to_owned() });
+    }
+    Ok(index)
+}
+
+/// MAC of `iface` in the calling thread's network namespace. An ioctl on a
+/// socket, not sysfs: sysfs shows the namespace it was mounted in, which is
+/// not the thread's after `setns`.
+pub fn interface_mac(iface: &str) -> Result<[u8; 6], DataplaneError> {
+    let err = |source| DataplaneError::InterfaceMac { name: iface.to_owned(), source };
+    if iface.len() >= libc::IFNAMSIZ {
+        return Err(DataplaneError::UnknownInterface { name: iface.to_owned() });
+    }
+    // SAFETY: plain socket creation; the fd is owned and closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd was just returned by socket() and is owned by nobody else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(iface.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads ifr_name (NUL-terminated: zeroed, and the
+    // name is shorter than IFNAMSIZ) and writes ifr_hwaddr inside `req`.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } < 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    // SAFETY: the ioctl succeeded, so ifr_hwaddr is the active union field.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (dst, src) in mac.iter_mut().zip(data) {
+        *dst = src as u8;
+    }
+    Ok(mac)
+}
+
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}

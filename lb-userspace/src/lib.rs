@@ -1,0 +1,4 @@
+//! The agent: loads the XDP program and keeps its maps current.
+
+pub mod dataplane;
+pub mod maglev;

@@ -1,0 +1,371 @@
+//! Golden packets through BPF_PROG_TEST_RUN, as Katran tests its data path:
+//! a table of (input frame, expected verdict, expected output frame), run
+//! against the real program with its maps filled the way the agent fills them.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use lb_common::{
+    BACKEND_F_ALIVE, Backend, Config, FlowKey, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS,
+    VIP_KIND_SERVICE, VipKey, hash, proto,
+};
+use lb_tests::packet::{self as pkt, Ipv4, TCP_ACK, TCP_PSH, TCP_SYN, addr16};
+use lb_userspace::dataplane::{Dataplane, DataplaneOptions};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+/// The director's interface MAC (test runs arrive on loopback, ifindex 1).
+const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xD1];
+/// What a router or client would put as destination: the director's MAC.
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xC1];
+const LO_IFINDEX: u32 = 1;
+/// A small prime ring so expected backends are easy to follow.
+const RING: [u32; 7] = [1, 2, 3, 1, 2, 3, 1];
+
+fn backend_mac(id: u32) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0xB0, id as u8]
+}
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 7);
+const VIP_TCP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100); // :80 tcp, backends 1-3, and :0 udp (all ports), backends 4-5
+const VIP_FRAG: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101); // :53 udp, fragments, L3 hash, backends 6-7
+const VIP_EMPTY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 102); // :80 tcp, no backend
+const VIP_SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 103); // :80 tcp, source-IP persistence, backends 1-3 ids 11-13
+const NOT_VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 7);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100); // :443 tcp, backends 8-9
+
+struct Fixture {
+    dp: Dataplane,
+}
+
+fn key(addr: IpAddr, port: u16, proto: u8, kind: u8) -> VipKey {
+    VipKey { addr: addr16(addr), port: port.to_be(), proto, kind }
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let opts = DataplaneOptions { max_vips: 8, max_ring_size: 257, flows_per_cpu: 1024 };
+        let mut dp = Dataplane::load(opts).expect("load the XDP program");
+        dp.set_iface(LO_IFINDEX, DIRECTOR_MAC).unwrap();
+        dp.set_config(Config { max_new_flows_per_sec: 0, tx_ifindex: 0 }).unwrap();
+        let mut f = Self { dp };
+        f.backends(0, &[1, 2, 3]);
+        f.dp.install_vip(&[key(VIP_TCP.into(), 80, proto::TCP, VIP_KIND_SERVICE)], 0, 0, &RING).unwrap();
+        f.backends(1, &[4, 5]);
+        f.dp.install_vip(&[key(VIP_TCP.into(), 0, proto::UDP, VIP_KIND_SERVICE)], 1, 0, &[4, 5, 4, 5, 4])
+            .unwrap();
+        f.backends(2, &[6, 7]);
+        f.dp.install_vip(
+            &[
+                key(VIP_FRAG.into(), 53, proto::UDP, VIP_KIND_SERVICE),
+                key(VIP_FRAG.into(), 0, proto::UDP, VIP_KIND_FRAGMENTS),
+            ],
+            2,
+            VIP_F_L3_HASH,
+            &[6, 7, 6, 7, 6, 7, 6],
+        )
+        .unwrap();
+        f.dp.install_vip(&[key(VIP_EMPTY.into(), 80, proto::TCP, VIP_KIND_SERVICE)], 3, 0, &[0; 7]).unwrap();
+        f.backends(4, &[11, 12, 13]);
+        f.dp.install_vip(&[key(VIP_SRC.into(), 80, proto::TCP, VIP_KIND_SERVICE)], 4, VIP_F_SRC_HASH, &[
+            11, 12, 13, 11, 12, 13, 11,
+        ])
+        .unwrap();
+        f.backends(5, &[8, 9]);
+        f.dp.install_vip(&[key(VIP6.into(), 443, proto::TCP, VIP_KIND_SERVICE)], 5, 0, &[8, 9, 8, 9, 8]).unwrap();
+        f
+    }
+
+    fn backends(&mut self, vip_index: u32, ids: &[u32]) {
+        for &id in ids {
+            self.dp.set_backend(id, Backend { mac: backend_mac(id), flags: BACKEND_F_ALIVE, vip_index }).unwrap();
+        }
+    }
+
+    fn run(&self, input: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0u8; input.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(input);
+        opts.data_out = Some(&mut out);
+        let res = self.dp.program().test_run(opts).expect("BPF_PROG_TEST_RUN");
+        out.truncate(res.data_size_out as usize);
+        (res.return_value, out)
+    }
+
+    fn stat(&self, which: Stat) -> u64 {
+        self.dp.stats().unwrap().into_iter().find(|(s, _)| *s == which).map(|(_, c)| c.packets).unwrap()
+    }
+}
+
+/// The frame a backend must receive: the input with only the MACs changed.
+fn forwarded(input: &[u8], backend: u32) -> Vec<u8> {
+    let mut out = input.to_vec();
+    out[0..6].copy_from_slice(&backend_mac(backend));
+    out[6..12].copy_from_slice(&DIRECTOR_MAC);
+    out
+}
+
+fn eth4(payload: &[u8]) -> Vec<u8> {
+    pkt::ethernet(DIRECTOR_MAC, CLIENT_MAC, None, pkt::ETH_P_IP, payload)
+}
+
+fn eth6(payload: &[u8]) -> Vec<u8> {
+    pkt::ethernet(DIRECTOR_MAC, CLIENT_MAC, None, pkt::ETH_P_IPV6, payload)
+}
+
+fn tcp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    eth4(&Ipv4::new(src, dst, proto::TCP).build(&pkt::tcp(sport, dport, flags, b"hello")))
+}
+
+fn udp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    eth4(&Ipv4::new(src, dst, proto::UDP).build(&pkt::udp(sport, dport, b"query")))
+}
+
+fn tcp6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    eth6(&pkt::ipv6(src, dst, proto::TCP, &pkt::tcp(sport, dport, flags, b"hello")))
+}
+
+/// The backend the ring gives a 5-tuple: what every director computes.
+fn ring_pick(ring: &[u32], src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> u32 {
+    let h = hash::flow_5tuple(&addr16(src), &addr16(dst), sport.to_be(), dport.to_be(), proto);
+    ring[(h % ring.len() as u32) as usize]
+}
+
+fn ring_pick_l3(ring: &[u32], src: IpAddr, dst: IpAddr, proto: u8) -> u32 {
+    ring[(hash::flow_l3(&addr16(src), &addr16(dst), proto) % ring.len() as u32) as usize]
+}
+
+/// One row of the table.
+struct Case {
+    name: &'static str,
+    input: Vec<u8>,
+    verdict: u32,
+    /// None: the output must equal the input byte for byte.
+    output: Option<Vec<u8>>,
+}
+
+fn pass(name: &'static str, input: Vec<u8>) -> Case {
+    Case { name, input, verdict: XDP_PASS, output: None }
+}
+
+fn drop(name: &'static str, input: Vec<u8>) -> Case {
+    Case { name, input, verdict: XDP_DROP, output: None }
+}
+
+fn tx(name: &'static str, input: Vec<u8>, backend: u32) -> Case {
+    let output = Some(forwarded(&input, backend));
+    Case { name, input, verdict: XDP_TX, output }
+}
+
+fn run_table(f: &Fixture, cases: &[Case]) {
+    let mut failures = Vec::new();
+    for c in cases {
+        let (verdict, out) = f.run(&c.input);
+        let want = c.output.as_ref().unwrap_or(&c.input);
+        if verdict != c.verdict || &out != want {
+            failures.push(format!(
+                "{}: verdict {verdict} (want {}), output {}",
+                c.name,
+                c.verdict,
+                if &out == want { "ok".to_owned() } else { format!("{out:02x?}\n   want {want:02x?}") }
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+#[test]
+fn fixture_table() {
+    let f = Fixture::new();
+    let c4: IpAddr = CLIENT.into();
+    let v4: IpAddr = VIP_TCP.into();
+    let b_tcp = |sport| ring_pick(&RING, c4, v4, sport, 80, proto::TCP);
+    let udp_ring = [4, 5, 4, 5, 4];
+    let six_ring = [8, 9, 8, 9, 8];
+    let frag_ring = [6, 7, 6, 7, 6, 7, 6];
+
+    // A VLAN-tagged frame, forwarded with its tag untouched.
+    let vlan = pkt::ethernet(
+        DIRECTOR_MAC,
+        CLIENT_MAC,
+        Some(0x0064),
+        pkt::ETH_P_IP,
+        &Ipv4::new(CLIENT, VIP_TCP, proto::TCP).build(&pkt::tcp(40001, 80, TCP_ACK, b"x")),
+    );
+    // IPv4 with 4 bytes of options (NOP NOP NOP EOL): ports come after them.
+    let mut with_opts = Ipv4::new(CLIENT, VIP_TCP, proto::TCP);
+    with_opts.options = vec![1, 1, 1, 0];
+    let with_opts = eth4(&with_opts.build(&pkt::tcp(40002, 80, TCP_ACK, b"opt")));
+    // First and second fragment of one UDP datagram to the fragment VIP.
+    let mut first = Ipv4::new(CLIENT, VIP_FRAG, proto::UDP);
+    first.frag = 0x2000;
+    let first = eth4(&first.build(&pkt::udp(5353, 53, &[0xAB; 32])));
+    let mut second = Ipv4::new(CLIENT, VIP_FRAG, proto::UDP);
+    second.frag = 5; // offset 40 bytes, no MF
+    let second = eth4(&second.build(&[0xCD; 24]));
+    let frag_backend = ring_pick_l3(&frag_ring, c4, VIP_FRAG.into(), proto::UDP);
+    // A fragment for a VIP that takes no fragments goes to the kernel.
+    let mut stray = Ipv4::new(CLIENT, VIP_TCP, proto::TCP);
+    stray.frag = 7;
+    let stray = eth4(&stray.build(&[0; 16]));
+    // ICMP "fragmentation needed" from a router about a packet the backend
+    // sent from VIP:80 to CLIENT:40003; it belongs to CLIENT:40003 -> VIP:80.
+    let router = Ipv4Addr::new(10, 9, 9, 9);
+    let quoted = Ipv4::new(VIP_TCP, CLIENT, proto::TCP).build(&pkt::tcp(80, 40003, TCP_ACK, &[]))[..28].to_vec();
+    let too_big = eth4(&Ipv4::new(router, VIP_TCP, proto::ICMP).build(&pkt::icmp(3, 4, [0, 0, 0x05, 0xDC], &quoted)));
+    // The same for IPv6: packet too big about VIP6:443 -> CLIENT6:40004.
+    let quoted6 = pkt::ipv6(VIP6, CLIENT6, proto::TCP, &pkt::tcp(443, 40004, TCP_ACK, &[]));
+    let router6 = Ipv6Addr::new(0xfd00, 9, 0, 0, 0, 0, 0, 1);
+    let too_big6 =
+        eth6(&pkt::ipv6(router6, VIP6, proto::ICMPV6, &pkt::icmp(2, 0, [0, 0, 0x05, 0x00], &quoted6[..48])));
+    let echo = eth4(&Ipv4::new(CLIENT, VIP_TCP, proto::ICMP).build(&pkt::icmp(8, 0, [0, 1, 0, 1], b"ping")));
+    let arp = pkt::ethernet([0xFF; 6], CLIENT_MAC, None, pkt::ETH_P_ARP, &[0u8; 28]);
+    let gre = eth4(&Ipv4::new(CLIENT, VIP_TCP, 47).build(&[0u8; 8]));
+    // Persistence: the source port plays no part.
+    let src_hash = |_sport: u16| {
+        let ring = [11u32, 12, 13, 11, 12, 13, 11];
+        ring[(hash::flow_src(&addr16(c4)) % 7) as usize]
+    };
+
+    let good = tcp4(CLIENT, VIP_TCP, 40000, 80, TCP_ACK | TCP_PSH);
+    let mut cases = vec![
+        tx("ipv4 tcp to vip", good.clone(), b_tcp(40000)),
+        tx("ipv4 tcp syn to vip", tcp4(CLIENT, VIP_TCP, 40010, 80, TCP_SYN), b_tcp(40010)),
+        tx("ipv4 udp to port-0 vip", udp4(CLIENT, VIP_TCP, 1111, 9999), ring_pick(&udp_ring, c4, v4, 1111, 9999, proto::UDP)),
+        tx("ipv4 udp to port-0 vip, other port", udp4(CLIENT, VIP_TCP, 1111, 53), ring_pick(&udp_ring, c4, v4, 1111, 53, proto::UDP)),
+        tx("ipv6 tcp to vip", tcp6(CLIENT6, VIP6, 40000, 443, TCP_ACK), ring_pick(&six_ring, CLIENT6.into(), VIP6.into(), 40000, 443, proto::TCP)),
+        tx("802.1q tagged", vlan, b_tcp(40001)),
+        tx("ipv4 options", with_opts, b_tcp(40002)),
+        tx("first fragment", first, frag_backend),
+        tx("second fragment", second, frag_backend),
+        tx("icmp frag needed follows the flow", too_big, b_tcp(40003)),
+        tx("icmpv6 packet too big follows the flow", too_big6, ring_pick(&six_ring, CLIENT6.into(), VIP6.into(), 40004, 443, proto::TCP)),
+        tx("source-ip persistence", tcp4(CLIENT, VIP_SRC, 1, 80, TCP_ACK), src_hash(1)),
+        tx("source-ip persistence, other port", tcp4(CLIENT, VIP_SRC, 2, 80, TCP_ACK), src_hash(2)),
+        pass("tcp to a non-vip address", tcp4(CLIENT, NOT_VIP, 40000, 80, TCP_ACK)),
+        pass("tcp to the vip, other port", tcp4(CLIENT, VIP_TCP, 40000, 81, TCP_ACK)),
+        pass("ipv6 to a non-vip address", tcp6(CLIENT6, Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x200), 1, 443, TCP_ACK)),
+        pass("arp", arp),
+        pass("icmp echo to the vip", echo),
+        pass("gre to the vip", gre),
+        pass("fragment for a vip without fragments", stray),
+        drop("vip without backends", tcp4(CLIENT, VIP_EMPTY, 40000, 80, TCP_ACK)),
+    ];
+
+    // Truncated at every layer: Ethernet (with a VLAN tag cut), IPv4 header,
+    // TCP header. The kernel refuses frames under 14 bytes, so those are
+    // not BPF_PROG_TEST_RUN inputs at all.
+    for cut in [15, 16, 17] {
+        let mut v = pkt::ethernet(DIRECTOR_MAC, CLIENT_MAC, Some(1), pkt::ETH_P_IP, &[]);
+        v.truncate(cut);
+        cases.push(drop("truncated vlan tag", v));
+    }
+    for cut in [14, 20, 33] {
+        cases.push(drop("truncated ipv4 header", good[..cut].to_vec()));
+    }
+    for cut in [34, 36, 38, 53] {
+        cases.push(drop("truncated tcp header", good[..cut].to_vec()));
+    }
+    let six = tcp6(CLIENT6, VIP6, 40000, 443, TCP_ACK);
+    for cut in [14, 40, 53] {
+        cases.push(drop("truncated ipv6 header", six[..cut].to_vec()));
+    }
+    cases.push(drop("truncated tcp over ipv6", six[..60].to_vec()));
+    let udp = udp4(CLIENT, VIP_TCP, 1111, 9999);
+    cases.push(drop("truncated udp header", udp[..40].to_vec()));
+    // Bad IPv4 headers: IHL below 5, version 5, options longer than the frame.
+    let mut ihl4 = good.clone();
+    ihl4[14] = 0x44;
+    cases.push(drop("ipv4 ihl 4", ihl4));
+    let mut v5 = good.clone();
+    v5[14] = 0x55;
+    cases.push(drop("ip version 5 in an ipv4 frame", v5));
+    let mut long_opts = good[..40].to_vec();
+    long_opts[14] = 0x4F;
+    cases.push(drop("ipv4 options past the end", long_opts));
+    // ICMP errors whose quote cannot be read are the kernel's business.
+    let short_quote =
+        eth4(&Ipv4::new(router, VIP_TCP, proto::ICMP).build(&pkt::icmp(3, 4, [0; 4], &quoted[..20])));
+    cases.push(pass("icmp error with a truncated quote", short_quote));
+
+    run_table(&f, &cases);
+    assert!(f.stat(Stat::DropMalformed) >= 15, "malformed frames are counted");
+    assert_eq!(f.stat(Stat::DropNoBackend), 1);
+    assert!(f.stat(Stat::Tx) >= 13);
+}
+
+#[test]
+fn flow_table_keeps_flows_across_ring_changes() {
+    let mut f = Fixture::new();
+    let c4: IpAddr = CLIENT.into();
+    let v4: IpAddr = VIP_TCP.into();
+    let vip = key(v4, 80, proto::TCP, VIP_KIND_SERVICE);
+    // Find a flow whose ring backend is 1, so that a ring without 1 moves it.
+    let sport = (20000..).find(|&p| ring_pick(&RING, c4, v4, p, 80, proto::TCP) == 1).unwrap();
+    let established = tcp4(CLIENT, VIP_TCP, sport, 80, TCP_ACK);
+    run_table(&f, &[tx("first packet", established.clone(), 1)]);
+    let flow = FlowKey { src: addr16(c4), dst: addr16(v4), sport: sport.to_be(), dport: 80u16.to_be(), proto: proto::TCP, _pad: [0; 3] };
+    assert_eq!(f.dp.flow(&flow).unwrap(), Some(1), "the flow is recorded");
+
+    // Backend 1 is drained: the new ring has no slot for it.
+    let drained = [2, 3, 2, 3, 2, 3, 2];
+    f.dp.install_vip(&[vip], 0, 0, &drained).unwrap();
+    let new_flow = (30000..).find(|&p| ring_pick(&RING, c4, v4, p, 80, proto::TCP) == 1).unwrap();
+    run_table(&f, &[
+        tx("established flow stays on its backend", established.clone(), 1),
+        tx("a new flow follows the new ring", tcp4(CLIENT, VIP_TCP, new_flow, 80, TCP_ACK), ring_pick(&drained, c4, v4, new_flow, 80, proto::TCP)),
+        tx("a SYN re-hashes", tcp4(CLIENT, VIP_TCP, sport, 80, TCP_SYN), ring_pick(&drained, c4, v4, sport, 80, proto::TCP)),
+    ]);
+
+    // Back to the old ring, then backend 1 is removed outright: its flows
+    // must be re-hashed, not black-holed.
+    f.dp.install_vip(&[vip], 0, 0, &RING).unwrap();
+    let other = (40000..).find(|&p| ring_pick(&RING, c4, v4, p, 80, proto::TCP) == 1).unwrap();
+    let pkt_other = tcp4(CLIENT, VIP_TCP, other, 80, TCP_ACK);
+    run_table(&f, &[tx("recorded on 1", pkt_other.clone(), 1)]);
+    f.dp.set_backend(1, Backend { mac: backend_mac(1), flags: 0, vip_index: 0 }).unwrap();
+    f.dp.install_vip(&[vip], 0, 0, &drained).unwrap();
+    run_table(&f, &[tx("removed backend's flow is re-hashed", pkt_other, ring_pick(&drained, c4, v4, other, 80, proto::TCP))]);
+    assert!(f.stat(Stat::FlowStale) >= 1);
+}
+
+#[test]
+fn flood_guard_stops_inserts_but_not_forwarding() {
+    let mut f = Fixture::new();
+    f.dp.set_config(Config { max_new_flows_per_sec: 3, tx_ifindex: 0 }).unwrap();
+    let c4: IpAddr = CLIENT.into();
+    let v4: IpAddr = VIP_TCP.into();
+    let cases: Vec<Case> = (50000..50010)
+        .map(|p| tx("new flow under flood", tcp4(CLIENT, VIP_TCP, p, 80, TCP_ACK), ring_pick(&RING, c4, v4, p, 80, proto::TCP)))
+        .collect();
+    run_table(&f, &cases);
+    // Only 3 inserts in this one-second window (test runs may land on either CPU).
+    let recorded = (50000..50010u16)
+        .filter(|&p| {
+            let k = FlowKey { src: addr16(c4), dst: addr16(v4), sport: p.to_be(), dport: 80u16.to_be(), proto: proto::TCP, _pad: [0; 3] };
+            f.dp.flow(&k).unwrap().is_some()
+        })
+        .count();
+    assert!(recorded <= 3 * 2, "at most the limit per CPU was inserted, got {recorded}");
+    assert!(f.stat(Stat::FloodSkip) >= 4);
+}
+
+#[test]
+fn swapping_rings_flips_between_regions() {
+    // Many swaps in a row: each one writes the spare region and flips, and
+    // the result is always exactly the last ring installed.
+    let mut f = Fixture::new();
+    let vip = key(VIP_TCP.into(), 80, proto::TCP, VIP_KIND_SERVICE);
+    let c4: IpAddr = CLIENT.into();
+    let v4: IpAddr = VIP_TCP.into();
+    for round in 0..6u32 {
+        let b = 1 + round % 3;
+        f.dp.install_vip(&[vip], 0, 0, &[b; 7]).unwrap();
+        let sport = 60000 + round as u16;
+        let _ = ring_pick(&RING, c4, v4, sport, 80, proto::TCP);
+        run_table(&f, &[tx("after swap", tcp4(CLIENT, VIP_TCP, sport, 80, TCP_SYN), b)]);
+    }
+}

@@ -1,0 +1,53 @@
+//! Developer tasks: `cargo xtask build | test | run | bench`.
+//!
+//! Every subcommand bootstraps what it needs (nightly + rust-src, bpf-linker, Debian
+//! packages) so the README's first commands work on a fresh machine.
+
+mod cmd_bench;
+mod cmd_build;
+mod cmd_run;
+mod cmd_test;
+mod setup;
+mod workspace;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, test, run and benchmark the load balancer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build the agent (`lb`) with the embedded XDP program.
+    Build(cmd_build::Args),
+    /// Run the whole test suite, including the network-namespace tests (needs root).
+    Test(cmd_test::Args),
+    /// Build and start the agent: `lb lab` without arguments, else `lb run ARGS` (needs root).
+    Run(cmd_run::Args),
+    /// Run the benchmark harness `lb-bench` (needs root).
+    Bench(cmd_bench::Args),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().cmd {
+        Cmd::Build(args) => cmd_build::main(&args),
+        Cmd::Test(args) => cmd_test::main(&args),
+        Cmd::Run(args) => cmd_run::main(&args),
+        Cmd::Bench(args) => cmd_bench::main(&args),
+    };
+    // Printed by hand: anyhow's Debug output would add a backtrace whenever RUST_BACKTRACE
+    // is set, burying the one line that says what to fix.
+    result.unwrap_or_else(|err| {
+        eprintln!("xtask: error: {err:#}");
+        ExitCode::FAILURE
+    })
+}

@@ -410,3 +410,43 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     }
     parts.next().is_none().then_some(mac)
 }
+
+/// A trivial XDP_PASS program attached to one interface, for as long as this
+/// value lives. veth delivers frames sent with `XDP_TX` only when the peer
+/// has an XDP program of its own (without one, GRO takes the first 256 frames
+/// and then every send fails), so labs and tests put this on the peer of the
+/// director's veth.
+pub struct PeerPass {
+    _ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for PeerPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerPass")
+    }
+}
+
+impl PeerPass {
+    /// Attaches in native mode to `iface` in the calling thread's namespace.
+    pub fn attach(iface: &str) -> Result<Self, DataplaneError> {
+        const NAME: &str = "bench_pass";
+        if EBPF_OBJECT.is_empty() {
+            return Err(DataplaneError::NoObject);
+        }
+        let ifindex = ifindex(iface)?;
+        // Small maps: this copy of the object only runs the pass program.
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(names::RINGS, 1)
+            .map_max_entries(names::FLOWS, 64)
+            .load(EBPF_OBJECT)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(NAME)
+            .ok_or(DataplaneError::Program { name: NAME, source: ProgramError::NotLoaded })?
+            .try_into()
+            .map_err(|source| DataplaneError::Program { name: NAME, source })?;
+        prog.load().map_err(|source| DataplaneError::Program { name: NAME, source })?;
+        prog.attach_to_if_index(ifindex, XdpMode::Driver)
+            .map_err(|source| DataplaneError::Program { name: NAME, source })?;
+        Ok(Self { _ebpf: ebpf })
+    }
+}

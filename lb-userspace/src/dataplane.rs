@@ -16,8 +16,8 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use lb_common::{
-    Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FlowKey, Iface, MAX_BACKENDS,
-    MAX_VIPS, Stat, VipKey, VipMeta, names,
+    Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FlowKey, Iface, MAX_BACKENDS, MAX_VIPS, Stat,
+    VipKey, VipMeta, names,
 };
 
 /// The eBPF object built by `build.rs`.
@@ -25,14 +25,22 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
-    #[error("this binary was built without its eBPF object (bpf-linker was missing); build it with `cargo xtask build`")]
+    #[error(
+        "this binary was built without its eBPF object (bpf-linker was missing); build it with `cargo xtask build`"
+    )]
     NoObject,
-    #[error("loading the eBPF object failed")]
-    Load(#[from] aya::EbpfError),
+    #[error("loading the eBPF object failed: {source}")]
+    Load { source: Box<aya::EbpfError> },
     #[error("program {name}: {source}")]
-    Program { name: &'static str, source: ProgramError },
+    Program {
+        name: &'static str,
+        source: Box<ProgramError>,
+    },
     #[error("map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: Box<aya::maps::MapError>,
+    },
     #[error("map {name} is missing from the eBPF object")]
     MissingMap { name: &'static str },
     #[error("mapping the ring array into memory failed: {source}")]
@@ -42,7 +50,11 @@ pub enum DataplaneError {
     #[error("reading the MAC address of {name}: {source}")]
     InterfaceMac { name: String, source: std::io::Error },
     #[error("attaching XDP to {iface} failed in both native and generic mode: native: {native}; generic: {generic}")]
-    Attach { iface: String, native: ProgramError, generic: ProgramError },
+    Attach {
+        iface: String,
+        native: Box<ProgramError>,
+        generic: Box<ProgramError>,
+    },
     #[error("VIP index {index} out of range (at most {max} VIPs)")]
     VipIndex { index: u32, max: u32 },
     #[error("ring of {size} slots does not fit the ring regions of {max} slots")]
@@ -66,7 +78,11 @@ pub struct DataplaneOptions {
 
 impl Default for DataplaneOptions {
     fn default() -> Self {
-        Self { max_vips: 16, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: DEFAULT_FLOWS_PER_CPU }
+        Self {
+            max_vips: 16,
+            max_ring_size: DEFAULT_RING_SIZE,
+            flows_per_cpu: DEFAULT_FLOWS_PER_CPU,
+        }
     }
 }
 
@@ -98,10 +114,19 @@ impl RingMemory {
         // full (page-rounded) value area, is what the kernel offers; we
         // check the result before use.
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(DataplaneError::Mmap { source: std::io::Error::last_os_error() });
+            return Err(DataplaneError::Mmap {
+                source: std::io::Error::last_os_error(),
+            });
         }
         let ptr = NonNull::new(ptr.cast::<u32>()).ok_or(DataplaneError::Mmap {
             source: std::io::Error::other("mmap returned null"),
@@ -145,12 +170,30 @@ pub struct Dataplane {
 
 impl std::fmt::Debug for Dataplane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dataplane").field("opts", &self.opts).finish_non_exhaustive()
+        f.debug_struct("Dataplane")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
     }
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
-    move |source| DataplaneError::Map { name, source }
+    move |source| DataplaneError::Map {
+        name,
+        source: Box::new(source),
+    }
+}
+
+fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> DataplaneError {
+    move |source| DataplaneError::Program {
+        name,
+        source: Box::new(source),
+    }
+}
+
+fn load_err(source: aya::EbpfError) -> DataplaneError {
+    DataplaneError::Load {
+        source: Box::new(source),
+    }
 }
 
 impl Dataplane {
@@ -165,21 +208,30 @@ impl Dataplane {
             // Two slots per array element (see RINGS in lb-ebpf).
             .map_max_entries(names::RINGS, ring_slots.div_ceil(2))
             .map_max_entries(names::FLOWS, opts.flows_per_cpu.saturating_mul(cpus))
-            .load(EBPF_OBJECT)?;
+            .load(EBPF_OBJECT)
+            .map_err(load_err)?;
         let prog: &mut Xdp = ebpf
             .program_mut(names::PROGRAM)
-            .ok_or(DataplaneError::Program { name: names::PROGRAM, source: ProgramError::NotLoaded })?
+            .ok_or_else(|| prog_err(names::PROGRAM)(ProgramError::NotLoaded))?
             .try_into()
-            .map_err(|source| DataplaneError::Program { name: names::PROGRAM, source })?;
-        prog.load().map_err(|source| DataplaneError::Program { name: names::PROGRAM, source })?;
+            .map_err(prog_err(names::PROGRAM))?;
+        prog.load().map_err(prog_err(names::PROGRAM))?;
         let rings = {
-            let map = ebpf.map(names::RINGS).ok_or(DataplaneError::MissingMap { name: names::RINGS })?;
+            let map = ebpf
+                .map(names::RINGS)
+                .ok_or(DataplaneError::MissingMap { name: names::RINGS })?;
             let aya::maps::Map::Array(data) = map else {
                 return Err(DataplaneError::MissingMap { name: names::RINGS });
             };
             RingMemory::new(data, ring_slots)?
         };
-        Ok(Self { rings, ebpf, opts, vips: StdHashMap::new(), links: Vec::new() })
+        Ok(Self {
+            rings,
+            ebpf,
+            opts,
+            vips: StdHashMap::new(),
+            links: Vec::new(),
+        })
     }
 
     pub fn options(&self) -> DataplaneOptions {
@@ -220,7 +272,11 @@ impl Dataplane {
                     (link, AttachMode::Generic)
                 }
                 Err(generic) => {
-                    return Err(DataplaneError::Attach { iface: iface.to_owned(), native, generic });
+                    return Err(DataplaneError::Attach {
+                        iface: iface.to_owned(),
+                        native: Box::new(native),
+                        generic: Box::new(generic),
+                    });
                 }
             },
         };
@@ -230,7 +286,8 @@ impl Dataplane {
 
     pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), DataplaneError> {
         let mut map: HashMap<_, u32, Iface> = self.map_mut(names::IFACES)?;
-        map.insert(ifindex, Iface { mac, _pad: [0; 2] }, 0).map_err(map_err(names::IFACES))
+        map.insert(ifindex, Iface { mac, _pad: [0; 2] }, 0)
+            .map_err(map_err(names::IFACES))
     }
 
     pub fn set_config(&mut self, cfg: Config) -> Result<(), DataplaneError> {
@@ -262,7 +319,10 @@ impl Dataplane {
             return Err(DataplaneError::VipIndex { index: vip_index, max });
         }
         if ring.len() > self.opts.max_ring_size as usize {
-            return Err(DataplaneError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
+            return Err(DataplaneError::RingTooLarge {
+                size: ring.len(),
+                max: self.opts.max_ring_size,
+            });
         }
         let region = match self.vips.get(&vip_index) {
             Some(slot) => slot.active_region ^ 1,
@@ -270,7 +330,12 @@ impl Dataplane {
         };
         let base = region * self.opts.max_ring_size;
         self.rings.write(base as usize, ring);
-        let meta = VipMeta { flags, vip_index, ring_base: base, ring_size: ring.len() as u32 };
+        let meta = VipMeta {
+            flags,
+            vip_index,
+            ring_base: base,
+            ring_size: ring.len() as u32,
+        };
         let mut map: HashMap<_, VipKey, VipMeta> = self.map_mut(names::VIPS)?;
         for key in keys {
             map.insert(*key, meta, 0).map_err(map_err(names::VIPS))?;
@@ -359,7 +424,8 @@ fn sum(values: &PerCpuValues<Counters>) -> Counters {
 
 /// Index of `iface` in the current network namespace.
 pub fn ifindex(iface: &str) -> Result<u32, DataplaneError> {
-    let name = std::ffi::CString::new(iface).map_err(|_| DataplaneError::UnknownInterface { name: iface.to_owned() })?;
+    let name =
+        std::ffi::CString::new(iface).map_err(|_| DataplaneError::UnknownInterface { name: iface.to_owned() })?;
     // SAFETY: if_nametoindex reads a NUL-terminated string we own.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if index == 0 {
@@ -372,7 +438,10 @@ pub fn ifindex(iface: &str) -> Result<u32, DataplaneError> {
 /// socket, not sysfs: sysfs shows the namespace it was mounted in, which is
 /// not the thread's after `setns`.
 pub fn interface_mac(iface: &str) -> Result<[u8; 6], DataplaneError> {
-    let err = |source| DataplaneError::InterfaceMac { name: iface.to_owned(), source };
+    let err = |source| DataplaneError::InterfaceMac {
+        name: iface.to_owned(),
+        source,
+    };
     if iface.len() >= libc::IFNAMSIZ {
         return Err(DataplaneError::UnknownInterface { name: iface.to_owned() });
     }
@@ -438,15 +507,16 @@ impl PeerPass {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::RINGS, 1)
             .map_max_entries(names::FLOWS, 64)
-            .load(EBPF_OBJECT)?;
+            .load(EBPF_OBJECT)
+            .map_err(load_err)?;
         let prog: &mut Xdp = ebpf
             .program_mut(NAME)
-            .ok_or(DataplaneError::Program { name: NAME, source: ProgramError::NotLoaded })?
+            .ok_or_else(|| prog_err(NAME)(ProgramError::NotLoaded))?
             .try_into()
-            .map_err(|source| DataplaneError::Program { name: NAME, source })?;
-        prog.load().map_err(|source| DataplaneError::Program { name: NAME, source })?;
+            .map_err(prog_err(NAME))?;
+        prog.load().map_err(prog_err(NAME))?;
         prog.attach_to_if_index(ifindex, XdpMode::Driver)
-            .map_err(|source| DataplaneError::Program { name: NAME, source })?;
+            .map_err(prog_err(NAME))?;
         Ok(Self { _ebpf: ebpf })
     }
 }

@@ -112,7 +112,12 @@ fn ipv4_key(addr: Ipv4Addr) -> [u8; 16] {
 }
 
 fn vip_key() -> VipKey {
-    VipKey { addr: lb_common::v4_mapped(u32::from_ne_bytes(VIP.octets())), port: VIP_PORT.to_be(), proto: proto::TCP, kind: VIP_KIND_SERVICE }
+    VipKey {
+        addr: lb_common::v4_mapped(u32::from_ne_bytes(VIP.octets())),
+        port: VIP_PORT.to_be(),
+        proto: proto::TCP,
+        kind: VIP_KIND_SERVICE,
+    }
 }
 
 impl Lab {
@@ -167,12 +172,14 @@ impl Lab {
 
         let peer_pass = switch.run_in(|| PeerPass::attach("d0"))??;
         let mut dataplane = director.run_in(|| -> Result<Dataplane, DataplaneError> {
-            let mut dp = Dataplane::load(DataplaneOptions { max_vips: 2, max_ring_size: RING_SIZE, ..Default::default() })?;
+            let mut dp =
+                Dataplane::load(DataplaneOptions { max_vips: 2, max_ring_size: RING_SIZE, ..Default::default() })?;
             let mode = dp.attach("eth0")?;
             println!("lab: XDP attached to the director's eth0 ({mode:?} mode)");
             Ok(dp)
         })??;
-        dataplane.set_config(Config { max_new_flows_per_sec: lb_common::DEFAULT_FLOOD_NEW_FLOWS_PER_SEC, tx_ifindex: 0 })?;
+        dataplane
+            .set_config(Config { max_new_flows_per_sec: lb_common::DEFAULT_FLOOD_NEW_FLOWS_PER_SEC, tx_ifindex: 0 })?;
         let backend_ids: Vec<u32> = (1..=BACKENDS.len() as u32).collect();
         for (&id, mac) in backend_ids.iter().zip(&backend_macs) {
             dataplane.set_backend(id, Backend { mac: *mac, flags: BACKEND_F_ALIVE, vip_index: 0 })?;
@@ -198,7 +205,11 @@ impl Lab {
             .iter()
             .zip(&self.backend_ids)
             .zip(in_service)
-            .map(|(((_, addr, weight), &id), &up)| maglev::Entry { key: ipv4_key(*addr), weight: if up { *weight } else { 0 }, id })
+            .map(|(((_, addr, weight), &id), &up)| maglev::Entry {
+                key: ipv4_key(*addr),
+                weight: if up { *weight } else { 0 },
+                id,
+            })
             .collect();
         let ring = maglev::build(&entries, RING_SIZE)?;
         self.dataplane.install_vip(&[vip_key()], 0, 0, &ring)?;
@@ -294,7 +305,7 @@ pub fn run(opts: LabOptions) -> Result<(), LabError> {
     );
     println!(
         "lab: backend MACs {}; Ctrl-C ends the lab and removes everything it created",
-        lab.backend_macs.iter().map(|m| format_mac(m)).collect::<Vec<_>>().join(", ")
+        lab.backend_macs.iter().map(format_mac).collect::<Vec<_>>().join(", ")
     );
 
     let started = Instant::now();
@@ -306,25 +317,25 @@ pub fn run(opts: LabOptions) -> Result<(), LabError> {
         if STOP.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
             break Ok(());
         }
-        if let Some((at, step)) = script.peek() {
-            if started.elapsed() >= Duration::from_secs(*at) {
-                let (i, up) = match step {
-                    Step::Drain(i) => (*i, false),
-                    Step::Restore(i) => (*i, true),
-                };
-                in_service[i] = up;
-                let t = Instant::now();
-                if let Err(e) = lab.install_ring(&in_service) {
-                    break Err(e);
-                }
-                println!(
-                    "lab: {} {} (new ring of {RING_SIZE} slots built and swapped in {:.2} ms)",
-                    if up { "restored" } else { "drained" },
-                    BACKENDS[i].0,
-                    t.elapsed().as_secs_f64() * 1e3
-                );
-                script.next();
+        if let Some((at, step)) = script.peek()
+            && started.elapsed() >= Duration::from_secs(*at)
+        {
+            let (i, up) = match step {
+                Step::Drain(i) => (*i, false),
+                Step::Restore(i) => (*i, true),
+            };
+            in_service[i] = up;
+            let t = Instant::now();
+            if let Err(e) = lab.install_ring(&in_service) {
+                break Err(e);
             }
+            println!(
+                "lab: {} {} (new ring of {RING_SIZE} slots built and swapped in {:.2} ms)",
+                if up { "restored" } else { "drained" },
+                BACKENDS[i].0,
+                t.elapsed().as_secs_f64() * 1e3
+            );
+            script.next();
         }
         if Instant::now() >= next_print {
             next_print += opts.interval;
@@ -353,7 +364,10 @@ fn format_mac(m: &[u8; 6]) -> String {
 fn print_status(lab: &Lab, elapsed: Duration, in_service: &[bool], now: &Tally, last: &Tally) -> Result<(), LabError> {
     println!();
     println!("t={:>4.1}s  VIP {VIP}:{VIP_PORT}/tcp", elapsed.as_secs_f64());
-    println!("  {:<4} {:<13} {:>6} {:<9} {:>10} {:>10} {:>12} {:>12}", "", "backend", "weight", "state", "answers", "last", "packets", "bytes");
+    println!(
+        "  {:<4} {:<13} {:>6} {:<9} {:>10} {:>10} {:>12} {:>12}",
+        "", "backend", "weight", "state", "answers", "last", "packets", "bytes"
+    );
     for (i, (name, addr, weight)) in BACKENDS.iter().enumerate() {
         let c = lab.dataplane.backend_counters(lab.backend_ids[i])?;
         println!(

@@ -17,7 +17,11 @@ pub enum NetnsError {
     #[error("could not run {cmd}: {source}")]
     Spawn { cmd: String, source: std::io::Error },
     #[error("{cmd} failed ({status}): {stderr}")]
-    Failed { cmd: String, status: std::process::ExitStatus, stderr: String },
+    Failed {
+        cmd: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
     #[error("opening namespace {path}: {source}")]
     Open { path: String, source: std::io::Error },
     #[error("entering namespace {name}: {source}")]
@@ -32,7 +36,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Runs a command and fails with its stderr when it fails.
 pub fn run(cmd: &mut Command) -> Result<Output, NetnsError> {
-    let out = cmd.output().map_err(|source| NetnsError::Spawn { cmd: format!("{cmd:?}"), source })?;
+    let out = cmd.output().map_err(|source| NetnsError::Spawn {
+        cmd: format!("{cmd:?}"),
+        source,
+    })?;
     if !out.status.success() {
         return Err(NetnsError::Failed {
             cmd: format!("{cmd:?}"),
@@ -91,8 +98,10 @@ impl Netns {
     /// MAC address of `iface` in this namespace.
     pub fn mac(&self, iface: &str) -> Result<[u8; 6], NetnsError> {
         let text = self.exec("cat", &[&format!("/sys/class/net/{iface}/address")])?;
-        crate::dataplane::parse_mac(text.trim())
-            .ok_or_else(|| NetnsError::Mac { iface: iface.to_owned(), text: text.trim().to_owned() })
+        crate::dataplane::parse_mac(text.trim()).ok_or_else(|| NetnsError::Mac {
+            iface: iface.to_owned(),
+            text: text.trim().to_owned(),
+        })
     }
 
     /// Runs `f` on a fresh thread that has entered the namespace: sockets,
@@ -111,7 +120,10 @@ impl Netns {
                 // SAFETY: setns on an open namespace fd changes only the
                 // calling thread's network namespace.
                 if unsafe { libc::setns(file.as_fd().as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(NetnsError::Setns { name, source: std::io::Error::last_os_error() });
+                    return Err(NetnsError::Setns {
+                        name,
+                        source: std::io::Error::last_os_error(),
+                    });
                 }
                 Ok(f())
             })
@@ -157,8 +169,12 @@ pub fn remove_stale(prefix: &str) -> Vec<String> {
     let mut removed = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or_default();
-        let Some(rest) = name.strip_prefix(prefix) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             delete(name);
             removed.push(name.to_owned());
@@ -171,7 +187,18 @@ pub fn remove_stale(prefix: &str) -> Vec<String> {
 /// directly in its namespace so names never meet in the root namespace.
 /// Both ends are left up.
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<(), NetnsError> {
-    a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.name()])?;
+    a.ip(&[
+        "link",
+        "add",
+        a_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
+    ])?;
     a.ip(&["link", "set", a_if, "up"])?;
     b.ip(&["link", "set", b_if, "up"])?;
     Ok(())

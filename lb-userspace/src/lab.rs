@@ -67,8 +67,22 @@ const BACKENDS: [(&str, Ipv4Addr, u32); 3] = [
 pub struct LabOptions {
     /// Stop after this long; None: until Ctrl-C.
     pub duration: Option<Duration>,
-    /// Seconds between status tables.
+    /// Time between status tables.
     pub interval: Duration,
+    /// When to drain b2 and when to restore it, from the start.
+    pub drain_at: Duration,
+    pub restore_at: Duration,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        Self {
+            duration: None,
+            interval: Duration::from_secs(2),
+            drain_at: Duration::from_secs(8),
+            restore_at: Duration::from_secs(16),
+        }
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -244,6 +258,23 @@ fn serve(name: &'static str, stop: Arc<AtomicBool>) -> std::io::Result<()> {
 struct Tally {
     by_backend: [u64; BACKENDS.len()],
     failed: u64,
+    /// Answers from a backend while it was drained (in service = false).
+    while_drained: u64,
+    /// Which backends are in service, as the client loop sees it.
+    in_service: [bool; BACKENDS.len()],
+}
+
+/// What a lab run saw, for `lb lab`'s caller and the lab's own test.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabReport {
+    /// Answers per backend (b1, b2, b3).
+    pub answers: Vec<u64>,
+    pub failed: u64,
+    /// Answers a drained backend gave while drained: connections already in
+    /// flight when the ring was swapped, so a handful at most.
+    pub answers_while_drained: u64,
+    /// Packets the fast path transmitted to backends.
+    pub forwarded: u64,
 }
 
 fn one_request() -> Option<usize> {
@@ -264,7 +295,12 @@ fn client_loop(rate: u32, tally: Arc<Mutex<Tally>>, stop: Arc<AtomicBool>) {
         let result = one_request();
         if let Ok(mut t) = tally.lock() {
             match result {
-                Some(i) => t.by_backend[i] += 1,
+                Some(i) => {
+                    t.by_backend[i] += 1;
+                    if !t.in_service[i] {
+                        t.while_drained += 1;
+                    }
+                }
                 None => t.failed += 1,
             }
         }
@@ -274,14 +310,13 @@ fn client_loop(rate: u32, tally: Arc<Mutex<Tally>>, stop: Arc<AtomicBool>) {
     }
 }
 
-/// The lab's script: (seconds from start, what happens).
+/// The lab's script: what happens when.
 enum Step {
     Drain(usize),
     Restore(usize),
 }
-const SCRIPT: [(u64, Step); 2] = [(8, Step::Drain(1)), (16, Step::Restore(1))];
 
-pub fn run(opts: LabOptions) -> Result<(), LabError> {
+pub fn run(opts: LabOptions) -> Result<LabReport, LabError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(LabError::NotRoot);
@@ -294,7 +329,7 @@ pub fn run(opts: LabOptions) -> Result<(), LabError> {
         let stop = Arc::clone(&stop);
         servers.push(ns.spawn(move || serve(name, stop))?);
     }
-    let tally = Arc::new(Mutex::new(Tally::default()));
+    let tally = Arc::new(Mutex::new(Tally { in_service: [true; BACKENDS.len()], ..Tally::default() }));
     let client = {
         let (tally, stop) = (Arc::clone(&tally), Arc::clone(&stop));
         lab.client.spawn(move || client_loop(50, tally, stop))?
@@ -310,7 +345,8 @@ pub fn run(opts: LabOptions) -> Result<(), LabError> {
 
     let started = Instant::now();
     let mut in_service = [true; BACKENDS.len()];
-    let mut script = SCRIPT.iter().peekable();
+    let script = [(opts.drain_at, Step::Drain(1)), (opts.restore_at, Step::Restore(1))];
+    let mut script = script.iter().peekable();
     let mut last = Tally::default();
     let mut next_print = started + opts.interval;
     let result = loop {
@@ -318,13 +354,16 @@ pub fn run(opts: LabOptions) -> Result<(), LabError> {
             break Ok(());
         }
         if let Some((at, step)) = script.peek()
-            && started.elapsed() >= Duration::from_secs(*at)
+            && started.elapsed() >= *at
         {
             let (i, up) = match step {
                 Step::Drain(i) => (*i, false),
                 Step::Restore(i) => (*i, true),
             };
             in_service[i] = up;
+            if let Ok(mut t) = tally.lock() {
+                t.in_service = in_service;
+            }
             let t = Instant::now();
             if let Err(e) = lab.install_ring(&in_service) {
                 break Err(e);
@@ -352,9 +391,17 @@ pub fn run(opts: LabOptions) -> Result<(), LabError> {
     for s in servers {
         let _ = s.join();
     }
+    let t = tally.lock().map(|t| t.clone()).unwrap_or_default();
+    let forwarded = lab.dataplane.stats().map(|s| s.iter().find(|(k, _)| *k == Stat::Tx).map_or(0, |(_, c)| c.packets));
     println!("lab: stopped; removing namespaces");
     drop(lab);
-    result
+    result?;
+    Ok(LabReport {
+        answers: t.by_backend.to_vec(),
+        failed: t.failed,
+        answers_while_drained: t.while_drained,
+        forwarded: forwarded?,
+    })
 }
 
 fn format_mac(m: &[u8; 6]) -> String {

@@ -43,7 +43,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lab { duration, interval } => lab::run(lab::LabOptions {
             duration: duration.map(Duration::from_secs),
             interval: Duration::from_secs(interval.max(1)),
+            ..lab::LabOptions::default()
         })
+        .map(drop)
         .context("lab"),
     }
 }

@@ -6,7 +6,7 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_redirect,
     macros::{map, xdp},
-    maps::{Array, PerCpuArray},
+    maps::{Array, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 
@@ -17,6 +17,13 @@ static BENCH_CFG: Array<u32> = Array::with_max_entries(2, 0);
 /// [0]: packets seen by `bench_sink`; [1]: frames sent by `bench_gen`.
 #[map]
 static BENCH_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// [0]: `lb_xdp`, for `bench_miss` to chain into.
+#[map]
+static BENCH_TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Source port of an Ethernet/IPv4 (no options) TCP or UDP frame.
+const SPORT_OFF: usize = 14 + 20;
 
 #[inline(always)]
 fn bump(index: u32) -> u64 {
@@ -65,14 +72,53 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
     let flows = BENCH_CFG.get(1).copied().unwrap_or(0);
     let n = bump(1);
     if flows != 0 {
-        const SPORT_OFF: usize = 14 + 20;
-        let start = ctx.data();
-        if start + SPORT_OFF + 2 <= ctx.data_end() {
-            let port = (1024 + (n % u64::from(flows)) as u16).to_be();
-            // SAFETY: the check above proves the two bytes are inside the
-            // frame; write_unaligned makes no alignment assumption.
-            unsafe { core::ptr::write_unaligned((start + SPORT_OFF) as *mut u16, port) };
-        }
+        set_sport(&ctx, (1024 + (n % u64::from(flows)) as u16).to_be());
     }
     xdp_action::XDP_TX
+}
+
+#[inline(always)]
+fn set_sport(ctx: &XdpContext, port: u16) {
+    let start = ctx.data();
+    if start + SPORT_OFF + 2 <= ctx.data_end() {
+        // SAFETY: the check above proves the two bytes are inside the frame;
+        // write_unaligned makes no alignment assumption.
+        unsafe { core::ptr::write_unaligned((start + SPORT_OFF) as *mut u16, port) };
+    }
+}
+
+/// A new flow every packet for BPF_PROG_TEST_RUN, whose repeat loop reuses
+/// one buffer: give the frame a new source port, then run the balancer on it
+/// by tail call. `bench_mutate_tx` is the same minus the balancer, so the
+/// difference is the balancer's cost on a miss.
+#[xdp]
+pub fn bench_miss(ctx: XdpContext) -> u32 {
+    new_flow(&ctx, bump(1));
+    // SAFETY: a tail call either jumps to lb_xdp (and never returns) or
+    // returns because the slot is empty; both leave the context valid.
+    unsafe { BENCH_TAIL.tail_call(&ctx, 0) };
+    xdp_action::XDP_ABORTED
+}
+
+#[xdp]
+pub fn bench_mutate_tx(ctx: XdpContext) -> u32 {
+    new_flow(&ctx, bump(1));
+    xdp_action::XDP_TX
+}
+
+/// Packet `n` gets source port `n mod 2^16` and the low half of its source
+/// address from `n / 2^16`: billions of flows before one repeats, far more
+/// than any flow table holds, so every packet misses.
+#[inline(always)]
+fn new_flow(ctx: &XdpContext, n: u64) {
+    const SADDR_LOW_OFF: usize = 14 + 12 + 2;
+    let start = ctx.data();
+    if start + SPORT_OFF + 2 <= ctx.data_end() {
+        // SAFETY: the check above proves both 2-byte fields (at 28 and 34)
+        // lie inside the frame; write_unaligned makes no alignment assumption.
+        unsafe {
+            core::ptr::write_unaligned((start + SADDR_LOW_OFF) as *mut u16, ((n >> 16) as u16).to_be());
+            core::ptr::write_unaligned((start + SPORT_OFF) as *mut u16, (n as u16).to_be());
+        }
+    }
 }

@@ -19,9 +19,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    BACKEND_F_ALIVE, Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE,
-    FloodState, FlowKey, Iface, MAX_BACKENDS, MAX_IFACES, MAX_VIPS, Stat, VIP_F_L3_HASH,
-    VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE, VipKey, VipMeta, hash,
+    BACKEND_F_ALIVE, Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FloodState, FlowKey, Iface,
+    MAX_BACKENDS, MAX_IFACES, MAX_VIPS, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE,
+    VipKey, VipMeta, hash,
 };
 use packet::{Error, Packet, Parsed};
 
@@ -39,8 +39,7 @@ static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 /// Flow -> backend id. One LRU list per CPU (no cross-CPU lock on insert);
 /// the loader sizes it to flows-per-CPU x CPUs.
 #[map]
-static FLOWS: LruHashMap<FlowKey, u32> =
-    LruHashMap::with_max_entries(DEFAULT_FLOWS_PER_CPU, BPF_F_NO_COMMON_LRU);
+static FLOWS: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(DEFAULT_FLOWS_PER_CPU, BPF_F_NO_COMMON_LRU);
 #[map]
 static IFACES: HashMap<u32, Iface> = HashMap::with_max_entries(MAX_IFACES, 0);
 #[map]
@@ -59,7 +58,12 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     // Every field is set on every path: an enum with per-variant payloads
     // lets LLVM spill undefined registers, which the verifier rejects.
-    let mut out = Outcome { action: xdp_action::XDP_PASS, reason: Stat::PassNotVip, vip_index: NONE, backend: NONE };
+    let mut out = Outcome {
+        action: xdp_action::XDP_PASS,
+        reason: Stat::PassNotVip,
+        vip_index: NONE,
+        backend: NONE,
+    };
     match try_lb_xdp(&ctx, &mut out) {
         Ok(()) => {}
         Err(Error::Malformed) => {
@@ -123,7 +127,11 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
     };
     let backend_id = pick_backend(&meta, &key, hash_src, &p)?;
     let cfg = config();
-    let out_if = if cfg.tx_ifindex != 0 { cfg.tx_ifindex } else { ctx.ingress_ifindex() as u32 };
+    let out_if = if cfg.tx_ifindex != 0 {
+        cfg.tx_ifindex
+    } else {
+        ctx.ingress_ifindex() as u32
+    };
     // SAFETY: the value is copied out at once; a concurrent update replaces
     // the element as a whole (hash-map update), so the copy is consistent.
     let Some(iface) = (unsafe { IFACES.get(&out_if) }).copied() else {
@@ -131,7 +139,9 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
         return Ok(());
     };
     let Some(backend) = BACKENDS.get(backend_id).copied() else {
-        return Err(Error::NoBackend { vip_index: meta.vip_index });
+        return Err(Error::NoBackend {
+            vip_index: meta.vip_index,
+        });
     };
     packet::rewrite_macs(ctx, &backend.mac, &iface.mac)?;
     out.action = if cfg.tx_ifindex != 0 {
@@ -149,7 +159,10 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
 
 #[inline(always)]
 fn config() -> Config {
-    CONFIG.get(0).copied().unwrap_or(Config { max_new_flows_per_sec: 0, tx_ifindex: 0 })
+    CONFIG.get(0).copied().unwrap_or(Config {
+        max_new_flows_per_sec: 0,
+        tx_ifindex: 0,
+    })
 }
 
 /// How the ring slot is chosen once the VIP is known.
@@ -162,7 +175,12 @@ enum HashOn {
 
 #[inline(always)]
 fn lookup_vip(addr: &[u32; 4], port: u16, proto: u8, kind: u8) -> Option<VipMeta> {
-    let key = VipKey { addr: *addr, port, proto, kind };
+    let key = VipKey {
+        addr: *addr,
+        port,
+        proto,
+        kind,
+    };
     // SAFETY: copied out at once; hash-map updates replace whole elements.
     unsafe { VIPS.get(&key) }.copied()
 }
@@ -174,8 +192,19 @@ fn classify(p: &Packet) -> Option<(VipMeta, FlowKey, HashOn)> {
     if p.fragment {
         let meta = lookup_vip(&p.dst, 0, p.proto, VIP_KIND_FRAGMENTS)?;
         event(Stat::Fragment);
-        let key = FlowKey { src: p.src, dst: p.dst, sport: 0, dport: 0, proto: p.proto, _pad: [0; 3] };
-        let on = if meta.flags & VIP_F_SRC_HASH != 0 { HashOn::Source } else { HashOn::Addresses };
+        let key = FlowKey {
+            src: p.src,
+            dst: p.dst,
+            sport: 0,
+            dport: 0,
+            proto: p.proto,
+            _pad: [0; 3],
+        };
+        let on = if meta.flags & VIP_F_SRC_HASH != 0 {
+            HashOn::Source
+        } else {
+            HashOn::Addresses
+        };
         return Some((meta, key, on));
     }
     if let Some(inner) = &p.icmp_inner {
@@ -243,7 +272,9 @@ fn pick_backend(meta: &VipMeta, key: &FlowKey, on: HashOn, p: &Packet) -> Result
         }
     }
     event(Stat::FlowMiss);
-    let no_backend = Error::NoBackend { vip_index: meta.vip_index };
+    let no_backend = Error::NoBackend {
+        vip_index: meta.vip_index,
+    };
     if meta.ring_size == 0 {
         return Err(no_backend);
     }

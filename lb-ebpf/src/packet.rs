@@ -215,7 +215,13 @@ fn icmp4_inner(ctx: &XdpContext, off: usize) -> Result<Option<Inner>, Error> {
         return Ok(None);
     }
     let ports: [u16; 2] = read(ctx, off + ihl)?;
-    Ok(Some(Inner { src, dst, sport: ports[0], dport: ports[1], proto }))
+    Ok(Some(Inner {
+        src,
+        dst,
+        sport: ports[0],
+        dport: ports[1],
+        proto,
+    }))
 }
 
 #[inline(always)]

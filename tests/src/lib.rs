@@ -1,4 +1,3 @@
-pub mod bench;
 pub mod lab;
 pub mod netns;
 pub mod packet;

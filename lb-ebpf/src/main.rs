@@ -58,12 +58,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     // Every field is set on every path: an enum with per-variant payloads
     // lets LLVM spill undefined registers, which the verifier rejects.
-    let mut out = Outcome {
-        action: xdp_action::XDP_PASS,
-        reason: Stat::PassNotVip,
-        vip_index: NONE,
-        backend: NONE,
-    };
+    let mut out = Outcome { action: xdp_action::XDP_PASS, reason: Stat::PassNotVip, vip_index: NONE, backend: NONE };
     match try_lb_xdp(&ctx, &mut out) {
         Ok(()) => {}
         Err(Error::Malformed) => {
@@ -127,11 +122,7 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
     };
     let backend_id = pick_backend(&meta, &key, hash_src, &p)?;
     let cfg = config();
-    let out_if = if cfg.tx_ifindex != 0 {
-        cfg.tx_ifindex
-    } else {
-        ctx.ingress_ifindex() as u32
-    };
+    let out_if = if cfg.tx_ifindex != 0 { cfg.tx_ifindex } else { ctx.ingress_ifindex() as u32 };
     // SAFETY: the value is copied out at once; a concurrent update replaces
     // the element as a whole (hash-map update), so the copy is consistent.
     let Some(iface) = (unsafe { IFACES.get(&out_if) }).copied() else {
@@ -139,9 +130,7 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
         return Ok(());
     };
     let Some(backend) = BACKENDS.get(backend_id).copied() else {
-        return Err(Error::NoBackend {
-            vip_index: meta.vip_index,
-        });
+        return Err(Error::NoBackend { vip_index: meta.vip_index });
     };
     packet::rewrite_macs(ctx, &backend.mac, &iface.mac)?;
     out.action = if cfg.tx_ifindex != 0 {
@@ -159,10 +148,7 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
 
 #[inline(always)]
 fn config() -> Config {
-    CONFIG.get(0).copied().unwrap_or(Config {
-        max_new_flows_per_sec: 0,
-        tx_ifindex: 0,
-    })
+    CONFIG.get(0).copied().unwrap_or(Config { max_new_flows_per_sec: 0, tx_ifindex: 0 })
 }
 
 /// How the ring slot is chosen once the VIP is known.
@@ -175,12 +161,7 @@ enum HashOn {
 
 #[inline(always)]
 fn lookup_vip(addr: &[u32; 4], port: u16, proto: u8, kind: u8) -> Option<VipMeta> {
-    let key = VipKey {
-        addr: *addr,
-        port,
-        proto,
-        kind,
-    };
+    let key = VipKey { addr: *addr, port, proto, kind };
     // SAFETY: copied out at once; hash-map updates replace whole elements.
     unsafe { VIPS.get(&key) }.copied()
 }
@@ -189,53 +170,34 @@ fn lookup_vip(addr: &[u32; 4], port: u16, proto: u8, kind: u8) -> Option<VipMeta
 /// flow they belong to, so they reach that flow's backend.
 #[inline(always)]
 fn classify(p: &Packet) -> Option<(VipMeta, FlowKey, HashOn)> {
-    if p.fragment {
+    let meta = if p.fragment {
+        // A non-first fragment has no ports: only the (address, protocol)
+        // entry of the VIP that takes fragments can claim it.
         let meta = lookup_vip(&p.dst, 0, p.proto, VIP_KIND_FRAGMENTS)?;
         event(Stat::Fragment);
-        let key = FlowKey {
-            src: p.src,
-            dst: p.dst,
-            sport: 0,
-            dport: 0,
-            proto: p.proto,
-            _pad: [0; 3],
-        };
-        let on = if meta.flags & VIP_F_SRC_HASH != 0 {
-            HashOn::Source
-        } else {
-            HashOn::Addresses
-        };
-        return Some((meta, key, on));
-    }
-    if let Some(inner) = &p.icmp_inner {
-        // The error quotes a packet the backend sent from the VIP to the
-        // client; the flow it belongs to is that packet reversed.
-        let meta = lookup_vip(&inner.src, inner.sport, inner.proto, VIP_KIND_SERVICE)
-            .or_else(|| lookup_vip(&inner.src, 0, inner.proto, VIP_KIND_SERVICE))?;
-        event(Stat::IcmpError);
-        let l3 = meta.flags & (VIP_F_L3_HASH | VIP_F_SRC_HASH) != 0;
-        let key = FlowKey {
-            src: inner.dst,
-            dst: inner.src,
-            sport: if l3 { 0 } else { inner.dport },
-            dport: if l3 { 0 } else { inner.sport },
-            proto: inner.proto,
-            _pad: [0; 3],
-        };
-        return Some((meta, key, hash_on(meta.flags)));
-    }
-    let meta = lookup_vip(&p.dst, p.dport, p.proto, VIP_KIND_SERVICE)
-        .or_else(|| lookup_vip(&p.dst, 0, p.proto, VIP_KIND_SERVICE))?;
-    let l3 = meta.flags & (VIP_F_L3_HASH | VIP_F_SRC_HASH) != 0;
+        meta
+    } else {
+        let meta = lookup_vip(&p.dst, p.dport, p.proto, VIP_KIND_SERVICE)
+            .or_else(|| lookup_vip(&p.dst, 0, p.proto, VIP_KIND_SERVICE))?;
+        if p.icmp_error {
+            event(Stat::IcmpError);
+        }
+        meta
+    };
+    let on = match hash_on(meta.flags) {
+        HashOn::FiveTuple if p.fragment => HashOn::Addresses,
+        on => on,
+    };
+    let ports = on == HashOn::FiveTuple;
     let key = FlowKey {
         src: p.src,
         dst: p.dst,
-        sport: if l3 { 0 } else { p.sport },
-        dport: if l3 { 0 } else { p.dport },
+        sport: if ports { p.sport } else { 0 },
+        dport: if ports { p.dport } else { 0 },
         proto: p.proto,
         _pad: [0; 3],
     };
-    Some((meta, key, hash_on(meta.flags)))
+    Some((meta, key, on))
 }
 
 #[inline(always)]
@@ -272,9 +234,7 @@ fn pick_backend(meta: &VipMeta, key: &FlowKey, on: HashOn, p: &Packet) -> Result
         }
     }
     event(Stat::FlowMiss);
-    let no_backend = Error::NoBackend {
-        vip_index: meta.vip_index,
-    };
+    let no_backend = Error::NoBackend { vip_index: meta.vip_index };
     if meta.ring_size == 0 {
         return Err(no_backend);
     }

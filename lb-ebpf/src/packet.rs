@@ -22,8 +22,10 @@ pub enum Parsed {
     Ip(Packet),
 }
 
-/// What the balancer needs of a packet. Addresses are 16 bytes (IPv4
-/// mapped), ports as on the wire.
+/// The flow a packet belongs to, client side first. Addresses are 16 bytes
+/// (IPv4 mapped), ports as on the wire. For an ICMP error this is the flow
+/// of the packet it quotes: that packet went from the VIP to the client, so
+/// its flow is the quote reversed.
 pub struct Packet {
     pub src: [u32; 4],
     pub dst: [u32; 4],
@@ -34,17 +36,8 @@ pub struct Packet {
     pub fragment: bool,
     /// TCP SYN without ACK: the start of a new connection.
     pub syn: bool,
-    /// For ICMP errors: the quoted packet's header fields.
-    pub icmp_inner: Option<Inner>,
-}
-
-/// The header of the packet an ICMP error quotes.
-pub struct Inner {
-    pub src: [u32; 4],
-    pub dst: [u32; 4],
-    pub sport: u16,
-    pub dport: u16,
-    pub proto: u8,
+    /// An ICMP error about the flow above.
+    pub icmp_error: bool,
 }
 
 const ETH_HLEN: usize = 14;
@@ -142,7 +135,7 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
     // one: LLVM turns a one-byte check into `p < end`, from which the
     // verifier learns nothing.)
     Hdr::<2>::at(ctx, off + ihl - 2)?;
-    let mut p = Packet {
+    let p = Packet {
         src,
         dst,
         sport: 0,
@@ -150,33 +143,57 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
         proto,
         fragment: frag & IP_MF_OFFSET_MASK != 0,
         syn: false,
-        icmp_inner: None,
+        icmp_error: false,
     };
     if p.fragment {
         return Ok(Parsed::Ip(p));
     }
-    let l4 = off + ihl;
-    match proto {
-        proto::TCP | proto::UDP => {
-            transport(ctx, l4, &mut p)?;
-            Ok(Parsed::Ip(p))
-        }
-        proto::ICMP => {
-            let ty: u8 = Hdr::<ICMP_HLEN>::at(ctx, l4)?.get::<u8, 0>();
-            if ty != ICMP_DEST_UNREACH {
-                return Ok(Parsed::Other);
-            }
-            // A quote we cannot read is the kernel's business, not ours.
-            match icmp4_inner(ctx, l4 + ICMP_HLEN) {
-                Ok(Some(inner)) => {
-                    p.icmp_inner = Some(inner);
-                    Ok(Parsed::Ip(p))
-                }
-                _ => Ok(Parsed::Other),
-            }
-        }
-        _ => Ok(Parsed::Other),
+    transport_or_icmp(ctx, off + ihl, p, Family::V4)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+/// The transport header, or for ICMP errors the quoted packet's flow.
+#[inline(always)]
+fn transport_or_icmp(ctx: &XdpContext, l4: usize, mut p: Packet, family: Family) -> Result<Parsed, Error> {
+    let icmp_proto = if family == Family::V4 { proto::ICMP } else { proto::ICMPV6 };
+    if p.proto == proto::TCP || p.proto == proto::UDP {
+        transport(ctx, l4, &mut p)?;
+        return Ok(Parsed::Ip(p));
     }
+    if p.proto != icmp_proto {
+        return Ok(Parsed::Other);
+    }
+    let ty: u8 = Hdr::<ICMP_HLEN>::at(ctx, l4)?.get::<u8, 0>();
+    let quoted = match family {
+        Family::V4 if ty == ICMP_DEST_UNREACH => icmp4_quote(ctx, l4 + ICMP_HLEN),
+        Family::V6 if ty == ICMPV6_DEST_UNREACH || ty == ICMPV6_PKT_TOOBIG => icmp6_quote(ctx, l4 + ICMP_HLEN),
+        _ => return Ok(Parsed::Other),
+    };
+    // A quote we cannot read is the kernel's business, not ours.
+    let Ok(Some(q)) = quoted else {
+        return Ok(Parsed::Other);
+    };
+    p.src = q.dst;
+    p.dst = q.src;
+    p.sport = q.dport;
+    p.dport = q.sport;
+    p.proto = q.proto;
+    p.icmp_error = true;
+    Ok(Parsed::Ip(p))
+}
+
+/// The header fields of the packet an ICMP error quotes, as quoted.
+struct Quote {
+    src: [u32; 4],
+    dst: [u32; 4],
+    sport: u16,
+    dport: u16,
+    proto: u8,
 }
 
 #[inline(always)]
@@ -203,7 +220,7 @@ fn transport(ctx: &XdpContext, l4: usize, p: &mut Packet) -> Result<(), Error> {
 /// Only the quoted IP header and the first 4 bytes after it (the ports):
 /// RFC 792 guarantees 8 bytes of the original datagram.
 #[inline(always)]
-fn icmp4_inner(ctx: &XdpContext, off: usize) -> Result<Option<Inner>, Error> {
+fn icmp4_quote(ctx: &XdpContext, off: usize) -> Result<Option<Quote>, Error> {
     let h = Hdr::<IPV4_MIN_HLEN>::at(ctx, off)?;
     let vihl: u8 = h.get::<u8, 0>();
     let frag = u16::from_be(h.get::<u16, 6>());
@@ -215,13 +232,7 @@ fn icmp4_inner(ctx: &XdpContext, off: usize) -> Result<Option<Inner>, Error> {
         return Ok(None);
     }
     let ports: [u16; 2] = read(ctx, off + ihl)?;
-    Ok(Some(Inner {
-        src,
-        dst,
-        sport: ports[0],
-        dport: ports[1],
-        proto,
-    }))
+    Ok(Some(Quote { src, dst, sport: ports[0], dport: ports[1], proto }))
 }
 
 #[inline(always)]
@@ -252,50 +263,22 @@ fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
             _ => break,
         }
     }
-    let mut p = Packet {
-        src,
-        dst,
-        sport: 0,
-        dport: 0,
-        proto: nh,
-        fragment,
-        syn: false,
-        icmp_inner: None,
-    };
+    let p = Packet { src, dst, sport: 0, dport: 0, proto: nh, fragment, syn: false, icmp_error: false };
     if fragment {
         return Ok(Parsed::Ip(p));
     }
-    match nh {
-        proto::TCP | proto::UDP => {
-            transport(ctx, l4, &mut p)?;
-            Ok(Parsed::Ip(p))
-        }
-        proto::ICMPV6 => {
-            let ty: u8 = Hdr::<ICMP_HLEN>::at(ctx, l4)?.get::<u8, 0>();
-            if ty != ICMPV6_DEST_UNREACH && ty != ICMPV6_PKT_TOOBIG {
-                return Ok(Parsed::Other);
-            }
-            match icmp6_inner(ctx, l4 + ICMP_HLEN) {
-                Ok(Some(inner)) => {
-                    p.icmp_inner = Some(inner);
-                    Ok(Parsed::Ip(p))
-                }
-                _ => Ok(Parsed::Other),
-            }
-        }
-        _ => Ok(Parsed::Other),
-    }
+    transport_or_icmp(ctx, l4, p, Family::V6)
 }
 
 #[inline(always)]
-fn icmp6_inner(ctx: &XdpContext, off: usize) -> Result<Option<Inner>, Error> {
+fn icmp6_quote(ctx: &XdpContext, off: usize) -> Result<Option<Quote>, Error> {
     let h = Hdr::<{ IPV6_HLEN + 4 }>::at(ctx, off)?;
     let vtc: u8 = h.get::<u8, 0>();
     let proto: u8 = h.get::<u8, 6>();
     if vtc >> 4 != 6 || (proto != proto::TCP && proto != proto::UDP) {
         return Ok(None);
     }
-    Ok(Some(Inner {
+    Ok(Some(Quote {
         src: h.get::<[u32; 4], 8>(),
         dst: h.get::<[u32; 4], 24>(),
         sport: h.get::<u16, 40>(),

@@ -1,5 +1,6 @@
 //! The agent: loads the XDP program and keeps its maps current.
 
+pub mod config;
 pub mod dataplane;
 pub mod lab;
 pub mod maglev;

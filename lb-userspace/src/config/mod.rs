@@ -1,0 +1,90 @@
+//! The agent's configuration: one TOML file, read and validated without
+//! touching the machine, so that `lb check` and `lb run` agree on what a
+//! file means and a bad file is refused whole, never half-applied.
+//!
+//! Every problem is reported as `file:line:column: message`, all of them at
+//! once when the file parses; a syntax error or a wrong type stops at the
+//! first. [`EXAMPLE`] is a commented file that shows every table.
+
+mod check;
+mod duration;
+mod error;
+mod model;
+mod span;
+mod types;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use error::{ConfigError, Diagnostic};
+pub use types::{
+    Backend, BodyMatch, Check, CheckKind, Config, Global, HashMode, HttpCheck, MAX_WEIGHT, Position, Protocol,
+    ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
+};
+
+use span::Problems;
+
+/// A commented configuration mirroring a keepalived LVS-DR setup.
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_owned(), source })?;
+        Config::from_str(&text, path)
+    }
+
+    /// Validates `text`; `file` names it in errors.
+    pub fn from_str(text: &str, file: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let file = file.as_ref();
+        let raw: model::RawConfig = toml::from_str(text).map_err(|e| {
+            let mut problems = Problems::default();
+            problems.push(e.span().unwrap_or(0..0), toml_message(&e, text));
+            problems.into_result(file, text).expect_err("one problem was recorded")
+        })?;
+        let mut problems = Problems::default();
+        let config = validate::validate(&raw, file.to_owned(), text, &mut problems);
+        problems.into_result(file, text)?;
+        Ok(config)
+    }
+
+    /// Reports every VIP whose `interface` does not exist, at the position
+    /// of its `interface` value. Separate from parsing because the answer
+    /// depends on the machine (`lb check` on a laptop, `lb run` on the director).
+    pub fn check_interfaces(&self, exists: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
+        let errors: Vec<Diagnostic> = self
+            .vips
+            .iter()
+            .filter(|vip| !exists(&vip.interface))
+            .map(|vip| Diagnostic {
+                line: vip.interface_at.line,
+                column: vip.interface_at.column,
+                message: format!("unknown interface \"{}\"", vip.interface),
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { file: self.source.clone(), errors }) }
+    }
+
+    /// The largest ring of any VIP: the size of one ring region for the
+    /// loader (the default ring size when there are no VIPs).
+    pub fn max_ring_size(&self) -> u32 {
+        self.vips.iter().map(|v| v.ring_size).max().unwrap_or(lb_common::DEFAULT_RING_SIZE)
+    }
+}
+
+/// The parser's message, made to name what it is about where it does not.
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim().replace('\n', "; ");
+    match e.span() {
+        Some(span) if message == "duplicate key" => {
+            let key = text.get(span).unwrap_or_default().trim();
+            format!("duplicate key `{key}`")
+        }
+        _ => message,
+    }
+}

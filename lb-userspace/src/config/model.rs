@@ -1,0 +1,247 @@
+//! The file as serde reads it. Values that are checked after reading keep
+//! their [`Spanned`] position so that a problem found later still points at
+//! the right line and column. Integers are read as `i64` so that "70000" and
+//! "-1" get our range message, not serde's "expected u16".
+
+use std::fmt;
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, SeqAccess, Visitor},
+};
+use toml::Spanned;
+
+use super::types::{HashMode, Protocol};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub global: RawGlobal,
+    #[serde(default, rename = "vip")]
+    pub vips: Vec<Spanned<RawVip>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGlobal {
+    pub flows_per_cpu: Option<Spanned<i64>>,
+    pub max_new_flows_per_sec: Option<Spanned<i64>>,
+    pub script_user: Option<Spanned<String>>,
+    pub control_socket: Option<Spanned<String>>,
+    pub max_vips: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVip {
+    pub address: Spanned<String>,
+    /// Required: "every port" should be written down, not fallen into.
+    pub port: Spanned<i64>,
+    pub protocol: Option<Protocol>,
+    pub interface: Spanned<String>,
+    pub ring_size: Option<Spanned<i64>>,
+    pub hash: Option<HashMode>,
+    pub fragments: Option<Spanned<bool>>,
+    pub quorum: Option<Spanned<i64>>,
+    pub hysteresis: Option<Spanned<i64>>,
+    pub sorry_server: Option<Spanned<String>>,
+    pub check: Option<Spanned<RawCheck>>,
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<Spanned<RawBackend>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackend {
+    pub address: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+    pub inhibit_on_failure: Option<bool>,
+    pub check: Option<Spanned<RawCheck>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CheckType {
+    Tcp,
+    Http,
+    Https,
+    Udp,
+    Script,
+    /// Turns off a check the backend would inherit from its VIP.
+    None,
+}
+
+impl CheckType {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CheckType::Tcp => "tcp",
+            CheckType::Http => "http",
+            CheckType::Https => "https",
+            CheckType::Udp => "udp",
+            CheckType::Script => "script",
+            CheckType::None => "none",
+        }
+    }
+}
+
+/// Every key any check kind takes: one table for all kinds, so that a VIP's
+/// `[vip.check]` and a backend's override merge key by key, and a key that
+/// does not fit the kind gets a message that says so.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheck {
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<CheckType>>,
+    pub interval: Option<Spanned<RawDuration>>,
+    pub timeout: Option<Spanned<RawDuration>>,
+    pub fall: Option<Spanned<i64>>,
+    pub rise: Option<Spanned<i64>>,
+    pub delay_before_retry: Option<Spanned<RawDuration>>,
+    pub warmup: Option<Spanned<RawDuration>>,
+    pub port: Option<Spanned<i64>>,
+    pub path: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub status: Option<Spanned<RawStatus>>,
+    pub body_contains: Option<Spanned<String>>,
+    pub digest: Option<Spanned<String>>,
+    pub sni: Option<Spanned<String>>,
+    pub verify: Option<Spanned<bool>>,
+    pub payload: Option<Spanned<String>>,
+    pub payload_hex: Option<Spanned<String>>,
+    pub expect: Option<Spanned<String>>,
+    pub expect_hex: Option<Spanned<String>>,
+    pub command: Option<Spanned<RawCommand>>,
+    pub shell: Option<Spanned<bool>>,
+    pub user: Option<Spanned<String>>,
+    pub dynamic_weight: Option<Spanned<bool>>,
+}
+
+/// A duration as written; a bare number is kept so that validation can say
+/// which unit to add.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum RawDuration {
+    Text(String),
+    Number(String),
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"5s\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
+                Ok(RawDuration::Text(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Number(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Number(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Number(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// `status = 200`, `status = "200-299"`, or a list of either.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum RawStatus {
+    One(StatusItem),
+    List(Vec<Spanned<StatusItem>>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum StatusItem {
+    Code(i64),
+    Text(String),
+}
+
+struct StatusItemVisitor;
+
+impl Visitor<'_> for StatusItemVisitor {
+    type Value = StatusItem;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a status code such as 200 or a range such as \"200-299\"")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<StatusItem, E> {
+        Ok(StatusItem::Code(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<StatusItem, E> {
+        Ok(StatusItem::Code(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<StatusItem, E> {
+        Ok(StatusItem::Text(v.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StatusItemVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawStatus;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("status codes: 200, \"200-299\" or a list of them")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawStatus, E> {
+                StatusItemVisitor.visit_i64(v).map(RawStatus::One)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawStatus, E> {
+                StatusItemVisitor.visit_u64(v).map(RawStatus::One)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawStatus, E> {
+                StatusItemVisitor.visit_str(v).map(RawStatus::One)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawStatus, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(RawStatus::List(items))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A script check's `command`: an argv list, or one string for `shell = true`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum RawCommand {
+    Argv(Vec<String>),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawCommand {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawCommand;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings such as [\"/usr/local/bin/check\", \"--quick\"]")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCommand, E> {
+                Ok(RawCommand::Text(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawCommand, A::Error> {
+                let mut argv = Vec::new();
+                while let Some(arg) = seq.next_element::<String>()? {
+                    argv.push(arg);
+                }
+                Ok(RawCommand::Argv(argv))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}

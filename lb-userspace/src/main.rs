@@ -1,10 +1,10 @@
 //! `lb`: the load balancer's agent.
 
-use std::{process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use lb_userspace::lab;
+use lb_userspace::{config::Config, dataplane, lab};
 
 #[derive(Debug, Parser)]
 #[command(name = "lb", version, about = "XDP layer-4 load balancer (DR mode) and its agent")]
@@ -15,6 +15,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Validate a configuration file and exit: every problem is reported as
+    /// file:line:column; the exit status is non-zero if there is any.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Skip checking that the VIPs' interfaces exist on this machine
+        /// (for checking a director's file elsewhere).
+        #[arg(long)]
+        no_interfaces: bool,
+    },
+    /// Print a commented example configuration.
+    ExampleConfig,
     /// Start a self-contained lab in network namespaces: a client, a director
     /// running the fast path, and three HTTP backends.
     Lab {
@@ -40,6 +52,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Check { config, no_interfaces } => check(&config, !no_interfaces),
+        Command::ExampleConfig => {
+            print!("{}", lb_userspace::config::EXAMPLE);
+            Ok(())
+        }
         Command::Lab { duration, interval } => lab::run(lab::LabOptions {
             duration: duration.map(Duration::from_secs),
             interval: Duration::from_secs(interval.max(1)),
@@ -48,4 +65,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .map(drop)
         .context("lab"),
     }
+}
+
+fn check(path: &std::path::Path, interfaces: bool) -> anyhow::Result<()> {
+    // The diagnostics are the message; anyhow's "error:" prefix would only
+    // bury the file:line:column an editor jumps to.
+    let config = match Config::from_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            anyhow::bail!("{} is not valid", path.display());
+        }
+    };
+    if interfaces && let Err(e) = config.check_interfaces(|name| dataplane::ifindex(name).is_ok()) {
+        eprintln!("{e}");
+        anyhow::bail!("{} names interfaces this machine does not have", path.display());
+    }
+    let backends: usize = config.vips.iter().map(|v| v.backends.len()).sum();
+    println!("{}: OK ({} VIPs, {backends} backends)", path.display(), config.vips.len());
+    Ok(())
 }

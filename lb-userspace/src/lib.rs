@@ -1,5 +1,6 @@
 //! The agent: loads the XDP program and keeps its maps current.
 
+pub mod agent;
 pub mod config;
 pub mod dataplane;
 pub mod lab;

@@ -1,0 +1,5 @@
+//! The agent: configuration, health, neighbours and the operator in; the
+//! fast path's maps out.
+
+pub mod service;
+pub mod install;

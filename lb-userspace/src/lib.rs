@@ -6,3 +6,4 @@ pub mod dataplane;
 pub mod lab;
 pub mod maglev;
 pub mod netns;
+pub mod vrrp;

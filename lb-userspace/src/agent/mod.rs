@@ -3,3 +3,5 @@
 
 pub mod service;
 pub mod install;
+pub mod control;
+pub mod status;

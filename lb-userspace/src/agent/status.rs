@@ -1,0 +1,100 @@
+//! What `lb status` shows: per VIP its backends with state and why,
+//! configured and effective weight, share of ring slots, packets, bytes and
+//! active flows, laid out the way `ipvsadm -Ln --stats` users read it.
+
+use std::{fmt::Write as _, net::IpAddr};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub vips: Vec<VipStatus>,
+    /// Interfaces the fast path is attached to, with the mode.
+    pub attached: Vec<(String, String)>,
+    /// Per-verdict and per-event counters of the fast path.
+    pub counters: Vec<(String, u64)>,
+    /// Entries in the flow tables, all CPUs.
+    pub flows: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VipStatus {
+    pub name: String,
+    pub interface: String,
+    pub hash: String,
+    pub ring_size: u32,
+    pub quorum: u64,
+    pub live_weight: u64,
+    pub quorum_up: bool,
+    pub sorry_active: bool,
+    pub packets: u64,
+    pub bytes: u64,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub address: IpAddr,
+    pub sorry: bool,
+    pub state: String,
+    pub why: String,
+    pub mac: Option<String>,
+    pub configured_weight: u32,
+    pub effective_weight: u32,
+    pub slots: u32,
+    /// Share of the ring's slots, in percent.
+    pub share: f64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Flows recorded for this backend in the flow tables.
+    pub flows: u64,
+}
+
+impl StatusReport {
+    /// The human table.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let attached: Vec<String> = self.attached.iter().map(|(i, m)| format!("{i} ({m})")).collect();
+        let _ = writeln!(out, "fast path: attached to {}; {} flows recorded", attached.join(", "), self.flows);
+        for v in &self.vips {
+            let quorum = if v.sorry_active {
+                "quorum lost: sorry server serving".to_owned()
+            } else if v.quorum_up {
+                format!("quorum {}/{}", v.live_weight, v.quorum)
+            } else {
+                format!("quorum LOST {}/{}", v.live_weight, v.quorum)
+            };
+            let _ = writeln!(
+                out,
+                "\nVIP {} on {}  hash {}  ring {}  {quorum}  {} pkts {} bytes",
+                v.name, v.interface, v.hash, v.ring_size, v.packets, v.bytes
+            );
+            let _ = writeln!(
+                out,
+                "  {:<28} {:<9} {:>6} {:>6} {:>7} {:>12} {:>14} {:>8}  {}",
+                "backend", "state", "weight", "eff", "share", "packets", "bytes", "flows", "why"
+            );
+            for b in &v.backends {
+                let name = if b.sorry { format!("{} (sorry)", b.address) } else { b.address.to_string() };
+                let _ = writeln!(
+                    out,
+                    "  {:<28} {:<9} {:>6} {:>6} {:>6.2}% {:>12} {:>14} {:>8}  {}",
+                    name,
+                    b.state,
+                    b.configured_weight,
+                    b.effective_weight,
+                    b.share,
+                    b.packets,
+                    b.bytes,
+                    b.flows,
+                    b.why
+                );
+            }
+        }
+        if !self.counters.is_empty() {
+            let c: Vec<String> = self.counters.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+            let _ = writeln!(out, "\ncounters: {}", c.join("  "));
+        }
+        out
+    }
+}

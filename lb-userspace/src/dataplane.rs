@@ -386,11 +386,15 @@ impl Dataplane {
         }
     }
 
-    /// Entries in the flow tables (all CPUs). Walks the map: for status, not
-    /// for anything per packet.
-    pub fn flow_count(&self) -> Result<usize, DataplaneError> {
+    /// Flow-table entries per backend id (all CPUs). Walks the whole map:
+    /// for status, never for anything per packet.
+    pub fn flow_counts(&self) -> Result<StdHashMap<u32, u64>, DataplaneError> {
         let map: HashMap<_, FlowKey, u32> = self.map(names::FLOWS)?;
-        Ok(map.keys().filter(Result::is_ok).count())
+        let mut counts = StdHashMap::new();
+        for (_, id) in map.iter().filter_map(Result::ok) {
+            *counts.entry(id).or_default() += 1;
+        }
+        Ok(counts)
     }
 
     fn map<'a, T>(&'a self, name: &'static str) -> Result<T, DataplaneError>

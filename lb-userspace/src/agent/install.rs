@@ -26,6 +26,8 @@ pub struct Installer {
     builder: maglev::Builder,
     ring: Vec<u32>,
     written: HashMap<u32, lb_common::Backend>,
+    /// Slots per backend id in the ring last built.
+    slots: HashMap<u32, u32>,
 }
 
 /// How long an install took, for logs and the bench.
@@ -63,12 +65,21 @@ impl Installer {
             .build_into(&service.ring_entries(), service.vip.ring_size, &mut self.ring)
             .map_err(|source| InstallError::Ring { vip: vip(), source })?;
         let build = started.elapsed();
+        self.slots.clear();
+        for &id in &self.ring {
+            *self.slots.entry(id).or_default() += 1;
+        }
         dp.install_vip(&service.keys(), service.vip_index, service.flags(), &self.ring).map_err(maps)?;
         for &(id, entry) in &falling {
             dp.set_backend(id, entry).map_err(maps)?;
             self.written.insert(id, entry);
         }
         Ok(InstallTime { build, total: started.elapsed() })
+    }
+
+    /// Slots backend `id` got in the ring last built.
+    pub fn slots_of(&self, id: u32) -> u32 {
+        self.slots.get(&id).copied().unwrap_or(0)
     }
 
     /// Forgets a removed service's backends (their ids may be reused).

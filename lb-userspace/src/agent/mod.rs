@@ -5,3 +5,5 @@ pub mod service;
 pub mod install;
 pub mod control;
 pub mod status;
+pub mod director;
+pub mod ids;

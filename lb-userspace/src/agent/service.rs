@@ -232,8 +232,12 @@ impl Service {
 
     /// A readable name: `10.0.0.1:80/tcp`, `[fd00::1]:443/tcp`.
     pub fn name(&self) -> String {
-        let addr = std::net::SocketAddr::new(self.vip.address, self.vip.port);
-        format!("{addr}/{}", self.vip.protocol.name())
+        Self::name_of(&self.vip)
+    }
+
+    pub fn name_of(vip: &config::Vip) -> String {
+        let addr = std::net::SocketAddr::new(vip.address, vip.port);
+        format!("{addr}/{}", vip.protocol.name())
     }
 }
 

@@ -1,0 +1,409 @@
+//! The director's state and every change to it: health results, resolved
+//! MACs, operator commands and reloads come in; ordered map writes go out.
+//! Synchronous and free of sockets and timers, so the agent's event loop
+//! stays a thin `select!` and tests can drive this directly.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use lb_common::{Config as FastPathConfig, MAX_BACKENDS};
+
+use super::{
+    control::{Request, Response},
+    ids::Ids,
+    install::{InstallError, InstallTime, Installer},
+    service::{Service, State},
+    status::{BackendStatus, StatusReport, VipStatus},
+};
+use crate::{
+    config::{Config, HashMode},
+    dataplane::{Dataplane, DataplaneError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectorError {
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error("out of backend ids: at most {max} backends in all")]
+    Ids { max: u32 },
+    #[error("{what} cannot change without a restart (loaded with {loaded}, the new file wants {wanted})")]
+    NeedsRestart { what: &'static str, loaded: u64, wanted: u64 },
+}
+
+/// What changed for a backend, for the log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub vip: String,
+    pub backend: IpAddr,
+    pub from: State,
+    pub to: State,
+}
+
+pub struct Director {
+    config: Config,
+    dp: Dataplane,
+    services: Vec<Service>,
+    installer: Installer,
+    ids: Ids,
+    /// Ring slots per backend id in the ring last installed.
+    slots: HashMap<u32, u32>,
+    /// Last install time per VIP index, for status and the bench.
+    pub last_install: Option<InstallTime>,
+}
+
+impl std::fmt::Debug for Director {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Director").field("services", &self.services.len()).finish_non_exhaustive()
+    }
+}
+
+impl Director {
+    /// Builds the services of `config` and installs them into `dp`.
+    pub fn new(config: Config, mut dp: Dataplane) -> Result<Self, DirectorError> {
+        dp.set_config(FastPathConfig { max_new_flows_per_sec: config.global.max_new_flows_per_sec, tx_ifindex: 0 })?;
+        let mut ids = Ids::new(MAX_BACKENDS);
+        let mut services = Vec::new();
+        for (index, vip) in config.vips.iter().enumerate() {
+            services.push(new_service(vip.clone(), index as u32, &mut ids)?);
+        }
+        let mut d = Self {
+            config,
+            dp,
+            services,
+            installer: Installer::new(),
+            ids,
+            slots: HashMap::new(),
+            last_install: None,
+        };
+        for i in 0..d.services.len() {
+            d.install(i)?;
+        }
+        Ok(d)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dp
+    }
+
+    pub fn dataplane_mut(&mut self) -> &mut Dataplane {
+        &mut self.dp
+    }
+
+    fn install(&mut self, i: usize) -> Result<InstallTime, DirectorError> {
+        let s = &mut self.services[i];
+        s.update_quorum();
+        let t = self.installer.install(&mut self.dp, s)?;
+        for b in s.backends.iter().chain(&s.sorry) {
+            self.slots.insert(b.id, self.installer.slots_of(b.id));
+        }
+        self.last_install = Some(t);
+        Ok(t)
+    }
+
+    /// Applies `f` to every backend with `address` (on VIPs matching
+    /// `vip`, if given) and reinstalls the services whose state changed.
+    fn update(
+        &mut self,
+        vip: Option<&str>,
+        address: IpAddr,
+        mut f: impl FnMut(&mut super::service::Backend),
+    ) -> Result<(usize, Vec<Transition>), DirectorError> {
+        let mut matched = 0;
+        let mut transitions = Vec::new();
+        let mut dirty = Vec::new();
+        for (i, s) in self.services.iter_mut().enumerate() {
+            if vip.is_some_and(|v| !vip_matches(s, v)) {
+                continue;
+            }
+            let name = s.name();
+            let quorum_before = s.quorum_up;
+            let Some(b) = s.backend_mut(address) else { continue };
+            matched += 1;
+            let (before, weight_before) = (b.state(), b.effective_weight());
+            f(b);
+            let (after, weight_after) = (b.state(), b.effective_weight());
+            let changed = before != after || weight_before != weight_after;
+            if before != after {
+                transitions.push(Transition { vip: name, backend: address, from: before, to: after });
+            }
+            s.update_quorum();
+            if changed || quorum_before != s.quorum_up {
+                dirty.push(i);
+            }
+        }
+        for i in dirty {
+            self.install(i)?;
+        }
+        Ok((matched, transitions))
+    }
+
+    /// A health check's verdict on backend `id`.
+    pub fn on_health(
+        &mut self,
+        id: u32,
+        up: bool,
+        weight: Option<u32>,
+        reason: &str,
+    ) -> Result<Vec<Transition>, DirectorError> {
+        let Some(address) = self.address_of(id) else { return Ok(Vec::new()) };
+        let mut transitions = Vec::new();
+        for (i, s) in self.services.iter_mut().enumerate() {
+            let name = s.name();
+            let Some(b) = s.backends.iter_mut().chain(s.sorry.as_mut()).find(|b| b.id == id) else { continue };
+            let (before, w) = (b.state(), b.effective_weight());
+            b.healthy = up;
+            b.health_reason = reason.to_owned();
+            if weight.is_some() {
+                b.dynamic_weight = weight;
+            }
+            let (after, w2) = (b.state(), b.effective_weight());
+            if before != after {
+                transitions.push(Transition { vip: name, backend: address, from: before.clone(), to: after.clone() });
+            }
+            if before != after || w != w2 {
+                self.install(i)?;
+            }
+            break;
+        }
+        Ok(transitions)
+    }
+
+    fn address_of(&self, id: u32) -> Option<IpAddr> {
+        self.services.iter().flat_map(|s| s.backends.iter().chain(&s.sorry)).find(|b| b.id == id).map(|b| b.address)
+    }
+
+    /// The neighbour table's answer for `address` on `interface`.
+    pub fn on_mac(
+        &mut self,
+        interface: &str,
+        address: IpAddr,
+        mac: Option<[u8; 6]>,
+        reason: &str,
+    ) -> Result<Vec<Transition>, DirectorError> {
+        let vips: Vec<String> =
+            self.services.iter().filter(|s| s.vip.interface == interface).map(Service::name).collect();
+        let mut all = Vec::new();
+        for vip in vips {
+            let (_, t) = self.update(Some(&vip), address, |b| {
+                b.mac = mac;
+                b.mac_reason = reason.to_owned();
+            })?;
+            all.extend(t);
+        }
+        Ok(all)
+    }
+
+    /// Operator commands; `Reload` and `Status` are answered by the caller,
+    /// which owns the file and the flow-table walk.
+    pub fn command(&mut self, request: &Request) -> Response {
+        let (vip, backend, what, result) = match request {
+            Request::Drain { vip, backend } => {
+                (vip, backend, "drained", self.update(Some(vip), *backend, |b| b.admin_drained = true))
+            }
+            Request::Undrain { vip, backend } => {
+                (vip, backend, "undrained", self.update(Some(vip), *backend, |b| b.admin_drained = false))
+            }
+            Request::Weight { vip, backend, weight } => {
+                if *weight > crate::config::MAX_WEIGHT {
+                    return Response::error(format!(
+                        "weight {weight} out of range 0..={}",
+                        crate::config::MAX_WEIGHT
+                    ));
+                }
+                (vip, backend, "weight set", self.update(Some(vip), *backend, |b| b.admin_weight = Some(*weight)))
+            }
+            Request::Status | Request::Reload => return Response::error("not handled here"),
+        };
+        match result {
+            Ok((0, _)) => Response::error(format!("no backend {backend} on a VIP matching {vip:?}")),
+            Ok((n, _)) => Response::ok(format!("{backend}: {what} on {n} VIP(s)")),
+            Err(e) => Response::error(e.to_string()),
+        }
+    }
+
+    /// Replaces the configuration. Backends that stay keep their health,
+    /// MAC and operator settings; new ones start as a fresh start would. On
+    /// error nothing has changed.
+    pub fn reload(&mut self, config: Config) -> Result<(), DirectorError> {
+        let loaded = self.dp.options();
+        if config.max_ring_size() > loaded.max_ring_size {
+            return Err(DirectorError::NeedsRestart {
+                what: "the largest ring_size",
+                loaded: loaded.max_ring_size.into(),
+                wanted: config.max_ring_size().into(),
+            });
+        }
+        if config.vips.len() as u32 > loaded.max_vips {
+            return Err(DirectorError::NeedsRestart {
+                what: "the number of VIPs (max_vips)",
+                loaded: loaded.max_vips.into(),
+                wanted: config.vips.len() as u64,
+            });
+        }
+        // Plan on copies, so that a failure leaves everything as it was.
+        let mut ids = self.ids.clone();
+        let mut old: HashMap<String, Service> = self.services.iter().map(|s| (s.name(), s.clone())).collect();
+        let kept: Vec<u32> =
+            config.vips.iter().filter_map(|v| old.get(&Service::name_of(v)).map(|s| s.vip_index)).collect();
+        let mut free_indexes = (0..loaded.max_vips).filter(|i| !kept.contains(i));
+        let mut next = Vec::new();
+        for vip in &config.vips {
+            let service = match old.remove(&Service::name_of(vip)) {
+                Some(prev) => carry_over(prev, vip.clone(), &mut ids)?,
+                None => {
+                    let index = free_indexes.next().expect("max_vips checked above");
+                    new_service(vip.clone(), index, &mut ids)?
+                }
+            };
+            next.push(service);
+        }
+        for gone in old.values() {
+            self.dp.remove_vip(&gone.keys(), gone.vip_index)?;
+            self.installer.forget(gone);
+            for b in gone.backends.iter().chain(&gone.sorry) {
+                // Dead before its id can be reused, so flows recorded for
+                // it are re-hashed.
+                let mut entry = b.entry(gone.vip_index);
+                entry.flags = 0;
+                self.dp.set_backend(b.id, entry)?;
+            }
+        }
+        self.ids = ids;
+        self.services = next;
+        self.dp.set_config(FastPathConfig { max_new_flows_per_sec: config.global.max_new_flows_per_sec, tx_ifindex: 0 })?;
+        self.config = config;
+        for i in 0..self.services.len() {
+            self.install(i)?;
+        }
+        Ok(())
+    }
+
+    /// The status report, counters read from the fast path now.
+    pub fn status(&self, with_flows: bool) -> Result<StatusReport, DirectorError> {
+        let flow_counts = if with_flows { self.dp.flow_counts()? } else { HashMap::new() };
+        let mut vips = Vec::new();
+        for s in &self.services {
+            let c = self.dp.vip_counters(s.vip_index)?;
+            let ring = u64::from(s.vip.ring_size);
+            let mut backends = Vec::new();
+            for (b, sorry) in s.backends.iter().map(|b| (b, false)).chain(s.sorry.iter().map(|b| (b, true))) {
+                let bc = self.dp.backend_counters(b.id)?;
+                let slots = self.slots.get(&b.id).copied().unwrap_or(0);
+                let state = b.state();
+                backends.push(BackendStatus {
+                    address: b.address,
+                    sorry,
+                    state: state.name().to_owned(),
+                    why: state.why().to_owned(),
+                    mac: b.mac.map(|m| m.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")),
+                    configured_weight: b.configured_weight,
+                    effective_weight: b.effective_weight(),
+                    slots,
+                    share: f64::from(slots) * 100.0 / ring as f64,
+                    packets: bc.packets,
+                    bytes: bc.bytes,
+                    flows: flow_counts.get(&b.id).copied().unwrap_or(0),
+                });
+            }
+            vips.push(VipStatus {
+                name: s.name(),
+                interface: s.vip.interface.clone(),
+                hash: match s.vip.hash {
+                    HashMode::FiveTuple => "5tuple",
+                    HashMode::SourceIp => "source-ip",
+                }
+                .to_owned(),
+                ring_size: s.vip.ring_size,
+                quorum: s.vip.quorum,
+                live_weight: s.live_weight(),
+                quorum_up: s.quorum_up,
+                sorry_active: s.sorry_active(),
+                packets: c.packets,
+                bytes: c.bytes,
+                backends,
+            });
+        }
+        let counters = self.dp.stats()?.into_iter().map(|(s, c)| (s.name().to_owned(), c.packets)).collect();
+        let attached = self.dp.attachments().map(|(i, m)| (i.to_owned(), format!("{m:?}").to_lowercase())).collect();
+        let flows = flow_counts.values().sum();
+        Ok(StatusReport { vips, attached, counters, flows })
+    }
+
+    /// Rebuilds and reinstalls service `i` as it stands: what a state
+    /// change costs, for the bench.
+    pub fn reinstall(&mut self, i: usize) -> Result<InstallTime, DirectorError> {
+        self.install(i)
+    }
+}
+
+fn new_service(vip: crate::config::Vip, index: u32, ids: &mut Ids) -> Result<Service, DirectorError> {
+    let needed = vip.backends.len() + usize::from(vip.sorry_server.is_some());
+    let mut taken = Vec::with_capacity(needed);
+    for _ in 0..needed {
+        match ids.take() {
+            Some(id) => taken.push(id),
+            None => {
+                for id in taken {
+                    ids.give_back(id);
+                }
+                return Err(DirectorError::Ids { max: MAX_BACKENDS - 1 });
+            }
+        }
+    }
+    let mut it = taken.into_iter();
+    Ok(Service::new(vip, index, || it.next().expect("counted above")))
+}
+
+/// The new configuration of a VIP that stays, keeping what is known of the
+/// backends that stay.
+fn carry_over(prev: Service, vip: crate::config::Vip, ids: &mut Ids) -> Result<Service, DirectorError> {
+    let mut old: HashMap<IpAddr, super::service::Backend> =
+        prev.backends.into_iter().chain(prev.sorry).map(|b| (b.address, b)).collect();
+    let mut fresh = |address: IpAddr, weight: u32, inhibit: bool| {
+        let id = ids.take().ok_or(DirectorError::Ids { max: MAX_BACKENDS - 1 })?;
+        Ok::<_, DirectorError>(super::service::Backend::new(address, id, weight, inhibit))
+    };
+    let mut backends = Vec::with_capacity(vip.backends.len());
+    for b in &vip.backends {
+        backends.push(match old.remove(&b.address) {
+            Some(mut kept) => {
+                kept.configured_weight = b.weight;
+                kept.inhibit_on_failure = b.inhibit_on_failure;
+                kept
+            }
+            None => fresh(b.address, b.weight, b.inhibit_on_failure)?,
+        });
+    }
+    let sorry = match vip.sorry_server {
+        Some(a) => Some(match old.remove(&a) {
+            Some(kept) => kept,
+            None => fresh(a, 1, false)?,
+        }),
+        None => None,
+    };
+    for (_, gone) in old {
+        ids.give_back(gone.id);
+    }
+    let mut s = Service { vip, vip_index: prev.vip_index, backends, sorry, quorum_up: prev.quorum_up };
+    s.update_quorum();
+    Ok(s)
+}
+
+/// `lb drain VIP ...` names a VIP as `addr:port/proto`, `addr:port` or `addr`.
+fn vip_matches(s: &Service, v: &str) -> bool {
+    let name = s.name();
+    if v == name {
+        return true;
+    }
+    let addr_port = std::net::SocketAddr::new(s.vip.address, s.vip.port).to_string();
+    v == addr_port || v.parse::<IpAddr>().is_ok_and(|a| a == s.vip.address)
+}

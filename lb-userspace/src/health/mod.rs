@@ -1,0 +1,758 @@
+//! Health checks of real servers with keepalived's semantics (`TCP_CHECK`,
+//! `HTTP_GET`, `SSL_GET`, `UDP_CHECK`, `MISC_CHECK`), as tokio tasks.
+//!
+//! The agent owns a [`Monitor`]: it [starts](Monitor::start) one task per
+//! checked backend, [stops](Monitor::stop) it when the backend leaves the
+//! configuration (or [syncs](Monitor::sync) the whole set on reload), and
+//! reads [`HealthEvent`]s from the channel returned by [`Monitor::new`]. An
+//! event is sent only when a backend changes state (up, down, or a new dynamic
+//! weight), never for every result; the latest result of every target is
+//! kept on a [`StatusBoard`] for `lb status`.
+//!
+//! Each task sleeps, runs one attempt under the check's `timeout`, feeds the
+//! result to a [`Tracker`] (fall/rise/delay_before_retry, in [`state`]) and
+//! sleeps again. Network attempts share one [`Semaphore`] and scripts another,
+//! so thousands of backends at a 1 s interval cost a few tasks' worth of
+//! memory and a bounded number of sockets or processes at a time.
+
+mod http;
+#[cfg(test)]
+mod monitor_tests;
+mod script;
+pub mod state;
+mod tcp;
+#[cfg(test)]
+mod testutil;
+mod udp;
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    future::Future,
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU8, AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::{
+    sync::{Semaphore, mpsc, oneshot},
+    task::JoinHandle,
+    time::{self, Instant},
+};
+
+use crate::config::{Check, CheckKind};
+
+pub use script::{Account, resolve_user};
+pub use state::{Step, Timing, Tracker, Transition};
+
+/// Which backend a check belongs to: its position in the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetId {
+    pub vip: u32,
+    pub backend: u32,
+}
+
+impl fmt::Display for TargetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vip {} backend {}", self.vip, self.backend)
+    }
+}
+
+/// One backend to check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub id: TargetId,
+    pub address: IpAddr,
+    pub check: Check,
+    /// The state before the first result. keepalived starts real servers up
+    /// (unless `alpha` is set), so that starting the director does not empty
+    /// every pool until the first round of checks is in.
+    pub initially_up: bool,
+}
+
+impl Target {
+    /// A target that starts up, as in keepalived without `alpha`.
+    pub fn new(id: TargetId, address: IpAddr, check: Check) -> Target {
+        Target { id, address, check, initially_up: true }
+    }
+}
+
+/// A backend changed state.
+///
+/// Events of a target that was just stopped or replaced may still be in the
+/// channel: the agent should act only on targets it still expects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthEvent {
+    pub target: TargetId,
+    pub up: bool,
+    /// The last dynamic weight a script check reported (`misc_dynamic`);
+    /// `None` means "the configured weight".
+    pub weight: Option<u32>,
+    /// The result that caused the change, e.g. "HTTP status 503 not in 200-299".
+    pub reason: String,
+}
+
+/// The result of one check attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckResult {
+    pub ok: bool,
+    /// A dynamic weight carried by a successful script check.
+    pub weight: Option<u32>,
+    pub reason: String,
+}
+
+impl CheckResult {
+    fn up(reason: impl Into<String>) -> CheckResult {
+        CheckResult { ok: true, weight: None, reason: reason.into() }
+    }
+
+    fn down(reason: impl Into<String>) -> CheckResult {
+        CheckResult { ok: false, weight: None, reason: reason.into() }
+    }
+}
+
+/// What `lb status` shows about one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetStatus {
+    pub id: TargetId,
+    pub address: IpAddr,
+    /// "tcp", "http", "https", "udp" or "script".
+    pub kind: &'static str,
+    pub up: bool,
+    pub weight: Option<u32>,
+    /// When the target entered its current state (or was started).
+    pub since: SystemTime,
+    /// `None` until the first attempt has finished.
+    pub last: Option<LastCheck>,
+    pub consecutive_successes: u32,
+    pub consecutive_failures: u32,
+    /// Attempts finished since the target was started.
+    pub checks: u64,
+}
+
+/// The latest finished attempt of a target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastCheck {
+    pub ok: bool,
+    pub reason: String,
+    pub at: SystemTime,
+    /// How long the attempt took, waiting for a connection slot excluded.
+    pub took: Duration,
+}
+
+/// The latest status of every running target; cheap to clone and to share
+/// with the control socket.
+#[derive(Clone, Debug, Default)]
+pub struct StatusBoard {
+    entries: Arc<Mutex<HashMap<TargetId, Entry>>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Which task owns the entry: a stopped task that finishes an attempt
+    /// after its replacement started must not overwrite the new status.
+    generation: u64,
+    status: TargetStatus,
+}
+
+impl StatusBoard {
+    pub fn get(&self, id: TargetId) -> Option<TargetStatus> {
+        self.lock().get(&id).map(|e| e.status.clone())
+    }
+
+    /// Every target, ordered by id.
+    pub fn all(&self) -> Vec<TargetStatus> {
+        let mut all: Vec<TargetStatus> = self.lock().values().map(|e| e.status.clone()).collect();
+        all.sort_by_key(|s| s.id);
+        all
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TargetId, Entry>> {
+        // The map is consistent after every statement that touches it, so a
+        // panic elsewhere while holding the lock leaves nothing half-done.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, generation: u64, status: TargetStatus) {
+        self.lock().insert(status.id, Entry { generation, status });
+    }
+
+    fn remove(&self, id: TargetId) {
+        self.lock().remove(&id);
+    }
+
+    fn update(&self, id: TargetId, generation: u64, f: impl FnOnce(&mut TargetStatus)) {
+        if let Some(entry) = self.lock().get_mut(&id)
+            && entry.generation == generation
+        {
+            f(&mut entry.status);
+        }
+    }
+}
+
+/// Limits shared by every task of a [`Monitor`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MonitorOptions {
+    /// Network check attempts (TCP, HTTP(S), UDP) in flight at once.
+    pub max_connections: usize,
+    /// Script checks running at once.
+    pub max_scripts: usize,
+    /// Capacity of the event channel. Tasks wait (without blocking one
+    /// another's timers) when the agent falls this far behind.
+    pub event_capacity: usize,
+    /// The most of an HTTP body read for a `body` or `digest` match.
+    pub body_cap: usize,
+}
+
+impl Default for MonitorOptions {
+    fn default() -> Self {
+        MonitorOptions { max_connections: 1024, max_scripts: 32, event_capacity: 1024, body_cap: 1 << 20 }
+    }
+}
+
+/// Why a target could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error("script user \"{user}\" does not exist")]
+    UnknownUser { user: String },
+    #[error("looking up script user \"{user}\": {source}")]
+    UserLookup { user: String, source: io::Error },
+    #[error("script command is empty")]
+    EmptyCommand {},
+    #[error("TLS server name \"{name}\" is not a valid DNS name or address")]
+    InvalidServerName { name: String },
+    #[error("building the TLS client configuration: {source}")]
+    Tls { source: rustls::Error },
+    #[error("HTTP {what} \"{value}\" cannot be sent in a request line or header")]
+    InvalidRequest { what: &'static str, value: String },
+}
+
+/// Runs the checks; see the [module documentation](self).
+///
+/// Dropping the monitor stops every task at its next wake-up (killing any
+/// script still running); [`Monitor::shutdown`] also waits for them.
+#[derive(Debug)]
+pub struct Monitor {
+    options: MonitorOptions,
+    events: mpsc::Sender<HealthEvent>,
+    board: StatusBoard,
+    connections: Arc<Semaphore>,
+    scripts: Arc<Semaphore>,
+    tls: http::TlsConfigs,
+    running: HashMap<TargetId, Running>,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Running {
+    target: Target,
+    /// Dropping it stops the task.
+    _stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Monitor {
+    pub fn new(options: MonitorOptions) -> (Monitor, mpsc::Receiver<HealthEvent>) {
+        let (events, rx) = mpsc::channel(options.event_capacity.max(1));
+        let monitor = Monitor {
+            options,
+            events,
+            board: StatusBoard::default(),
+            connections: Arc::new(Semaphore::new(options.max_connections.max(1))),
+            scripts: Arc::new(Semaphore::new(options.max_scripts.max(1))),
+            tls: http::TlsConfigs::default(),
+            running: HashMap::new(),
+            generation: 0,
+        };
+        (monitor, rx)
+    }
+
+    /// A handle on the latest status of every target.
+    pub fn board(&self) -> StatusBoard {
+        self.board.clone()
+    }
+
+    /// The targets being checked, in no particular order.
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.running.values().map(|r| &r.target)
+    }
+
+    /// Starts checking `target`, replacing (and restarting) any target with
+    /// the same id. Must be called within a Tokio runtime.
+    ///
+    /// Fails, leaving everything as it was, when the check cannot be set up:
+    /// a script user that does not exist, an unusable TLS name.
+    pub fn start(&mut self, target: Target) -> Result<(), HealthError> {
+        let probe = self.arm(target.address, &target.check)?;
+        self.spawn(target, probe);
+        Ok(())
+    }
+
+    /// Stops checking `id`; false when it was not being checked. A script
+    /// still running for it is killed.
+    pub fn stop(&mut self, id: TargetId) -> bool {
+        self.board.remove(id);
+        // Dropping `Running` drops the stop sender, which ends the task.
+        self.running.remove(&id).is_some()
+    }
+
+    /// Makes the running set equal to `targets` (a reload): targets whose
+    /// address and check did not change keep running with their state and
+    /// counters, changed ones restart, missing ones stop. All or nothing: on
+    /// error nothing was changed.
+    ///
+    /// A restarted target starts from its `initially_up`; to carry a state
+    /// over, set it from [`StatusBoard::get`] before the call.
+    pub fn sync(&mut self, targets: impl IntoIterator<Item = Target>) -> Result<(), HealthError> {
+        let mut wanted = HashSet::new();
+        let mut fresh = Vec::new();
+        for target in targets {
+            let unchanged = self
+                .running
+                .get(&target.id)
+                .is_some_and(|r| r.target.address == target.address && r.target.check == target.check);
+            if !unchanged {
+                let probe = self.arm(target.address, &target.check)?;
+                fresh.push((target.clone(), probe));
+            }
+            wanted.insert(target.id);
+        }
+        let gone: Vec<TargetId> = self.running.keys().filter(|id| !wanted.contains(id)).copied().collect();
+        for id in gone {
+            self.stop(id);
+        }
+        for (target, probe) in fresh {
+            self.spawn(target, probe);
+        }
+        Ok(())
+    }
+
+    /// Runs one attempt of `check` against `address` now, outside any
+    /// schedule (for `lb` to test a check by hand, and for tests).
+    pub async fn probe_once(&mut self, address: IpAddr, check: &Check) -> Result<CheckResult, HealthError> {
+        let probe = self.arm(address, check)?;
+        Ok(probe.run().await)
+    }
+
+    /// Stops every task and waits until they are gone (and their scripts killed).
+    pub async fn shutdown(mut self) {
+        // Taking the task out of `Running` drops its stop sender.
+        let tasks: Vec<JoinHandle<()>> = self.running.drain().map(|(_, running)| running.task).collect();
+        for task in tasks {
+            // A task that panicked has nothing left to clean up.
+            let _ = task.await;
+        }
+    }
+
+    fn arm(&mut self, address: IpAddr, check: &Check) -> Result<Armed, HealthError> {
+        let probe = match &check.kind {
+            CheckKind::Tcp { port } => Probe::Net(Net::Tcp(tcp::TcpProbe { addr: SocketAddr::new(address, *port) })),
+            CheckKind::Http(http) => {
+                Probe::Net(Net::Http(http::HttpProbe::new(address, http, None, self.options.body_cap)?))
+            }
+            CheckKind::Https { http, tls } => {
+                let tls = self.tls.target(address, tls)?;
+                Probe::Net(Net::Http(http::HttpProbe::new(address, http, Some(tls), self.options.body_cap)?))
+            }
+            CheckKind::Udp(udp) => Probe::Net(Net::Udp(udp::UdpProbe::new(address, udp))),
+            CheckKind::Script(script) => Probe::Script(script::ScriptProbe::new(script)?),
+        };
+        Ok(Armed {
+            probe,
+            timeout: check.timeout,
+            connections: self.connections.clone(),
+            scripts: self.scripts.clone(),
+        })
+    }
+
+    fn spawn(&mut self, target: Target, probe: Armed) {
+        // Replacing drops the old stop sender first, so the old task is told
+        // to end before the new one is started.
+        self.stop(target.id);
+        self.generation += 1;
+        let generation = self.generation;
+        let tracker = Tracker::new(Timing::from(&target.check), target.initially_up);
+        self.board.insert(
+            generation,
+            TargetStatus {
+                id: target.id,
+                address: target.address,
+                kind: target.check.kind.name(),
+                up: target.initially_up,
+                weight: None,
+                since: SystemTime::now(),
+                last: None,
+                consecutive_successes: 0,
+                consecutive_failures: 0,
+                checks: 0,
+            },
+        );
+        let supervisor = Supervisor {
+            id: target.id,
+            address: target.address,
+            kind: target.check.kind.name(),
+            probe,
+            tracker,
+            events: self.events.clone(),
+            board: self.board.clone(),
+            generation,
+            next: Instant::now() + warmup_delay(target.check.warmup),
+        };
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(supervisor.run(stopped));
+        self.running.insert(target.id, Running { target, _stop: stop, task });
+    }
+}
+
+/// One attempt of something; the task loop is generic over it so that its
+/// timing can be tested with scripted results.
+trait Attempt: Send + Sync + 'static {
+    fn run(&self) -> impl Future<Output = CheckResult> + Send;
+}
+
+enum Probe {
+    Net(Net),
+    Script(script::ScriptProbe),
+}
+
+/// Checks that use one socket.
+enum Net {
+    Tcp(tcp::TcpProbe),
+    Http(http::HttpProbe),
+    Udp(udp::UdpProbe),
+}
+
+impl Net {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Net::Tcp(p) => p.addr,
+            Net::Http(p) => p.addr,
+            Net::Udp(p) => p.addr,
+        }
+    }
+
+    async fn attempt(&self, progress: &Progress) -> CheckResult {
+        match self {
+            Net::Tcp(p) => p.attempt(progress).await,
+            Net::Http(p) => p.attempt(progress).await,
+            Net::Udp(p) => p.attempt(progress).await,
+        }
+    }
+}
+
+/// A probe with its timeout and the shared concurrency limits.
+struct Armed {
+    probe: Probe,
+    timeout: Duration,
+    connections: Arc<Semaphore>,
+    scripts: Arc<Semaphore>,
+}
+
+impl Attempt for Armed {
+    async fn run(&self) -> CheckResult {
+        match &self.probe {
+            Probe::Script(script) => {
+                // The script's timeout runs inside: it has to kill the process group.
+                let Ok(_permit) = self.scripts.acquire().await else {
+                    return CheckResult::down("checker shutting down");
+                };
+                script.run(self.timeout).await
+            }
+            Probe::Net(net) => {
+                // The timeout starts once a slot is free: a queue of attempts
+                // is the director's own congestion, not the backend's fault.
+                let Ok(_permit) = self.connections.acquire().await else {
+                    return CheckResult::down("checker shutting down");
+                };
+                let progress = Progress::default();
+                match time::timeout(self.timeout, net.attempt(&progress)).await {
+                    Ok(result) => result,
+                    Err(_) => CheckResult::down(format!(
+                        "timeout after {} {}",
+                        show_duration(self.timeout),
+                        progress.describe(net.addr())
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// The long-lived task of one target.
+struct Supervisor<A> {
+    id: TargetId,
+    address: IpAddr,
+    kind: &'static str,
+    probe: A,
+    tracker: Tracker,
+    events: mpsc::Sender<HealthEvent>,
+    board: StatusBoard,
+    generation: u64,
+    /// When the next attempt starts.
+    next: Instant,
+}
+
+impl<A: Attempt> Supervisor<A> {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        loop {
+            tokio::select! {
+                biased;
+                // A send or the sender's drop: either way, stop.
+                _ = &mut stop => break,
+                () = self.cycle() => {}
+            }
+        }
+    }
+
+    /// Sleeps until the next attempt, runs it and reports the result.
+    /// Cancelling it (stop) drops the timer and the attempt in flight.
+    async fn cycle(&mut self) {
+        time::sleep_until(self.next).await;
+        let at = SystemTime::now();
+        let started = Instant::now();
+        let result = self.probe.run().await;
+        let took = started.elapsed();
+        let step = self.tracker.observe(result.ok, result.weight);
+        let (up, weight) = (self.tracker.is_up(), self.tracker.weight());
+        let (successes, failures) = (self.tracker.consecutive_successes(), self.tracker.consecutive_failures());
+        self.board.update(self.id, self.generation, |s| {
+            s.up = up;
+            s.weight = weight;
+            if step.transition.is_some() {
+                s.since = at;
+            }
+            s.last = Some(LastCheck { ok: result.ok, reason: result.reason.clone(), at, took });
+            s.consecutive_successes = successes;
+            s.consecutive_failures = failures;
+            s.checks += 1;
+        });
+        if let Some(transition) = step.transition {
+            let (id, backend, check, reason) = (self.id, self.address, self.kind, &result.reason);
+            match transition {
+                Transition::Down => tracing::warn!(%id, %backend, check, reason, "backend down"),
+                Transition::Up => tracing::info!(%id, %backend, check, reason, ?weight, "backend up"),
+                Transition::Weight => tracing::info!(%id, %backend, check, reason, ?weight, "backend weight changed"),
+            }
+            let event = HealthEvent { target: self.id, up, weight, reason: result.reason };
+            // An agent that dropped its receiver is shutting down; the board
+            // stays current until it stops the tasks.
+            let _ = self.events.send(event).await;
+        }
+        self.next = Instant::now() + step.next;
+    }
+}
+
+/// Where an attempt was when its timeout fired, for the failure reason.
+#[derive(Debug, Default)]
+struct Progress {
+    phase: AtomicU8,
+    received: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    Connecting = 0,
+    TlsHandshake,
+    Sending,
+    Headers,
+    Body,
+    Reply,
+}
+
+impl Progress {
+    fn set(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+
+    fn received(&self, bytes: usize) {
+        self.received.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn describe(&self, addr: SocketAddr) -> String {
+        let received = self.received.load(Ordering::Relaxed);
+        match self.phase.load(Ordering::Relaxed) {
+            p if p == Phase::TlsHandshake as u8 => format!("in the TLS handshake with {addr}"),
+            p if p == Phase::Sending as u8 => format!("sending the request to {addr}"),
+            p if p == Phase::Headers as u8 => {
+                format!("waiting for the response headers from {addr} ({received} bytes received)")
+            }
+            p if p == Phase::Body as u8 => format!("reading the body from {addr} ({received} bytes received)"),
+            p if p == Phase::Reply as u8 => format!("waiting for a reply from {addr}"),
+            _ => format!("connecting to {addr}"),
+        }
+    }
+}
+
+/// "5s", "1500ms": how keepalived-minded operators write durations.
+fn show_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+}
+
+/// An I/O error as a short lowercase phrase ("connection refused"), without
+/// Rust's "(os error 111)".
+fn io_reason(e: &io::Error) -> String {
+    use io::ErrorKind as K;
+    let text = match e.kind() {
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionReset => "connection reset by peer",
+        K::ConnectionAborted => "connection aborted",
+        K::HostUnreachable => "host unreachable",
+        K::NetworkUnreachable => "network unreachable",
+        K::AddrNotAvailable => "address not available",
+        K::UnexpectedEof => "connection closed early",
+        K::BrokenPipe => "connection closed by the backend",
+        K::TimedOut => "timed out",
+        _ => {
+            let text = e.to_string();
+            let text = match text.find(" (os error") {
+                Some(i) => &text[..i],
+                None => &text,
+            };
+            let mut chars = text.chars();
+            return match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => String::from("unknown error"),
+            };
+        }
+    };
+    text.to_owned()
+}
+
+/// A uniform delay in `0..warmup`, so that checks configured together do
+/// not all fire in the same millisecond.
+fn warmup_delay(warmup: Duration) -> Duration {
+    let nanos = warmup.as_nanos().min(u128::from(u64::MAX)) as u64;
+    if nanos == 0 { Duration::ZERO } else { Duration::from_nanos(random_u64() % nanos) }
+}
+
+/// splitmix64 over a process-wide counter seeded from the clock and the pid:
+/// spreading timers needs no cryptographic quality, only different values
+/// per call and per process.
+fn random_u64() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut seed = STATE.load(Ordering::Relaxed);
+    if seed == 0 {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+        seed = (now ^ (u64::from(std::process::id()) << 32)) | 1;
+        // Another thread may have seeded first; either seed is as good.
+        let _ = STATE.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    let mut z = STATE.fetch_add(GOLDEN, Ordering::Relaxed).wrapping_add(GOLDEN);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::health::testutil::{check, expect_event, expect_no_event};
+
+    /// Plays back scripted results and records when each attempt started.
+    #[derive(Clone, Default)]
+    struct Scripted {
+        results: Arc<Mutex<VecDeque<bool>>>,
+        starts: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    impl Attempt for Scripted {
+        async fn run(&self) -> CheckResult {
+            self.starts.lock().unwrap().push(Instant::now());
+            let ok = self.results.lock().unwrap().pop_front().unwrap_or(true);
+            if ok { CheckResult::up("fine") } else { CheckResult::down("broken") }
+        }
+    }
+
+    fn supervise(scripted: &Scripted, check: &Check, up: bool) -> (mpsc::Receiver<HealthEvent>, oneshot::Sender<()>) {
+        let (events, rx) = mpsc::channel(16);
+        let id = TargetId { vip: 0, backend: 0 };
+        let supervisor = Supervisor {
+            id,
+            address: IpAddr::from([127, 0, 0, 1]),
+            kind: "scripted",
+            probe: scripted.clone(),
+            tracker: Tracker::new(Timing::from(check), up),
+            events,
+            board: StatusBoard::default(),
+            generation: 1,
+            next: Instant::now() + warmup_delay(check.warmup),
+        };
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(supervisor.run(stopped));
+        (rx, stop)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_after_delay_before_retry_then_follows_the_interval() {
+        let mut c = check(CheckKind::Tcp { port: 1 });
+        c.interval = Duration::from_secs(6);
+        c.delay_before_retry = Duration::from_secs(2);
+        c.fall = 3;
+        c.warmup = Duration::ZERO;
+        let scripted = Scripted::default();
+        scripted.results.lock().unwrap().extend([true, false, false, false, false, true]);
+        let t0 = Instant::now();
+        let (mut rx, _stop) = supervise(&scripted, &c, true);
+        let down = expect_event(&mut rx, Duration::from_secs(60)).await;
+        assert!(!down.up);
+        assert_eq!(down.reason, "broken");
+        let up = expect_event(&mut rx, Duration::from_secs(60)).await;
+        assert!(up.up);
+        let offsets: Vec<u64> = scripted.starts.lock().unwrap().iter().map(|t| (*t - t0).as_secs()).collect();
+        // ok at 0, fail at 6, retries at 8 and 10 (down), then the interval again.
+        assert_eq!(offsets, [0, 6, 8, 10, 16, 22]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn warmup_delays_the_first_attempt_within_its_bound() {
+        let mut c = check(CheckKind::Tcp { port: 1 });
+        c.warmup = Duration::from_secs(10);
+        c.interval = Duration::from_secs(100);
+        let scripted = Scripted::default();
+        let t0 = Instant::now();
+        let (_rx, _stop) = supervise(&scripted, &c, true);
+        time::sleep(Duration::from_secs(11)).await;
+        let starts = scripted.starts.lock().unwrap().clone();
+        assert_eq!(starts.len(), 1);
+        assert!(starts[0] - t0 < Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopping_cancels_the_timer() {
+        let mut c = check(CheckKind::Tcp { port: 1 });
+        c.interval = Duration::from_secs(5);
+        let scripted = Scripted::default();
+        scripted.results.lock().unwrap().extend([false; 10]);
+        let (mut rx, stop) = supervise(&scripted, &c, true);
+        expect_event(&mut rx, Duration::from_secs(1)).await;
+        drop(stop);
+        time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(scripted.starts.lock().unwrap().len(), 1);
+        expect_no_event(&mut rx, Duration::from_secs(1)).await;
+    }
+
+    #[test]
+    fn warmup_delay_stays_below_its_bound_and_varies() {
+        let bound = Duration::from_millis(1000);
+        let delays: Vec<Duration> = (0..1000).map(|_| warmup_delay(bound)).collect();
+        assert!(delays.iter().all(|d| *d < bound));
+        assert!(delays.iter().any(|d| *d < bound / 4) && delays.iter().any(|d| *d > bound * 3 / 4));
+        assert_eq!(warmup_delay(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn io_errors_read_like_keepalived_logs() {
+        assert_eq!(io_reason(&io::Error::from(io::ErrorKind::ConnectionRefused)), "connection refused");
+        assert_eq!(io_reason(&io::Error::from_raw_os_error(libc::EACCES)), "permission denied");
+        assert_eq!(show_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(show_duration(Duration::from_millis(1500)), "1500ms");
+    }
+}

@@ -6,5 +6,6 @@ pub mod dataplane;
 pub mod health;
 pub mod lab;
 pub mod maglev;
+pub mod neigh;
 pub mod netns;
 pub mod vrrp;

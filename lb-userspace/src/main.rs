@@ -4,7 +4,17 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use lb_userspace::{config::Config, dataplane, lab};
+use lb_userspace::{
+    agent::{
+        control::{self, Request},
+        run::{self as agent, RunOptions},
+    },
+    config::Config,
+    dataplane, lab,
+};
+
+/// Where `lb run` listens unless the configuration says otherwise.
+const DEFAULT_SOCKET: &str = "/run/lb/lb.sock";
 
 #[derive(Debug, Parser)]
 #[command(name = "lb", version, about = "XDP layer-4 load balancer (DR mode) and its agent")]
@@ -15,6 +25,52 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the agent: load the fast path, attach it, check the backends and
+    /// keep the maps current. SIGHUP or `lb reload` re-reads the file.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also attach to this interface (besides those the VIPs name).
+        #[arg(long = "iface")]
+        interfaces: Vec<String>,
+    },
+    /// Show VIPs and backends with state, weights, ring share and counters.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Stop sending new flows to a backend; its established flows stay.
+    Drain {
+        /// The VIP: `ADDR:PORT/PROTO`, `ADDR:PORT` or `ADDR`.
+        vip: String,
+        backend: std::net::IpAddr,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Undo `lb drain`.
+    Undrain {
+        vip: String,
+        backend: std::net::IpAddr,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Set a backend's weight until the next reload or restart.
+    Weight {
+        vip: String,
+        backend: std::net::IpAddr,
+        weight: u32,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Re-read the running agent's configuration file; a bad file is
+    /// reported and the running configuration stays.
+    Reload {
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Validate a configuration file and exit: every problem is reported as
     /// file:line:column; the exit status is non-zero if there is any.
     Check {
@@ -40,7 +96,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Also carries aya's `log` records.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -52,6 +115,27 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run { config, interfaces } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(agent::run(RunOptions { config, interfaces })).context("lb run")
+        }
+        Command::Status { json, socket } => {
+            let status = control::request(&socket, &Request::Status)?.status.context("no status in the answer")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status.render());
+            }
+            Ok(())
+        }
+        Command::Drain { vip, backend, socket } => say(&socket, &Request::Drain { vip, backend }),
+        Command::Undrain { vip, backend, socket } => say(&socket, &Request::Undrain { vip, backend }),
+        Command::Weight { vip, backend, weight, socket } => say(&socket, &Request::Weight { vip, backend, weight }),
+        Command::Reload { socket } => say(&socket, &Request::Reload),
         Command::Check { config, no_interfaces } => check(&config, !no_interfaces),
         Command::ExampleConfig => {
             print!("{}", lb_userspace::config::EXAMPLE);
@@ -83,5 +167,13 @@ fn check(path: &std::path::Path, interfaces: bool) -> anyhow::Result<()> {
     }
     let backends: usize = config.vips.iter().map(|v| v.backends.len()).sum();
     println!("{}: OK ({} VIPs, {backends} backends)", path.display(), config.vips.len());
+    Ok(())
+}
+
+fn say(socket: &std::path::Path, request: &Request) -> anyhow::Result<()> {
+    let response = control::request(socket, request)?;
+    if let Some(message) = response.message {
+        println!("{message}");
+    }
     Ok(())
 }

@@ -7,3 +7,4 @@ pub mod control;
 pub mod status;
 pub mod director;
 pub mod ids;
+pub mod run;

@@ -1,0 +1,210 @@
+//! `lb run`: the agent's one event loop. Health results, neighbour changes,
+//! control requests and signals arrive as messages; the [`Director`] turns
+//! each into ordered map writes. Nothing here blocks the loop for long: the
+//! checks and the neighbour watcher run in their own tasks.
+
+use std::path::{Path, PathBuf};
+
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use tracing::{error, info, warn};
+
+use super::{
+    control::{self, Command, ControlError, Request, Response},
+    director::{Director, DirectorError, Transition},
+    service::State,
+};
+use crate::{
+    config::{Config, ConfigError},
+    dataplane::{self, Dataplane, DataplaneError, DataplaneOptions},
+    health::{HealthError, Monitor, MonitorOptions, Target, TargetId},
+    neigh::{NeighError, NeighborHandle, NeighborWatcher},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("fast path: {0}")]
+    Dataplane(#[from] DataplaneError),
+    #[error("{0}")]
+    Director(#[from] DirectorError),
+    #[error("health checks: {0}")]
+    Health(#[from] HealthError),
+    #[error("{0}")]
+    Control(#[from] ControlError),
+    #[error("neighbour table: {0}")]
+    Neigh(#[from] NeighError),
+    #[error("installing signal handlers: {source}")]
+    Signals { source: std::io::Error },
+    #[error("the agent needs root (CAP_BPF and CAP_NET_ADMIN)")]
+    NotRoot,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    /// Interfaces to attach to besides those the VIPs name.
+    pub interfaces: Vec<String>,
+}
+
+/// Loads the configuration and the fast path, then serves until SIGINT or
+/// SIGTERM. SIGHUP (or `lb reload`) re-reads the file; a bad file is
+/// reported and the running configuration keeps serving.
+pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(AgentError::NotRoot);
+    }
+    let config = load(&opts.config)?;
+    let dp = Dataplane::load(DataplaneOptions {
+        max_vips: config.global.max_vips,
+        max_ring_size: config.max_ring_size(),
+        flows_per_cpu: config.global.flows_per_cpu,
+    })?;
+    let mut interfaces: Vec<String> = config.vips.iter().map(|v| v.interface.clone()).collect();
+    interfaces.extend(opts.interfaces.iter().cloned());
+    interfaces.sort();
+    interfaces.dedup();
+    let mut director = Director::new(config, dp)?;
+    for iface in &interfaces {
+        let mode = director.dataplane_mut().attach(iface)?;
+        info!(interface = %iface, ?mode, "fast path attached");
+    }
+    let (mut monitor, mut health) = Monitor::new(MonitorOptions::default());
+    monitor.sync(targets(&director))?;
+    let (neighbors, mut macs) = NeighborWatcher::spawn(neighbor_targets(&director))?;
+    let (commands_tx, mut commands) = mpsc::channel::<Command>(64);
+    let socket = director.config().global.control_socket.clone();
+    let control = control::serve(&socket, commands_tx)?;
+    let signals = |kind| signal(kind).map_err(|source| AgentError::Signals { source });
+    let (mut hup, mut term, mut int) =
+        (signals(SignalKind::hangup())?, signals(SignalKind::terminate())?, signals(SignalKind::interrupt())?);
+    info!(config = %opts.config.display(), socket = %socket.display(), vips = director.services().len(), "serving");
+
+    loop {
+        tokio::select! {
+            Some(event) = health.recv() => {
+                match director.on_health(event.target.backend, event.up, event.weight, &event.reason) {
+                    Ok(transitions) => log_transitions(&transitions),
+                    Err(e) => error!("applying a health change: {e}"),
+                }
+            }
+            Some(event) = macs.recv() => {
+                let iface = interface_name(event.ifindex);
+                match director.on_mac(&iface, event.target, event.mac, &event.reason) {
+                    Ok(transitions) => log_transitions(&transitions),
+                    Err(e) => error!("applying a neighbour change: {e}"),
+                }
+            }
+            Some(Command { request, reply }) = commands.recv() => {
+                let response = match request {
+                    Request::Status => match director.status(true) {
+                        Ok(status) => Response { ok: true, status: Some(status), ..Response::default() },
+                        Err(e) => Response::error(e.to_string()),
+                    },
+                    Request::Reload => reload(&mut director, &mut monitor, &neighbors, &opts.config),
+                    other => {
+                        let response = director.command(&other);
+                        if response.ok {
+                            info!("{}", response.message.as_deref().unwrap_or_default());
+                        }
+                        response
+                    }
+                };
+                let _ = reply.send(response);
+            }
+            _ = hup.recv() => {
+                let r = reload(&mut director, &mut monitor, &neighbors, &opts.config);
+                if !r.ok {
+                    warn!("reload on SIGHUP refused: {}", r.error.unwrap_or_default());
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    info!("stopping: detaching the fast path");
+    control.abort();
+    let _ = std::fs::remove_file(&socket);
+    monitor.shutdown().await;
+    drop(director);
+    Ok(())
+}
+
+fn load(path: &Path) -> Result<Config, AgentError> {
+    let config = Config::from_file(path)?;
+    config.check_interfaces(|name| dataplane::ifindex(name).is_ok())?;
+    Ok(config)
+}
+
+/// A bad file, or one that would need a restart, leaves the running
+/// configuration serving and says why.
+fn reload(director: &mut Director, monitor: &mut Monitor, neighbors: &NeighborHandle, path: &Path) -> Response {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(e) => return Response::error(format!("{e}\nthe running configuration stays in force")),
+    };
+    if let Err(e) = director.reload(config) {
+        return Response::error(format!("{e}\nthe running configuration stays in force"));
+    }
+    if let Err(e) = monitor.sync(targets(director)) {
+        return Response::error(format!("health checks: {e}"));
+    }
+    if let Err(e) = neighbors.set_targets(neighbor_targets(director)) {
+        return Response::error(format!("neighbour table: {e}"));
+    }
+    info!(config = %path.display(), "configuration reloaded");
+    Response::ok(format!("reloaded {}", path.display()))
+}
+
+/// One health target per checked backend, keyed by its fast-path id.
+fn targets(director: &Director) -> Vec<Target> {
+    let mut out = Vec::new();
+    for s in director.services() {
+        for (b, cfg) in s.backends.iter().zip(&s.vip.backends) {
+            if let Some(check) = &cfg.check {
+                out.push(Target::new(TargetId { vip: s.vip_index, backend: b.id }, b.address, check.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Every backend's address on its VIP's interface: DR needs their MACs there.
+fn neighbor_targets(director: &Director) -> Vec<(u32, std::net::IpAddr)> {
+    let mut out = Vec::new();
+    for s in director.services() {
+        let Ok(ifindex) = dataplane::ifindex(&s.vip.interface) else { continue };
+        out.extend(s.backends.iter().chain(&s.sorry).map(|b| (ifindex, b.address)));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn interface_name(ifindex: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes, NUL included,
+    // into a buffer of that size.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return format!("if{ifindex}");
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+fn log_transitions(transitions: &[Transition]) {
+    for t in transitions {
+        match &t.to {
+            State::Up => info!(vip = %t.vip, backend = %t.backend, "backend up (was {}: {})", t.from.name(), t.from.why()),
+            State::Draining { why } => {
+                warn!(vip = %t.vip, backend = %t.backend, "backend draining: {why}");
+            }
+            State::Down { why } => warn!(vip = %t.vip, backend = %t.backend, "backend down: {why}"),
+        }
+    }
+}

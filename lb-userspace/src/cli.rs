@@ -1,0 +1,183 @@
+//! The `lb` command line. A library module so that the test suite can build
+//! the same program under its own name (`lb-under-test`) and run it as a
+//! child process in network namespaces. It is the program's `main` in all
+//! but name, so it reports errors with anyhow as a `main` does.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use crate::{
+    agent::{
+        control::{self, Request},
+        run::{self as agent, RunOptions},
+    },
+    config::Config,
+    dataplane, lab,
+};
+
+/// Where `lb run` listens unless the configuration says otherwise.
+const DEFAULT_SOCKET: &str = "/run/lb/lb.sock";
+
+#[derive(Debug, Parser)]
+#[command(name = "lb", version, about = "XDP layer-4 load balancer (DR mode) and its agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent: load the fast path, attach it, check the backends and
+    /// keep the maps current. SIGHUP or `lb reload` re-reads the file.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also attach to this interface (besides those the VIPs name).
+        #[arg(long = "iface")]
+        interfaces: Vec<String>,
+    },
+    /// Show VIPs and backends with state, weights, ring share and counters.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Stop sending new flows to a backend; its established flows stay.
+    Drain {
+        /// The VIP: `ADDR:PORT/PROTO`, `ADDR:PORT` or `ADDR`.
+        vip: String,
+        backend: std::net::IpAddr,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Undo `lb drain`.
+    Undrain {
+        vip: String,
+        backend: std::net::IpAddr,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Set a backend's weight until the next reload or restart.
+    Weight {
+        vip: String,
+        backend: std::net::IpAddr,
+        weight: u32,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Re-read the running agent's configuration file; a bad file is
+    /// reported and the running configuration stays.
+    Reload {
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Validate a configuration file and exit: every problem is reported as
+    /// file:line:column; the exit status is non-zero if there is any.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Skip checking that the VIPs' interfaces exist on this machine
+        /// (for checking a director's file elsewhere).
+        #[arg(long)]
+        no_interfaces: bool,
+    },
+    /// Print a commented example configuration.
+    ExampleConfig,
+    /// Start a self-contained lab in network namespaces: a client, a director
+    /// running the fast path, and three HTTP backends.
+    Lab {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Seconds between status tables.
+        #[arg(long, default_value_t = 2)]
+        interval: u64,
+    },
+}
+
+/// Parses the command line and runs it; the whole of `lb`.
+pub fn main() -> ExitCode {
+    // Also carries aya's `log` records.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lb: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { config, interfaces } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(agent::run(RunOptions { config, interfaces })).context("lb run")
+        }
+        Command::Status { json, socket } => {
+            let status = control::request(&socket, &Request::Status)?.status.context("no status in the answer")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status.render());
+            }
+            Ok(())
+        }
+        Command::Drain { vip, backend, socket } => say(&socket, &Request::Drain { vip, backend }),
+        Command::Undrain { vip, backend, socket } => say(&socket, &Request::Undrain { vip, backend }),
+        Command::Weight { vip, backend, weight, socket } => say(&socket, &Request::Weight { vip, backend, weight }),
+        Command::Reload { socket } => say(&socket, &Request::Reload),
+        Command::Check { config, no_interfaces } => check(&config, !no_interfaces),
+        Command::ExampleConfig => {
+            print!("{}", crate::config::EXAMPLE);
+            Ok(())
+        }
+        Command::Lab { duration, interval } => lab::run(lab::LabOptions {
+            duration: duration.map(Duration::from_secs),
+            interval: Duration::from_secs(interval.max(1)),
+            ..lab::LabOptions::default()
+        })
+        .map(drop)
+        .context("lab"),
+    }
+}
+
+fn check(path: &std::path::Path, interfaces: bool) -> anyhow::Result<()> {
+    // The diagnostics are the message; anyhow's "error:" prefix would only
+    // bury the file:line:column an editor jumps to.
+    let config = match Config::from_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            anyhow::bail!("{} is not valid", path.display());
+        }
+    };
+    if interfaces && let Err(e) = config.check_interfaces(|name| dataplane::ifindex(name).is_ok()) {
+        eprintln!("{e}");
+        anyhow::bail!("{} names interfaces this machine does not have", path.display());
+    }
+    let backends: usize = config.vips.iter().map(|v| v.backends.len()).sum();
+    println!("{}: OK ({} VIPs, {backends} backends)", path.display(), config.vips.len());
+    Ok(())
+}
+
+fn say(socket: &std::path::Path, request: &Request) -> anyhow::Result<()> {
+    let response = control::request(socket, request)?;
+    if let Some(message) = response.message {
+        println!("{message}");
+    }
+    Ok(())
+}

@@ -1,55 +1,96 @@
-//! The flow hash, one function for the XDP program and the agent.
+//! The flow hash and the VIP table hash, one definition for the XDP program
+//! and the agent.
 //!
 //! Both directors of a pair (and a restarted one) must map a flow to the same
-//! ring slot, so the hash has no per-host seed. It is MurmurHash3's 32-bit
-//! block mix over whole words: cheap in BPF (no loops over bytes, no helper
-//! calls) and well mixed in every output bit, which `% ring_size` needs.
+//! ring slot, so the flow hash has no per-host seed: it is part of the
+//! contract between directors. One 64-bit digest per flow serves twice: its
+//! high half picks the ring slot, and the whole digest is the flow table's
+//! key (8 bytes for the kernel to hash and compare instead of 40; two flows
+//! sharing a digest, about 1 in 2^64, would only share a backend).
+//!
+//! Words are mixed constant-first: for IPv4 (stored IPv4-mapped) the first
+//! six words are the same for every packet, so the compiler folds them away.
 
-const C1: u32 = 0xcc9e_2d51;
-const C2: u32 = 0x1b87_3593;
-/// Fixed seed: part of the wire contract between directors; never change it
+/// Fixed seed: part of the contract between directors; never change it
 /// without changing every director at once.
-pub const SEED: u32 = 0x4c42_3031; // "LB01"
+pub const SEED: u64 = 0x4c42_3032_6466_6c6f; // "LB02dflo"
+
+const K: u64 = 0x9E37_79B9_7F4A_7C15;
 
 #[inline(always)]
-const fn mix(h: u32, w: u32) -> u32 {
-    let k = w.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+const fn mix(h: u64, w: u32) -> u64 {
+    (h ^ w as u64).wrapping_mul(K).rotate_left(29)
+}
+
+/// MurmurHash3's 64-bit finaliser: every input bit reaches every output bit,
+/// which `% ring_size` on the high half needs.
+#[inline(always)]
+const fn finish(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 #[inline(always)]
-const fn finish(mut h: u32, len_words: u32) -> u32 {
-    h ^= len_words * 4;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
+const fn prefix(src: &[u32; 4], dst: &[u32; 4], tag: u32) -> u64 {
+    let h = mix(mix(mix(SEED, tag), src[0]), src[1]);
+    mix(mix(mix(mix(h, src[2]), dst[0]), dst[1]), dst[2])
 }
 
+/// Digest of the full 5-tuple. Ports are as on the wire (network order).
 #[inline(always)]
-const fn mix4(h: u32, a: &[u32; 4]) -> u32 {
-    mix(mix(mix(mix(h, a[0]), a[1]), a[2]), a[3])
+pub const fn digest_5tuple(src: &[u32; 4], dst: &[u32; 4], sport: u16, dport: u16, proto: u8) -> u64 {
+    let h = mix(mix(prefix(src, dst, 5), src[3]), dst[3]);
+    finish(mix(mix(h, (sport as u32) | ((dport as u32) << 16)), proto as u32))
 }
 
-/// Hash of the full 5-tuple. Ports are as on the wire (network order).
+/// Digest of addresses and protocol: for fragments and L3-hashed VIPs.
+#[inline(always)]
+pub const fn digest_l3(src: &[u32; 4], dst: &[u32; 4], proto: u8) -> u64 {
+    finish(mix(mix(mix(prefix(src, dst, 3), src[3]), dst[3]), proto as u32))
+}
+
+/// Digest of the source address alone: source-IP persistence.
+#[inline(always)]
+pub const fn digest_src(src: &[u32; 4]) -> u64 {
+    let h = mix(mix(mix(mix(SEED, 1), src[0]), src[1]), src[2]);
+    finish(mix(h, src[3]))
+}
+
+/// The ring slot a digest picks in a ring of `ring_size` slots.
+#[inline(always)]
+pub const fn ring_slot(digest: u64, ring_size: u32) -> u32 {
+    ((digest >> 32) as u32) % ring_size
+}
+
+/// The ring hash of a 5-tuple (the high half of its digest).
 #[inline(always)]
 pub const fn flow_5tuple(src: &[u32; 4], dst: &[u32; 4], sport: u16, dport: u16, proto: u8) -> u32 {
-    let h = mix4(mix4(SEED, src), dst);
-    let h = mix(h, (sport as u32) | ((dport as u32) << 16));
-    finish(mix(h, proto as u32), 10)
+    (digest_5tuple(src, dst, sport, dport, proto) >> 32) as u32
 }
 
-/// Hash of addresses and protocol: for fragments and L3-hashed VIPs.
+/// The ring hash of addresses and protocol.
 #[inline(always)]
 pub const fn flow_l3(src: &[u32; 4], dst: &[u32; 4], proto: u8) -> u32 {
-    finish(mix(mix4(mix4(SEED, src), dst), proto as u32), 9)
+    (digest_l3(src, dst, proto) >> 32) as u32
 }
 
-/// Hash of the source address alone: source-IP persistence.
+/// The ring hash of a source address.
 #[inline(always)]
 pub const fn flow_src(src: &[u32; 4]) -> u32 {
-    finish(mix4(SEED, src), 4)
+    (digest_src(src) >> 32) as u32
+}
+
+/// Home slot of a VIP key in a VIP table of `size` (a power of two) slots.
+/// The seed is the agent's: it picks one under which every key lands within
+/// `VIP_PROBES` slots of home.
+#[inline(always)]
+pub const fn vip_slot(addr: &[u32; 4], port: u16, proto: u8, kind: u8, seed: u32, size: u32) -> u32 {
+    let h = mix(mix(mix(mix(seed as u64, addr[0]), addr[1]), addr[2]), addr[3]);
+    let h = mix(h, (port as u32) | ((proto as u32) << 16) | ((kind as u32) << 24));
+    ((h ^ (h >> 32)) as u32) & (size - 1)
 }
 
 #[cfg(test)]
@@ -58,15 +99,19 @@ mod tests {
     use crate::v4_mapped;
 
     #[test]
-    fn stable_values() {
-        // Pinned: a change here breaks agreement between directors of different versions.
+    fn stable_and_distinct() {
         let src = v4_mapped(u32::from_ne_bytes([10, 0, 0, 1]));
         let dst = v4_mapped(u32::from_ne_bytes([10, 0, 0, 100]));
-        let h = flow_5tuple(&src, &dst, 1234u16.to_be(), 80u16.to_be(), 6);
-        assert_eq!(h, flow_5tuple(&src, &dst, 1234u16.to_be(), 80u16.to_be(), 6));
-        assert_ne!(h, flow_5tuple(&src, &dst, 1235u16.to_be(), 80u16.to_be(), 6));
-        assert_ne!(flow_l3(&src, &dst, 6), flow_l3(&src, &dst, 17));
-        assert_ne!(flow_src(&src), flow_src(&dst));
+        let d = digest_5tuple(&src, &dst, 1234u16.to_be(), 80u16.to_be(), 6);
+        assert_eq!(d, digest_5tuple(&src, &dst, 1234u16.to_be(), 80u16.to_be(), 6));
+        assert_ne!(d, digest_5tuple(&src, &dst, 1235u16.to_be(), 80u16.to_be(), 6));
+        assert_ne!(d, digest_5tuple(&dst, &src, 1234u16.to_be(), 80u16.to_be(), 6));
+        assert_ne!(digest_l3(&src, &dst, 6), digest_l3(&src, &dst, 17));
+        assert_ne!(digest_src(&src), digest_src(&dst));
+        assert_ne!(digest_l3(&src, &dst, 6), d);
+        // Pinned: a change here breaks agreement between directors of
+        // different versions.
+        assert_eq!(d, 0xec1b_0011_3634_d843, "{d:#018x}");
     }
 
     #[test]
@@ -78,13 +123,22 @@ mod tests {
         let n = 200_000u32;
         for i in 0..n {
             let src = v4_mapped(u32::from_ne_bytes([10, 1, (i >> 8) as u8, i as u8]));
-            let h = flow_5tuple(&src, &dst, ((i % 50_000) as u16).to_be(), 80u16.to_be(), 6);
-            let slot = h % 65537;
-            buckets[(slot * 16 / 65537) as usize] += 1;
+            let d = digest_5tuple(&src, &dst, ((i % 50_000) as u16).to_be(), 80u16.to_be(), 6);
+            buckets[(ring_slot(d, 65537) * 16 / 65537) as usize] += 1;
         }
         let share = n / 16;
         for b in buckets {
             assert!(b.abs_diff(share) < share / 20, "{buckets:?}");
+        }
+    }
+
+    #[test]
+    fn no_digest_collisions_in_a_million_flows() {
+        let dst = v4_mapped(u32::from_ne_bytes([10, 0, 0, 100]));
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..1_000_000u32 {
+            let src = v4_mapped(u32::from_ne_bytes([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]));
+            assert!(seen.insert(digest_5tuple(&src, &dst, (i as u16).to_be(), 443u16.to_be(), 6)));
         }
     }
 }

@@ -5,6 +5,9 @@
 //! keep the kernel's and userspace's view of each map identical.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod hash;
 
 use bytemuck::{Pod, Zeroable};
@@ -12,7 +15,8 @@ use bytemuck::{Pod, Zeroable};
 /// Names of the maps and the program in the eBPF object.
 pub mod names {
     pub const PROGRAM: &str = "lb_xdp";
-    pub const VIPS: &str = "VIPS";
+    pub const VIP_TABLE: &str = "VIP_TABLE";
+    pub const VIP_CTL: &str = "VIP_CTL";
     pub const RINGS: &str = "RINGS";
     pub const BACKENDS: &str = "BACKENDS";
     pub const FLOWS: &str = "FLOWS";
@@ -26,6 +30,13 @@ pub mod names {
 
 /// Capacity of the VIP table; `VipMeta::vip_index` is below this.
 pub const MAX_VIPS: u32 = 512;
+/// Slots in one generation of the VIP table (a power of two): at most
+/// 2 x MAX_VIPS keys (a service key and a fragments key each), so the table
+/// is never more than half full.
+pub const VIP_TABLE_SIZE: u32 = 2048;
+/// Slots the fast path probes from a key's home slot; the agent picks a
+/// seed under which every key lands within this many.
+pub const VIP_PROBES: u32 = 4;
 /// Capacity of the backend array. Index 0 is reserved: a ring slot holding 0 means "none".
 pub const MAX_BACKENDS: u32 = 16384;
 /// Default Maglev ring size (prime), as Katran and the Maglev paper use.
@@ -35,8 +46,9 @@ pub const DEFAULT_FLOWS_PER_CPU: u32 = 65536;
 /// Default flood guard: new flows per second per CPU above which the fast
 /// path stops inserting into the flow table (Katran uses 125,000).
 pub const DEFAULT_FLOOD_NEW_FLOWS_PER_SEC: u32 = 125_000;
-/// Interfaces the program may be attached to at once.
-pub const MAX_IFACES: u32 = 64;
+/// `IFACES` is an array indexed by ifindex (an array lookup costs no hashing
+/// on the packet path); interfaces with a larger ifindex cannot be used.
+pub const MAX_IFINDEX: u32 = 65536;
 
 /// First three words of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), as
 /// they lie in memory. IPv4 addresses are stored in this form so one key type
@@ -80,9 +92,7 @@ pub const VIP_F_SRC_HASH: u32 = 1 << 0;
 /// fragment of a datagram and every unfragmented packet of a flow agree.
 pub const VIP_F_L3_HASH: u32 = 1 << 1;
 
-/// Value of `VIPS`. The agent replaces the whole value to switch a VIP to a
-/// new ring: a hash-map update is atomic for readers, so the fast path sees
-/// either the old ring or the new one, never half of each.
+/// A VIP's service parameters.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct VipMeta {
@@ -112,27 +122,59 @@ pub struct Backend {
 }
 const _: () = assert!(size_of::<Backend>() == 12);
 
-/// Key of the per-CPU flow table `FLOWS`; the value is a backend id (`u32`).
-/// Ports are as on the wire; for L3-hashed VIPs and fragments they are zero.
+/// One slot of `VIP_TABLE`: an open-addressing hash table that the agent
+/// builds whole and the fast path probes with plain array reads (no kernel
+/// hashing per packet). An all-zero slot is empty (protocol 0 is no VIP's).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct VipEntry {
+    pub key: VipKey,
+    pub meta: VipMeta,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<VipEntry>() == 40);
+
+/// The one element of `VIP_CTL`. `VIP_TABLE` holds two generations of
+/// `VIP_TABLE_SIZE` slots; the agent writes the inactive one, then flips
+/// `active` with one atomic store, so the fast path sees one whole table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct VipCtl {
+    /// 0 or 1: the generation in use.
+    pub active: u32,
+    pub _pad: u32,
+    /// The `hash::vip_slot` seed of each generation.
+    pub seeds: [u32; 2],
+}
+const _: () = assert!(size_of::<VipCtl>() == 16);
+
+/// A flow as the agent and the tests name it; the flow table is keyed by
+/// its 64-bit digest (`FlowKey::digest`). Ports are as on the wire; for
+/// L3-hashed VIPs and fragments they are zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub src: [u32; 4],
     pub dst: [u32; 4],
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
-    pub _pad: [u8; 3],
 }
-const _: () = assert!(size_of::<FlowKey>() == 40);
 
-/// Value of `IFACES`, keyed by ifindex: the MAC the director transmits from.
+impl FlowKey {
+    pub const fn digest(&self) -> u64 {
+        hash::digest_5tuple(&self.src, &self.dst, self.sport, self.dport, self.proto)
+    }
+}
+
+/// Value of `IFACES`, indexed by ifindex: the MAC the director transmits
+/// from. `flags` is `IFACE_F_ACTIVE` once the agent configured it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct Iface {
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    pub flags: u16,
 }
+pub const IFACE_F_ACTIVE: u16 = 1;
 const _: () = assert!(size_of::<Iface>() == 8);
 
 /// Value of the one-element `CONFIG` array.
@@ -184,22 +226,22 @@ pub enum Stat {
     DropNoBackend = 4,
     /// Verdict XDP_DROP: headers truncated or inconsistent.
     DropMalformed = 5,
-    /// Event: flow found in the flow table.
-    FlowHit = 6,
     /// Event: flow not in the table (or a TCP SYN), chosen from the ring.
-    FlowMiss = 7,
+    /// (Hits are not counted: one counter less per packet; they are the
+    /// forwarded packets that were not misses.)
+    FlowMiss = 6,
     /// Event: recorded backend was removed; flow re-hashed.
-    FlowStale = 8,
+    FlowStale = 7,
     /// Event: flood guard skipped a flow-table insert.
-    FloodSkip = 9,
+    FloodSkip = 8,
     /// Event: an IP fragment was forwarded (hashed on addresses only).
-    Fragment = 10,
+    Fragment = 9,
     /// Event: an ICMP error about a VIP flow was forwarded to its backend.
-    IcmpError = 11,
+    IcmpError = 10,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 11;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::PassNotIp,
         Stat::PassNotVip,
@@ -207,7 +249,6 @@ impl Stat {
         Stat::Tx,
         Stat::DropNoBackend,
         Stat::DropMalformed,
-        Stat::FlowHit,
         Stat::FlowMiss,
         Stat::FlowStale,
         Stat::FloodSkip,
@@ -223,7 +264,6 @@ impl Stat {
             Stat::Tx => "tx",
             Stat::DropNoBackend => "drop_no_backend",
             Stat::DropMalformed => "drop_malformed",
-            Stat::FlowHit => "flow_hit",
             Stat::FlowMiss => "flow_miss",
             Stat::FlowStale => "flow_stale",
             Stat::FloodSkip => "flood_skip",
@@ -244,7 +284,9 @@ mod user {
     // SAFETY: as above.
     unsafe impl aya::Pod for Backend {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for VipEntry {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VipCtl {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Iface {}
     // SAFETY: as above.

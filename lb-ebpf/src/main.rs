@@ -13,20 +13,25 @@ mod packet;
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, xdp_action},
-    helpers::{bpf_ktime_get_ns, bpf_redirect},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_redirect},
     macros::{map, xdp},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use lb_common::{
-    BACKEND_F_ALIVE, Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FloodState, FlowKey, Iface,
-    MAX_BACKENDS, MAX_IFACES, MAX_VIPS, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE,
-    VipKey, VipMeta, hash,
+    BACKEND_F_ALIVE, Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FloodState, IFACE_F_ACTIVE,
+    Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS,
+    VIP_KIND_SERVICE, VIP_PROBES, VIP_TABLE_SIZE, VipCtl, VipEntry, VipMeta, hash,
 };
 use packet::{Error, Packet, Parsed};
 
+/// Two generations of an open-addressing table of VIP keys, probed with
+/// plain array reads: no kernel hashing on the packet path. The agent
+/// writes the inactive generation and flips `VIP_CTL.active`.
 #[map]
-static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(MAX_VIPS * 2, 0);
+static VIP_TABLE: Array<VipEntry> = Array::with_max_entries(VIP_TABLE_SIZE * 2, BPF_F_MMAPABLE);
+#[map]
+static VIP_CTL: Array<VipCtl> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 /// All rings, back to back; the loader sizes it. Each VIP owns two regions
 /// and the agent flips `VipMeta::ring_base` between them. Mappable, so the
 /// agent writes a ring with one memcpy. Slot `i` is `RINGS[i / 2][i % 2]`:
@@ -36,12 +41,12 @@ static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(MAX_VIPS * 2, 
 static RINGS: Array<[u32; 2]> = Array::with_max_entries(DEFAULT_RING_SIZE, BPF_F_MMAPABLE);
 #[map]
 static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
-/// Flow -> backend id. One LRU list per CPU (no cross-CPU lock on insert);
-/// the loader sizes it to flows-per-CPU x CPUs.
+/// Flow digest (`hash::digest_*`) -> backend id. One LRU list per CPU (no
+/// cross-CPU lock on insert); the loader sizes it to flows-per-CPU x CPUs.
 #[map]
-static FLOWS: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(DEFAULT_FLOWS_PER_CPU, BPF_F_NO_COMMON_LRU);
+static FLOWS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(DEFAULT_FLOWS_PER_CPU, BPF_F_NO_COMMON_LRU);
 #[map]
-static IFACES: HashMap<u32, Iface> = HashMap::with_max_entries(MAX_IFACES, 0);
+static IFACES: Array<Iface> = Array::with_max_entries(MAX_IFINDEX, 0);
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map]
@@ -117,17 +122,18 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
         Parsed::Other => return Ok(()),
         Parsed::Ip(p) => p,
     };
-    let Some((meta, key, hash_src)) = classify(&p) else {
+    let Some((meta, digest)) = classify(&p) else {
         return Ok(());
     };
-    let backend_id = pick_backend(&meta, &key, hash_src, &p)?;
+    let backend_id = pick_backend(&meta, digest, &p)?;
     let cfg = config();
     let out_if = if cfg.tx_ifindex != 0 { cfg.tx_ifindex } else { ctx.ingress_ifindex() as u32 };
-    // SAFETY: the value is copied out at once; a concurrent update replaces
-    // the element as a whole (hash-map update), so the copy is consistent.
-    let Some(iface) = (unsafe { IFACES.get(&out_if) }).copied() else {
-        out.reason = Stat::PassNoIface;
-        return Ok(());
+    let iface = match IFACES.get(out_if) {
+        Some(i) if i.flags & IFACE_F_ACTIVE != 0 => *i,
+        _ => {
+            out.reason = Stat::PassNoIface;
+            return Ok(());
+        }
     };
     let Some(backend) = BACKENDS.get(backend_id).copied() else {
         return Err(Error::NoBackend { vip_index: meta.vip_index });
@@ -151,64 +157,53 @@ fn config() -> Config {
     CONFIG.get(0).copied().unwrap_or(Config { max_new_flows_per_sec: 0, tx_ifindex: 0 })
 }
 
-/// How the ring slot is chosen once the VIP is known.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum HashOn {
-    FiveTuple,
-    Addresses,
-    Source,
+/// Probes the active generation of the VIP table from the key's home slot.
+/// Linear probing over a table rebuilt whole: an empty slot ends the search.
+#[inline(always)]
+fn lookup_vip(ctl: &VipCtl, addr: &[u32; 4], port: u16, proto: u8, kind: u8) -> Option<VipMeta> {
+    let generation = ctl.active & 1;
+    let seed = if generation == 0 { ctl.seeds[0] } else { ctl.seeds[1] };
+    let home = hash::vip_slot(addr, port, proto, kind, seed, VIP_TABLE_SIZE);
+    let base = generation * VIP_TABLE_SIZE;
+    for i in 0..VIP_PROBES {
+        let e = VIP_TABLE.get(base + ((home + i) & (VIP_TABLE_SIZE - 1)))?;
+        if e.key.proto == 0 {
+            return None;
+        }
+        if e.key.addr == *addr && e.key.port == port && e.key.proto == proto && e.key.kind == kind {
+            return Some(e.meta);
+        }
+    }
+    None
 }
 
+/// Finds the VIP and the flow's digest. Fragments and ICMP errors are keyed
+/// by the flow they belong to, so they reach that flow's backend.
 #[inline(always)]
-fn lookup_vip(addr: &[u32; 4], port: u16, proto: u8, kind: u8) -> Option<VipMeta> {
-    let key = VipKey { addr: *addr, port, proto, kind };
-    // SAFETY: copied out at once; hash-map updates replace whole elements.
-    unsafe { VIPS.get(&key) }.copied()
-}
-
-/// Finds the VIP and the flow key. Fragments and ICMP errors are keyed by the
-/// flow they belong to, so they reach that flow's backend.
-#[inline(always)]
-fn classify(p: &Packet) -> Option<(VipMeta, FlowKey, HashOn)> {
+fn classify(p: &Packet) -> Option<(VipMeta, u64)> {
+    let ctl = VIP_CTL.get(0)?;
     let meta = if p.fragment {
         // A non-first fragment has no ports: only the (address, protocol)
         // entry of the VIP that takes fragments can claim it.
-        let meta = lookup_vip(&p.dst, 0, p.proto, VIP_KIND_FRAGMENTS)?;
+        let meta = lookup_vip(ctl, &p.dst, 0, p.proto, VIP_KIND_FRAGMENTS)?;
         event(Stat::Fragment);
         meta
     } else {
-        let meta = lookup_vip(&p.dst, p.dport, p.proto, VIP_KIND_SERVICE)
-            .or_else(|| lookup_vip(&p.dst, 0, p.proto, VIP_KIND_SERVICE))?;
+        let meta = lookup_vip(ctl, &p.dst, p.dport, p.proto, VIP_KIND_SERVICE)
+            .or_else(|| lookup_vip(ctl, &p.dst, 0, p.proto, VIP_KIND_SERVICE))?;
         if p.icmp_error {
             event(Stat::IcmpError);
         }
         meta
     };
-    let on = match hash_on(meta.flags) {
-        HashOn::FiveTuple if p.fragment => HashOn::Addresses,
-        on => on,
-    };
-    let ports = on == HashOn::FiveTuple;
-    let key = FlowKey {
-        src: p.src,
-        dst: p.dst,
-        sport: if ports { p.sport } else { 0 },
-        dport: if ports { p.dport } else { 0 },
-        proto: p.proto,
-        _pad: [0; 3],
-    };
-    Some((meta, key, on))
-}
-
-#[inline(always)]
-fn hash_on(flags: u32) -> HashOn {
-    if flags & VIP_F_SRC_HASH != 0 {
-        HashOn::Source
-    } else if flags & VIP_F_L3_HASH != 0 {
-        HashOn::Addresses
+    let digest = if meta.flags & VIP_F_SRC_HASH != 0 {
+        hash::digest_src(&p.src)
+    } else if meta.flags & VIP_F_L3_HASH != 0 || p.fragment {
+        hash::digest_l3(&p.src, &p.dst, p.proto)
     } else {
-        HashOn::FiveTuple
-    }
+        hash::digest_5tuple(&p.src, &p.dst, p.sport, p.dport, p.proto)
+    };
+    Some((meta, digest))
 }
 
 #[inline(always)]
@@ -222,12 +217,11 @@ fn live_backend(id: u32, vip_index: u32) -> bool {
 /// Flow table first, then the ring. A TCP SYN skips the table (as Katran
 /// does): a new connection that reuses a 5-tuple follows the current ring.
 #[inline(always)]
-fn pick_backend(meta: &VipMeta, key: &FlowKey, on: HashOn, p: &Packet) -> Result<u32, Error> {
+fn pick_backend(meta: &VipMeta, digest: u64, p: &Packet) -> Result<u32, Error> {
     if !p.syn {
         // SAFETY: copied out at once; LRU elements are replaced whole.
-        if let Some(id) = unsafe { FLOWS.get(key) }.copied() {
+        if let Some(id) = unsafe { FLOWS.get(&digest) }.copied() {
             if live_backend(id, meta.vip_index) {
-                event(Stat::FlowHit);
                 return Ok(id);
             }
             event(Stat::FlowStale);
@@ -238,12 +232,7 @@ fn pick_backend(meta: &VipMeta, key: &FlowKey, on: HashOn, p: &Packet) -> Result
     if meta.ring_size == 0 {
         return Err(no_backend);
     }
-    let h = match on {
-        HashOn::FiveTuple => hash::flow_5tuple(&key.src, &key.dst, key.sport, key.dport, key.proto),
-        HashOn::Addresses => hash::flow_l3(&key.src, &key.dst, key.proto),
-        HashOn::Source => hash::flow_src(&key.src),
-    };
-    let slot = meta.ring_base.wrapping_add(h % meta.ring_size);
+    let slot = meta.ring_base.wrapping_add(hash::ring_slot(digest, meta.ring_size));
     let id = match RINGS.get(slot / 2) {
         Some(pair) => pair[(slot % 2) as usize],
         None => 0,
@@ -257,7 +246,7 @@ fn pick_backend(meta: &VipMeta, key: &FlowKey, on: HashOn, p: &Packet) -> Result
     if flood_guard_allows_insert() {
         // An insert can only fail for lack of memory; the ring still gives the
         // same answer for the next packet, so the flow is not lost.
-        let _ = FLOWS.insert(key, id, 0);
+        let _ = FLOWS.insert(&digest, id, 0);
     } else {
         event(Stat::FloodSkip);
     }
@@ -276,8 +265,10 @@ fn flood_guard_allows_insert() -> bool {
     let Some(st) = FLOOD.get_ptr_mut(0) else {
         return true;
     };
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    // The coarse clock (jiffies resolution) is plenty for a one-second
+    // window and far cheaper than reading the TSC, which in a VM may trap.
+    // SAFETY: the helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     // SAFETY: this CPU's slot of a per-CPU array; XDP runs with preemption
     // off, so no one else writes it concurrently.
     let st = unsafe { &mut *st };

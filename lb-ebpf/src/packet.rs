@@ -290,12 +290,20 @@ fn icmp6_quote(ctx: &XdpContext, off: usize) -> Result<Option<Quote>, Error> {
 /// DR forwarding: destination := backend, source := our interface.
 #[inline(always)]
 pub fn rewrite_macs(ctx: &XdpContext, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), Error> {
-    let p = ptr_at::<[u8; 12]>(ctx, 0)? as *mut [u8; 6];
+    let p = ptr_at::<[u8; 12]>(ctx, 0)? as *mut u8;
+    // Whole-word stores: a byte-array copy compiles to a call to memmove.
+    let d = u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]);
+    let d2 = u16::from_ne_bytes([dst[4], dst[5]]);
+    let s = u16::from_ne_bytes([src[0], src[1]]);
+    let s2 = u32::from_ne_bytes([src[2], src[3], src[4], src[5]]);
     // SAFETY: ptr_at proved the 12 bytes of the two MAC fields are inside the
-    // packet, which XDP lets the program write; [u8; 6] has alignment 1.
+    // packet, which XDP lets the program write; write_unaligned makes no
+    // alignment assumption.
     unsafe {
-        p.write(*dst);
-        p.add(1).write(*src);
+        core::ptr::write_unaligned(p.cast::<u32>(), d);
+        core::ptr::write_unaligned(p.add(4).cast::<u16>(), d2);
+        core::ptr::write_unaligned(p.add(6).cast::<u16>(), s);
+        core::ptr::write_unaligned(p.add(8).cast::<u32>(), s2);
     }
     Ok(())
 }

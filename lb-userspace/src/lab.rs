@@ -432,12 +432,11 @@ fn print_status(lab: &Lab, elapsed: Duration, in_service: &[bool], now: &Tally, 
     let stats = lab.dataplane.stats()?;
     let get = |s: Stat| stats.iter().find(|(k, _)| *k == s).map_or(0, |(_, c)| c.packets);
     println!(
-        "  fast path: tx {}  pass {}  drop(no backend) {}  drop(malformed) {}  flow hits {}  misses {}  | client failures {}",
+        "  fast path: tx {}  pass {}  drop(no backend) {}  drop(malformed) {}  new flows {}  | client failures {}",
         get(Stat::Tx),
         get(Stat::PassNotIp) + get(Stat::PassNotVip) + get(Stat::PassNoIface),
         get(Stat::DropNoBackend),
         get(Stat::DropMalformed),
-        get(Stat::FlowHit),
         get(Stat::FlowMiss),
         now.failed
     );

@@ -46,9 +46,9 @@ pub struct Director {
     services: Vec<Service>,
     installer: Installer,
     ids: Ids,
-    /// Ring slots per backend id in the ring last installed.
-    slots: HashMap<u32, u32>,
-    /// Last install time per VIP index, for status and the bench.
+    /// Services (by position) whose state changed since the last flush.
+    dirty: std::collections::BTreeSet<usize>,
+    /// How long the last flush took, for logs and the bench.
     pub last_install: Option<InstallTime>,
 }
 
@@ -67,18 +67,9 @@ impl Director {
         for (index, vip) in config.vips.iter().enumerate() {
             services.push(new_service(vip.clone(), index as u32, &mut ids)?);
         }
-        let mut d = Self {
-            config,
-            dp,
-            services,
-            installer: Installer::new(),
-            ids,
-            slots: HashMap::new(),
-            last_install: None,
-        };
-        for i in 0..d.services.len() {
-            d.install(i)?;
-        }
+        let dirty = (0..services.len()).collect();
+        let mut d = Self { config, dp, services, installer: Installer::new(), ids, dirty, last_install: None };
+        d.flush()?;
         Ok(d)
     }
 
@@ -98,15 +89,35 @@ impl Director {
         &mut self.dp
     }
 
-    fn install(&mut self, i: usize) -> Result<InstallTime, DirectorError> {
-        let s = &mut self.services[i];
-        s.update_quorum();
-        let t = self.installer.install(&mut self.dp, s)?;
-        for b in s.backends.iter().chain(&s.sorry) {
-            self.slots.insert(b.id, self.installer.slots_of(b.id));
+    /// Writes every changed service to the fast path in one publish: the
+    /// agent's loop calls this after taking in all the events at hand, so a
+    /// burst of changes costs one flip.
+    pub fn flush(&mut self) -> Result<Option<InstallTime>, DirectorError> {
+        if self.dirty.is_empty() {
+            return Ok(None);
         }
+        let started = std::time::Instant::now();
+        let mut staged = Vec::new();
+        let mut build = std::time::Duration::ZERO;
+        for i in std::mem::take(&mut self.dirty) {
+            let s = &mut self.services[i];
+            s.update_quorum();
+            let st = self.installer.stage(&mut self.dp, s)?;
+            staged.push(st);
+        }
+        self.dp.publish()?;
+        for st in staged {
+            build += self.installer.finish(&mut self.dp, st)?.build;
+        }
+        let t = InstallTime { build, total: started.elapsed() };
         self.last_install = Some(t);
-        Ok(t)
+        Ok(Some(t))
+    }
+
+    /// Marks every service changed, for the bench: the next flush rebuilds
+    /// and reinstalls them all.
+    pub fn touch_all(&mut self) {
+        self.dirty.extend(0..self.services.len());
     }
 
     /// Applies `f` to every backend with `address` (on VIPs matching
@@ -140,9 +151,7 @@ impl Director {
                 dirty.push(i);
             }
         }
-        for i in dirty {
-            self.install(i)?;
-        }
+        self.dirty.extend(dirty);
         Ok((matched, transitions))
     }
 
@@ -170,7 +179,7 @@ impl Director {
                 transitions.push(Transition { vip: name, backend: address, from: before.clone(), to: after.clone() });
             }
             if before != after || w != w2 {
-                self.install(i)?;
+                self.dirty.insert(i);
             }
             break;
         }
@@ -223,7 +232,7 @@ impl Director {
             }
             Request::Status | Request::Reload => return Response::error("not handled here"),
         };
-        match result {
+        match result.and_then(|r| self.flush().map(|_| r)) {
             Ok((0, _)) => Response::error(format!("no backend {backend} on a VIP matching {vip:?}")),
             Ok((n, _)) => Response::ok(format!("{backend}: {what} on {n} VIP(s)")),
             Err(e) => Response::error(e.to_string()),
@@ -267,22 +276,24 @@ impl Director {
             next.push(service);
         }
         for gone in old.values() {
-            self.dp.remove_vip(&gone.keys(), gone.vip_index)?;
-            self.installer.forget(gone);
-            for b in gone.backends.iter().chain(&gone.sorry) {
-                // Dead before its id can be reused, so flows recorded for
-                // it are re-hashed.
-                let mut entry = b.entry(gone.vip_index);
-                entry.flags = 0;
-                self.dp.set_backend(b.id, entry)?;
-            }
+            self.dp.unstage_vip(gone.vip_index);
         }
         self.ids = ids;
         self.services = next;
         self.dp.set_config(FastPathConfig { max_new_flows_per_sec: config.global.max_new_flows_per_sec, tx_ifindex: 0 })?;
         self.config = config;
-        for i in 0..self.services.len() {
-            self.install(i)?;
+        self.touch_all();
+        self.flush()?;
+        self.dp.publish()?;
+        for gone in old.values() {
+            self.installer.forget(gone);
+            for b in gone.backends.iter().chain(&gone.sorry) {
+                // Dead once no table names it and before its id can be
+                // reused, so flows recorded for it are re-hashed.
+                let mut entry = b.entry(gone.vip_index);
+                entry.flags = 0;
+                self.dp.set_backend(b.id, entry)?;
+            }
         }
         Ok(())
     }
@@ -297,7 +308,7 @@ impl Director {
             let mut backends = Vec::new();
             for (b, sorry) in s.backends.iter().map(|b| (b, false)).chain(s.sorry.iter().map(|b| (b, true))) {
                 let bc = self.dp.backend_counters(b.id)?;
-                let slots = self.slots.get(&b.id).copied().unwrap_or(0);
+                let slots = self.installer.slots_of(b.id);
                 let state = b.state();
                 backends.push(BackendStatus {
                     address: b.address,
@@ -338,11 +349,6 @@ impl Director {
         Ok(StatusReport { vips, attached, counters, flows })
     }
 
-    /// Rebuilds and reinstalls service `i` as it stands: what a state
-    /// change costs, for the bench.
-    pub fn reinstall(&mut self, i: usize) -> Result<InstallTime, DirectorError> {
-        self.install(i)
-    }
 }
 
 fn new_service(vip: crate::config::Vip, index: u32, ids: &mut Ids) -> Result<Service, DirectorError> {

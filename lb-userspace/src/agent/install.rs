@@ -6,6 +6,8 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use lb_common::BACKEND_F_ALIVE;
+
 use super::service::Service;
 use crate::{
     dataplane::{Dataplane, DataplaneError},
@@ -30,6 +32,15 @@ pub struct Installer {
     slots: HashMap<u32, u32>,
 }
 
+/// A staged service: what to do after the publish.
+#[derive(Debug)]
+pub struct Staged {
+    falling: Vec<(u32, lb_common::Backend)>,
+    build: Duration,
+    started: std::time::Instant,
+    vip: String,
+}
+
 /// How long an install took, for logs and the bench.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InstallTime {
@@ -42,39 +53,58 @@ impl Installer {
         Self::default()
     }
 
-    /// Writes `service`'s backends and ring.
-    pub fn install(&mut self, dp: &mut Dataplane, service: &Service) -> Result<InstallTime, InstallError> {
+    /// Writes the backends of `service` that become usable and stages its
+    /// new ring; returns the backend entries to write after the publish (the
+    /// ones that stop being usable). Nothing changes for packets until the
+    /// caller publishes.
+    pub fn stage(&mut self, dp: &mut Dataplane, service: &Service) -> Result<Staged, InstallError> {
         let started = std::time::Instant::now();
         let vip = || service.name();
         let maps = |source| InstallError::Maps { vip: vip(), source };
-        let (mut rising, mut falling) = (Vec::new(), Vec::new());
+        let mut falling = Vec::new();
         for (id, entry) in service.entries() {
             match self.written.get(&id) {
                 Some(old) if *old == entry => {}
-                Some(old) if old.flags & lb_common::BACKEND_F_ALIVE != 0 && entry.flags & lb_common::BACKEND_F_ALIVE == 0 => {
+                Some(old) if old.flags & BACKEND_F_ALIVE != 0 && entry.flags & BACKEND_F_ALIVE == 0 => {
                     falling.push((id, entry));
                 }
-                _ => rising.push((id, entry)),
+                _ => {
+                    dp.set_backend(id, entry).map_err(maps)?;
+                    self.written.insert(id, entry);
+                }
             }
-        }
-        for &(id, entry) in &rising {
-            dp.set_backend(id, entry).map_err(maps)?;
-            self.written.insert(id, entry);
         }
         self.builder
             .build_into(&service.ring_entries(), service.vip.ring_size, &mut self.ring)
             .map_err(|source| InstallError::Ring { vip: vip(), source })?;
         let build = started.elapsed();
-        self.slots.clear();
-        for &id in &self.ring {
-            *self.slots.entry(id).or_default() += 1;
+        for &id in &service.ids() {
+            self.slots.insert(id, 0);
         }
-        dp.install_vip(&service.keys(), service.vip_index, service.flags(), &self.ring).map_err(maps)?;
-        for &(id, entry) in &falling {
-            dp.set_backend(id, entry).map_err(maps)?;
+        for &id in &self.ring {
+            if id != 0 {
+                *self.slots.entry(id).or_default() += 1;
+            }
+        }
+        dp.stage_vip(&service.keys(), service.vip_index, service.flags(), &self.ring).map_err(maps)?;
+        Ok(Staged { falling, build, started, vip: service.name() })
+    }
+
+    /// After the publish: marks dead the backends the new rings no longer
+    /// name, so flows recorded for them are re-hashed.
+    pub fn finish(&mut self, dp: &mut Dataplane, staged: Staged) -> Result<InstallTime, InstallError> {
+        for (id, entry) in staged.falling {
+            dp.set_backend(id, entry).map_err(|source| InstallError::Maps { vip: staged.vip.clone(), source })?;
             self.written.insert(id, entry);
         }
-        Ok(InstallTime { build, total: started.elapsed() })
+        Ok(InstallTime { build: staged.build, total: staged.started.elapsed() })
+    }
+
+    /// Stage, publish and finish one service.
+    pub fn install(&mut self, dp: &mut Dataplane, service: &Service) -> Result<InstallTime, InstallError> {
+        let staged = self.stage(dp, service)?;
+        dp.publish().map_err(|source| InstallError::Maps { vip: service.name(), source })?;
+        self.finish(dp, staged)
     }
 
     /// Slots backend `id` got in the ring last built.

@@ -9,7 +9,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{
     control::{self, Command, ControlError, Request, Response},
@@ -19,8 +19,8 @@ use super::{
 use crate::{
     config::{Config, ConfigError},
     dataplane::{self, Dataplane, DataplaneError, DataplaneOptions},
-    health::{HealthError, Monitor, MonitorOptions, Target, TargetId},
-    neigh::{NeighError, NeighborHandle, NeighborWatcher},
+    health::{HealthError, HealthEvent, Monitor, MonitorOptions, Target, TargetId},
+    neigh::{NeighError, NeighEvent, NeighborHandle, NeighborWatcher},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -87,17 +87,12 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     loop {
         tokio::select! {
             Some(event) = health.recv() => {
-                match director.on_health(event.target.backend, event.up, event.weight, &event.reason) {
-                    Ok(transitions) => log_transitions(&transitions),
-                    Err(e) => error!("applying a health change: {e}"),
-                }
+                on_health(&mut director, event);
+                take_in_and_flush(&mut director, &mut health, &mut macs);
             }
             Some(event) = macs.recv() => {
-                let iface = interface_name(event.ifindex);
-                match director.on_mac(&iface, event.target, event.mac, &event.reason) {
-                    Ok(transitions) => log_transitions(&transitions),
-                    Err(e) => error!("applying a neighbour change: {e}"),
-                }
+                on_mac(&mut director, event);
+                take_in_and_flush(&mut director, &mut health, &mut macs);
             }
             Some(Command { request, reply }) = commands.recv() => {
                 let response = match request {
@@ -132,6 +127,50 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     monitor.shutdown().await;
     drop(director);
     Ok(())
+}
+
+fn on_health(director: &mut Director, event: HealthEvent) {
+    match director.on_health(event.target.backend, event.up, event.weight, &event.reason) {
+        Ok(transitions) => log_transitions(&transitions),
+        Err(e) => error!("applying a health change: {e}"),
+    }
+}
+
+fn on_mac(director: &mut Director, event: NeighEvent) {
+    let iface = interface_name(event.ifindex);
+    match director.on_mac(&iface, event.target, event.mac, &event.reason) {
+        Ok(transitions) => log_transitions(&transitions),
+        Err(e) => error!("applying a neighbour change: {e}"),
+    }
+}
+
+/// Takes in every event already waiting, then writes the fast path once: a
+/// burst (every MAC resolving at start-up, a switch failing under many
+/// backends) costs one flip, not one per backend.
+fn take_in_and_flush(
+    director: &mut Director,
+    health: &mut mpsc::Receiver<HealthEvent>,
+    macs: &mut mpsc::Receiver<NeighEvent>,
+) {
+    loop {
+        let mut any = false;
+        while let Ok(e) = health.try_recv() {
+            on_health(director, e);
+            any = true;
+        }
+        while let Ok(e) = macs.try_recv() {
+            on_mac(director, e);
+            any = true;
+        }
+        if !any {
+            break;
+        }
+    }
+    match director.flush() {
+        Ok(Some(t)) => debug!("fast path updated in {:?} (rings built in {:?})", t.total, t.build),
+        Ok(None) => {}
+        Err(e) => error!("updating the fast path: {e}"),
+    }
 }
 
 fn load(path: &Path) -> Result<Config, AgentError> {

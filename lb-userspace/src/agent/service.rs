@@ -197,6 +197,11 @@ impl Service {
         self.backends.iter().chain(&self.sorry).map(|b| (b.id, b.entry(self.vip_index)))
     }
 
+    /// Fast-path ids of the backends and the sorry server.
+    pub fn ids(&self) -> Vec<u32> {
+        self.backends.iter().chain(&self.sorry).map(|b| b.id).collect()
+    }
+
     /// The keys under which the fast path finds this VIP.
     pub fn keys(&self) -> Vec<VipKey> {
         let addr = match self.vip.address {

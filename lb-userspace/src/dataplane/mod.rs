@@ -1,24 +1,29 @@
 //! The XDP program and its maps, as the agent sees them.
 //!
 //! Everything the fast path reads is written here, and the order of writes
-//! is what keeps updates atomic: a VIP's new ring goes into its spare region
-//! first, then one hash-map update of the VIP's meta switches readers over.
+//! is what keeps updates atomic: a VIP's new ring goes into its spare ring
+//! region and the new VIP table into its spare generation, then one atomic
+//! store flips the fast path to the new table. What a flip retires is not
+//! overwritten until a grace period has passed.
+
+mod mmap;
+pub mod vip_table;
 
 use std::{
     collections::HashMap as StdHashMap,
-    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _},
-    ptr::NonNull,
+    os::fd::{AsRawFd as _, FromRawFd as _},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap, PerCpuArray, PerCpuValues},
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use lb_common::{
-    Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FlowKey, Iface, MAX_BACKENDS, MAX_VIPS, Stat,
-    VipKey, VipMeta, names,
+    Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FlowKey, IFACE_F_ACTIVE, Iface, MAX_BACKENDS,
+    MAX_IFINDEX, MAX_VIPS, Stat, VIP_TABLE_SIZE, VipCtl, VipEntry, VipKey, VipMeta, names,
 };
+use mmap::MmapArray;
 
 /// The eBPF object built by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
@@ -61,6 +66,10 @@ pub enum DataplaneError {
     RingTooLarge { size: usize, max: u32 },
     #[error("backend id {id} out of range (1..{max})")]
     BackendId { id: u32, max: u32 },
+    #[error("ifindex {ifindex} is too large for the fast path's interface table (at most {max})")]
+    IfindexTooLarge { ifindex: u32, max: u32 },
+    #[error("no layout of the VIP table fits its {keys} keys")]
+    VipTableFull { keys: usize },
     #[error("counting CPUs: {source}")]
     Cpus { source: std::io::Error },
 }
@@ -93,78 +102,59 @@ pub enum AttachMode {
     Generic,
 }
 
-/// The `RINGS` array, mapped into our memory so a ring of 65537 slots is one
-/// memcpy instead of 65537 syscalls.
-struct RingMemory {
-    ptr: NonNull<u32>,
-    len: usize,
-    map_len: usize,
-}
-
-impl RingMemory {
-    fn new(map: &MapData, slots: u32) -> Result<Self, DataplaneError> {
-        let len = slots as usize;
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        // Elements are [u32; 2], so the value area is `len` u32s rounded up to
-        // a whole element, then to pages.
-        let map_len = (len.div_ceil(2) * 8).div_ceil(page) * page;
-        let fd = map.fd().as_fd().as_raw_fd();
-        // SAFETY: mapping a BPF_F_MMAPABLE array map's fd shared, for its
-        // full (page-rounded) value area, is what the kernel offers; we
-        // check the result before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(DataplaneError::Mmap {
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        let ptr = NonNull::new(ptr.cast::<u32>()).ok_or(DataplaneError::Mmap {
-            source: std::io::Error::other("mmap returned null"),
-        })?;
-        Ok(Self { ptr, len, map_len })
-    }
-
-    fn write(&mut self, base: usize, ring: &[u32]) {
-        assert!(base + ring.len() <= self.len, "ring region out of bounds");
-        // SAFETY: the assert keeps the copy inside the mapping; the kernel
-        // reads these slots concurrently only through regions no VIP meta
-        // points at yet (we write the spare region), so no reader sees a torn ring.
-        unsafe { std::ptr::copy_nonoverlapping(ring.as_ptr(), self.ptr.as_ptr().add(base), ring.len()) };
-    }
-}
-
-impl Drop for RingMemory {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `new` mapped.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.map_len) };
-    }
-}
-
-// SAFETY: the mapping is owned by this value; nothing else holds the pointer.
-unsafe impl Send for RingMemory {}
-
+/// Where a VIP's ring lives, published and staged.
 #[derive(Debug, Clone, Copy)]
 struct VipSlot {
-    active_region: u32,
+    /// The region (0 or 1 of the VIP's two) the published table points at;
+    /// `None` before the first publish.
+    active_region: Option<u32>,
+    meta: VipMeta,
+}
+
+/// A grace period (RCU) running in the background after a flip: until it
+/// ends, an XDP program that read the old generation may still be reading
+/// what the flip retired, so nothing retired may be overwritten.
+struct Grace(Option<std::thread::JoinHandle<()>>);
+
+impl Grace {
+    fn start() -> Self {
+        Self(Some(std::thread::spawn(|| {
+            // membarrier(MEMBARRIER_CMD_GLOBAL) returns after synchronize_rcu():
+            // every XDP program that started before it has finished.
+            // SAFETY: a plain syscall with no pointer arguments.
+            let rc = unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_GLOBAL, 0, 0) };
+            if rc != 0 {
+                // Without it (nohz_full kernels refuse), wait far longer than
+                // any XDP program runs.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })))
+    }
+
+    fn wait(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The loaded program and typed access to its maps.
 pub struct Dataplane {
-    // Field order matters: the ring mapping goes before the maps it maps.
-    rings: RingMemory,
+    // Field order matters: the mappings go before the maps they map.
+    rings: MmapArray,
+    vip_table: MmapArray,
+    vip_ctl: MmapArray,
     ebpf: Ebpf,
     opts: DataplaneOptions,
+    /// Per VIP index: its ring regions and meta.
     vips: StdHashMap<u32, VipSlot>,
+    /// The keys of the table, published or staged.
+    keys: StdHashMap<VipKey, u32>,
+    /// The generation of the VIP table in use (0 or 1).
+    generation: u32,
+    grace: Grace,
+    /// Something was staged since the last publish.
+    dirty: bool,
     links: Vec<(String, XdpLinkId, AttachMode)>,
 }
 
@@ -216,20 +206,26 @@ impl Dataplane {
             .try_into()
             .map_err(prog_err(names::PROGRAM))?;
         prog.load().map_err(prog_err(names::PROGRAM))?;
-        let rings = {
-            let map = ebpf
-                .map(names::RINGS)
-                .ok_or(DataplaneError::MissingMap { name: names::RINGS })?;
-            let aya::maps::Map::Array(data) = map else {
-                return Err(DataplaneError::MissingMap { name: names::RINGS });
+        let mapped = |name: &'static str, elements: u32, value_size: usize| {
+            let Some(aya::maps::Map::Array(data)) = ebpf.map(name) else {
+                return Err(DataplaneError::MissingMap { name });
             };
-            RingMemory::new(data, ring_slots)?
+            MmapArray::new(data, elements, value_size)
         };
+        let rings = mapped(names::RINGS, ring_slots.div_ceil(2), 8)?;
+        let vip_table = mapped(names::VIP_TABLE, VIP_TABLE_SIZE * 2, size_of::<VipEntry>())?;
+        let vip_ctl = mapped(names::VIP_CTL, 1, size_of::<VipCtl>())?;
         Ok(Self {
             rings,
+            vip_table,
+            vip_ctl,
             ebpf,
             opts,
             vips: StdHashMap::new(),
+            keys: StdHashMap::new(),
+            generation: 0,
+            grace: Grace(None),
+            dirty: false,
             links: Vec::new(),
         })
     }
@@ -285,9 +281,11 @@ impl Dataplane {
     }
 
     pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), DataplaneError> {
-        let mut map: HashMap<_, u32, Iface> = self.map_mut(names::IFACES)?;
-        map.insert(ifindex, Iface { mac, _pad: [0; 2] }, 0)
-            .map_err(map_err(names::IFACES))
+        if ifindex >= MAX_IFINDEX {
+            return Err(DataplaneError::IfindexTooLarge { ifindex, max: MAX_IFINDEX });
+        }
+        let mut map: Array<_, Iface> = self.map_mut(names::IFACES)?;
+        map.set(ifindex, Iface { mac, flags: IFACE_F_ACTIVE }, 0).map_err(map_err(names::IFACES))
     }
 
     pub fn set_config(&mut self, cfg: Config) -> Result<(), DataplaneError> {
@@ -304,10 +302,23 @@ impl Dataplane {
         map.set(id, backend, 0).map_err(map_err(names::BACKENDS))
     }
 
-    /// Installs `ring` for VIP number `vip_index` and points every key in
-    /// `keys` at it, atomically per key: the ring goes into the VIP's spare
-    /// region, then each key's meta is replaced in one map update.
+    /// Installs `ring` for VIP number `vip_index` under every key in `keys`
+    /// and publishes it: [`stage_vip`](Self::stage_vip) + [`publish`](Self::publish).
     pub fn install_vip(
+        &mut self,
+        keys: &[VipKey],
+        vip_index: u32,
+        flags: u32,
+        ring: &[u32],
+    ) -> Result<(), DataplaneError> {
+        self.stage_vip(keys, vip_index, flags, ring)?;
+        self.publish()
+    }
+
+    /// Writes `ring` into VIP `vip_index`'s spare region and records its
+    /// keys; nothing changes for packets until [`publish`](Self::publish).
+    /// Staging many VIPs and publishing once makes one flip of them all.
+    pub fn stage_vip(
         &mut self,
         keys: &[VipKey],
         vip_index: u32,
@@ -319,42 +330,63 @@ impl Dataplane {
             return Err(DataplaneError::VipIndex { index: vip_index, max });
         }
         if ring.len() > self.opts.max_ring_size as usize {
-            return Err(DataplaneError::RingTooLarge {
-                size: ring.len(),
-                max: self.opts.max_ring_size,
-            });
+            return Err(DataplaneError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
         }
-        let region = match self.vips.get(&vip_index) {
-            Some(slot) => slot.active_region ^ 1,
-            None => vip_index * 2,
-        };
+        // The spare region was retired by an earlier flip; a program that
+        // read the table before that flip may still be reading it.
+        self.grace.wait();
+        let active = self.vips.get(&vip_index).and_then(|v| v.active_region);
+        let region = vip_index * 2 + active.map_or(0, |r| (r + 1) % 2);
         let base = region * self.opts.max_ring_size;
-        self.rings.write(base as usize, ring);
-        let meta = VipMeta {
-            flags,
-            vip_index,
-            ring_base: base,
-            ring_size: ring.len() as u32,
-        };
-        let mut map: HashMap<_, VipKey, VipMeta> = self.map_mut(names::VIPS)?;
+        self.rings.write_words(base as usize, ring);
+        let meta = VipMeta { flags, vip_index, ring_base: base, ring_size: ring.len() as u32 };
+        self.vips.insert(vip_index, VipSlot { active_region: active, meta });
+        self.keys.retain(|_, v| *v != vip_index);
         for key in keys {
-            map.insert(*key, meta, 0).map_err(map_err(names::VIPS))?;
+            self.keys.insert(*key, vip_index);
         }
-        self.vips.insert(vip_index, VipSlot { active_region: region });
+        self.dirty = true;
         Ok(())
     }
 
-    /// Removes VIP keys; their ring regions become free for the VIP index.
-    pub fn remove_vip(&mut self, keys: &[VipKey], vip_index: u32) -> Result<(), DataplaneError> {
-        let mut map: HashMap<_, VipKey, VipMeta> = self.map_mut(names::VIPS)?;
-        for key in keys {
-            match map.remove(key) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(names::VIPS)(e)),
-            }
-        }
+    /// Removes VIP `vip_index` and its keys (at the next publish).
+    pub fn unstage_vip(&mut self, vip_index: u32) {
         self.vips.remove(&vip_index);
+        self.keys.retain(|_, v| *v != vip_index);
+        self.dirty = true;
+    }
+
+    /// Writes the VIP table's spare generation from what is staged and
+    /// flips to it with one atomic store: every VIP changed since the last
+    /// publish switches at once, and a packet sees the whole old table or
+    /// the whole new one.
+    pub fn publish(&mut self) -> Result<(), DataplaneError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let entries: Vec<(VipKey, VipMeta)> =
+            self.keys.iter().filter_map(|(k, i)| self.vips.get(i).map(|v| (*k, v.meta))).collect();
+        let (seed, table) =
+            vip_table::place(&entries, VIP_TABLE_SIZE).ok_or(DataplaneError::VipTableFull { keys: entries.len() })?;
+        self.grace.wait();
+        let spare = self.generation ^ 1;
+        self.vip_table.write((spare * VIP_TABLE_SIZE) as usize, &table);
+        let seed_offset = std::mem::offset_of!(VipCtl, seeds) + 4 * spare as usize;
+        self.vip_ctl.store_release(seed_offset, seed);
+        self.vip_ctl.store_release(std::mem::offset_of!(VipCtl, active), spare);
+        self.generation = spare;
+        self.grace = Grace::start();
+        for v in self.vips.values_mut() {
+            v.active_region = Some((v.meta.ring_base / self.opts.max_ring_size) % 2);
+        }
+        self.dirty = false;
         Ok(())
+    }
+
+    /// Removes a VIP and publishes.
+    pub fn remove_vip(&mut self, vip_index: u32) -> Result<(), DataplaneError> {
+        self.unstage_vip(vip_index);
+        self.publish()
     }
 
     /// Per-verdict and per-event counters, summed over CPUs.
@@ -378,8 +410,8 @@ impl Dataplane {
 
     /// The backend recorded for `key`, if any CPU's flow table has it.
     pub fn flow(&self, key: &FlowKey) -> Result<Option<u32>, DataplaneError> {
-        let map: HashMap<_, FlowKey, u32> = self.map(names::FLOWS)?;
-        match map.get(key, 0) {
+        let map: HashMap<_, u64, u32> = self.map(names::FLOWS)?;
+        match map.get(&key.digest(), 0) {
             Ok(v) => Ok(Some(v)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(map_err(names::FLOWS)(e)),
@@ -389,7 +421,7 @@ impl Dataplane {
     /// Flow-table entries per backend id (all CPUs). Walks the whole map:
     /// for status, never for anything per packet.
     pub fn flow_counts(&self) -> Result<StdHashMap<u32, u64>, DataplaneError> {
-        let map: HashMap<_, FlowKey, u32> = self.map(names::FLOWS)?;
+        let map: HashMap<_, u64, u32> = self.map(names::FLOWS)?;
         let mut counts = StdHashMap::new();
         for (_, id) in map.iter().filter_map(Result::ok) {
             *counts.entry(id).or_default() += 1;

@@ -76,11 +76,13 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
             out.vip_index = vip_index;
         }
     }
-    if out.vip_index != NONE {
-        count(&VIP_STATS, out.vip_index, len);
-    }
+    // A VIP's forwarded packets are its backends' (the agent adds them up);
+    // VIP_STATS holds only what was dropped for it. One counter less per
+    // forwarded packet.
     if out.backend != NONE {
         count(&BACKEND_STATS, out.backend, len);
+    } else if out.vip_index != NONE {
+        count(&VIP_STATS, out.vip_index, len);
     }
     count(&STATS, out.reason as u32, len);
     out.action
@@ -125,7 +127,7 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
     let Some((meta, digest)) = classify(&p) else {
         return Ok(());
     };
-    let backend_id = pick_backend(&meta, digest, &p)?;
+    let (backend_id, backend) = pick_backend(&meta, digest, &p)?;
     let cfg = config();
     let out_if = if cfg.tx_ifindex != 0 { cfg.tx_ifindex } else { ctx.ingress_ifindex() as u32 };
     let iface = match IFACES.get(out_if) {
@@ -134,9 +136,6 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
             out.reason = Stat::PassNoIface;
             return Ok(());
         }
-    };
-    let Some(backend) = BACKENDS.get(backend_id).copied() else {
-        return Err(Error::NoBackend { vip_index: meta.vip_index });
     };
     packet::rewrite_macs(ctx, &backend.mac, &iface.mac)?;
     out.action = if cfg.tx_ifindex != 0 {
@@ -160,10 +159,14 @@ fn config() -> Config {
 /// Probes the active generation of the VIP table from the key's home slot.
 /// Linear probing over a table rebuilt whole: an empty slot ends the search.
 #[inline(always)]
-fn lookup_vip(ctl: &VipCtl, addr: &[u32; 4], port: u16, proto: u8, kind: u8) -> Option<VipMeta> {
+fn lookup_vip(ctl: &VipCtl, v4: bool, addr: &[u32; 4], port: u16, proto: u8, kind: u8) -> Option<VipMeta> {
     let generation = ctl.active & 1;
     let seed = if generation == 0 { ctl.seeds[0] } else { ctl.seeds[1] };
-    let home = hash::vip_slot(addr, port, proto, kind, seed, VIP_TABLE_SIZE);
+    let home = if v4 {
+        hash::vip_slot_v4(addr[3], port, proto, kind, seed, VIP_TABLE_SIZE)
+    } else {
+        hash::vip_slot(addr, port, proto, kind, seed, VIP_TABLE_SIZE)
+    };
     let base = generation * VIP_TABLE_SIZE;
     for i in 0..VIP_PROBES {
         let e = VIP_TABLE.get(base + ((home + i) & (VIP_TABLE_SIZE - 1)))?;
@@ -185,44 +188,46 @@ fn classify(p: &Packet) -> Option<(VipMeta, u64)> {
     let meta = if p.fragment {
         // A non-first fragment has no ports: only the (address, protocol)
         // entry of the VIP that takes fragments can claim it.
-        let meta = lookup_vip(ctl, &p.dst, 0, p.proto, VIP_KIND_FRAGMENTS)?;
+        let meta = lookup_vip(ctl, p.v4, &p.dst, 0, p.proto, VIP_KIND_FRAGMENTS)?;
         event(Stat::Fragment);
         meta
     } else {
-        let meta = lookup_vip(ctl, &p.dst, p.dport, p.proto, VIP_KIND_SERVICE)
-            .or_else(|| lookup_vip(ctl, &p.dst, 0, p.proto, VIP_KIND_SERVICE))?;
+        let meta = lookup_vip(ctl, p.v4, &p.dst, p.dport, p.proto, VIP_KIND_SERVICE)
+            .or_else(|| lookup_vip(ctl, p.v4, &p.dst, 0, p.proto, VIP_KIND_SERVICE))?;
         if p.icmp_error {
             event(Stat::IcmpError);
         }
         meta
     };
-    let digest = if meta.flags & VIP_F_SRC_HASH != 0 {
-        hash::digest_src(&p.src)
-    } else if meta.flags & VIP_F_L3_HASH != 0 || p.fragment {
-        hash::digest_l3(&p.src, &p.dst, p.proto)
-    } else {
-        hash::digest_5tuple(&p.src, &p.dst, p.sport, p.dport, p.proto)
+    let digest = match (meta.flags & VIP_F_SRC_HASH != 0, meta.flags & VIP_F_L3_HASH != 0 || p.fragment, p.v4) {
+        (true, _, true) => hash::digest_src_v4(p.src[3]),
+        (true, _, false) => hash::digest_src(&p.src),
+        (false, true, true) => hash::digest_l3_v4(p.src[3], p.dst[3], p.proto),
+        (false, true, false) => hash::digest_l3(&p.src, &p.dst, p.proto),
+        (false, false, true) => hash::digest_5tuple_v4(p.src[3], p.dst[3], p.sport, p.dport, p.proto),
+        (false, false, false) => hash::digest_5tuple(&p.src, &p.dst, p.sport, p.dport, p.proto),
     };
     Some((meta, digest))
 }
 
+/// Backend `id` if it may receive this VIP's packets.
 #[inline(always)]
-fn live_backend(id: u32, vip_index: u32) -> bool {
+fn live_backend(id: u32, vip_index: u32) -> Option<Backend> {
     match BACKENDS.get(id) {
-        Some(b) => b.flags & BACKEND_F_ALIVE != 0 && b.vip_index == vip_index,
-        None => false,
+        Some(b) if b.flags & BACKEND_F_ALIVE != 0 && b.vip_index == vip_index => Some(*b),
+        _ => None,
     }
 }
 
 /// Flow table first, then the ring. A TCP SYN skips the table (as Katran
 /// does): a new connection that reuses a 5-tuple follows the current ring.
 #[inline(always)]
-fn pick_backend(meta: &VipMeta, digest: u64, p: &Packet) -> Result<u32, Error> {
+fn pick_backend(meta: &VipMeta, digest: u64, p: &Packet) -> Result<(u32, Backend), Error> {
     if !p.syn {
         // SAFETY: copied out at once; LRU elements are replaced whole.
         if let Some(id) = unsafe { FLOWS.get(&digest) }.copied() {
-            if live_backend(id, meta.vip_index) {
-                return Ok(id);
+            if let Some(b) = live_backend(id, meta.vip_index) {
+                return Ok((id, b));
             }
             event(Stat::FlowStale);
         }
@@ -240,9 +245,9 @@ fn pick_backend(meta: &VipMeta, digest: u64, p: &Packet) -> Result<u32, Error> {
     if id == 0 {
         return Err(no_backend);
     }
-    if !live_backend(id, meta.vip_index) {
+    let Some(backend) = live_backend(id, meta.vip_index) else {
         return Err(no_backend);
-    }
+    };
     if flood_guard_allows_insert() {
         // An insert can only fail for lack of memory; the ring still gives the
         // same answer for the next packet, so the flow is not lost.
@@ -250,7 +255,7 @@ fn pick_backend(meta: &VipMeta, digest: u64, p: &Packet) -> Result<u32, Error> {
     } else {
         event(Stat::FloodSkip);
     }
-    Ok(id)
+    Ok((id, backend))
 }
 
 /// Above the configured rate of inserts per second on this CPU, stop filling

@@ -38,6 +38,9 @@ pub struct Packet {
     pub syn: bool,
     /// An ICMP error about the flow above.
     pub icmp_error: bool,
+    /// IPv4: the addresses are IPv4-mapped, and the hashes take the
+    /// shortcut for them (`src[3]`, `dst[3]` hold the IPv4 addresses).
+    pub v4: bool,
 }
 
 const ETH_HLEN: usize = 14;
@@ -144,6 +147,7 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
         fragment: frag & IP_MF_OFFSET_MASK != 0,
         syn: false,
         icmp_error: false,
+        v4: true,
     };
     if p.fragment {
         return Ok(Parsed::Ip(p));
@@ -263,7 +267,7 @@ fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
             _ => break,
         }
     }
-    let p = Packet { src, dst, sport: 0, dport: 0, proto: nh, fragment, syn: false, icmp_error: false };
+    let p = Packet { src, dst, sport: 0, dport: 0, proto: nh, fragment, syn: false, icmp_error: false, v4: false };
     if fragment {
         return Ok(Parsed::Ip(p));
     }

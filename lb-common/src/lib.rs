@@ -43,6 +43,8 @@ pub const MAX_BACKENDS: u32 = 16384;
 pub const DEFAULT_RING_SIZE: u32 = 65537;
 /// Default flow-table entries per CPU.
 pub const DEFAULT_FLOWS_PER_CPU: u32 = 65536;
+/// Ways per set of the flow table: one set is one 64-byte cache line.
+pub const FLOW_WAYS: usize = 4;
 /// Default flood guard: new flows per second per CPU above which the fast
 /// path stops inserting into the flow table (Katran uses 125,000).
 pub const DEFAULT_FLOOD_NEW_FLOWS_PER_SEC: u32 = 125_000;
@@ -166,6 +168,32 @@ impl FlowKey {
     }
 }
 
+/// One remembered flow: its digest (0 = empty way) and backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FlowEntry {
+    pub digest: u64,
+    pub backend: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<FlowEntry>() == 16);
+
+/// Value of the per-CPU `FLOWS` array: a set of `FLOW_WAYS` flows, indexed
+/// by the low bits of the digest, most recently used first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FlowSet {
+    pub ways: [FlowEntry; FLOW_WAYS],
+}
+const _: () = assert!(size_of::<FlowSet>() == 64);
+
+/// Sets per CPU for a flow table of (at least) `flows` entries per CPU: a
+/// power of two, so the set index is a mask of the digest.
+pub const fn flow_sets(flows: u32) -> u32 {
+    let sets = flows.div_ceil(FLOW_WAYS as u32);
+    if sets <= 1 { 1 } else { sets.next_power_of_two() }
+}
+
 /// Value of `IFACES`, indexed by ifindex: the MAC the director transmits
 /// from. `flags` is `IFACE_F_ACTIVE` once the agent configured it.
 #[repr(C)]
@@ -188,8 +216,19 @@ pub struct Config {
     /// DR). Otherwise redirect to this ifindex (two-armed DR: clients on one
     /// NIC, backends on another).
     pub tx_ifindex: u32,
+    /// Sets per CPU in `FLOWS` (a power of two; the loader's `flow_sets`).
+    /// The agent always writes it; 0 (never configured) passes everything.
+    pub flow_sets: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 8);
+const _: () = assert!(size_of::<Config>() == 16);
+
+impl Config {
+    /// The agent's settings; the loader fills in `flow_sets`.
+    pub const fn new(max_new_flows_per_sec: u32, tx_ifindex: u32) -> Self {
+        Self { max_new_flows_per_sec, tx_ifindex, flow_sets: 0, _pad: 0 }
+    }
+}
 
 /// Value of the one-element per-CPU `FLOOD` array: the guard's window.
 #[repr(C)]
@@ -283,6 +322,8 @@ mod user {
     unsafe impl aya::Pod for VipMeta {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Backend {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FlowSet {}
     // SAFETY: as above.
     unsafe impl aya::Pod for VipEntry {}
     // SAFETY: as above.

@@ -12,14 +12,15 @@ mod bench;
 mod packet;
 
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, xdp_action},
+    bindings::{BPF_F_MMAPABLE, xdp_action},
     helpers::{bpf_ktime_get_coarse_ns, bpf_redirect},
     macros::{map, xdp},
-    maps::{Array, LruHashMap, PerCpuArray},
+    maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
 use lb_common::{
-    BACKEND_F_ALIVE, Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FloodState, IFACE_F_ACTIVE,
+    BACKEND_F_ALIVE, Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FLOW_WAYS, FloodState,
+    FlowEntry, FlowSet, IFACE_F_ACTIVE,
     Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS,
     VIP_KIND_SERVICE, VIP_PROBES, VIP_TABLE_SIZE, VipCtl, VipEntry, VipMeta, hash,
 };
@@ -41,10 +42,15 @@ static VIP_CTL: Array<VipCtl> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 static RINGS: Array<[u32; 2]> = Array::with_max_entries(DEFAULT_RING_SIZE, BPF_F_MMAPABLE);
 #[map]
 static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
-/// Flow digest (`hash::digest_*`) -> backend id. One LRU list per CPU (no
-/// cross-CPU lock on insert); the loader sizes it to flows-per-CPU x CPUs.
+/// The flow table: per CPU, sets of `FLOW_WAYS` (digest -> backend)
+/// entries, indexed by the digest's low bits, least recently used way
+/// replaced. A kernel LRU hash map costs a helper call, a hash and a bucket
+/// walk per packet, and list surgery per insert; this is one cache line
+/// read with plain array access, and an insert is one store. Per CPU, so
+/// no locks: XDP runs with preemption off. The loader sets the set count
+/// (`flow_sets`).
 #[map]
-static FLOWS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(DEFAULT_FLOWS_PER_CPU, BPF_F_NO_COMMON_LRU);
+static FLOWS: PerCpuArray<FlowSet> = PerCpuArray::with_max_entries(DEFAULT_FLOWS_PER_CPU / FLOW_WAYS as u32, 0);
 #[map]
 static IFACES: Array<Iface> = Array::with_max_entries(MAX_IFINDEX, 0);
 #[map]
@@ -127,8 +133,13 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
     let Some((meta, digest)) = classify(&p) else {
         return Ok(());
     };
-    let (backend_id, backend) = pick_backend(&meta, digest, &p)?;
+    // 0 marks an empty way; a digest of 0 (one in 2^64) becomes 1.
+    let digest = if digest == 0 { 1 } else { digest };
     let cfg = config();
+    let Some(flows) = Flows::new(digest, cfg.flow_sets) else {
+        return Ok(());
+    };
+    let (backend_id, backend) = pick_backend(&meta, digest, &p, &flows, &cfg)?;
     let out_if = if cfg.tx_ifindex != 0 { cfg.tx_ifindex } else { ctx.ingress_ifindex() as u32 };
     let iface = match IFACES.get(out_if) {
         Some(i) if i.flags & IFACE_F_ACTIVE != 0 => *i,
@@ -153,7 +164,7 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
 
 #[inline(always)]
 fn config() -> Config {
-    CONFIG.get(0).copied().unwrap_or(Config { max_new_flows_per_sec: 0, tx_ifindex: 0 })
+    CONFIG.get(0).copied().unwrap_or(Config { max_new_flows_per_sec: 0, tx_ifindex: 0, flow_sets: 0, _pad: 0 })
 }
 
 /// Probes the active generation of the VIP table from the key's home slot.
@@ -222,10 +233,9 @@ fn live_backend(id: u32, vip_index: u32) -> Option<Backend> {
 /// Flow table first, then the ring. A TCP SYN skips the table (as Katran
 /// does): a new connection that reuses a 5-tuple follows the current ring.
 #[inline(always)]
-fn pick_backend(meta: &VipMeta, digest: u64, p: &Packet) -> Result<(u32, Backend), Error> {
+fn pick_backend(meta: &VipMeta, digest: u64, p: &Packet, flows: &Flows, cfg: &Config) -> Result<(u32, Backend), Error> {
     if !p.syn {
-        // SAFETY: copied out at once; LRU elements are replaced whole.
-        if let Some(id) = unsafe { FLOWS.get(&digest) }.copied() {
+        if let Some(id) = flows.get(digest) {
             if let Some(b) = live_backend(id, meta.vip_index) {
                 return Ok((id, b));
             }
@@ -248,22 +258,84 @@ fn pick_backend(meta: &VipMeta, digest: u64, p: &Packet) -> Result<(u32, Backend
     let Some(backend) = live_backend(id, meta.vip_index) else {
         return Err(no_backend);
     };
-    if flood_guard_allows_insert() {
-        // An insert can only fail for lack of memory; the ring still gives the
-        // same answer for the next packet, so the flow is not lost.
-        let _ = FLOWS.insert(&digest, id, 0);
+    if flood_guard_allows_insert(cfg.max_new_flows_per_sec) {
+        flows.insert(digest, id);
     } else {
         event(Stat::FloodSkip);
     }
     Ok((id, backend))
 }
 
+/// This CPU's set of the flow table for one digest. The ways of a set are
+/// kept in recency order, most recent first: a hit moves its way to the
+/// front (nothing to write for a flow already there, the steady case), an
+/// insert takes the front and drops the last way, the least recently used.
+struct Flows {
+    set: *mut FlowSet,
+}
+
+impl Flows {
+    #[inline(always)]
+    fn new(digest: u64, sets: u32) -> Option<Self> {
+        if sets == 0 {
+            return None;
+        }
+        let set = FLOWS.get_ptr_mut((digest as u32) & (sets - 1))?;
+        Some(Self { set })
+    }
+
+    #[inline(always)]
+    fn get(&self, digest: u64) -> Option<u32> {
+        // SAFETY: this CPU's element of a per-CPU array; XDP runs with
+        // preemption off, so only this program on this CPU touches it now.
+        let set = unsafe { &mut *self.set };
+        let ways = &mut set.ways;
+        if ways[0].digest == digest {
+            return Some(ways[0].backend);
+        }
+        for k in 1..FLOW_WAYS {
+            if ways[k].digest == digest {
+                let hit = ways[k];
+                let mut i = k;
+                while i > 0 {
+                    ways[i] = ways[i - 1];
+                    i -= 1;
+                }
+                ways[0] = hit;
+                return Some(hit.backend);
+            }
+        }
+        None
+    }
+
+    /// Records the flow at the front. A way already holding the digest (a
+    /// stale or re-hashed flow) is reused, so a digest is never in a set twice.
+    #[inline(always)]
+    fn insert(&self, digest: u64, backend: u32) {
+        // SAFETY: as in `get`.
+        let set = unsafe { &mut *self.set };
+        let ways = &mut set.ways;
+        let mut last = FLOW_WAYS - 1;
+        for k in 0..FLOW_WAYS {
+            if ways[k].digest == digest {
+                last = k;
+                break;
+            }
+        }
+        let mut i = last;
+        while i > 0 {
+            ways[i] = ways[i - 1];
+            i -= 1;
+        }
+        ways[0] = FlowEntry { digest, backend, _pad: 0 };
+    }
+}
+
 /// Above the configured rate of inserts per second on this CPU, stop filling
 /// the flow table: a flood of new flows would otherwise evict every
 /// established flow. The ring gives the same backend without the table.
 #[inline(always)]
-fn flood_guard_allows_insert() -> bool {
-    let limit = config().max_new_flows_per_sec;
+fn flood_guard_allows_insert(limit: u32) -> bool {
     if limit == 0 {
         return true;
     }

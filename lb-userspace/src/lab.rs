@@ -193,7 +193,7 @@ impl Lab {
             Ok(dp)
         })??;
         dataplane
-            .set_config(Config { max_new_flows_per_sec: lb_common::DEFAULT_FLOOD_NEW_FLOWS_PER_SEC, tx_ifindex: 0 })?;
+            .set_config(Config::new(lb_common::DEFAULT_FLOOD_NEW_FLOWS_PER_SEC, 0))?;
         let backend_ids: Vec<u32> = (1..=BACKENDS.len() as u32).collect();
         for (&id, mac) in backend_ids.iter().zip(&backend_macs) {
             dataplane.set_backend(id, Backend { mac: *mac, flags: BACKEND_F_ALIVE, vip_index: 0 })?;

@@ -45,12 +45,25 @@ fn key(addr: IpAddr, port: u16, proto: u8, kind: u8) -> VipKey {
     VipKey { addr: addr16(addr), port: port.to_be(), proto, kind }
 }
 
+/// The flow table is per CPU (as a NIC's RSS keeps a flow on one CPU), so a
+/// test that sends a flow twice must stay on one CPU between the runs.
+fn pin_to_first_cpu() {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity
+    // read and write only it, for the calling thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set), 0, "pinning the test thread");
+    }
+}
+
 impl Fixture {
     fn new() -> Self {
+        pin_to_first_cpu();
         let opts = DataplaneOptions { max_vips: 8, max_ring_size: 257, flows_per_cpu: 1024 };
         let mut dp = Dataplane::load(opts).expect("load the XDP program");
         dp.set_iface(LO_IFINDEX, DIRECTOR_MAC).unwrap();
-        dp.set_config(Config { max_new_flows_per_sec: 0, tx_ifindex: 0 }).unwrap();
+        dp.set_config(Config::new(0, 0)).unwrap();
         let mut f = Self { dp };
         f.backends(0, &[1, 2, 3]);
         f.dp.install_vip(&[key(VIP_TCP.into(), 80, proto::TCP, VIP_KIND_SERVICE)], 0, 0, &RING).unwrap();
@@ -335,7 +348,7 @@ fn flow_table_keeps_flows_across_ring_changes() {
 #[test]
 fn flood_guard_stops_inserts_but_not_forwarding() {
     let mut f = Fixture::new();
-    f.dp.set_config(Config { max_new_flows_per_sec: 3, tx_ifindex: 0 }).unwrap();
+    f.dp.set_config(Config::new(3, 0)).unwrap();
     let c4: IpAddr = CLIENT.into();
     let v4: IpAddr = VIP_TCP.into();
     let cases: Vec<Case> = (50000..50010)

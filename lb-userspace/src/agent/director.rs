@@ -61,7 +61,7 @@ impl std::fmt::Debug for Director {
 impl Director {
     /// Builds the services of `config` and installs them into `dp`.
     pub fn new(config: Config, mut dp: Dataplane) -> Result<Self, DirectorError> {
-        dp.set_config(FastPathConfig { max_new_flows_per_sec: config.global.max_new_flows_per_sec, tx_ifindex: 0 })?;
+        dp.set_config(FastPathConfig::new(config.global.max_new_flows_per_sec, 0))?;
         let mut ids = Ids::new(MAX_BACKENDS);
         let mut services = Vec::new();
         for (index, vip) in config.vips.iter().enumerate() {
@@ -280,7 +280,7 @@ impl Director {
         }
         self.ids = ids;
         self.services = next;
-        self.dp.set_config(FastPathConfig { max_new_flows_per_sec: config.global.max_new_flows_per_sec, tx_ifindex: 0 })?;
+        self.dp.set_config(FastPathConfig::new(config.global.max_new_flows_per_sec, 0))?;
         self.config = config;
         self.touch_all();
         self.flush()?;

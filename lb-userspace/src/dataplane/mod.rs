@@ -16,11 +16,11 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, PerCpuArray, PerCpuValues},
+    maps::{Array, PerCpuArray, PerCpuValues},
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use lb_common::{
-    Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FlowKey, IFACE_F_ACTIVE, Iface, MAX_BACKENDS,
+    Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FlowKey, FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS,
     MAX_IFINDEX, MAX_VIPS, Stat, VIP_TABLE_SIZE, VipCtl, VipEntry, VipKey, VipMeta, names,
 };
 use mmap::MmapArray;
@@ -70,8 +70,6 @@ pub enum DataplaneError {
     IfindexTooLarge { ifindex: u32, max: u32 },
     #[error("no layout of the VIP table fits its {keys} keys")]
     VipTableFull { keys: usize },
-    #[error("counting CPUs: {source}")]
-    Cpus { source: std::io::Error },
 }
 
 /// Sizes fixed when the program is loaded.
@@ -192,12 +190,11 @@ impl Dataplane {
         if EBPF_OBJECT.is_empty() {
             return Err(DataplaneError::NoObject);
         }
-        let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Cpus { source })? as u32;
         let ring_slots = opts.max_vips * 2 * opts.max_ring_size;
         let mut ebpf = EbpfLoader::new()
             // Two slots per array element (see RINGS in lb-ebpf).
             .map_max_entries(names::RINGS, ring_slots.div_ceil(2))
-            .map_max_entries(names::FLOWS, opts.flows_per_cpu.saturating_mul(cpus))
+            .map_max_entries(names::FLOWS, lb_common::flow_sets(opts.flows_per_cpu))
             .load(EBPF_OBJECT)
             .map_err(load_err)?;
         let prog: &mut Xdp = ebpf
@@ -215,7 +212,7 @@ impl Dataplane {
         let rings = mapped(names::RINGS, ring_slots.div_ceil(2), 8)?;
         let vip_table = mapped(names::VIP_TABLE, VIP_TABLE_SIZE * 2, size_of::<VipEntry>())?;
         let vip_ctl = mapped(names::VIP_CTL, 1, size_of::<VipCtl>())?;
-        Ok(Self {
+        let mut dp = Self {
             rings,
             vip_table,
             vip_ctl,
@@ -227,7 +224,10 @@ impl Dataplane {
             grace: Grace(None),
             dirty: false,
             links: Vec::new(),
-        })
+        };
+        // The set count the program needs; set_config keeps it.
+        dp.set_config(Config::new(0, 0))?;
+        Ok(dp)
     }
 
     pub fn options(&self) -> DataplaneOptions {
@@ -288,7 +288,9 @@ impl Dataplane {
         map.set(ifindex, Iface { mac, flags: IFACE_F_ACTIVE }, 0).map_err(map_err(names::IFACES))
     }
 
-    pub fn set_config(&mut self, cfg: Config) -> Result<(), DataplaneError> {
+    /// Writes the fast path's settings (`flow_sets` is the loader's own).
+    pub fn set_config(&mut self, mut cfg: Config) -> Result<(), DataplaneError> {
+        cfg.flow_sets = lb_common::flow_sets(self.opts.flows_per_cpu);
         let mut map: Array<_, Config> = self.map_mut(names::CONFIG)?;
         map.set(0, cfg, 0).map_err(map_err(names::CONFIG))
     }
@@ -410,21 +412,27 @@ impl Dataplane {
 
     /// The backend recorded for `key`, if any CPU's flow table has it.
     pub fn flow(&self, key: &FlowKey) -> Result<Option<u32>, DataplaneError> {
-        let map: HashMap<_, u64, u32> = self.map(names::FLOWS)?;
-        match map.get(&key.digest(), 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(names::FLOWS)(e)),
-        }
+        let digest = match key.digest() {
+            0 => 1,
+            d => d,
+        };
+        let sets = lb_common::flow_sets(self.opts.flows_per_cpu);
+        let map: PerCpuArray<_, FlowSet> = self.map(names::FLOWS)?;
+        let per_cpu = map.get(&((digest as u32) & (sets - 1)), 0).map_err(map_err(names::FLOWS))?;
+        Ok(per_cpu.iter().flat_map(|set| set.ways).find(|w| w.digest == digest).map(|w| w.backend))
     }
 
-    /// Flow-table entries per backend id (all CPUs). Walks the whole map:
+    /// Flow-table entries per backend id (all CPUs). Reads the whole table:
     /// for status, never for anything per packet.
     pub fn flow_counts(&self) -> Result<StdHashMap<u32, u64>, DataplaneError> {
-        let map: HashMap<_, u64, u32> = self.map(names::FLOWS)?;
+        let map: PerCpuArray<_, FlowSet> = self.map(names::FLOWS)?;
         let mut counts = StdHashMap::new();
-        for (_, id) in map.iter().filter_map(Result::ok) {
-            *counts.entry(id).or_default() += 1;
+        for set in map.iter().filter_map(Result::ok) {
+            for way in set.iter().flat_map(|s| s.ways) {
+                if way.digest != 0 {
+                    *counts.entry(way.backend).or_default() += 1;
+                }
+            }
         }
         Ok(counts)
     }

@@ -231,7 +231,7 @@ impl Lab {
     fn setup_balancer(&mut self) -> anyhow::Result<()> {
         let dp = &mut self.dp;
         dp.set_iface(self.d1, self.d1_mac)?;
-        dp.set_config(Config { max_new_flows_per_sec: DEFAULT_FLOOD_NEW_FLOWS_PER_SEC, tx_ifindex: self.d1 })?;
+        dp.set_config(Config::new(DEFAULT_FLOOD_NEW_FLOWS_PER_SEC, self.d1))?;
         let mut entries = Vec::new();
         for id in 1..=BACKENDS {
             // Distinct MACs none of which is s0's: XDP on a veth runs before

@@ -16,12 +16,13 @@ use anyhow::{Context as _, bail};
 use lb_tests::bench::{
     NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY,
     sys::{CpuTimes, catch_interrupts, online_cpus, pin_to_cpu},
+    ring,
     testrun::{self, Case},
     veth::{self, Setup},
 };
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S]";
+const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S]";
 
 /// Targets from the design: a hit within 4x the floor, a new flow within
 /// 200 ns, the balancer within 15% of the forwarding floor and 5x nftables.
@@ -29,11 +30,14 @@ const HIT_MAX_RATIO: f64 = 4.0;
 const MISS_MAX_NS: f64 = 200.0;
 const LB_MIN_VS_FLOOR: f64 = 0.85;
 const LB_MIN_VS_NFT: f64 = 5.0;
+/// A 65537-slot ring for 1000 backends computed and installed within this.
+const RING_MAX_MS: f64 = 5.0;
 /// Slowest over fastest round of one figure above which the machine's speed
 /// moved too much for the figures to be compared across runs (`unstable`).
 const UNSTABLE_SPREAD: f64 = 1.25;
 /// Keys the JSON always has, null when their part did not run (`--only`).
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
+    "ring_build_ms_1000",
     "fastpath_floor_ns",
     "fastpath_hit_ns",
     "fastpath_miss_ns",
@@ -54,6 +58,7 @@ struct Args {
     json: bool,
     testrun: bool,
     veth: bool,
+    ring: bool,
     testrun_opts: testrun::Options,
     veth_opts: veth::Options,
 }
@@ -96,11 +101,12 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
-    let (testrun, veth) = match only.as_deref() {
-        None => (true, true),
-        Some("testrun") => (true, false),
-        Some("veth") => (false, true),
-        Some(other) => bail!("--only takes testrun or veth, not {other:?}"),
+    let (testrun, veth, ring) = match only.as_deref() {
+        None => (true, true, true),
+        Some("testrun") => (true, false, false),
+        Some("veth") => (false, true, false),
+        Some("ring") => (false, false, true),
+        Some(other) => bail!("--only takes testrun, veth or ring, not {other:?}"),
     };
     let testrun_opts = testrun::Options {
         rounds: rounds.unwrap_or(if quick { 2 } else { 5 }).max(1),
@@ -114,7 +120,7 @@ fn parse_args() -> anyhow::Result<Args> {
         seconds: veth_seconds.unwrap_or(if quick { 1.0 } else { 2.0 }).clamp(0.5, 60.0),
         flows: 1024,
     };
-    Ok(Args { json, testrun, veth, testrun_opts, veth_opts })
+    Ok(Args { json, testrun, veth, ring, testrun_opts, veth_opts })
 }
 
 fn say(line: String) {
@@ -353,6 +359,25 @@ fn real_main() -> anyhow::Result<()> {
         out.insert("veth_lb_vs_nft".into(), num(lb_nft, 3));
         out.insert("target_lb_floor_pass".into(), Value::from(vs_floor_ok));
         out.insert("target_lb_nft_pass".into(), Value::from(vs_nft_ok));
+    }
+
+    if args.ring {
+        say("== ring rebuild: weighted Maglev, 65537 slots, build + install (stage ring, publish VIP table), median of 9".to_owned());
+        for n in [10u32, 100, 1000] {
+            match ring::measure(n, 9) {
+                Ok((build, total)) => {
+                    say(format!("  {n:>5} backends: build {build:.2} ms, build + install {total:.2} ms"));
+                    out.insert(format!("ring_build_ms_{n}"), num(total, 3));
+                    out.insert(format!("ring_compute_ms_{n}"), num(build, 3));
+                    if n == 1000 {
+                        let ok = total <= RING_MAX_MS;
+                        say(format!("  target: 1000 backends within {RING_MAX_MS} ms: {total:.2} ms {}", verdict(Some(ok))));
+                        all_pass &= ok;
+                    }
+                }
+                Err(e) => say(format!("  {n} backends: {e:#}")),
+            }
+        }
     }
 
     let secs = started.elapsed().as_secs_f64();

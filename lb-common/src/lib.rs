@@ -21,7 +21,6 @@ pub mod names {
     pub const BACKENDS: &str = "BACKENDS";
     pub const FLOWS: &str = "FLOWS";
     pub const IFACES: &str = "IFACES";
-    pub const CONFIG: &str = "CONFIG";
     pub const FLOOD: &str = "FLOOD";
     pub const STATS: &str = "STATS";
     pub const VIP_STATS: &str = "VIP_STATS";
@@ -147,8 +146,11 @@ pub struct VipCtl {
     pub _pad: u32,
     /// The `hash::vip_slot` seed of each generation.
     pub seeds: [u32; 2],
+    /// The agent's settings: one array read per packet gives the table
+    /// generation and the settings together.
+    pub config: Config,
 }
-const _: () = assert!(size_of::<VipCtl>() == 16);
+const _: () = assert!(size_of::<VipCtl>() == 32);
 
 /// A flow as the agent and the tests name it; the flow table is keyed by
 /// its 64-bit digest (`FlowKey::digest`). Ports are as on the wire; for
@@ -205,7 +207,7 @@ pub struct Iface {
 pub const IFACE_F_ACTIVE: u16 = 1;
 const _: () = assert!(size_of::<Iface>() == 8);
 
-/// Value of the one-element `CONFIG` array.
+/// The agent's settings for the fast path, in `VipCtl::config`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct Config {
@@ -259,7 +261,9 @@ pub enum Stat {
     PassNotVip = 1,
     /// Verdict XDP_PASS: the ingress interface is not configured.
     PassNoIface = 2,
-    /// Verdict XDP_TX: forwarded to a backend.
+    /// Verdict XDP_TX (or redirect): forwarded to a backend. Not counted
+    /// here per packet: the agent adds up the backends' counters, which
+    /// saves a counter update on every forwarded packet.
     Tx = 3,
     /// Verdict XDP_DROP: the VIP has no live backend.
     DropNoBackend = 4,

@@ -54,8 +54,6 @@ static FLOWS: PerCpuArray<FlowSet> = PerCpuArray::with_max_entries(DEFAULT_FLOWS
 #[map]
 static IFACES: Array<Iface> = Array::with_max_entries(MAX_IFINDEX, 0);
 #[map]
-static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
-#[map]
 static FLOOD: PerCpuArray<FloodState> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
@@ -82,15 +80,17 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
             out.vip_index = vip_index;
         }
     }
-    // A VIP's forwarded packets are its backends' (the agent adds them up);
-    // VIP_STATS holds only what was dropped for it. One counter less per
-    // forwarded packet.
+    // Forwarded packets count once, at their backend: the agent adds up a
+    // VIP's (and the Tx verdict's) from its backends. VIP_STATS holds only
+    // what was dropped for a VIP.
     if out.backend != NONE {
         count(&BACKEND_STATS, out.backend, len);
-    } else if out.vip_index != NONE {
-        count(&VIP_STATS, out.vip_index, len);
+    } else {
+        if out.vip_index != NONE {
+            count(&VIP_STATS, out.vip_index, len);
+        }
+        count(&STATS, out.reason as u32, len);
     }
-    count(&STATS, out.reason as u32, len);
     out.action
 }
 
@@ -130,12 +130,15 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
         Parsed::Other => return Ok(()),
         Parsed::Ip(p) => p,
     };
-    let Some((meta, digest)) = classify(&p) else {
+    let Some(ctl) = VIP_CTL.get(0) else {
+        return Ok(());
+    };
+    let Some((meta, digest)) = classify(ctl, &p) else {
         return Ok(());
     };
     // 0 marks an empty way; a digest of 0 (one in 2^64) becomes 1.
     let digest = if digest == 0 { 1 } else { digest };
-    let cfg = config();
+    let cfg = ctl.config;
     let Some(flows) = Flows::new(digest, cfg.flow_sets) else {
         return Ok(());
     };
@@ -162,10 +165,6 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
     Ok(())
 }
 
-#[inline(always)]
-fn config() -> Config {
-    CONFIG.get(0).copied().unwrap_or(Config { max_new_flows_per_sec: 0, tx_ifindex: 0, flow_sets: 0, _pad: 0 })
-}
 
 /// Probes the active generation of the VIP table from the key's home slot.
 /// Linear probing over a table rebuilt whole: an empty slot ends the search.
@@ -194,8 +193,7 @@ fn lookup_vip(ctl: &VipCtl, v4: bool, addr: &[u32; 4], port: u16, proto: u8, kin
 /// Finds the VIP and the flow's digest. Fragments and ICMP errors are keyed
 /// by the flow they belong to, so they reach that flow's backend.
 #[inline(always)]
-fn classify(p: &Packet) -> Option<(VipMeta, u64)> {
-    let ctl = VIP_CTL.get(0)?;
+fn classify(ctl: &VipCtl, p: &Packet) -> Option<(VipMeta, u64)> {
     let meta = if p.fragment {
         // A non-first fragment has no ports: only the (address, protocol)
         // entry of the VIP that takes fragments can claim it.

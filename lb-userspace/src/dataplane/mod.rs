@@ -289,10 +289,14 @@ impl Dataplane {
     }
 
     /// Writes the fast path's settings (`flow_sets` is the loader's own).
-    pub fn set_config(&mut self, mut cfg: Config) -> Result<(), DataplaneError> {
-        cfg.flow_sets = lb_common::flow_sets(self.opts.flows_per_cpu);
-        let mut map: Array<_, Config> = self.map_mut(names::CONFIG)?;
-        map.set(0, cfg, 0).map_err(map_err(names::CONFIG))
+    pub fn set_config(&mut self, cfg: Config) -> Result<(), DataplaneError> {
+        // Each field is one atomic store: the fast path reads them while
+        // they change, and each is meaningful on its own.
+        let at = |field: usize| std::mem::offset_of!(VipCtl, config) + field;
+        self.vip_ctl.store_release(at(std::mem::offset_of!(Config, max_new_flows_per_sec)), cfg.max_new_flows_per_sec);
+        self.vip_ctl.store_release(at(std::mem::offset_of!(Config, tx_ifindex)), cfg.tx_ifindex);
+        self.vip_ctl.store_release(at(std::mem::offset_of!(Config, flow_sets)), lb_common::flow_sets(self.opts.flows_per_cpu));
+        Ok(())
     }
 
     /// Writes backend `id`. Ids start at 1: a ring slot of 0 means none.
@@ -391,12 +395,26 @@ impl Dataplane {
         self.publish()
     }
 
-    /// Per-verdict and per-event counters, summed over CPUs.
+    /// Per-verdict and per-event counters, summed over CPUs. The Tx verdict
+    /// is the sum of the backends' counters (the fast path counts a
+    /// forwarded packet only at its backend).
     pub fn stats(&self) -> Result<Vec<(Stat, Counters)>, DataplaneError> {
         let map: PerCpuArray<_, Counters> = self.map(names::STATS)?;
+        let backends: PerCpuArray<_, Counters> = self.map(names::BACKEND_STATS)?;
+        let mut tx = Counters::default();
+        for c in backends.iter().filter_map(Result::ok) {
+            let c = sum(&c);
+            tx.packets += c.packets;
+            tx.bytes += c.bytes;
+        }
         Stat::ALL
             .iter()
-            .map(|&s| Ok((s, sum(&map.get(&(s as u32), 0).map_err(map_err(names::STATS))?))))
+            .map(|&s| {
+                if s == Stat::Tx {
+                    return Ok((s, tx));
+                }
+                Ok((s, sum(&map.get(&(s as u32), 0).map_err(map_err(names::STATS))?)))
+            })
             .collect()
     }
 

@@ -107,6 +107,7 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,7 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lab { duration, interval } => lab::run(lab::LabOptions {
             duration: duration.map(Duration::from_secs),
             interval: Duration::from_secs(interval.max(1)),
-            ..lab::LabOptions::default()
+            ..lab::LabOptions::new(std::env::current_exe().context("finding this program to run as the agent")?)
         })
         .map(drop)
         .context("lab"),

@@ -338,8 +338,10 @@ impl Director {
                 live_weight: s.live_weight(),
                 quorum_up: s.quorum_up,
                 sorry_active: s.sorry_active(),
-                packets: c.packets,
-                bytes: c.bytes,
+                // The fast path counts forwarded packets at their backend and
+                // only drops at the VIP.
+                packets: c.packets + backends.iter().map(|b| b.packets).sum::<u64>(),
+                bytes: c.bytes + backends.iter().map(|b| b.bytes).sum::<u64>(),
                 backends,
             });
         }

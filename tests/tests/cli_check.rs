@@ -1,0 +1,55 @@
+//! `lb check`: every kind of bad configuration is refused with a non-zero
+//! exit and a `file:line:column: message` line an editor can jump to; a good
+//! one passes. Runs the real program (`lb-under-test`).
+
+use std::process::Command;
+
+const GOOD: &str = r#"
+[[vip]]
+address = "10.0.0.100"
+port = 80
+interface = "lo"
+
+[[vip.backend]]
+address = "10.0.0.11"
+weight = 1
+"#;
+
+fn check(name: &str, text: &str) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("lb-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lb-under-test"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("running lb check");
+    let _ = std::fs::remove_file(&path);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn good_configuration_passes() {
+    let (ok, text) = check("good", GOOD);
+    assert!(ok, "{text}");
+    assert!(text.contains("OK (1 VIPs, 1 backends)"), "{text}");
+}
+
+#[test]
+fn bad_configurations_fail_with_their_position() {
+    let cases = [
+        ("syntax", GOOD.replace("port = 80", "port = = 80"), "syntax.toml:4:"),
+        ("unknown_key", GOOD.replace("port = 80", "port = 80\ncolour = \"blue\""), "unknown_key.toml:5:1: unknown"),
+        ("bad_address", GOOD.replace("10.0.0.11", "10.0.0.300"), "bad_address.toml:8:"),
+        ("duplicate_vip", format!("{GOOD}{}", GOOD.replace("[[vip.backend]]\naddress = \"10.0.0.11\"", "[[vip.backend]]\naddress = \"10.0.0.12\"")), "duplicate_vip.toml:"),
+        ("weight", GOOD.replace("weight = 1", "weight = 2000000"), "weight.toml:9:10: weight 2000000 out of range"),
+        ("interface", GOOD.replace("interface = \"lo\"", "interface = \"nosuchif0\""), "interface.toml:5:13: unknown interface \"nosuchif0\""),
+    ];
+    for (name, text, want) in cases {
+        let (ok, out) = check(name, &text);
+        assert!(!ok, "{name}: must fail:\n{out}");
+        assert!(out.contains(want), "{name}: want {want:?} in:\n{out}");
+    }
+}

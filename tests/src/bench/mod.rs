@@ -2,6 +2,7 @@
 //! how fast it forwards on a veth testbed, against floors measured in the
 //! same run. The binary in `src/bin/lb-bench.rs` drives these modules.
 
+pub mod agent;
 pub mod ring;
 pub mod sys;
 pub mod testrun;

@@ -16,13 +16,13 @@ use anyhow::{Context as _, bail};
 use lb_tests::bench::{
     NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY,
     sys::{CpuTimes, catch_interrupts, online_cpus, pin_to_cpu},
-    ring,
+    agent, ring,
     testrun::{self, Case},
     veth::{self, Setup},
 };
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S]";
+const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S]";
 
 /// Targets from the design: a hit within 4x the floor, a new flow within
 /// 200 ns, the balancer within 15% of the forwarding floor and 5x nftables.
@@ -32,12 +32,18 @@ const LB_MIN_VS_FLOOR: f64 = 0.85;
 const LB_MIN_VS_NFT: f64 = 5.0;
 /// A 65537-slot ring for 1000 backends computed and installed within this.
 const RING_MAX_MS: f64 = 5.0;
+/// Health-checking 10000 backends at 1 s within this share of one core.
+const HEALTHCHECK_MAX_PCT: f64 = 5.0;
+/// The agent's resident memory.
+const AGENT_MAX_RSS_MB: f64 = 50.0;
 /// Slowest over fastest round of one figure above which the machine's speed
 /// moved too much for the figures to be compared across runs (`unstable`).
 const UNSTABLE_SPREAD: f64 = 1.25;
 /// Keys the JSON always has, null when their part did not run (`--only`).
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 16] = [
     "ring_build_ms_1000",
+    "healthcheck_cpu_pct_10000",
+    "agent_rss_mb",
     "fastpath_floor_ns",
     "fastpath_hit_ns",
     "fastpath_miss_ns",
@@ -59,6 +65,7 @@ struct Args {
     testrun: bool,
     veth: bool,
     ring: bool,
+    agent: bool,
     testrun_opts: testrun::Options,
     veth_opts: veth::Options,
 }
@@ -101,12 +108,13 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
-    let (testrun, veth, ring) = match only.as_deref() {
-        None => (true, true, true),
-        Some("testrun") => (true, false, false),
-        Some("veth") => (false, true, false),
-        Some("ring") => (false, false, true),
-        Some(other) => bail!("--only takes testrun, veth or ring, not {other:?}"),
+    let (testrun, veth, ring, agent) = match only.as_deref() {
+        None => (true, true, true, true),
+        Some("testrun") => (true, false, false, false),
+        Some("veth") => (false, true, false, false),
+        Some("ring") => (false, false, true, false),
+        Some("agent") => (false, false, false, true),
+        Some(other) => bail!("--only takes testrun, veth, ring or agent, not {other:?}"),
     };
     let testrun_opts = testrun::Options {
         rounds: rounds.unwrap_or(if quick { 2 } else { 5 }).max(1),
@@ -120,7 +128,7 @@ fn parse_args() -> anyhow::Result<Args> {
         seconds: veth_seconds.unwrap_or(if quick { 1.0 } else { 2.0 }).clamp(0.5, 60.0),
         flows: 1024,
     };
-    Ok(Args { json, testrun, veth, ring, testrun_opts, veth_opts })
+    Ok(Args { json, testrun, veth, ring, agent, testrun_opts, veth_opts })
 }
 
 fn say(line: String) {
@@ -377,6 +385,34 @@ fn real_main() -> anyhow::Result<()> {
                 }
                 Err(e) => say(format!("  {n} backends: {e:#}")),
             }
+        }
+    }
+
+    if args.agent {
+        say("== agent: health-check CPU (TCP checks every 1 s against loopback listeners in this process), resident memory".to_owned());
+        for n in [1000u32, 10000] {
+            match agent::healthcheck_cpu_pct(n, Duration::from_secs(5)) {
+                Ok(pct) => {
+                    say(format!("  {n:>5} backends: {pct:.1}% of one core (listeners included)"));
+                    out.insert(format!("healthcheck_cpu_pct_{n}"), num(pct, 2));
+                    if n == 10000 {
+                        let ok = pct <= HEALTHCHECK_MAX_PCT;
+                        say(format!("  target: 10000 backends within {HEALTHCHECK_MAX_PCT}% of a core: {}", verdict(Some(ok))));
+                        all_pass &= ok;
+                    }
+                }
+                Err(e) => say(format!("  {n} backends: {e:#}")),
+            }
+        }
+        let lb = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("lb-under-test")));
+        match lb.context("finding lb-under-test next to lb-bench").and_then(|lb| agent::agent_rss_mb(&lb, 100)) {
+            Ok(mb) => {
+                let ok = mb <= AGENT_MAX_RSS_MB;
+                say(format!("  lb run, one VIP, 100 backends: {mb:.1} MB resident; target {AGENT_MAX_RSS_MB} MB: {}", verdict(Some(ok))));
+                out.insert("agent_rss_mb".into(), num(mb, 1));
+                all_pass &= ok;
+            }
+            Err(e) => say(format!("  agent memory: {e:#}")),
         }
     }
 

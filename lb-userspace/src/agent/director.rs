@@ -240,7 +240,8 @@ impl Director {
     }
 
     /// Replaces the configuration. Backends that stay keep their health,
-    /// MAC and operator settings; new ones start as a fresh start would. On
+    /// MAC and operator drain, but not an operator weight (`lb weight` lasts
+    /// until the next reload); new ones start as a fresh start would. On
     /// error nothing has changed.
     pub fn reload(&mut self, config: Config) -> Result<(), DirectorError> {
         let loaded = self.dp.options();
@@ -386,6 +387,9 @@ fn carry_over(prev: Service, vip: crate::config::Vip, ids: &mut Ids) -> Result<S
             Some(mut kept) => {
                 kept.configured_weight = b.weight;
                 kept.inhibit_on_failure = b.inhibit_on_failure;
+                // `lb weight` lasts until the next reload (as `lb weight
+                // --help` and the README say); a drain stays.
+                kept.admin_weight = None;
                 kept
             }
             None => fresh(b.address, b.weight, b.inhibit_on_failure)?,

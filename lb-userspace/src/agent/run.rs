@@ -199,13 +199,18 @@ fn reload(director: &mut Director, monitor: &mut Monitor, neighbors: &NeighborHa
     Response::ok(format!("reloaded {}", path.display()))
 }
 
-/// One health target per checked backend, keyed by its fast-path id.
+/// One health target per checked backend, keyed by its fast-path id. A
+/// target starts in the state the director holds for its backend: the
+/// monitor reports transitions only, so a check restarted by a reload (its
+/// settings changed) that started up for a backend the director holds down
+/// would never report it up again.
 fn targets(director: &Director) -> Vec<Target> {
     let mut out = Vec::new();
     for s in director.services() {
         for (b, cfg) in s.backends.iter().zip(&s.vip.backends) {
             if let Some(check) = &cfg.check {
-                out.push(Target::new(TargetId { vip: s.vip_index, backend: b.id }, b.address, check.clone()));
+                let id = TargetId { vip: s.vip_index, backend: b.id };
+                out.push(Target { initially_up: b.healthy, ..Target::new(id, b.address, check.clone()) });
             }
         }
     }

@@ -1,0 +1,1072 @@
+//! End to end tests of the agent, `lb run`, as a child process in the
+//! director's namespace of a [`DrLab`]: real health checks against HTTP
+//! backends, MACs from the neighbour table, the control socket through the
+//! `lb` command line (`status --json`, `drain`, `undrain`, `reload`), and
+//! real TCP connections from the client through the XDP fast path the agent
+//! attached. Needs root (CAP_BPF, CAP_NET_ADMIN).
+//!
+//! The tests run one at a time (each builds a lab and an agent on a 2-core
+//! machine, and the last check of each is that none of this process's
+//! namespaces are left), every wait is bounded, and everything is torn down
+//! by guards also when a test fails.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs::{self, File},
+    io::{self, BufRead as _, BufReader, Read as _, Write as _},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use lb_tests::{
+    lab::{self, Addrs, DrLab},
+    netns::Netns,
+};
+use lb_userspace::dataplane::Dataplane;
+use serde_json::Value;
+
+const LB: &str = env!("CARGO_BIN_EXE_lb-under-test");
+const PORT: u16 = 80;
+/// Every connection's limit for connecting and for each read or write.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// The bound on any state change the agent should make (a check noticing a
+/// server, a MAC resolving): generous, for a loaded 2-core machine.
+const STATE_LIMIT: Duration = Duration::from_secs(15);
+/// The health check of every test: `interval` x `fall` + 1 s is the bound
+/// on taking a dead backend out. `delay_before_retry` must not exceed the
+/// interval for that bound to hold (for http it defaults to 3 s).
+const INTERVAL: Duration = Duration::from_millis(300);
+const FALL: u32 = 2;
+const CHECK: &str = r#"[vip.check]
+type = "http"
+interval = "300ms"
+timeout = "300ms"
+fall = 2
+rise = 1
+delay_before_retry = "300ms"
+warmup = "100ms"
+"#;
+
+/// One lab and one agent at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// 10.213.0.0/24: client .2, director .1, VIP .100, backends (and the
+/// sorry server) .11 on.
+fn addrs(backends: u8) -> Addrs {
+    let a = |last| IpAddr::V4(Ipv4Addr::new(10, 213, 0, last));
+    Addrs {
+        client: a(2),
+        director: a(1),
+        vip: a(100),
+        backends: (0..backends).map(|i| a(11 + i)).collect(),
+        prefix_len: 24,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Backends: HTTP on port 80 of every address, plus a long-lived echo mode.
+
+/// A server on 0.0.0.0:80 in a backend's namespace, so it answers on the
+/// VIP (on lo) and on the backend's own address (the health check's
+/// target). A connection that starts with `GET` gets an HTTP response whose
+/// body is the server's name; one that starts with `HOLD` gets the name on
+/// a line, then every line it sends echoed back until it closes. Each
+/// connection has a thread of its own. Stopping closes the listener, so new
+/// connections are refused while established ones go on.
+#[derive(Debug)]
+struct Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// No server outlives a test by much, even one nobody stops.
+const SERVER_LIFETIME: Duration = Duration::from_secs(120);
+
+impl Server {
+    fn start(ns: &Netns, name: &str) -> anyhow::Result<Self> {
+        let listener = ns.run_in(|| {
+            let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).context("binding 0.0.0.0:80")?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let name = name.to_owned();
+        let thread = thread::Builder::new()
+            .name(format!("serve-{name}"))
+            .spawn(move || accept_loop(&listener, &name, &flag))
+            .context("spawning a server thread")?;
+        Ok(Self { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, name: &str, stop: &AtomicBool) {
+    let deadline = Instant::now() + SERVER_LIFETIME;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        // Sleep until a connection comes, waking often enough to see `stop`.
+        let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, and the count says one.
+        unsafe { libc::poll(&mut pfd, 1, 20) };
+        while let Ok((conn, _)) = listener.accept() {
+            let name = name.to_owned();
+            let _ = thread::Builder::new().name(format!("conn-{name}")).spawn(move || {
+                let _ = serve_one(conn, &name);
+            });
+        }
+    }
+}
+
+fn serve_one(conn: TcpStream, name: &str) -> io::Result<()> {
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut writer = conn.try_clone()?;
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if line.starts_with("GET ") {
+        // The rest of the request head, up to its empty line.
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                break;
+            }
+        }
+        let body = format!("{name}\n");
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        writer.write_all(response.as_bytes())?;
+    } else if line.starts_with("HOLD") {
+        writer.write_all(format!("{name}\n").as_bytes())?;
+        reader.get_ref().set_read_timeout(Some(SERVER_LIFETIME))?;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                break;
+            }
+            writer.write_all(line.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The client.
+
+/// One HTTP request from `local` to `remote`; the response's body, trimmed.
+/// Call it on a thread inside the client's namespace.
+fn http_get(local: SocketAddr, remote: SocketAddr) -> io::Result<String> {
+    let mut s = lab::connect_from(local, remote, CONNECT_TIMEOUT)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    s.write_all(format!("GET / HTTP/1.0\r\nHost: {}\r\n\r\n", remote.ip()).as_bytes())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200 ") => Ok(body.trim().to_owned()),
+        _ => Err(io::Error::other(format!("not an HTTP 200 response: {answer:?}"))),
+    }
+}
+
+/// What a batch of connections got: answers by server name, and failures.
+#[derive(Debug, Default)]
+struct Tally {
+    answers: BTreeMap<String, u32>,
+    /// (source port, error)
+    failures: Vec<(u16, String)>,
+}
+
+impl Tally {
+    fn count(&self, name: &str) -> u32 {
+        self.answers.get(name).copied().unwrap_or(0)
+    }
+
+    fn answered(&self) -> u32 {
+        self.answers.values().sum()
+    }
+
+    /// Failures grouped by error, with the first few source ports of each.
+    fn failure_summary(&self) -> String {
+        let mut by_error: BTreeMap<&str, Vec<u16>> = BTreeMap::new();
+        for (port, e) in &self.failures {
+            by_error.entry(e).or_default().push(*port);
+        }
+        by_error
+            .iter()
+            .map(|(e, ports)| format!("{} x {e:?} (ports {:?}...)", ports.len(), &ports[..ports.len().min(5)]))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Every connection answered, and by one of `allowed`.
+    fn ensure_all_from(&self, allowed: &[&str], what: &str) -> anyhow::Result<()> {
+        ensure!(
+            self.failures.is_empty(),
+            "{what}: {} connections failed: {}",
+            self.failures.len(),
+            self.failure_summary()
+        );
+        self.ensure_only_from(allowed, what)
+    }
+
+    /// Every answer came from one of `allowed`.
+    fn ensure_only_from(&self, allowed: &[&str], what: &str) -> anyhow::Result<()> {
+        let strangers: Vec<&String> = self.answers.keys().filter(|n| !allowed.contains(&n.as_str())).collect();
+        ensure!(
+            strangers.is_empty(),
+            "{what}: answered by {strangers:?}, expected only {allowed:?}: {:?}",
+            self.answers
+        );
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The agent and the `lb` command line.
+
+/// The agent as a child process (`ip netns exec` execs it, so the child is
+/// the agent itself). Dropping it stops it: SIGTERM, then SIGKILL if it has
+/// not exited within a bound.
+#[derive(Debug)]
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn start(ns: &Netns, config: &Path, log: &Path) -> anyhow::Result<Self> {
+        let log = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = ns
+            .command(LB)
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the agent")?;
+        Ok(Self { child })
+    }
+
+    fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
+    /// The exit status if the agent is no longer running.
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGTERM, wait up to `limit`, then SIGKILL. The exit status, and
+    /// whether it took SIGKILL.
+    fn terminate(&mut self, limit: Duration) -> anyhow::Result<(ExitStatus, bool)> {
+        if let Some(status) = self.exited() {
+            return Ok((status, false));
+        }
+        // SAFETY: signalling our own child, which has not been reaped yet
+        // (try_wait just said so), so the pid is still ours.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Ok((status, false));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.child.kill().context("killing the agent")?;
+        Ok((self.child.wait()?, true))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.terminate(Duration::from_secs(5));
+    }
+}
+
+/// Runs `lb ARGS` (with a bound: a stuck client is killed) and returns its
+/// output whatever its exit status.
+fn lb(args: &[&str]) -> anyhow::Result<Output> {
+    let child = Command::new(LB)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running lb {args:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(out) => Ok(out?),
+        Err(_) => {
+            // SAFETY: our child; wait_with_output has not returned, so it
+            // has not been reaped (but for the instant since the timeout).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            bail!("lb {args:?} did not finish within 20 s")
+        }
+    }
+}
+
+/// `lb ARGS` that must succeed; its stdout.
+fn lb_ok(args: &[&str]) -> anyhow::Result<String> {
+    let out = lb(args)?;
+    ensure!(
+        out.status.success(),
+        "lb {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The one VIP of a status report.
+fn vip(status: &Value) -> anyhow::Result<&Value> {
+    status["vips"].get(0).with_context(|| format!("no VIP in the status: {status}"))
+}
+
+/// A backend (or the sorry server) of the one VIP, by address.
+fn backend(status: &Value, address: IpAddr) -> anyhow::Result<&Value> {
+    let address = address.to_string();
+    vip(status)?["backends"]
+        .as_array()
+        .and_then(|all| all.iter().find(|b| b["address"] == address.as_str()))
+        .with_context(|| format!("no backend {address} in the status: {status}"))
+}
+
+fn state_of(status: &Value, address: IpAddr) -> anyhow::Result<String> {
+    Ok(backend(status, address)?["state"].as_str().unwrap_or_default().to_owned())
+}
+
+fn u64_of(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// One test's world.
+
+/// The lab, its servers, the agent and the files, for one test. Fields drop
+/// in order: the agent first (it detaches the fast path), then the servers,
+/// the bench_pass program on the bridge, the namespaces, and the directory.
+#[derive(Debug)]
+struct Env {
+    name: &'static str,
+    agent: Option<Agent>,
+    servers: Vec<Option<Server>>,
+    peer: Option<Dataplane>,
+    lab: Option<DrLab>,
+    _dir: TempDir,
+    config: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+    /// Every connection of a test comes from a source port of its own, so
+    /// no 5-tuple is reused and the ring's picks are the same on every run.
+    next_port: u16,
+    started: Instant,
+}
+
+/// Names of the servers: b1, b2, ... and the extra ones a test wants.
+fn server_names(backends: usize, extra: &[&str]) -> Vec<String> {
+    (1..=backends).map(|i| format!("b{i}")).chain(extra.iter().map(|s| (*s).to_owned())).collect()
+}
+
+impl Env {
+    /// A lab with one namespace per server in `names` (each holds the VIP on
+    /// lo and runs a [`Server`]); client source ports from `first_port`.
+    fn new(name: &'static str, names: &[String], first_port: u16) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let dir = TempDir::new(name)?;
+        let lab = DrLab::new(addrs(names.len() as u8))?;
+        let servers = lab
+            .backends
+            .iter()
+            .zip(names)
+            .map(|(ns, n)| Server::start(ns, n).map(Some))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let peer = lab.attach_peer_pass()?;
+        ensure!(xdp_on(&lab.switch, lab::DIRECTOR_PORT)?.is_some(), "ip link shows no XDP program on the bridge port");
+        Ok(Self {
+            name,
+            agent: None,
+            servers,
+            peer: Some(peer),
+            config: dir.path.join("lb.toml"),
+            socket: dir.path.join("lb.sock"),
+            log: dir.path.join("agent.log"),
+            lab: Some(lab),
+            _dir: dir,
+            next_port: first_port,
+            started,
+        })
+    }
+
+    fn lab(&self) -> &DrLab {
+        self.lab.as_ref().expect("the lab lives until finish")
+    }
+
+    fn addr(&self, server: usize) -> IpAddr {
+        self.lab().addrs.backends[server]
+    }
+
+    fn vip_arg(&self) -> String {
+        SocketAddr::new(self.lab().addrs.vip, PORT).to_string()
+    }
+
+    /// A configuration with one VIP: the servers at `weights`' positions as
+    /// backends with those weights, `extra` as further keys of the VIP.
+    fn config_text(&self, weights: &[u32], extra: &str) -> String {
+        let mut text = format!(
+            "[global]\ncontrol_socket = \"{}\"\n\n[[vip]]\naddress = \"{}\"\nport = {PORT}\nprotocol = \"tcp\"\n\
+             interface = \"{}\"\n{extra}\n{CHECK}",
+            self.socket.display(),
+            self.lab().addrs.vip,
+            lab::IF,
+        );
+        for (i, w) in weights.iter().enumerate() {
+            text.push_str(&format!("\n[[vip.backend]]\naddress = \"{}\"\nweight = {w}\n", self.addr(i)));
+        }
+        text
+    }
+
+    fn write_config(&self, text: &str) -> anyhow::Result<()> {
+        fs::write(&self.config, text).with_context(|| format!("writing {}", self.config.display()))
+    }
+
+    /// Starts the agent and waits until it answers on its control socket
+    /// with the fast path attached; then moves the director's XDP to one CPU
+    /// (see [`pin_director_napi`]).
+    fn start_agent(&mut self) -> anyhow::Result<()> {
+        let agent = Agent::start(&self.lab().director, &self.config, &self.log)?;
+        self.agent = Some(agent);
+        let t = Instant::now();
+        self.wait("the agent attached and serving its control socket", |s| {
+            Ok(s["attached"].as_array().is_some_and(|a| !a.is_empty()))
+        })?;
+        let status = self.status()?;
+        ensure!(status["attached"] == serde_json::json!([[lab::IF, "native"]]), "attached as {}", status["attached"]);
+        // What `finish` looks for to see that the agent detached it.
+        ensure!(xdp_on(&self.lab().director, lab::IF)?.is_some(), "ip link shows no XDP program on the director");
+        pin_director_napi(&self.lab().director)?;
+        println!("[{}] agent serving after {:?}", self.name, t.elapsed());
+        Ok(())
+    }
+
+    /// `lb status --json` of the agent.
+    fn status(&mut self) -> anyhow::Result<Value> {
+        if let Some(status) = self.agent.as_mut().and_then(Agent::exited) {
+            bail!("the agent exited ({status})");
+        }
+        let socket = self.socket.to_str().context("socket path")?.to_owned();
+        let text = lb_ok(&["status", "--json", "--socket", &socket])?;
+        serde_json::from_str(&text).with_context(|| format!("parsing the status: {text}"))
+    }
+
+    /// Polls the status every 100 ms until `ready` holds, for at most
+    /// [`STATE_LIMIT`]; fails with the last status (or error) seen.
+    fn wait(&mut self, what: &str, mut ready: impl FnMut(&Value) -> anyhow::Result<bool>) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let mut last;
+        loop {
+            match self.status() {
+                Ok(s) => {
+                    if ready(&s).unwrap_or(false) {
+                        return Ok(start.elapsed());
+                    }
+                    last = s.to_string();
+                }
+                Err(e) => {
+                    last = format!("{e:#}");
+                    if self.agent.as_mut().and_then(Agent::exited).is_some() {
+                        bail!("waiting for {what}: {last}");
+                    }
+                }
+            }
+            if start.elapsed() > STATE_LIMIT {
+                bail!("waiting for {what}: not within {STATE_LIMIT:?}; last status: {last}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every backend in `servers` (positions) has `state`.
+    fn wait_state(&mut self, servers: &[usize], state: &str) -> anyhow::Result<Duration> {
+        let addrs: Vec<IpAddr> = servers.iter().map(|&i| self.addr(i)).collect();
+        let what = format!("{addrs:?} {state}");
+        self.wait(&what, |s| {
+            for &a in &addrs {
+                if state_of(s, a)? != state {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    fn stop_server(&mut self, i: usize) {
+        self.servers[i] = None;
+    }
+
+    fn restart_server(&mut self, i: usize, name: &str) -> anyhow::Result<()> {
+        let server = Server::start(&self.lab().backends[i], name)?;
+        self.servers[i] = Some(server);
+        Ok(())
+    }
+
+    fn take_ports(&mut self, count: u16) -> u16 {
+        let first = self.next_port;
+        self.next_port = first.checked_add(count).expect("out of source ports");
+        first
+    }
+
+    /// `count` HTTP requests to the VIP, one after another, each on a new
+    /// connection from a new source port, never retried. Connections not
+    /// started within 30 s count as failures, so this ends in bounded time.
+    fn connect(&mut self, count: u16) -> anyhow::Result<Tally> {
+        let first = self.take_ports(count);
+        let (client, vip) = (self.lab().addrs.client, SocketAddr::new(self.lab().addrs.vip, PORT));
+        let results = self.lab().client.run_in(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            Ok((first..first + count)
+                .map(|port| {
+                    let answer = if Instant::now() < deadline {
+                        http_get(SocketAddr::new(client, port), vip).map_err(|e| e.to_string())
+                    } else {
+                        Err("not attempted: time budget spent".to_owned())
+                    };
+                    (port, answer)
+                })
+                .collect::<Vec<_>>())
+        })?;
+        let mut tally = Tally::default();
+        for (port, answer) in results {
+            match answer {
+                Ok(name) => *tally.answers.entry(name).or_default() += 1,
+                Err(e) => tally.failures.push((port, e)),
+            }
+        }
+        Ok(tally)
+    }
+
+    /// A connection to the VIP that stays open: the server's name, and the
+    /// stream, which echoes lines.
+    fn hold(&mut self) -> anyhow::Result<(String, Held)> {
+        let port = self.take_ports(1);
+        let (client, vip) = (self.lab().addrs.client, SocketAddr::new(self.lab().addrs.vip, PORT));
+        let stream = self.lab().client.run_in(move || {
+            let s = lab::connect_from(SocketAddr::new(client, port), vip, CONNECT_TIMEOUT)?;
+            s.set_read_timeout(Some(IO_TIMEOUT))?;
+            s.set_write_timeout(Some(IO_TIMEOUT))?;
+            Ok(s)
+        })?;
+        let mut held = Held { reader: BufReader::new(stream.try_clone()?), writer: stream };
+        let name = held.exchange("HOLD")?;
+        Ok((name, held))
+    }
+
+    /// The end of a test: stops the agent (SIGTERM; it must exit cleanly),
+    /// checks that it detached the fast path, removes the rest and checks
+    /// that no XDP program and none of this process's namespaces are left.
+    fn finish(mut self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if let Some(mut agent) = self.agent.take() {
+            let t = Instant::now();
+            match agent.terminate(Duration::from_secs(10)) {
+                Ok((status, false)) if status.success() => {
+                    println!("[{}] agent stopped in {:?}", self.name, t.elapsed());
+                }
+                Ok((status, killed)) => {
+                    problems.push(format!("the agent ended with {status} (SIGKILL needed: {killed})"));
+                }
+                Err(e) => problems.push(format!("stopping the agent: {e:#}")),
+            }
+        }
+        let lab = self.lab.take().expect("the lab lives until finish");
+        match xdp_on(&lab.director, lab::IF) {
+            Ok(None) => {}
+            Ok(Some(line)) => problems.push(format!("XDP still attached to the director's {}: {line}", lab::IF)),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+        self.servers.clear();
+        drop(self.peer.take());
+        match xdp_on(&lab.switch, lab::DIRECTOR_PORT) {
+            Ok(None) => {}
+            Ok(Some(line)) => problems.push(format!("XDP still attached to {}: {line}", lab::DIRECTOR_PORT)),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+        drop(lab);
+        match our_namespaces() {
+            Ok(left) if left.is_empty() => {}
+            Ok(left) => problems.push(format!("namespaces left behind: {left:?}")),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+        println!("[{}] total {:?}", self.name, self.started.elapsed());
+        ensure!(problems.is_empty(), "cleaning up: {}", problems.join("; "));
+        Ok(())
+    }
+}
+
+/// The long-lived connection of [`Env::hold`].
+#[derive(Debug)]
+struct Held {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Held {
+    /// Sends a line, returns the line that comes back (trimmed).
+    fn exchange(&mut self, line: &str) -> anyhow::Result<String> {
+        self.writer.write_all(format!("{line}\n").as_bytes()).context("sending on the held connection")?;
+        let mut answer = String::new();
+        self.reader.read_line(&mut answer).context("reading on the held connection")?;
+        ensure!(answer.ends_with('\n'), "the held connection was closed (read {answer:?})");
+        Ok(answer.trim().to_owned())
+    }
+
+    fn echo(&mut self, line: &str) -> anyhow::Result<()> {
+        let answer = self.exchange(line)?;
+        ensure!(answer == line, "the held connection echoed {answer:?} for {line:?}");
+        Ok(())
+    }
+}
+
+/// A directory under the system's temporary directory, removed on drop.
+#[derive(Debug)]
+struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    fn new(tag: &str) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!("lb-agent-test-{}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The line of `ip link show` that reports an XDP program on `iface`, if any.
+fn xdp_on(ns: &Netns, iface: &str) -> anyhow::Result<Option<String>> {
+    let text = ns.ip(&["link", "show", "dev", iface])?;
+    Ok(text.lines().find(|l| l.contains("xdp")).map(|l| l.trim().to_owned()))
+}
+
+/// This process's namespaces that still exist.
+fn our_namespaces() -> anyhow::Result<Vec<String>> {
+    let out = lb_tests::netns::run(Command::new("ip").args(["netns", "list"]))?;
+    let prefix = format!("lbt{}-", std::process::id());
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect())
+}
+
+/// The director's XDP program runs in its veth's NAPI poll, on whichever
+/// CPU scheduled it: mostly the CPU that sent the packet, so the client's,
+/// a backend's or a timer's, and they differ from packet to packet of one
+/// connection. The flow table is per CPU (as Katran's: a real NIC's RSS
+/// keeps a connection on one queue and CPU), so a packet of an established
+/// connection handled on a CPU that never saw it falls back to the ring,
+/// which after a drain or a failure names another backend: that would
+/// break established connections for a reason no real director has.
+/// Threaded NAPI with its kthread pinned to CPU 0 runs every poll of the
+/// director's veth there, as one RSS queue would. The veth has its NAPI
+/// only while an XDP program is attached, so this follows the attach.
+fn pin_director_napi(director: &Netns) -> anyhow::Result<()> {
+    let prefix = format!("napi/{}-", lab::IF);
+    let before = kthreads(&prefix);
+    // `ip netns exec` mounts the namespace's own /sys.
+    director.exec("sh", &["-c", &format!("echo 1 > /sys/class/net/{}/threaded", lab::IF)])?;
+    let start = Instant::now();
+    let new: Vec<libc::pid_t> = loop {
+        let new: Vec<libc::pid_t> = kthreads(&prefix).difference(&before).copied().collect();
+        if !new.is_empty() {
+            break new;
+        }
+        ensure!(start.elapsed() < Duration::from_secs(5), "no {prefix}* thread appeared after enabling threaded NAPI");
+        thread::sleep(Duration::from_millis(20));
+    };
+    for pid in new {
+        // SAFETY: a zeroed cpu_set_t is valid, CPU_SET(0) writes inside it,
+        // and sched_setaffinity reads that many bytes of it.
+        let rc = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set)
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error()).with_context(|| format!("pinning NAPI thread {pid} to CPU 0"));
+        }
+    }
+    Ok(())
+}
+
+/// Pids of the threads whose name starts with `prefix`.
+fn kthreads(prefix: &str) -> BTreeSet<libc::pid_t> {
+    let Ok(dir) = fs::read_dir("/proc") else { return BTreeSet::new() };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|pid| fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with(prefix)))
+        .collect()
+}
+
+/// Runs one test: serialised with the others, its world torn down and
+/// checked even when `body` fails (and torn down by guards if it panics).
+fn run_test(
+    name: &'static str,
+    servers: &[String],
+    first_port: u16,
+    body: impl FnOnce(&mut Env) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut env = Env::new(name, servers, first_port)?;
+    let result = body(&mut env);
+    if result.is_err() {
+        let log = fs::read_to_string(&env.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        println!("[{name}] agent log (last {} lines):", tail.len());
+        for line in tail.iter().rev() {
+            println!("  {line}");
+        }
+    }
+    let finished = env.finish();
+    result?;
+    finished
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+#[test]
+fn weights_status_and_failover() -> anyhow::Result<()> {
+    const CONNECTIONS: u16 = 300;
+    let weights = [1, 2, 3];
+    run_test("failover", &server_names(3, &[]), 20000, |env| {
+        env.write_config(&env.config_text(&weights, ""))?;
+        env.start_agent()?;
+        let t = env.wait_state(&[0, 1, 2], "up")?;
+        println!("[failover] all backends up {t:?} after the agent was serving");
+
+        // The split follows the weights.
+        let started = Instant::now();
+        let tally = env.connect(CONNECTIONS)?;
+        println!("[failover] {CONNECTIONS} connections in {:?}: {:?}", started.elapsed(), tally.answers);
+        ensure!(
+            tally.failures.len() * 100 <= usize::from(CONNECTIONS),
+            "{} of {CONNECTIONS} connections failed (at most 1% allowed): {}",
+            tally.failures.len(),
+            tally.failure_summary()
+        );
+        tally.ensure_only_from(&["b1", "b2", "b3"], "with every backend up")?;
+        let weight_sum: u32 = weights.iter().sum();
+        for (i, &w) in weights.iter().enumerate() {
+            let name = format!("b{}", i + 1);
+            let got = f64::from(tally.count(&name)) / f64::from(tally.answered());
+            let want = f64::from(w) / f64::from(weight_sum);
+            ensure!(
+                (got - want).abs() <= 0.08,
+                "{name} (weight {w}) answered {:.1}% of the connections, expected {:.1}% +- 8 points: {:?}",
+                got * 100.0,
+                want * 100.0,
+                tally.answers
+            );
+        }
+
+        // The status agrees: packets per backend, ring shares as the weights.
+        let status = env.status()?;
+        let v = vip(&status)?;
+        let ring = u64_of(v, "ring_size");
+        let mut slots = 0;
+        for (i, &w) in weights.iter().enumerate() {
+            let b = backend(&status, env.addr(i))?;
+            let name = format!("b{}", i + 1);
+            let (packets, share) = (u64_of(b, "packets"), b["share"].as_f64().unwrap_or(-1.0));
+            let answered = u64::from(tally.count(&name));
+            println!(
+                "[failover] {name}: state {}, weight {}/{}, {} slots ({share:.2}%), {packets} packets, {answered} answers",
+                b["state"], b["configured_weight"], b["effective_weight"], b["slots"]
+            );
+            ensure!(
+                u64_of(b, "configured_weight") == u64::from(w) && u64_of(b, "effective_weight") == u64::from(w),
+                "{name}: weights in the status: {b}"
+            );
+            // A connection takes at least the SYN, the ACK and the request
+            // through the director.
+            ensure!(packets >= 2 * answered && packets > 0, "{name}: {packets} packets for {answered} connections");
+            let want = 100.0 * f64::from(w) / f64::from(weight_sum);
+            ensure!((share - want).abs() <= 1.0, "{name}: {share:.2}% of the ring, expected {want:.2}%: {b}");
+            slots += u64_of(b, "slots");
+        }
+        ensure!(slots == ring, "the backends hold {slots} of {ring} ring slots");
+        ensure!(u64_of(v, "packets") >= u64::from(tally.answered()) * 3, "VIP packets: {v}");
+
+        // b2's server stops: within interval x fall + 1 s no new connection
+        // goes to it, and every connection is answered by b1 or b3.
+        env.stop_server(1);
+        let stopped = Instant::now();
+        let bound = INTERVAL * FALL + Duration::from_secs(1);
+        thread::sleep(bound);
+        let tally = env.connect(60)?;
+        println!("[failover] {:?} after stopping b2: {:?}", stopped.elapsed(), tally.answers);
+        tally.ensure_all_from(&["b1", "b3"], &format!("{bound:?} after b2's server stopped"))?;
+        let status = env.status()?;
+        let b2 = backend(&status, env.addr(1))?;
+        let why = b2["why"].as_str().unwrap_or_default();
+        ensure!(b2["state"] == "down", "b2 after its server stopped: {b2}");
+        // "connection refused", or a timeout on a machine too loaded to see the
+        // refusal in time: either way the check's verdict, naming b2.
+        ensure!(why.starts_with("check failed") && why.contains(&env.addr(1).to_string()), "b2 is down for {why:?}");
+        ensure!(u64_of(b2, "effective_weight") == 0 && u64_of(b2, "slots") == 0, "b2 still in the ring: {b2}");
+        println!("[failover] b2 {}: {why}", b2["state"]);
+        for i in [0, 2] {
+            ensure!(
+                state_of(&status, env.addr(i))? == "up",
+                "backend {} went {}",
+                i + 1,
+                state_of(&status, env.addr(i))?
+            );
+        }
+
+        // b2 comes back: up again within the bound, and it gets connections.
+        env.restart_server(1, "b2")?;
+        let t = env.wait_state(&[1], "up")?;
+        println!("[failover] b2 up {t:?} after its server restarted");
+        let tally = env.connect(60)?;
+        println!("[failover] after b2 came back: {:?}", tally.answers);
+        tally.ensure_all_from(&["b1", "b2", "b3"], "after b2 came back")?;
+        ensure!(tally.count("b2") > 0, "b2 got no connection after it came back: {:?}", tally.answers);
+        Ok(())
+    })
+}
+
+#[test]
+fn drain_keeps_established_connections() -> anyhow::Result<()> {
+    run_test("drain", &server_names(3, &[]), 30000, |env| {
+        env.write_config(&env.config_text(&[1, 1, 1], ""))?;
+        env.start_agent()?;
+        env.wait_state(&[0, 1, 2], "up")?;
+
+        let (name, mut held) = env.hold()?;
+        held.echo("before the drain")?;
+        let i: usize = name.strip_prefix('b').and_then(|n| n.parse().ok()).context("a backend's name")?;
+        let (index, address) = (i - 1, env.addr(i - 1));
+        println!("[drain] the held connection landed on {name} ({address})");
+
+        let vip = env.vip_arg();
+        let said = lb_ok(&["drain", &vip, &address.to_string(), "--socket", env.socket.to_str().unwrap_or_default()])?;
+        println!("[drain] lb drain: {}", said.trim());
+        let status = env.status()?;
+        let b = backend(&status, address)?;
+        ensure!(b["state"] == "draining" && b["why"] == "drained by operator", "{name} after lb drain: {b}");
+        ensure!(u64_of(b, "effective_weight") == 0 && u64_of(b, "slots") == 0, "{name} still in the ring: {b}");
+        let packets_before = u64_of(b, "packets");
+
+        // New connections avoid it; the established one still reaches it.
+        let others: Vec<String> = (1..=3).filter(|&k| k != i).map(|k| format!("b{k}")).collect();
+        let others: Vec<&str> = others.iter().map(String::as_str).collect();
+        let tally = env.connect(60)?;
+        println!("[drain] while {name} is drained: {:?}", tally.answers);
+        tally.ensure_all_from(&others, &format!("while {name} is drained"))?;
+        for k in 0..3 {
+            held.echo(&format!("after the drain {k}"))?;
+        }
+        let status = env.status()?;
+        let b = backend(&status, address)?;
+        ensure!(
+            u64_of(b, "packets") > packets_before,
+            "the held connection's packets did not reach {name} through the director: {b}"
+        );
+        ensure!(u64_of(b, "flows") >= 1, "no flow recorded for {name}'s held connection: {b}");
+
+        let said =
+            lb_ok(&["undrain", &vip, &address.to_string(), "--socket", env.socket.to_str().unwrap_or_default()])?;
+        println!("[drain] lb undrain: {}", said.trim());
+        env.wait_state(&[index], "up")?;
+        let tally = env.connect(60)?;
+        println!("[drain] after the undrain: {:?}", tally.answers);
+        tally.ensure_all_from(&["b1", "b2", "b3"], "after the undrain")?;
+        ensure!(tally.count(&name) > 0, "{name} got no new connection after lb undrain: {:?}", tally.answers);
+        held.echo("after the undrain")?;
+        Ok(())
+    })
+}
+
+/// Where `lb` said a problem is: `FILE:LINE:COLUMN:` in `text`.
+fn position_in(text: &str, file: &Path) -> Option<(usize, usize)> {
+    let prefix = format!("{}:", file.display());
+    let rest = &text[text.find(&prefix)? + prefix.len()..];
+    let mut parts = rest.splitn(3, ':');
+    let line = parts.next()?.parse().ok()?;
+    let column = parts.next()?.parse().ok()?;
+    Some((line, column))
+}
+
+#[test]
+fn bad_reload_keeps_serving() -> anyhow::Result<()> {
+    let weights = [1, 2, 3];
+    run_test("reload", &server_names(3, &[]), 40000, |env| {
+        let good = env.config_text(&weights, "");
+        env.write_config(&good)?;
+        env.start_agent()?;
+        env.wait_state(&[0, 1, 2], "up")?;
+        env.connect(30)?.ensure_all_from(&["b1", "b2", "b3"], "before any reload")?;
+        let socket = env.socket.to_str().context("socket path")?.to_owned();
+
+        // The first backend's weight line, 1-based, to break it there.
+        let weight_line = good.lines().position(|l| l == "weight = 1").context("no `weight = 1` line")? + 1;
+        let broken = |replacement: &str| {
+            good.lines()
+                .enumerate()
+                .map(|(n, l)| if n + 1 == weight_line { replacement } else { l })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        for (what, text, needle) in
+            [("a syntax error", broken("weight = = 1"), ""), ("an unknown key", broken("wieght = 1"), "wieght")]
+        {
+            env.write_config(&text)?;
+            let out = lb(&["reload", "--socket", &socket])?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            println!("[reload] {what}: lb reload exited {}: {}", out.status, stderr.trim());
+            ensure!(!out.status.success(), "lb reload of a file with {what} succeeded");
+            let (line, column) = position_in(&stderr, &env.config)
+                .with_context(|| format!("no {}:LINE:COLUMN in lb reload's error: {stderr}", env.config.display()))?;
+            ensure!(line == weight_line && column >= 1, "{what} on line {weight_line} reported at {line}:{column}");
+            ensure!(stderr.contains(needle), "the error does not name {needle:?}: {stderr}");
+
+            // The old configuration still serves.
+            let status = env.status()?;
+            for (i, &w) in weights.iter().enumerate() {
+                let b = backend(&status, env.addr(i))?;
+                ensure!(
+                    b["state"] == "up" && u64_of(b, "configured_weight") == u64::from(w),
+                    "after a reload with {what}: {b}"
+                );
+            }
+            env.connect(30)?.ensure_all_from(&["b1", "b2", "b3"], &format!("after a reload with {what}"))?;
+        }
+
+        // A good file with a new weight is taken.
+        let changed = env.config_text(&[4, 2, 3], "");
+        env.write_config(&changed)?;
+        let said = lb_ok(&["reload", "--socket", &socket])?;
+        println!("[reload] good file: {}", said.trim());
+        let status = env.status()?;
+        let b1 = backend(&status, env.addr(0))?;
+        ensure!(
+            u64_of(b1, "configured_weight") == 4 && u64_of(b1, "effective_weight") == 4,
+            "b1 after the reload: {b1}"
+        );
+        let share = b1["share"].as_f64().unwrap_or(-1.0);
+        ensure!((share - 100.0 * 4.0 / 9.0).abs() <= 1.0, "b1 holds {share:.2}% of the ring after the reload");
+        for i in 0..3 {
+            ensure!(state_of(&status, env.addr(i))? == "up", "backend {} after the reload: {status}", i + 1);
+        }
+        env.connect(30)?.ensure_all_from(&["b1", "b2", "b3"], "after the good reload")?;
+
+        // `lb weight` lasts until the next reload. And a reload that changes
+        // the check restarts it without forgetting that a backend is down:
+        // the backend comes back when its server does.
+        let vip = env.vip_arg();
+        lb_ok(&["weight", &vip, &env.addr(2).to_string(), "7", "--socket", &socket])?;
+        let status = env.status()?;
+        let b3 = backend(&status, env.addr(2))?;
+        ensure!(u64_of(b3, "effective_weight") == 7, "b3 after lb weight 7: {b3}");
+        env.stop_server(1);
+        env.wait_state(&[1], "down")?;
+        env.write_config(&changed.replace("timeout = \"300ms\"", "timeout = \"400ms\""))?;
+        let said = lb_ok(&["reload", "--socket", &socket])?;
+        println!("[reload] new check timeout, b2 down: {}", said.trim());
+        let status = env.status()?;
+        let b3 = backend(&status, env.addr(2))?;
+        ensure!(
+            u64_of(b3, "configured_weight") == 3 && u64_of(b3, "effective_weight") == 3,
+            "lb weight outlived the reload: {b3}"
+        );
+        ensure!(state_of(&status, env.addr(1))? == "down", "b2 after the reload, its server still stopped: {status}");
+        env.restart_server(1, "b2")?;
+        let t = env.wait_state(&[1], "up")?;
+        println!("[reload] b2 up {t:?} after its server restarted");
+        let tally = env.connect(30)?;
+        tally.ensure_all_from(&["b1", "b2", "b3"], "after b2 came back")?;
+        ensure!(tally.count("b2") > 0, "b2 got no connection after it came back: {:?}", tally.answers);
+        Ok(())
+    })
+}
+
+#[test]
+fn quorum_lost_sorry_server() -> anyhow::Result<()> {
+    run_test("quorum", &server_names(3, &["sorry"]), 50000, |env| {
+        // Weights 1, 1, 1 and quorum 3: losing any backend loses quorum.
+        let sorry = env.addr(3);
+        let text = env.config_text(&[1, 1, 1], &format!("quorum = 3\nsorry_server = \"{sorry}\""));
+        env.write_config(&text)?;
+        env.start_agent()?;
+        env.wait_state(&[0, 1, 2, 3], "up")?;
+        let status = env.status()?;
+        let v = vip(&status)?;
+        ensure!(v["quorum_up"] == true && v["sorry_active"] == false, "at the start: {v}");
+        ensure!(backend(&status, sorry)?["sorry"] == true, "the sorry server: {status}");
+        env.connect(30)?.ensure_all_from(&["b1", "b2", "b3"], "with quorum")?;
+
+        // Backends stop: quorum is lost and the sorry server answers.
+        env.stop_server(0);
+        env.stop_server(1);
+        let t = env.wait("quorum lost with the sorry server active", |s| {
+            let v = vip(s)?;
+            Ok(v["quorum_up"] == false && v["sorry_active"] == true)
+        })?;
+        let status = env.status()?;
+        println!("[quorum] quorum lost {t:?} after b1 and b2 stopped: {}", vip(&status)?["live_weight"]);
+        let tally = env.connect(30)?;
+        println!("[quorum] without quorum: {:?}", tally.answers);
+        tally.ensure_all_from(&["sorry"], "without quorum")?;
+
+        // They come back: quorum again, and the normal backends serve.
+        env.restart_server(0, "b1")?;
+        env.restart_server(1, "b2")?;
+        let t = env.wait("quorum regained", |s| {
+            let v = vip(s)?;
+            Ok(v["quorum_up"] == true && v["sorry_active"] == false)
+        })?;
+        println!("[quorum] quorum regained {t:?} after b1 and b2 restarted");
+        let tally = env.connect(60)?;
+        println!("[quorum] with quorum again: {:?}", tally.answers);
+        tally.ensure_all_from(&["b1", "b2", "b3"], "with quorum again")?;
+        for name in ["b1", "b2", "b3"] {
+            ensure!(tally.count(name) > 0, "{name} got no connection with quorum again: {:?}", tally.answers);
+        }
+        Ok(())
+    })
+}

@@ -186,11 +186,18 @@ fn reload(director: &mut Director, monitor: &mut Monitor, neighbors: &NeighborHa
         Ok(c) => c,
         Err(e) => return Response::error(format!("{e}\nthe running configuration stays in force")),
     };
+    let previous = director.config().clone();
     if let Err(e) = director.reload(config) {
         return Response::error(format!("{e}\nthe running configuration stays in force"));
     }
     if let Err(e) = monitor.sync(targets(director)) {
-        return Response::error(format!("health checks: {e}"));
+        // The checks could not be set up (a script user that does not
+        // exist, say): put the previous file back so nothing is half applied.
+        // It was serving a moment ago, so it goes back in.
+        if let Err(back) = director.reload(previous) {
+            error!("restoring the previous configuration after a failed reload: {back}");
+        }
+        return Response::error(format!("health checks: {e}\nthe running configuration stays in force"));
     }
     if let Err(e) = neighbors.set_targets(neighbor_targets(director)) {
         return Response::error(format!("neighbour table: {e}"));

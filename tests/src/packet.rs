@@ -60,7 +60,7 @@ impl Ipv4 {
 
     pub fn build(&self, payload: &[u8]) -> Vec<u8> {
         let hlen = 20 + self.options.len();
-        assert!(hlen % 4 == 0 && hlen <= 60, "bad IPv4 options length");
+        assert!(hlen.is_multiple_of(4) && hlen <= 60, "bad IPv4 options length");
         let mut h = Vec::with_capacity(hlen + payload.len());
         h.push(0x40 | (hlen / 4) as u8);
         h.push(0);

@@ -320,7 +320,7 @@ fn flow_table_keeps_flows_across_ring_changes() {
     let sport = (20000..).find(|&p| ring_pick(&RING, c4, v4, p, 80, proto::TCP) == 1).unwrap();
     let established = tcp4(CLIENT, VIP_TCP, sport, 80, TCP_ACK);
     run_table(&f, &[tx("first packet", established.clone(), 1)]);
-    let flow = FlowKey { src: addr16(c4), dst: addr16(v4), sport: sport.to_be(), dport: 80u16.to_be(), proto: proto::TCP.into() };
+    let flow = FlowKey { src: addr16(c4), dst: addr16(v4), sport: sport.to_be(), dport: 80u16.to_be(), proto: proto::TCP };
     assert_eq!(f.dp.flow(&flow).unwrap(), Some(1), "the flow is recorded");
 
     // Backend 1 is drained: the new ring has no slot for it.
@@ -358,7 +358,7 @@ fn flood_guard_stops_inserts_but_not_forwarding() {
     // Only 3 inserts in this one-second window (test runs may land on either CPU).
     let recorded = (50000..50010u16)
         .filter(|&p| {
-            let k = FlowKey { src: addr16(c4), dst: addr16(v4), sport: p.to_be(), dport: 80u16.to_be(), proto: proto::TCP.into() };
+            let k = FlowKey { src: addr16(c4), dst: addr16(v4), sport: p.to_be(), dport: 80u16.to_be(), proto: proto::TCP };
             f.dp.flow(&k).unwrap().is_some()
         })
         .count();

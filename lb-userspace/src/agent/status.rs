@@ -71,8 +71,8 @@ impl StatusReport {
             );
             let _ = writeln!(
                 out,
-                "  {:<28} {:<9} {:>6} {:>6} {:>7} {:>12} {:>14} {:>8}  {}",
-                "backend", "state", "weight", "eff", "share", "packets", "bytes", "flows", "why"
+                "  {:<28} {:<9} {:>6} {:>6} {:>7} {:>12} {:>14} {:>8}  why",
+                "backend", "state", "weight", "eff", "share", "packets", "bytes", "flows"
             );
             for b in &v.backends {
                 let name = if b.sorry { format!("{} (sorry)", b.address) } else { b.address.to_string() };

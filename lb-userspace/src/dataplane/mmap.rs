@@ -86,7 +86,7 @@ impl MmapArray {
     /// The u32 at byte `offset`, as an atomic: the fast path reads it while
     /// the agent stores to it.
     pub(super) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset % 4 == 0 && offset + 4 <= self.len, "atomic out of bounds or misaligned");
+        assert!(offset.is_multiple_of(4) && offset + 4 <= self.len, "atomic out of bounds or misaligned");
         // SAFETY: in bounds and 4-aligned (asserted; the mapping is
         // page-aligned); the memory lives as long as `self`, and every
         // access from this process goes through atomics or `write` to other

@@ -13,6 +13,7 @@ mod model;
 mod span;
 mod types;
 mod validate;
+mod vrrp;
 
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ pub use types::{
     Backend, BodyMatch, Check, CheckKind, Config, Global, HashMode, HttpCheck, MAX_WEIGHT, Position, Protocol,
     ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
 };
+pub use vrrp::{Garp, Notify, TrackScript, VirtualAddress, VrrpInstance};
 
 use span::Problems;
 

@@ -20,6 +20,8 @@ pub(crate) struct RawConfig {
     pub global: RawGlobal,
     #[serde(default, rename = "vip")]
     pub vips: Vec<Spanned<RawVip>>,
+    #[serde(default)]
+    pub vrrp: Vec<Spanned<super::vrrp::RawVrrp>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

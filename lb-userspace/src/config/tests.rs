@@ -225,7 +225,9 @@ fn unknown_keys() {
         "lb.toml:5:1: unknown field `wieght`, expected one of `address`, `port`, `protocol`, `interface`, \
          `ring_size`, `hash`, `fragments`, `quorum`, `hysteresis`, `sorry_server`, `check`, `backend`"
     );
-    assert!(error("[globl]\n").starts_with("lb.toml:1:2: unknown field `globl`, expected `global` or `vip`"));
+    assert!(
+        error("[globl]\n").starts_with("lb.toml:1:2: unknown field `globl`, expected one of `global`, `vip`, `vrrp`")
+    );
     assert!(
         error(&with_vip("[[vip.backend]]\naddress = \"10.0.1.1\"\nport = 8080\n"))
             .starts_with("lb.toml:7:1: unknown field `port`, expected one of `address`, `weight`")

@@ -14,6 +14,8 @@ pub struct Config {
     pub global: Global,
     /// In file order; a VIP's position here is its `vip_index`.
     pub vips: Vec<Vip>,
+    /// The `[[vrrp]]` instances, in file order.
+    pub vrrp: Vec<super::VrrpInstance>,
 }
 
 /// The `[global]` table.

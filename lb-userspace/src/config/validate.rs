@@ -97,7 +97,8 @@ pub(crate) fn validate(raw: &RawConfig, source: PathBuf, text: &str, problems: &
         vips.push(vip);
     }
     ring_memory(&vips, &ring_spans, &global, problems);
-    Config { source, global, vips }
+    let vrrp = super::vrrp::validate(&raw.vrrp, &global.script_user, text, problems);
+    Config { source, global, vips, vrrp }
 }
 
 fn global(raw: &RawGlobal, problems: &mut Problems) -> Global {

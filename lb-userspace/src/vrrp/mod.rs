@@ -6,16 +6,29 @@
 //! - [`fsm`]: the state machine of one virtual router. Events in, actions
 //!   out; timers are requested as durations and fed back as events.
 //!
-//! Nothing here touches a socket, a clock or netlink, so every behaviour is
-//! tested deterministically under a virtual clock. The runtime that binds
-//! this to raw sockets (IP protocol 112, TTL 255), timers and address
-//! management is a separate layer: it decodes a packet, runs the
-//! per-instance checks ([`Advertisement::check_auth`],
-//! [`Advertisement::check_addresses`]), turns it into [`Event::advert`], and
-//! performs the returned [`Action`]s in order.
+//! Those two touch no socket, clock or netlink, so every behaviour is
+//! tested deterministically under a virtual clock. The runtime binds them
+//! to the machine:
+//!
+//! - [`runtime`]: [`runtime::spawn`] starts one task per configured
+//!   instance and returns a [`runtime::VrrpHandle`] (status, state-change
+//!   events, shutdown). Each task decodes packets, runs the per-instance
+//!   checks ([`Advertisement::check_auth`],
+//!   [`Advertisement::check_addresses`]), turns them into [`Event::advert`],
+//!   and performs the returned [`Action`]s in order.
+//! - [`socket`]: raw IP protocol 112 sockets (TTL 255, multicast or unicast).
+//! - [`addresses`]: VIPs on and off interfaces over rtnetlink; interface queries.
+//! - [`announce`]: gratuitous ARP and unsolicited neighbour advertisements.
+//! - [`notify`]: keepalived's notify scripts; [`track`]: tracked interfaces and scripts.
 
+pub mod addresses;
+pub mod announce;
 pub mod fsm;
+pub mod notify;
 pub mod packet;
+pub mod runtime;
+pub mod socket;
+pub mod track;
 
 pub use fsm::{Action, Config, ConfigError, Counters, DiscardReason, Event, Instance, State};
 pub use packet::{

@@ -1,0 +1,897 @@
+//! The `[[vrrp]]` tables: one VRRP instance each, keepalived's
+//! `vrrp_instance` with its `vrrp_script`s inlined.
+//!
+//! ```toml
+//! [[vrrp]]
+//! name = "VI_1"
+//! interface = "eth0"               # where adverts go; VIPs too unless they name a `dev`
+//! version = 3                      # 2 or 3
+//! virtual_router_id = 51           # 1..=255
+//! priority = 150                   # 1..=255; 255 = address owner
+//! advert_int = "1s"                # v2: whole seconds; v3: 10ms steps up to 40.95s
+//! preempt = true                   # or nopreempt = true
+//! preempt_delay = "0s"
+//! # auth_pass = "secret"           # v2 only: keepalived's auth_type PASS
+//! virtual_ipaddress = ["10.0.0.100/24", { address = "10.0.1.100/24", dev = "eth1", label = "eth1:vip" }]
+//! # unicast_src = "10.0.0.2"       # with unicast_peers: no multicast at all
+//! # unicast_peers = ["10.0.0.3"]
+//! # mcast_group = "224.0.0.18"
+//! garp_master_delay = "5s"         # second burst of gratuitous ARPs; "0s" = none
+//! garp_master_repeat = 5           # ARPs per VIP in each burst
+//! garp_master_refresh = "0s"       # periodic re-announcement while master; "0s" = off
+//! # notify_master = "/etc/lb/notify.sh master"      # split on spaces, no shell; or an argv list
+//! # notify = ["/etc/lb/notify.sh"]                  # + INSTANCE name STATE priority
+//! # notify_user = "nobody"         # default: global.script_user
+//! track_interface = ["eth1"]
+//! checksum = "keepalived"          # v3 over IPv4: "keepalived" (pseudo-header) or "rfc9568"
+//!
+//! [[vrrp.track_script]]
+//! name = "chk_nginx"
+//! command = ["/usr/local/bin/chk_nginx"]
+//! interval = "1s"
+//! weight = -60                     # 0 = FAULT after `fall` failures
+//! ```
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, MapAccess, Visitor, value::MapAccessDeserializer},
+};
+use toml::Spanned;
+
+use super::{
+    duration,
+    model::{RawCommand, RawDuration},
+    span::{Problems, Span, position},
+    validate::int_in,
+};
+use crate::vrrp::packet::{
+    Auth, Centiseconds, ChecksumKind, MAX_ADDRESSES, MAX_V3_INTERVAL, MULTICAST_V4, MULTICAST_V6, Version,
+};
+
+/// IFNAMSIZ less the terminating NUL.
+const MAX_INTERFACE_NAME: usize = 15;
+/// keepalived's limit for `preempt_delay`.
+const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(1000);
+/// A tracking weight moves the priority by at most this much (keepalived: -253..=253).
+pub const MAX_TRACK_WEIGHT: i32 = 253;
+/// Up to a thousand repeats covers any sane use; more is a typo.
+const MAX_GARP_REPEAT: i64 = 1000;
+/// Same bound as health checks' `rise`/`fall`.
+const MAX_RISE_FALL: i64 = 1000;
+
+/// keepalived's `vrrp_garp_master_delay` default.
+pub const DEFAULT_GARP_MASTER_DELAY: Duration = Duration::from_secs(5);
+/// keepalived's `vrrp_garp_master_repeat` default.
+pub const DEFAULT_GARP_MASTER_REPEAT: u32 = 5;
+
+/// One VRRP instance (a `[[vrrp]]` table), defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VrrpInstance {
+    /// Unique; what `notify` scripts and `lb status` call it.
+    pub name: String,
+    /// Adverts are sent and received here.
+    pub interface: String,
+    pub version: Version,
+    /// 1..=255.
+    pub vrid: u8,
+    /// Base priority, 1..=255 (255 = address owner).
+    pub priority: u8,
+    /// Whole seconds for v2; 1..=4095 cs for v3.
+    pub advert_interval: Centiseconds,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    /// v2 `PASS` authentication; always [`Auth::None`] in v3.
+    pub auth: Auth,
+    /// The VIPs, all of the instance's family, in advert order.
+    pub virtual_addresses: Vec<VirtualAddress>,
+    /// Source of adverts; the interface's primary address (IPv4) or its
+    /// link-local address (IPv6) when `None`.
+    pub unicast_src: Option<IpAddr>,
+    /// Non-empty: adverts go to each peer by unicast, only peers are heard,
+    /// and no multicast group is joined.
+    pub unicast_peers: Vec<IpAddr>,
+    /// 224.0.0.18 or ff02::12 unless configured.
+    pub mcast_group: IpAddr,
+    pub garp: Garp,
+    pub notify: Notify,
+    /// Any of these down puts the instance in FAULT (the instance's own
+    /// interface is always tracked, as keepalived does).
+    pub track_interfaces: Vec<String>,
+    pub track_scripts: Vec<TrackScript>,
+    /// How v3-over-IPv4 adverts are checksummed on send (all forms are accepted).
+    pub checksum: ChecksumKind,
+    /// keepalived's `lower_prio_no_advert`.
+    pub lower_prio_no_advert: bool,
+    /// Where the table starts, for messages that come later (`lb check`'s interface checks).
+    pub at: super::Position,
+}
+
+impl VrrpInstance {
+    /// Whether this instance runs over IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        self.virtual_addresses.first().is_some_and(|v| v.address.is_ipv6())
+    }
+}
+
+/// A virtual address with its prefix, as `ip addr add ADDR/PREFIX dev DEV label LABEL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualAddress {
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    /// The interface it goes on; the instance's when `None`.
+    pub dev: Option<String>,
+    /// IPv4 only; starts with the interface's name.
+    pub label: Option<String>,
+}
+
+impl fmt::Display for VirtualAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix_len)
+    }
+}
+
+/// Gratuitous ARP / unsolicited NA timing (keepalived's `garp_master_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Garp {
+    /// A second burst this long after becoming master; zero = none.
+    pub master_delay: Duration,
+    /// Announcements per VIP in each burst (at least 1).
+    pub master_repeat: u32,
+    /// Re-announce this often while master; zero = never.
+    pub master_refresh: Duration,
+}
+
+impl Default for Garp {
+    fn default() -> Self {
+        Garp {
+            master_delay: DEFAULT_GARP_MASTER_DELAY,
+            master_repeat: DEFAULT_GARP_MASTER_REPEAT,
+            master_refresh: Duration::ZERO,
+        }
+    }
+}
+
+/// keepalived's notify scripts; each an argv run without a shell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notify {
+    pub master: Option<Vec<String>>,
+    pub backup: Option<Vec<String>>,
+    pub fault: Option<Vec<String>>,
+    pub stop: Option<Vec<String>>,
+    /// Run after the state's own script with `INSTANCE name STATE priority` appended.
+    pub any: Option<Vec<String>>,
+    /// Who they run as.
+    pub user: String,
+}
+
+/// keepalived's `vrrp_script` + `track_script`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackScript {
+    pub name: String,
+    /// argv; `command[0]` is an absolute path.
+    pub command: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Successes needed to leave the failed state.
+    pub rise: u32,
+    /// Failures needed to enter it.
+    pub fall: u32,
+    /// 0: FAULT while failed. > 0: added while OK. < 0: added while failed.
+    pub weight: i32,
+    pub user: String,
+}
+
+/// How adverts are checksummed (v3 over IPv4 only; see [`ChecksumKind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawChecksum {
+    /// With the IPv4 pseudo-header, as keepalived 2.2.7 always does.
+    Keepalived,
+    /// The message alone (RFC 9568; keepalived 2.2.8's `v3_checksum_as_v2`).
+    Rfc9568,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVrrp {
+    pub name: Spanned<String>,
+    pub interface: Spanned<String>,
+    pub version: Option<Spanned<i64>>,
+    pub virtual_router_id: Spanned<i64>,
+    pub priority: Option<Spanned<i64>>,
+    pub advert_int: Option<Spanned<RawDuration>>,
+    pub preempt: Option<Spanned<bool>>,
+    pub nopreempt: Option<Spanned<bool>>,
+    pub preempt_delay: Option<Spanned<RawDuration>>,
+    pub auth_pass: Option<Spanned<String>>,
+    #[serde(default)]
+    pub virtual_ipaddress: Option<Spanned<Vec<Spanned<RawVipAddr>>>>,
+    pub unicast_src: Option<Spanned<String>>,
+    #[serde(default)]
+    pub unicast_peers: Vec<Spanned<String>>,
+    pub mcast_group: Option<Spanned<String>>,
+    pub garp_master_delay: Option<Spanned<RawDuration>>,
+    pub garp_master_repeat: Option<Spanned<i64>>,
+    pub garp_master_refresh: Option<Spanned<RawDuration>>,
+    pub notify_master: Option<Spanned<RawCommand>>,
+    pub notify_backup: Option<Spanned<RawCommand>>,
+    pub notify_fault: Option<Spanned<RawCommand>>,
+    pub notify_stop: Option<Spanned<RawCommand>>,
+    pub notify: Option<Spanned<RawCommand>>,
+    pub notify_user: Option<Spanned<String>>,
+    #[serde(default)]
+    pub track_interface: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub track_script: Vec<Spanned<RawTrackScript>>,
+    pub checksum: Option<Spanned<RawChecksum>>,
+    pub lower_prio_no_advert: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrackScript {
+    pub name: Spanned<String>,
+    pub command: Spanned<RawCommand>,
+    pub interval: Option<Spanned<RawDuration>>,
+    pub timeout: Option<Spanned<RawDuration>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+    pub weight: Option<Spanned<i64>>,
+    pub user: Option<Spanned<String>>,
+}
+
+/// `"10.0.0.100/24"` or `{ address = "10.0.0.100/24", dev = "eth1", label = "eth1:vip" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawVipAddr {
+    pub address: String,
+    pub dev: Option<String>,
+    pub label: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVipTable {
+    address: String,
+    dev: Option<String>,
+    label: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawVipAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawVipAddr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "\"10.0.0.100/24\" or { address = \"10.0.0.100/24\", dev = \"eth1\", label = \"eth1:vip\" }",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawVipAddr, E> {
+                Ok(RawVipAddr { address: v.to_owned(), dev: None, label: None })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawVipAddr, A::Error> {
+                let t = RawVipTable::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(RawVipAddr { address: t.address, dev: t.dev, label: t.label })
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Validates every `[[vrrp]]` table; `script_user` is `global.script_user`.
+pub(crate) fn validate(
+    raw: &[Spanned<RawVrrp>],
+    script_user: &str,
+    text: &str,
+    problems: &mut Problems,
+) -> Vec<VrrpInstance> {
+    let mut out = Vec::new();
+    let mut names: HashMap<String, Span> = HashMap::new();
+    // keepalived allows one VRID per interface and family: v4 and v6 are
+    // separate protocols on the wire.
+    let mut vrids: HashMap<(String, u8, bool), Span> = HashMap::new();
+    for r in raw {
+        let (inst, vrid_ok) = instance(r, script_user, text, problems);
+        let v = r.get_ref();
+        if let Some(first) = names.get(&inst.name) {
+            let line = position(text, first.start).line;
+            problems
+                .push(v.name.span(), format!("duplicate VRRP instance name \"{}\": already at line {line}", inst.name));
+        } else {
+            names.insert(inst.name.clone(), v.name.span());
+        }
+        let key = (inst.interface.clone(), inst.vrid, inst.is_ipv6());
+        if let Some(first) = vrids.get(&key).filter(|_| vrid_ok) {
+            let line = position(text, first.start).line;
+            problems.push(
+                v.virtual_router_id.span(),
+                format!(
+                    "duplicate virtual_router_id {} on interface {} ({}): already used at line {line}",
+                    inst.vrid,
+                    inst.interface,
+                    if inst.is_ipv6() { "IPv6" } else { "IPv4" }
+                ),
+            );
+        } else if vrid_ok {
+            vrids.insert(key, v.virtual_router_id.span());
+        }
+        out.push(inst);
+    }
+    out
+}
+
+/// The instance, and whether its VRID is valid (for the duplicate check).
+/// As for the whole configuration, the instance is only meaningful when no
+/// problem was recorded.
+fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut Problems) -> (VrrpInstance, bool) {
+    let v = r.get_ref();
+    let name = v.name.get_ref().clone();
+    if name.trim().is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        problems.push(
+            v.name.span(),
+            format!("bad VRRP instance name \"{}\": expected a word without spaces", name.escape_debug()),
+        );
+    }
+    interface_name(&v.interface, problems);
+    let version = match v.version.as_ref().map(|s| (*s.get_ref(), s.span())) {
+        None | Some((3, _)) => Version::V3,
+        Some((2, _)) => Version::V2,
+        Some((n, span)) => {
+            problems.push(span, format!("version {n} is not a VRRP version: expected 2 or 3"));
+            Version::V3
+        }
+    };
+    let vrid = int_in::<u8>(&v.virtual_router_id, "virtual_router_id", 1..=255, problems);
+    let vrid_ok = vrid.is_some();
+    let vrid = vrid.unwrap_or(1);
+    let priority =
+        v.priority.as_ref().map_or(Some(100), |p| int_in::<u8>(p, "priority", 1..=255, problems)).unwrap_or(100);
+    let advert_interval = advert_int(v.advert_int.as_ref(), version, problems);
+    let preempt = match (&v.preempt, &v.nopreempt) {
+        (Some(p), Some(n)) if *p.get_ref() == *n.get_ref() => {
+            problems.push(n.span(), "preempt and nopreempt contradict each other: keep one of them");
+            true
+        }
+        (Some(p), _) => *p.get_ref(),
+        (None, Some(n)) => !*n.get_ref(),
+        (None, None) => true,
+    };
+    let preempt_delay = dur(&v.preempt_delay, "preempt_delay", false, problems).unwrap_or_default();
+    if preempt_delay > MAX_PREEMPT_DELAY
+        && let Some(p) = &v.preempt_delay
+    {
+        problems.push(p.span(), format!("preempt_delay must be at most {}s", MAX_PREEMPT_DELAY.as_secs()));
+    }
+    let auth = match (&v.auth_pass, version) {
+        (None, _) => Auth::None,
+        (Some(p), Version::V3) => {
+            problems.push(
+                p.span(),
+                "auth_pass is VRRPv2 only: version 3 has no authentication (set version = 2 or drop it)",
+            );
+            Auth::None
+        }
+        (Some(p), Version::V2) if p.get_ref().is_empty() => {
+            problems.push(p.span(), "auth_pass is empty");
+            Auth::None
+        }
+        (Some(p), Version::V2) => {
+            if p.get_ref().len() > 8 {
+                tracing::debug!("auth_pass longer than 8 bytes: only the first 8 are used, as in keepalived");
+            }
+            Auth::pass(p.get_ref())
+        }
+    };
+
+    // Addresses and their family.
+    let mut vips = Vec::new();
+    match &v.virtual_ipaddress {
+        None => problems.push(r.span().start..r.span().start + 1, "VRRP instance has no virtual_ipaddress"),
+        Some(list) if list.get_ref().is_empty() => {
+            problems.push(list.span(), "virtual_ipaddress is empty: a VRRP instance needs at least one VIP")
+        }
+        Some(list) => {
+            if list.get_ref().len() > MAX_ADDRESSES {
+                problems.push(
+                    list.span(),
+                    format!("more than {MAX_ADDRESSES} virtual addresses: an advert lists at most {MAX_ADDRESSES}"),
+                );
+            }
+            let mut seen: HashMap<IpAddr, Span> = HashMap::new();
+            for item in list.get_ref() {
+                let Some(vip) = vip_addr(item, v.interface.get_ref(), problems) else { continue };
+                if let Some(first) = seen.get(&vip.address) {
+                    let line = position(text, first.start).line;
+                    problems.push(
+                        item.span(),
+                        format!("duplicate virtual address {}: already at line {line}", vip.address),
+                    );
+                    continue;
+                }
+                seen.insert(vip.address, item.span());
+                vips.push((vip, item.span()));
+            }
+        }
+    }
+    let ipv6 = vips.first().is_some_and(|(v, _)| v.address.is_ipv6());
+    let family = |ip: IpAddr| if ip.is_ipv6() { "IPv6" } else { "IPv4" };
+    for (vip, span) in &vips[..] {
+        if vip.address.is_ipv6() != ipv6 {
+            problems.push(
+                span.clone(),
+                format!(
+                    "virtual address {} is {} but the instance's first one is {}: one family per instance (use two instances)",
+                    vip.address,
+                    family(vip.address),
+                    family(vips[0].0.address)
+                ),
+            );
+        }
+    }
+    if ipv6
+        && version == Version::V2
+        && let Some((_, span)) = vips.first()
+    {
+        problems.push(span.clone(), "VRRPv2 is IPv4 only: use version = 3 for IPv6 addresses");
+    }
+    let same_family = |s: &Spanned<String>, what: &str, problems: &mut Problems| -> Option<IpAddr> {
+        let ip = unicast_addr(s, what, problems)?;
+        if !vips.is_empty() && ip.is_ipv6() != ipv6 {
+            problems.push(
+                s.span(),
+                format!(
+                    "{what} {ip} is {} but the virtual addresses are {}",
+                    family(ip),
+                    if ipv6 { "IPv6" } else { "IPv4" }
+                ),
+            );
+            return None;
+        }
+        Some(ip)
+    };
+    let unicast_src = v.unicast_src.as_ref().and_then(|s| same_family(s, "unicast_src", problems));
+    let mut unicast_peers = Vec::new();
+    for p in &v.unicast_peers {
+        if let Some(ip) = same_family(p, "unicast peer", problems) {
+            if unicast_peers.contains(&ip) {
+                problems.push(p.span(), format!("duplicate unicast peer {ip}"));
+            } else if Some(ip) == unicast_src {
+                problems.push(p.span(), format!("unicast peer {ip} is unicast_src itself"));
+            } else {
+                unicast_peers.push(ip);
+            }
+        }
+    }
+    let mcast_group = match &v.mcast_group {
+        None => {
+            if ipv6 {
+                IpAddr::V6(MULTICAST_V6)
+            } else {
+                IpAddr::V4(MULTICAST_V4)
+            }
+        }
+        Some(g) => match g.get_ref().parse::<IpAddr>() {
+            Ok(ip) if ip.is_multicast() && ip.is_ipv6() == ipv6 => ip,
+            Ok(ip) if ip.is_multicast() => {
+                problems
+                    .push(g.span(), format!("mcast_group {ip} is {} but the virtual addresses are not", family(ip)));
+                ip
+            }
+            _ => {
+                problems.push(
+                    g.span(),
+                    format!("mcast_group \"{}\" is not a multicast address", g.get_ref().escape_debug()),
+                );
+                IpAddr::V4(MULTICAST_V4)
+            }
+        },
+    };
+
+    let garp = Garp {
+        master_delay: dur(&v.garp_master_delay, "garp_master_delay", false, problems)
+            .unwrap_or(DEFAULT_GARP_MASTER_DELAY),
+        master_repeat: v
+            .garp_master_repeat
+            .as_ref()
+            .map_or(Some(DEFAULT_GARP_MASTER_REPEAT), |n| {
+                int_in(n, "garp_master_repeat", 1..=MAX_GARP_REPEAT, problems)
+            })
+            .unwrap_or(DEFAULT_GARP_MASTER_REPEAT),
+        master_refresh: dur(&v.garp_master_refresh, "garp_master_refresh", false, problems).unwrap_or_default(),
+    };
+    let user = |u: &Option<Spanned<String>>, problems: &mut Problems| match u {
+        Some(u) if u.get_ref().trim().is_empty() => {
+            problems.push(u.span(), "user is empty");
+            script_user.to_owned()
+        }
+        Some(u) => u.get_ref().clone(),
+        None => script_user.to_owned(),
+    };
+    let notify = Notify {
+        master: v.notify_master.as_ref().and_then(|c| argv(c, "notify_master", true, problems)),
+        backup: v.notify_backup.as_ref().and_then(|c| argv(c, "notify_backup", true, problems)),
+        fault: v.notify_fault.as_ref().and_then(|c| argv(c, "notify_fault", true, problems)),
+        stop: v.notify_stop.as_ref().and_then(|c| argv(c, "notify_stop", true, problems)),
+        any: v.notify.as_ref().and_then(|c| argv(c, "notify", true, problems)),
+        user: user(&v.notify_user, problems),
+    };
+    let mut track_interfaces = Vec::new();
+    for t in &v.track_interface {
+        if interface_name(t, problems) && !track_interfaces.contains(t.get_ref()) {
+            track_interfaces.push(t.get_ref().clone());
+        }
+    }
+    let mut track_scripts: Vec<TrackScript> = Vec::new();
+    for t in &v.track_script {
+        let ts = t.get_ref();
+        let interval = dur(&ts.interval, "interval", true, problems).unwrap_or(Duration::from_secs(1));
+        let timeout = dur(&ts.timeout, "timeout", true, problems).unwrap_or(interval);
+        let count = |v: &Option<Spanned<i64>>, key, problems: &mut Problems| {
+            v.as_ref().map_or(Some(1), |v| int_in(v, key, 1..=MAX_RISE_FALL, problems)).unwrap_or(1)
+        };
+        let rise = count(&ts.rise, "rise", problems);
+        let fall = count(&ts.fall, "fall", problems);
+        let weight = ts
+            .weight
+            .as_ref()
+            .map_or(Some(0), |w| {
+                int_in(w, "weight", -i64::from(MAX_TRACK_WEIGHT)..=i64::from(MAX_TRACK_WEIGHT), problems)
+            })
+            .unwrap_or(0);
+        let name = ts.name.get_ref().clone();
+        if name.trim().is_empty() {
+            problems.push(ts.name.span(), "track_script name is empty");
+        } else if track_scripts.iter().any(|s| s.name == name) {
+            problems.push(ts.name.span(), format!("duplicate track_script \"{name}\" in this instance"));
+        }
+        let Some(command) = argv(&ts.command, "command", false, problems) else { continue };
+        track_scripts.push(TrackScript {
+            name,
+            command,
+            interval,
+            timeout,
+            rise,
+            fall,
+            weight,
+            user: user(&ts.user, problems),
+        });
+    }
+    let checksum = match v.checksum.as_ref().map(|c| *c.get_ref()) {
+        None | Some(RawChecksum::Keepalived) => ChecksumKind::PseudoHeader,
+        Some(RawChecksum::Rfc9568) => ChecksumKind::MessageOnly,
+    };
+    let inst = VrrpInstance {
+        name,
+        interface: v.interface.get_ref().clone(),
+        version,
+        vrid,
+        priority,
+        advert_interval,
+        preempt,
+        preempt_delay,
+        auth,
+        virtual_addresses: vips.into_iter().map(|(v, _)| v).collect(),
+        unicast_src,
+        unicast_peers,
+        mcast_group,
+        garp,
+        notify,
+        track_interfaces,
+        track_scripts,
+        checksum,
+        lower_prio_no_advert: v.lower_prio_no_advert.unwrap_or(false),
+        at: position(text, r.span().start),
+    };
+    (inst, vrid_ok)
+}
+
+fn interface_name(v: &Spanned<String>, problems: &mut Problems) -> bool {
+    let name = v.get_ref();
+    if name.is_empty()
+        || name.len() > MAX_INTERFACE_NAME
+        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        problems.push(
+            v.span(),
+            format!(
+                "bad interface name \"{}\": expected 1 to {MAX_INTERFACE_NAME} bytes without '/', ':' or spaces",
+                name.escape_debug()
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+fn advert_int(v: Option<&Spanned<RawDuration>>, version: Version, problems: &mut Problems) -> Centiseconds {
+    let Some(v) = v else { return Centiseconds::DEFAULT_INTERVAL };
+    let Some(d) = dur(&Some(v.clone()), "advert_int", true, problems) else { return Centiseconds::DEFAULT_INTERVAL };
+    let millis = d.as_millis();
+    match version {
+        Version::V2 => {
+            if !millis.is_multiple_of(1000) {
+                problems.push(
+                    v.span(),
+                    format!(
+                        "advert_int {}ms is not a whole number of seconds: VRRPv2 carries seconds only (use version = 3 for sub-second intervals)",
+                        millis
+                    ),
+                );
+            } else if millis / 1000 > 255 {
+                problems.push(v.span(), "advert_int must be at most 255s in VRRPv2");
+            } else {
+                return Centiseconds::from_secs((millis / 1000) as u8);
+            }
+        }
+        Version::V3 => {
+            if !millis.is_multiple_of(10) {
+                problems.push(
+                    v.span(),
+                    format!("advert_int {millis}ms is not a multiple of 10ms: VRRPv3 counts centiseconds"),
+                );
+            } else if millis / 10 > u128::from(MAX_V3_INTERVAL.0) {
+                problems.push(v.span(), format!("advert_int must be at most {MAX_V3_INTERVAL} in VRRPv3"));
+            } else {
+                return Centiseconds((millis / 10) as u16);
+            }
+        }
+    }
+    Centiseconds::DEFAULT_INTERVAL
+}
+
+fn dur(v: &Option<Spanned<RawDuration>>, key: &str, nonzero: bool, problems: &mut Problems) -> Option<Duration> {
+    let v = v.as_ref()?;
+    let parsed = match v.get_ref() {
+        RawDuration::Text(text) => duration::parse(text),
+        RawDuration::Number(n) => Err(format!("{key} = {n} has no unit: write a string such as \"{n}s\"")),
+    };
+    match parsed {
+        Ok(d) if nonzero && d.is_zero() => {
+            problems.push(v.span(), format!("{key} must be greater than zero"));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(message) => {
+            problems.push(v.span(), message);
+            None
+        }
+    }
+}
+
+/// A command as keepalived writes it (one string, split on whitespace, no
+/// shell) or an argv list; either way `argv[0]` must be an absolute path.
+fn argv(c: &Spanned<RawCommand>, key: &str, split_text: bool, problems: &mut Problems) -> Option<Vec<String>> {
+    let argv: Vec<String> = match c.get_ref() {
+        RawCommand::Argv(a) => a.clone(),
+        RawCommand::Text(t) if split_text => t.split_whitespace().map(str::to_owned).collect(),
+        RawCommand::Text(_) => {
+            problems.push(c.span(), format!("{key} is an argv list such as [\"/usr/local/bin/check\", \"--quick\"]"));
+            return None;
+        }
+    };
+    match argv.first() {
+        None => {
+            problems.push(c.span(), format!("{key} is empty"));
+            None
+        }
+        Some(p) if !p.starts_with('/') => {
+            problems.push(
+                c.span(),
+                format!("{key}: \"{p}\" must be an absolute path: scripts run without a shell or $PATH"),
+            );
+            None
+        }
+        Some(_) => Some(argv),
+    }
+}
+
+fn vip_addr(item: &Spanned<RawVipAddr>, interface: &str, problems: &mut Problems) -> Option<VirtualAddress> {
+    let raw = item.get_ref();
+    let (addr, prefix) = match raw.address.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (raw.address.as_str(), None),
+    };
+    let Ok(address) = addr.parse::<IpAddr>() else {
+        problems.push(
+            item.span(),
+            format!(
+                "bad virtual address \"{}\": expected an address with a prefix such as \"10.0.0.100/24\"",
+                raw.address.escape_debug()
+            ),
+        );
+        return None;
+    };
+    let max = if address.is_ipv6() { 128 } else { 32 };
+    let prefix_len = match prefix.map(str::parse::<u8>) {
+        None => max,
+        Some(Ok(p)) if p <= max => p,
+        Some(_) => {
+            problems.push(item.span(), format!("bad prefix length in \"{}\": expected 0..={max}", raw.address));
+            return None;
+        }
+    };
+    let unusable = match address {
+        _ if address.is_unspecified() => Some("unspecified"),
+        _ if address.is_loopback() => Some("a loopback address"),
+        _ if address.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v4) if v4 == Ipv4Addr::BROADCAST => Some("the broadcast address"),
+        _ => None,
+    };
+    if let Some(why) = unusable {
+        problems.push(item.span(), format!("virtual address {address} is {why}"));
+        return None;
+    }
+    if let Some(dev) = &raw.dev {
+        let s = Spanned::new(item.span(), dev.clone());
+        if !interface_name(&s, problems) {
+            return None;
+        }
+    }
+    let dev_name = raw.dev.as_deref().unwrap_or(interface);
+    if let Some(label) = &raw.label {
+        if address.is_ipv6() {
+            problems.push(item.span(), "labels are IPv4 only (the kernel keeps none for IPv6 addresses)");
+            return None;
+        }
+        if !label.starts_with(dev_name) || label.len() > MAX_INTERFACE_NAME {
+            problems.push(
+                item.span(),
+                format!(
+                    "label \"{}\" must start with the interface name \"{dev_name}\" and be at most {MAX_INTERFACE_NAME} bytes, e.g. \"{dev_name}:vip\"",
+                    label.escape_debug()
+                ),
+            );
+            return None;
+        }
+    }
+    Some(VirtualAddress { address, prefix_len, dev: raw.dev.clone(), label: raw.label.clone() })
+}
+
+fn unicast_addr(s: &Spanned<String>, what: &str, problems: &mut Problems) -> Option<IpAddr> {
+    match s.get_ref().parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() => {
+            problems.push(s.span(), format!("{what} {ip} must be a unicast address of a peer on the link"));
+            None
+        }
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            let hint = if s.get_ref().contains('/') { ": write it without a prefix length" } else { "" };
+            problems.push(s.span(), format!("bad {what} \"{}\"{hint}", s.get_ref().escape_debug()));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    use super::*;
+
+    fn parse(text: &str) -> Vec<VrrpInstance> {
+        match Config::from_str(text, "lb.toml") {
+            Ok(c) => c.vrrp,
+            Err(e) => panic!("expected a valid config, got:\n{e}"),
+        }
+    }
+
+    fn error(text: &str) -> String {
+        match Config::from_str(text, "lb.toml") {
+            Ok(c) => panic!("expected an error, got {:#?}", c.vrrp),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const MIN: &str = "[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_ipaddress = [\"10.0.0.100/24\"]\n";
+
+    #[test]
+    fn defaults() {
+        let v = &parse(MIN)[0];
+        assert_eq!((v.version, v.vrid, v.priority), (Version::V3, 51, 100));
+        assert_eq!(v.advert_interval, Centiseconds(100));
+        assert!(v.preempt);
+        assert_eq!(v.preempt_delay, Duration::ZERO);
+        assert_eq!(v.auth, Auth::None);
+        assert_eq!(v.mcast_group, IpAddr::V4(MULTICAST_V4));
+        assert_eq!(v.garp, Garp::default());
+        assert_eq!(v.notify.user, "nobody");
+        assert_eq!(v.checksum, ChecksumKind::PseudoHeader);
+        assert_eq!(
+            v.virtual_addresses,
+            vec![VirtualAddress { address: "10.0.0.100".parse().unwrap(), prefix_len: 24, dev: None, label: None }]
+        );
+        assert_eq!(v.at, crate::config::Position { line: 1, column: 1 });
+    }
+
+    #[test]
+    fn everything() {
+        let v = &parse(
+            "[global]\nscript_user = \"lbscript\"\n\
+             [[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nversion = 2\nvirtual_router_id = 7\npriority = 255\n\
+             advert_int = \"2s\"\nnopreempt = true\npreempt_delay = \"3s\"\nauth_pass = \"secret123\"\n\
+             virtual_ipaddress = [\"10.0.0.100/24\", { address = \"10.0.1.1/32\", dev = \"eth1\", label = \"eth1:v\" }]\n\
+             unicast_src = \"10.0.0.2\"\nunicast_peers = [\"10.0.0.3\", \"10.0.0.4\"]\n\
+             garp_master_delay = \"0s\"\ngarp_master_repeat = 2\ngarp_master_refresh = \"30s\"\n\
+             notify_master = \"/bin/n master\"\nnotify = [\"/bin/n\"]\nnotify_user = \"u\"\n\
+             track_interface = [\"eth1\"]\nchecksum = \"rfc9568\"\n\
+             [[vrrp.track_script]]\nname = \"chk\"\ncommand = [\"/bin/true\"]\ninterval = \"2s\"\nfall = 3\nrise = 2\nweight = -20\n",
+        )[0];
+        assert_eq!((v.version, v.vrid, v.priority, v.advert_interval), (Version::V2, 7, 255, Centiseconds(200)));
+        assert!(!v.preempt);
+        assert_eq!(v.auth, Auth::pass("secret12"));
+        assert_eq!(v.virtual_addresses[1].dev.as_deref(), Some("eth1"));
+        assert_eq!(v.virtual_addresses[1].label.as_deref(), Some("eth1:v"));
+        assert_eq!(v.unicast_peers.len(), 2);
+        assert_eq!(
+            v.garp,
+            Garp { master_delay: Duration::ZERO, master_repeat: 2, master_refresh: Duration::from_secs(30) }
+        );
+        assert_eq!(v.notify.master, Some(vec!["/bin/n".into(), "master".into()]));
+        assert_eq!(v.notify.user, "u");
+        assert_eq!(v.checksum, ChecksumKind::MessageOnly);
+        let t = &v.track_scripts[0];
+        assert_eq!(
+            (t.interval, t.timeout, t.rise, t.fall, t.weight),
+            (Duration::from_secs(2), Duration::from_secs(2), 2, 3, -20)
+        );
+        assert_eq!(t.user, "lbscript");
+    }
+
+    #[test]
+    fn errors_point_at_the_value() {
+        let text = "[[vrrp]]\nname = \"A\"\ninterface = \"eth0\"\nversion = 2\nvirtual_router_id = 0\npriority = 256\n\
+                    advert_int = \"1500ms\"\nvirtual_ipaddress = []\n\
+                    [[vrrp]]\nname = \"B\"\ninterface = \"eth0\"\nvirtual_router_id = 9\nauth_pass = \"x\"\nvirtual_ipaddress = [\"10.0.0.1/24\"]\n\
+                    [[vrrp]]\nname = \"C\"\ninterface = \"eth0\"\nvirtual_router_id = 9\nvirtual_ipaddress = [\"10.0.0.2/24\"]\n";
+        assert_eq!(
+            error(text),
+            "lb.toml:5:21: virtual_router_id 0 out of range 1..=255\n\
+             lb.toml:6:12: priority 256 out of range 1..=255\n\
+             lb.toml:7:14: advert_int 1500ms is not a whole number of seconds: VRRPv2 carries seconds only (use version = 3 for sub-second intervals)\n\
+             lb.toml:8:21: virtual_ipaddress is empty: a VRRP instance needs at least one VIP\n\
+             lb.toml:13:13: auth_pass is VRRPv2 only: version 3 has no authentication (set version = 2 or drop it)\n\
+             lb.toml:18:21: duplicate virtual_router_id 9 on interface eth0 (IPv4): already used at line 12"
+        );
+        let dup = "[[vrrp]]\nname = \"B\"\ninterface = \"eth0\"\nvirtual_router_id = 9\nvirtual_ipaddress = [\"10.0.0.1/24\"]\n\
+                   [[vrrp]]\nname = \"C\"\ninterface = \"eth0\"\nvirtual_router_id = 9\nvirtual_ipaddress = [\"10.0.0.2/24\"]\n";
+        assert_eq!(
+            error(dup),
+            "lb.toml:9:21: duplicate virtual_router_id 9 on interface eth0 (IPv4): already used at line 4"
+        );
+        // Same VRID on another interface, or another family, is fine.
+        let ok = dup.replacen("virtual_ipaddress = [\"10.0.0.2/24\"]", "virtual_ipaddress = [\"fd00::2/64\"]", 1);
+        assert_eq!(parse(&ok).len(), 2);
+        let missing = "[[vrrp]]\nname = \"B\"\ninterface = \"eth0\"\nvirtual_router_id = 9\n";
+        assert_eq!(error(missing), "lb.toml:1:1: VRRP instance has no virtual_ipaddress");
+    }
+
+    #[test]
+    fn more_errors() {
+        let e = error(&format!("{MIN}unicast_peers = [\"fd00::1\"]\nmcast_group = \"10.0.0.1\"\n"));
+        assert!(e.contains("lb.toml:6:18: unicast peer fd00::1 is IPv6 but the virtual addresses are IPv4"), "{e}");
+        assert!(e.contains("lb.toml:7:15: mcast_group \"10.0.0.1\" is not a multicast address"), "{e}");
+        let e = error(&MIN.replace(
+            "[\"10.0.0.100/24\"]",
+            "[\"10.0.0.100/33\", \"fd00::1/64\", { address = \"10.0.0.5\", label = \"eth1:x\" }]",
+        ));
+        assert!(e.contains("bad prefix length in \"10.0.0.100/33\""), "{e}");
+        assert!(e.contains("label \"eth1:x\" must start with the interface name \"eth0\""), "{e}");
+        let e = error(&format!("{MIN}version = 2\nadvert_int = \"100ms\"\n"));
+        assert!(e.contains("lb.toml:7:14: advert_int 100ms is not a whole number of seconds"), "{e}");
+        let e = error(&format!("{MIN}advert_int = \"105ms\"\nchecksum = \"rfc\"\n"));
+        assert!(e.contains("lb.toml:7:12: unknown variant `rfc`"), "{e}");
+        let e = error(&format!("{MIN}notify_master = \"notify.sh master\"\n"));
+        assert!(e.contains("notify_master: \"notify.sh\" must be an absolute path"), "{e}");
+        let e = error(&format!("{MIN}[[vrrp.track_script]]\nname = \"x\"\ncommand = [\"/bin/true\"]\nweight = 254\n"));
+        assert!(e.contains("lb.toml:9:10: weight 254 out of range -253..=253"), "{e}");
+        let e = error(&format!("{MIN}preempt = true\nnopreempt = true\n"));
+        assert!(e.contains("preempt and nopreempt contradict"), "{e}");
+    }
+}

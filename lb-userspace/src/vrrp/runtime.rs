@@ -1,0 +1,857 @@
+//! The VRRP runtime: each configured instance's [`fsm::Instance`] bound to a
+//! raw socket, tokio timers, rtnetlink, gratuitous ARP, notify scripts and
+//! tracking, one task per instance.
+//!
+//! ```no_run
+//! # async fn f(config: lb_userspace::config::Config) -> Result<(), lb_userspace::vrrp::runtime::VrrpError> {
+//! use lb_userspace::vrrp::runtime;
+//!
+//! let mut vrrp = runtime::spawn(config.vrrp.clone())?;
+//! let mut changes = vrrp.take_events().expect("first call");
+//! # let _ = &mut changes;
+//! for s in vrrp.status() {
+//!     println!("{} {:?} priority {} master {:?}", s.name, s.state, s.effective_priority, s.master);
+//! }
+//! vrrp.shutdown().await; // priority 0 from masters, VIPs removed, notify_stop run
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Network namespaces
+//!
+//! [`spawn`] opens every socket (raw VRRP, packet, route netlink, ioctl) on
+//! the calling thread, so they all belong to that thread's network
+//! namespace for good, wherever tokio later polls the tasks. It must be
+//! called within a tokio runtime with IO and time enabled.
+//!
+//! # Per instance
+//!
+//! One `tokio::select!` loop owns the state machine. Its three protocol
+//! timers are deadlines (`Option<Instant>`): a `Start*Timer` action
+//! overwrites the deadline, `CancelTimers` clears them, and each loop turn
+//! sleeps on the current values only, so a replaced or cancelled timer can
+//! never fire. Received packets go through the checks of RFC 5798 section
+//! 7.1 in this order, each failure counted in [`Rejected`]: VRID (another
+//! VRID is ignored silently, only counted), source (unicast peers only, when
+//! configured), TTL 255 (multicast mode), version, length, checksum,
+//! authentication, the address list.
+
+use std::{
+    collections::HashMap,
+    io,
+    net::IpAddr,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, SystemTime},
+};
+
+use tokio::{
+    io::unix::AsyncFd,
+    sync::mpsc,
+    task::JoinHandle,
+    time::{self, Instant},
+};
+
+use super::{
+    addresses::{IfCtl, Link, Rtnl, ipv6_link_local},
+    announce::{PacketSocket, garp_frame, unsolicited_na_frame},
+    fsm::{self, Action, Counters, DiscardReason, Event, Instance, State},
+    notify::{NOTIFY_TIMEOUT, Notifier, commands_for},
+    packet::{Addresses, Advertisement, DecodeError, PseudoHeader, Version},
+    socket::{RecvInfo, VrrpSocket},
+    track::{AbortOnDrop, ScriptState, effective_priority, spawn_script},
+};
+use crate::{
+    config::{VirtualAddress, VrrpInstance},
+    health::{Account, resolve_user},
+};
+
+/// How often tracked interfaces are polled.
+pub const LINK_POLL: Duration = Duration::from_millis(200);
+/// A repeated log line (a rejected advert every 100 ms) is written at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Packets read per wake-up before the loop looks at its timers again.
+const RECV_BATCH: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VrrpError {
+    #[error("the VRRP runtime runs on tokio and was started outside a runtime: {source}")]
+    NoRuntime { source: tokio::runtime::TryCurrentError },
+    #[error("VRRP instance {instance}: {what}: {source}")]
+    Io {
+        instance: String,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("VRRP instance {instance}: {message}")]
+    Setup { instance: String, message: String },
+    #[error("VRRP instance {instance}: {source}")]
+    Config {
+        instance: String,
+        #[source]
+        source: fsm::ConfigError,
+    },
+}
+
+/// Adverts dropped before the state machine saw them, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rejected {
+    /// TTL / hop limit not 255 in multicast mode (keepalived's "invalid ttl").
+    pub bad_ttl: u64,
+    /// Not our configured VRRP version, or v2 over IPv6.
+    pub bad_version: u64,
+    /// Shorter than a header, or not the length its count says.
+    pub bad_length: u64,
+    /// Checksum wrong in every accepted form (IPv4; the kernel drops bad IPv6 ones).
+    pub bad_checksum: u64,
+    /// Not an advertisement, VRID or interval 0, or not a usable IP packet.
+    pub malformed: u64,
+    /// Authentication type or password does not match (v2).
+    pub bad_auth: u64,
+    /// The address list differs from ours (keepalived: "ip address
+    /// associated with VRID not present in MASTER advert").
+    pub address_mismatch: u64,
+    /// From an address that is not one of `unicast_peers`.
+    pub unknown_peer: u64,
+}
+
+impl Rejected {
+    /// `(reason, count)` for `lb status`, in a fixed order.
+    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
+        [
+            ("bad_ttl", self.bad_ttl),
+            ("bad_version", self.bad_version),
+            ("bad_length", self.bad_length),
+            ("bad_checksum", self.bad_checksum),
+            ("malformed", self.malformed),
+            ("bad_auth", self.bad_auth),
+            ("address_mismatch", self.address_mismatch),
+            ("unknown_peer", self.unknown_peer),
+        ]
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.by_reason().iter().map(|(_, n)| n).sum()
+    }
+
+    fn count(&mut self, e: &DecodeError) -> &'static str {
+        let (counter, name) = match e {
+            DecodeError::TooShort { .. } | DecodeError::LengthMismatch { .. } => (&mut self.bad_length, "bad_length"),
+            DecodeError::BadVersion { .. } | DecodeError::V2OverIpv6 => (&mut self.bad_version, "bad_version"),
+            DecodeError::BadChecksum { .. } => (&mut self.bad_checksum, "bad_checksum"),
+            DecodeError::BadType { .. } | DecodeError::ZeroVrid | DecodeError::ZeroInterval => {
+                (&mut self.malformed, "malformed")
+            }
+            DecodeError::UnknownAuthType { .. } | DecodeError::AuthTypeMismatch { .. } | DecodeError::BadPassword => {
+                (&mut self.bad_auth, "bad_auth")
+            }
+            DecodeError::AddressMismatch { .. } => (&mut self.address_mismatch, "address_mismatch"),
+        };
+        *counter += 1;
+        name
+    }
+}
+
+/// One instance as `lb status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub version: Version,
+    pub state: State,
+    /// The configured priority.
+    pub base_priority: u8,
+    /// After tracking weights.
+    pub effective_priority: u8,
+    /// Our advert source.
+    pub primary_address: IpAddr,
+    /// The master as last seen: ourselves in Master, the sender of the
+    /// adverts we accept in Backup, `None` when not known.
+    pub master: Option<IpAddr>,
+    /// Why the instance is in FAULT ("interface eth1 is down", "track_script chk failed").
+    pub fault_reasons: Vec<String>,
+    /// What the state machine counted.
+    pub counters: Counters,
+    /// Adverts dropped before the state machine, by reason.
+    pub rejected: Rejected,
+    /// Adverts for other VRIDs seen on the interface (ignored, not errors).
+    pub other_vrid: u64,
+    /// When the state last changed.
+    pub since: Option<SystemTime>,
+}
+
+/// A state change, as the event channel reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateChange {
+    pub instance: String,
+    pub from: State,
+    pub to: State,
+    /// The effective priority at the change.
+    pub priority: u8,
+}
+
+#[derive(Debug)]
+enum Command {
+    Shutdown,
+}
+
+#[derive(Debug)]
+struct InstanceHandle {
+    name: String,
+    commands: mpsc::UnboundedSender<Command>,
+    status: Arc<Mutex<InstanceStatus>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// The running instances. Dropping it shuts them down as [`Self::shutdown`]
+/// does, without waiting (as long as the runtime keeps running).
+#[derive(Debug)]
+pub struct VrrpHandle {
+    instances: Vec<InstanceHandle>,
+    events: Option<mpsc::UnboundedReceiver<StateChange>>,
+}
+
+impl VrrpHandle {
+    /// Every instance's current status, in configuration order.
+    pub fn status(&self) -> Vec<InstanceStatus> {
+        self.instances.iter().map(|i| i.status.lock().unwrap_or_else(PoisonError::into_inner).clone()).collect()
+    }
+
+    /// The stream of state changes, all instances together; `None` after the first call.
+    pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<StateChange>> {
+        self.events.take()
+    }
+
+    /// The names of the instances, in configuration order.
+    pub fn names(&self) -> Vec<String> {
+        self.instances.iter().map(|i| i.name.clone()).collect()
+    }
+
+    /// Stops every instance: a master sends priority 0 (so a backup takes
+    /// over after its skew time) and removes its VIPs; `notify_stop` runs
+    /// (waited for up to its timeout). Returns when all have stopped.
+    pub async fn shutdown(mut self) {
+        for i in &self.instances {
+            let _ = i.commands.send(Command::Shutdown);
+        }
+        for i in &mut self.instances {
+            if let Some(task) = i.task.take() {
+                let _ = task.await;
+            }
+        }
+    }
+
+    /// Stops every instance at once with no goodbye: no priority 0, VIPs
+    /// left in place, as if the process had died. For tests of a frozen or
+    /// crashed master; a later [`spawn`] removes the VIPs left behind.
+    pub fn abort(mut self) {
+        for i in &mut self.instances {
+            if let Some(task) = i.task.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for VrrpHandle {
+    fn drop(&mut self) {
+        for i in &self.instances {
+            if i.task.is_some() {
+                let _ = i.commands.send(Command::Shutdown);
+            }
+        }
+    }
+}
+
+/// Starts every instance; see the [module documentation](self). Nothing is
+/// started unless all of them can be: the error names the instance and
+/// what failed (an interface that does not exist, no address to send from,
+/// an unknown script user, a socket the kernel refused).
+pub fn spawn(instances: Vec<VrrpInstance>) -> Result<VrrpHandle, VrrpError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|source| VrrpError::NoRuntime { source })?;
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let mut prepared = Vec::with_capacity(instances.len());
+    for cfg in instances {
+        let _guard = runtime.enter();
+        prepared.push(prepare(cfg, events_tx.clone())?);
+    }
+    let mut handles = Vec::with_capacity(prepared.len());
+    for (task, socket) in prepared {
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let status = Arc::clone(&task.shared);
+        let name = task.cfg.name.clone();
+        let join = runtime.spawn(task.run(socket, commands_rx));
+        handles.push(InstanceHandle { name, commands: commands_tx, status, task: Some(join) });
+    }
+    Ok(VrrpHandle { instances: handles, events: Some(events_rx) })
+}
+
+/// A VIP with where it goes.
+#[derive(Debug)]
+struct VipTarget {
+    vip: VirtualAddress,
+    dev: String,
+    ifindex: u32,
+    mac: [u8; 6],
+}
+
+fn prepare(
+    cfg: VrrpInstance,
+    events: mpsc::UnboundedSender<StateChange>,
+) -> Result<(Task, AsyncFd<VrrpSocket>), VrrpError> {
+    let name = cfg.name.clone();
+    let io_err = |what: String| {
+        let instance = name.clone();
+        move |source: io::Error| VrrpError::Io { instance, what, source }
+    };
+    let setup = |message: String| VrrpError::Setup { instance: name.clone(), message };
+    let ifctl = IfCtl::open().map_err(io_err("opening an ioctl socket".into()))?;
+    let ifindex = ifctl.index(&cfg.interface).map_err(io_err(format!("interface {}", cfg.interface)))?;
+    let ipv6 = cfg.is_ipv6();
+    let src: IpAddr = match cfg.unicast_src {
+        Some(src) => src,
+        None if ipv6 => ipv6_link_local(&cfg.interface)
+            .map_err(io_err(format!("addresses of {}", cfg.interface)))?
+            .map(IpAddr::V6)
+            .ok_or_else(|| {
+                setup(format!("interface {} has no IPv6 link-local address to send adverts from", cfg.interface))
+            })?,
+        None => ifctl.ipv4(&cfg.interface).map(IpAddr::V4).map_err(|e| {
+            setup(format!(
+                "interface {} has no IPv4 address to send adverts from ({e}): add one or set unicast_src",
+                cfg.interface
+            ))
+        })?,
+    };
+    let unicast = !cfg.unicast_peers.is_empty();
+    let socket = match (src, cfg.mcast_group) {
+        (IpAddr::V4(_), IpAddr::V4(group)) => VrrpSocket::open_v4(&cfg.interface, ifindex, (!unicast).then_some(group)),
+        (IpAddr::V6(_), IpAddr::V6(group)) => VrrpSocket::open_v6(&cfg.interface, ifindex, (!unicast).then_some(group)),
+        _ => return Err(setup(format!("advert source {src} and group {} are of different families", cfg.mcast_group))),
+    }
+    .map_err(io_err(format!("raw VRRP socket on {}", cfg.interface)))?;
+    // SAFETY: `VrrpSocket` owns its descriptor, closes it only when dropped,
+    // and always returns that one from `as_raw_fd`.
+    let socket =
+        unsafe { AsyncFd::register(socket) }.map_err(|e| io_err("registering with tokio".into())(e.into_parts().1))?;
+    let rtnl = Rtnl::open().map_err(io_err("opening a route netlink socket".into()))?;
+    let packet = PacketSocket::open().map_err(io_err("opening a packet socket for gratuitous ARP".into()))?;
+    let mut vips = Vec::with_capacity(cfg.virtual_addresses.len());
+    for vip in &cfg.virtual_addresses {
+        let dev = vip.dev.clone().unwrap_or_else(|| cfg.interface.clone());
+        let ifindex = ifctl.index(&dev).map_err(io_err(format!("interface {dev} of VIP {vip}")))?;
+        let mac = ifctl.mac(&dev).map_err(io_err(format!("MAC address of {dev}")))?;
+        vips.push(VipTarget { vip: vip.clone(), dev, ifindex, mac });
+    }
+    let addresses = if ipv6 {
+        Addresses::V6(
+            vips.iter().filter_map(|v| if let IpAddr::V6(a) = v.vip.address { Some(a) } else { None }).collect(),
+        )
+    } else {
+        Addresses::V4(
+            vips.iter().filter_map(|v| if let IpAddr::V4(a) = v.vip.address { Some(a) } else { None }).collect(),
+        )
+    };
+    let user = |user: &str| resolve_user(user).map_err(|e| setup(format!("script user: {e}")));
+    let n = &cfg.notify;
+    let notify_account =
+        if n.master.is_some() || n.backup.is_some() || n.fault.is_some() || n.stop.is_some() || n.any.is_some() {
+            Some(user(&n.user)?)
+        } else {
+            None
+        };
+    let mut script_accounts: Vec<Account> = Vec::with_capacity(cfg.track_scripts.len());
+    for s in &cfg.track_scripts {
+        script_accounts.push(user(&s.user)?);
+    }
+    let fsm_config = fsm::Config {
+        version: cfg.version,
+        vrid: cfg.vrid,
+        priority: cfg.priority,
+        advert_interval: cfg.advert_interval,
+        preempt: cfg.preempt,
+        preempt_delay: cfg.preempt_delay,
+        lower_prio_no_advert: cfg.lower_prio_no_advert,
+        primary_address: src,
+    };
+    let fsm = Instance::new(fsm_config).map_err(|source| VrrpError::Config { instance: name.clone(), source })?;
+    let mut tracked = vec![cfg.interface.clone()];
+    for t in &cfg.track_interfaces {
+        if !tracked.contains(t) {
+            tracked.push(t.clone());
+        }
+    }
+    let destinations = if unicast { cfg.unicast_peers.clone() } else { vec![cfg.mcast_group] };
+    let router =
+        ipv6 && std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").is_ok_and(|s| s.trim() == "1");
+    let status = InstanceStatus {
+        name: cfg.name.clone(),
+        interface: cfg.interface.clone(),
+        vrid: cfg.vrid,
+        version: cfg.version,
+        state: State::Initialize,
+        base_priority: cfg.priority,
+        effective_priority: cfg.priority,
+        primary_address: src,
+        master: None,
+        fault_reasons: Vec::new(),
+        counters: Counters::default(),
+        rejected: Rejected::default(),
+        other_vrid: 0,
+        since: None,
+    };
+    let scripts = cfg.track_scripts.iter().map(ScriptState::new).collect();
+    let task = Task {
+        fsm,
+        src,
+        destinations,
+        addresses,
+        rtnl,
+        packet,
+        ifctl,
+        vips,
+        router,
+        tracked,
+        links_down: Vec::new(),
+        scripts,
+        script_accounts,
+        fault: false,
+        timers: Timers::default(),
+        shared: Arc::new(Mutex::new(status.clone())),
+        status,
+        events,
+        notify_account,
+        logged: HashMap::new(),
+        cfg,
+    };
+    Ok((task, socket))
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Timers {
+    adver: Option<Instant>,
+    master_down: Option<Instant>,
+    preempt: Option<Instant>,
+    /// The second burst of gratuitous ARPs (`garp_master_delay`).
+    garp_burst: Option<Instant>,
+    /// The next periodic one (`garp_master_refresh`).
+    garp_refresh: Option<Instant>,
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[derive(Debug)]
+struct Task {
+    cfg: VrrpInstance,
+    fsm: Instance,
+    /// Our advert source.
+    src: IpAddr,
+    /// The group, or the unicast peers.
+    destinations: Vec<IpAddr>,
+    /// The VIP list as adverts carry it.
+    addresses: Addresses,
+    rtnl: Rtnl,
+    packet: PacketSocket,
+    ifctl: IfCtl,
+    vips: Vec<VipTarget>,
+    /// Set the router flag in unsolicited NAs.
+    router: bool,
+    /// Interfaces whose link is tracked (the instance's first).
+    tracked: Vec<String>,
+    links_down: Vec<String>,
+    scripts: Vec<ScriptState>,
+    script_accounts: Vec<Account>,
+    fault: bool,
+    timers: Timers,
+    status: InstanceStatus,
+    shared: Arc<Mutex<InstanceStatus>>,
+    events: mpsc::UnboundedSender<StateChange>,
+    notify_account: Option<Account>,
+    /// Rate limit of repeated log lines: when each kind was last written.
+    logged: HashMap<&'static str, Instant>,
+}
+
+impl Task {
+    async fn run(mut self, socket: AsyncFd<VrrpSocket>, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let notifier = Notifier::spawn(self.cfg.name.clone(), self.notify_account);
+        let (script_tx, mut script_rx) = mpsc::channel::<(usize, bool)>(64);
+        let _script_tasks: Vec<AbortOnDrop> = (self.cfg.track_scripts.iter().cloned().enumerate())
+            .map(|(i, s)| {
+                AbortOnDrop(spawn_script(self.cfg.name.clone(), i, s, self.script_accounts[i], script_tx.clone()))
+            })
+            .collect();
+        let sock = socket.get_ref();
+        self.remove_stale_vips();
+        self.poll_links();
+        self.reevaluate(sock, &notifier);
+        self.handle(Event::Startup, sock, &notifier);
+        self.publish();
+        let mut links = time::interval(LINK_POLL);
+        links.set_missed_tick_behavior(time::MissedTickBehavior::Delay);
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let t = self.timers;
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                },
+                ready = socket.readable() => match ready {
+                    Ok(mut guard) => self.read(&mut guard, &mut buf, &notifier),
+                    Err(e) => {
+                        let name = &self.cfg.name;
+                        tracing::error!(instance = name, error = %e, "VRRP socket failed; stopping the instance");
+                        break;
+                    }
+                },
+                () = sleep_opt(t.master_down) => {
+                    self.timers.master_down = None;
+                    self.handle(Event::MasterDownTimerFired, sock, &notifier);
+                }
+                () = sleep_opt(t.adver) => {
+                    self.timers.adver = None;
+                    self.handle(Event::AdverTimerFired, sock, &notifier);
+                }
+                () = sleep_opt(t.preempt) => {
+                    self.timers.preempt = None;
+                    self.handle(Event::PreemptDelayTimerFired, sock, &notifier);
+                }
+                () = sleep_opt(t.garp_burst) => {
+                    self.timers.garp_burst = None;
+                    self.announce();
+                }
+                () = sleep_opt(t.garp_refresh) => {
+                    self.timers.garp_refresh = Some(Instant::now() + self.cfg.garp.master_refresh);
+                    self.announce();
+                }
+                _ = links.tick() => {
+                    self.poll_links();
+                    self.reevaluate(sock, &notifier);
+                }
+                Some((index, success)) = script_rx.recv() => {
+                    if let Some(s) = self.scripts.get_mut(index)
+                        && s.record(success)
+                    {
+                        tracing::info!(
+                            instance = self.cfg.name,
+                            script = s.name,
+                            "track_script {} is now {}", s.name, if s.ok() { "OK" } else { "failed" }
+                        );
+                        self.reevaluate(sock, &notifier);
+                    }
+                }
+            }
+            self.publish();
+        }
+        drop(script_tx);
+        self.handle(Event::Shutdown, sock, &notifier);
+        // Whatever the state machine did, nothing of ours stays on the interfaces.
+        self.remove_vips();
+        self.publish();
+        notifier.finish(NOTIFY_TIMEOUT).await;
+        tracing::info!(instance = self.cfg.name, "VRRP instance stopped");
+    }
+
+    fn read(
+        &mut self,
+        guard: &mut tokio::io::unix::AsyncFdReadyGuard<'_, VrrpSocket>,
+        buf: &mut [u8],
+        notifier: &Notifier,
+    ) {
+        for _ in 0..RECV_BATCH {
+            let info = match guard.try_io(|s| s.get_ref().recv(buf)) {
+                Err(_would_block) => return,
+                Ok(Ok(Some(info))) => info,
+                Ok(Ok(None)) => {
+                    self.status.rejected.malformed += 1;
+                    continue;
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(e)) => {
+                    if self.should_log("recv") {
+                        tracing::warn!(instance = self.cfg.name, error = %e, "receiving VRRP packets");
+                    }
+                    return;
+                }
+            };
+            let Some(payload) = buf.get(info.offset..info.offset + info.len) else { continue };
+            let payload = payload.to_vec();
+            self.on_packet(info, &payload, guard.get_ref().get_ref(), notifier);
+        }
+    }
+
+    fn on_packet(&mut self, info: RecvInfo, payload: &[u8], socket: &VrrpSocket, notifier: &Notifier) {
+        if payload.len() >= 2 && payload[1] != self.cfg.vrid {
+            self.status.other_vrid += 1;
+            return;
+        }
+        let unicast = !self.cfg.unicast_peers.is_empty();
+        if unicast && !self.cfg.unicast_peers.contains(&info.src) {
+            self.status.rejected.unknown_peer += 1;
+            self.log_reject("unknown_peer", format!("advert from {}, which is not a unicast peer", info.src));
+            return;
+        }
+        if !unicast && info.ttl != super::packet::TTL {
+            self.status.rejected.bad_ttl += 1;
+            self.log_reject("bad_ttl", format!("advert from {} with TTL {} (must be 255)", info.src, info.ttl));
+            return;
+        }
+        let Some(ph) = PseudoHeader::new(info.src, info.dst) else { return };
+        let advert = match Advertisement::decode(payload, &ph) {
+            Ok((advert, _)) => advert,
+            Err(e) => {
+                let reason = self.status.rejected.count(&e);
+                self.log_reject(reason, format!("advert from {}: {e}", info.src));
+                return;
+            }
+        };
+        if advert.version != self.cfg.version {
+            self.status.rejected.bad_version += 1;
+            self.log_reject(
+                "bad_version",
+                format!("{} advert from {}, but this instance runs {}", advert.version, info.src, self.cfg.version),
+            );
+            return;
+        }
+        let checked = advert.check_auth(&self.cfg.auth).and_then(|()| advert.check_addresses(&self.addresses));
+        if let Err(e) = checked {
+            let reason = self.status.rejected.count(&e);
+            self.log_reject(reason, format!("advert from {} (VRID {}): {e}", info.src, self.cfg.vrid));
+            return;
+        }
+        let priority = advert.priority;
+        self.handle(Event::advert(info.src, &advert), socket, notifier);
+        if self.fsm.state() == State::Backup {
+            self.status.master = (priority != 0).then_some(info.src);
+        }
+    }
+
+    fn log_reject(&mut self, key: &'static str, message: String) {
+        if self.should_log(key) {
+            tracing::warn!(
+                instance = self.cfg.name,
+                "rejected {message} (repeats are counted, logged every {LOG_EVERY:?})"
+            );
+        } else {
+            tracing::debug!(instance = self.cfg.name, "rejected {message}");
+        }
+    }
+
+    fn should_log(&mut self, key: &'static str) -> bool {
+        let now = Instant::now();
+        match self.logged.get(key) {
+            Some(&at) if now.duration_since(at) < LOG_EVERY => false,
+            _ => {
+                self.logged.insert(key, now);
+                true
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event, socket: &VrrpSocket, notifier: &Notifier) {
+        for action in self.fsm.handle(event) {
+            self.perform(action, socket, notifier);
+        }
+    }
+
+    fn perform(&mut self, action: Action, socket: &VrrpSocket, notifier: &Notifier) {
+        let now = Instant::now();
+        match action {
+            Action::SendAdvert { priority } => self.send_advert(priority, socket),
+            Action::AddVips => self.add_vips(),
+            Action::RemoveVips => self.remove_vips(),
+            Action::Announce => self.announce(),
+            Action::StartAdverTimer(d) => self.timers.adver = Some(now + d),
+            Action::StartMasterDownTimer(d) => self.timers.master_down = Some(now + d),
+            Action::StartPreemptDelayTimer(d) => self.timers.preempt = Some(now + d),
+            Action::CancelTimers => {
+                self.timers.adver = None;
+                self.timers.master_down = None;
+                self.timers.preempt = None;
+            }
+            Action::Notify(state) => self.entered(state, notifier),
+            Action::Discarded(reason) => {
+                let (key, message) = match reason {
+                    DiscardReason::NotParticipating { .. } | DiscardReason::OwnAdvert => {
+                        tracing::trace!(instance = self.cfg.name, ?reason, "advert discarded");
+                        return;
+                    }
+                    DiscardReason::IntervalMismatch { ours, theirs } => (
+                        "interval",
+                        format!("advert with interval {theirs}, ours is {ours}: VRRPv2 peers must agree (split brain)"),
+                    ),
+                };
+                if self.should_log(key) {
+                    tracing::warn!(instance = self.cfg.name, "discarded {message}");
+                }
+            }
+        }
+    }
+
+    fn send_advert(&mut self, priority: u8, socket: &VrrpSocket) {
+        let advert = self.fsm.advertisement(priority, self.cfg.auth, self.addresses.clone());
+        for dst in self.destinations.clone() {
+            let Some(ph) = PseudoHeader::new(self.src, dst) else { continue };
+            let sent = advert
+                .encode(&ph, self.cfg.checksum)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+                .and_then(|bytes| socket.send(self.src, dst, &bytes));
+            if let Err(e) = sent
+                && self.should_log("send")
+            {
+                tracing::warn!(instance = self.cfg.name, %dst, error = %e, "sending an advert failed");
+            }
+        }
+    }
+
+    fn add_vips(&mut self) {
+        for t in &self.vips {
+            match self.rtnl.add_address(t.ifindex, t.vip.address, t.vip.prefix_len, t.vip.label.as_deref()) {
+                Ok(_) => tracing::debug!(instance = self.cfg.name, vip = %t.vip, dev = t.dev, "VIP added"),
+                Err(e) => {
+                    let name = &self.cfg.name;
+                    tracing::error!(instance = name, vip = %t.vip, dev = t.dev, error = %e, "adding a VIP failed");
+                }
+            }
+        }
+    }
+
+    fn remove_vips(&mut self) {
+        for t in &self.vips {
+            match self.rtnl.del_address(t.ifindex, t.vip.address, t.vip.prefix_len) {
+                Ok(true) => tracing::debug!(instance = self.cfg.name, vip = %t.vip, dev = t.dev, "VIP removed"),
+                Ok(false) => {}
+                Err(e) => {
+                    let name = &self.cfg.name;
+                    tracing::error!(instance = name, vip = %t.vip, dev = t.dev, error = %e, "removing a VIP failed");
+                }
+            }
+        }
+    }
+
+    /// VIPs left by a run that died without cleaning up would answer ARP
+    /// while this one is Backup. An owner's addresses are its own: kept.
+    fn remove_stale_vips(&mut self) {
+        if self.cfg.priority == super::packet::PRIORITY_OWNER {
+            return;
+        }
+        for t in &self.vips {
+            if let Ok(true) = self.rtnl.del_address(t.ifindex, t.vip.address, t.vip.prefix_len) {
+                let name = &self.cfg.name;
+                tracing::info!(instance = name, vip = %t.vip, dev = t.dev, "removed a VIP left by an earlier run");
+            }
+        }
+    }
+
+    /// One burst: `garp_master_repeat` announcements per VIP.
+    fn announce(&mut self) {
+        for _ in 0..self.cfg.garp.master_repeat.max(1) {
+            for t in &self.vips {
+                let frame = match t.vip.address {
+                    IpAddr::V4(ip) => garp_frame(t.mac, ip),
+                    IpAddr::V6(ip) => unsolicited_na_frame(t.mac, ip, self.router),
+                };
+                if let Err(e) = self.packet.send(t.ifindex, &frame)
+                    && self.logged.get("garp").is_none_or(|at| at.elapsed() >= LOG_EVERY)
+                {
+                    self.logged.insert("garp", Instant::now());
+                    tracing::warn!(
+                        instance = self.cfg.name,
+                        vip = %t.vip,
+                        dev = t.dev,
+                        error = %e,
+                        "announcing a VIP failed"
+                    );
+                }
+            }
+        }
+    }
+
+    fn entered(&mut self, state: State, notifier: &Notifier) {
+        let from = self.status.state;
+        let now = Instant::now();
+        let priority = self.fsm.priority();
+        match state {
+            State::Master => {
+                self.status.master = Some(self.src);
+                let garp = self.cfg.garp;
+                self.timers.garp_burst = (!garp.master_delay.is_zero()).then(|| now + garp.master_delay);
+                self.timers.garp_refresh = (!garp.master_refresh.is_zero()).then(|| now + garp.master_refresh);
+            }
+            State::Backup | State::Fault | State::Initialize => {
+                self.status.master = None;
+                self.timers.garp_burst = None;
+                self.timers.garp_refresh = None;
+            }
+        }
+        self.status.state = state;
+        self.status.since = Some(SystemTime::now());
+        tracing::info!(
+            instance = self.cfg.name,
+            vrid = self.cfg.vrid,
+            priority,
+            "VRRP instance {}: {} -> {}",
+            self.cfg.name,
+            from.keepalived_name(),
+            state.keepalived_name()
+        );
+        let _ = self.events.send(StateChange { instance: self.cfg.name.clone(), from, to: state, priority });
+        notifier.run(commands_for(&self.cfg.notify, &self.cfg.name, state, priority));
+    }
+
+    fn poll_links(&mut self) {
+        let down: Vec<String> = self.tracked.iter().filter(|n| self.ifctl.link(n) == Link::Down).cloned().collect();
+        if down != self.links_down {
+            for name in down.iter().filter(|n| !self.links_down.contains(n)) {
+                tracing::warn!(instance = self.cfg.name, interface = name, "tracked interface is down");
+            }
+            for name in self.links_down.iter().filter(|n| !down.contains(n)) {
+                tracing::info!(instance = self.cfg.name, interface = name, "tracked interface is up again");
+            }
+            self.links_down = down;
+        }
+    }
+
+    /// Feeds tracking into the state machine: the priority first, so that
+    /// leaving FAULT starts with the right one.
+    fn reevaluate(&mut self, socket: &VrrpSocket, notifier: &Notifier) {
+        let effective = effective_priority(self.cfg.priority, &self.scripts);
+        if effective != self.fsm.priority() {
+            tracing::info!(
+                instance = self.cfg.name,
+                from = self.fsm.priority(),
+                to = effective,
+                "effective priority changed"
+            );
+            self.handle(Event::PriorityChanged { effective }, socket, notifier);
+        }
+        let mut reasons: Vec<String> = self.links_down.iter().map(|n| format!("interface {n} is down")).collect();
+        reasons.extend(self.scripts.iter().filter(|s| s.faults()).map(|s| format!("track_script {} failed", s.name)));
+        let fault = !reasons.is_empty();
+        if fault != self.fault {
+            self.fault = fault;
+            if fault {
+                tracing::warn!(instance = self.cfg.name, "FAULT: {}", reasons.join(", "));
+                self.handle(Event::FaultDetected, socket, notifier);
+            } else {
+                tracing::info!(instance = self.cfg.name, "tracking healthy again; leaving FAULT");
+                self.handle(Event::FaultCleared, socket, notifier);
+            }
+        }
+        self.status.fault_reasons = reasons;
+    }
+
+    fn publish(&mut self) {
+        self.status.effective_priority = self.fsm.priority();
+        self.status.counters = *self.fsm.counters();
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.clone_from(&self.status);
+    }
+}

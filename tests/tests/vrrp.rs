@@ -1,0 +1,317 @@
+//! Our VRRP runtime between two directors on one link, against a real
+//! kernel: A (priority 150) and B (priority 100), VRRPv3 at 100 ms, one VIP,
+//! and a client on the same bridge. Needs root (CAP_NET_ADMIN, CAP_NET_RAW).
+//!
+//! - election, the VIP on the master only, reachable from the client at
+//!   the master's MAC;
+//! - a clean stop (priority 0) hands over within the skew time, moves the
+//!   VIP and the client's neighbour entry (gratuitous ARP); the restarted
+//!   higher priority preempts back; notify scripts run with keepalived's
+//!   arguments;
+//! - a master that dies silently is replaced within the master-down
+//!   interval, and when it comes back there is exactly one master again;
+//! - `nopreempt`; unicast peers with multicast dropped by nftables.
+
+#[path = "support/vrrp_lab.rs"]
+mod lab;
+
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use lab::{Director, Lab, VIP, has_addr, instance, is_ip, mac_string, neighbour, reach, wait_for};
+use lb_userspace::vrrp::State;
+
+const PREFIX: &str = "lbvrrp";
+/// Generous bound for anything that should take one advert interval or so.
+const SETTLE: Duration = Duration::from_secs(3);
+/// Scheduling slack on top of a protocol timer (a loaded CI machine).
+const MARGIN: Duration = Duration::from_millis(250);
+/// v3 at 100 ms, priority 100: 3 x 100 ms + 156/256 x 100 ms.
+const MASTER_DOWN_100: Duration = Duration::from_nanos(360_937_500);
+/// The skew time of priority 100 at 100 ms.
+const SKEW_100: Duration = Duration::from_nanos(60_937_500);
+
+fn a_config(extra: &str) -> String {
+    instance(3, 150, "100ms", extra)
+}
+
+fn b_config(extra: &str) -> String {
+    instance(3, 100, "100ms", extra)
+}
+
+/// A directory nobody can write a notify log to, with a script that appends its arguments.
+fn notify_script(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("lbvrrp-notify-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("notify dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let script = dir.join("notify.sh");
+    let log = dir.join("notify.log");
+    std::fs::write(&script, format!("#!/bin/sh\necho \"$(id -un) $*\" >> {}\n", log.display())).expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (script, log)
+}
+
+#[test]
+fn election_clean_failover_garp_and_preemption() {
+    let lab = Lab::new(PREFIX, &["a", "b", "client"]);
+    let (a_ns, b_ns, client) = (&lab.hosts[0], &lab.hosts[1], &lab.hosts[2]);
+    let (script, log) = notify_script("clean");
+    let notify = format!("notify = [\"{}\"]\nnotify_master = \"{} master-hook\"\n", script.display(), script.display());
+    let mut b = Director::start("B", b_ns, &b_config(&notify));
+    let mut a = Director::start("A", a_ns, &a_config(&notify));
+
+    let a_master = a.expect_state(State::Master, SETTLE);
+    b.expect_state(State::Backup, SETTLE);
+    // B started first and may have been master before A's first advert: let it settle.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(a.status().state, State::Master);
+    assert_eq!(b.status().state, State::Backup);
+    assert!(has_addr(a_ns, VIP), "VIP on A");
+    assert!(!has_addr(b_ns, VIP), "no VIP on B");
+    let (a_mac, b_mac) = (mac_string(a_ns.mac("eth0").unwrap()), mac_string(b_ns.mac("eth0").unwrap()));
+    assert!(reach(client, VIP), "the client reaches the VIP");
+    assert_eq!(neighbour(client, VIP).as_deref(), Some(a_mac.as_str()), "the VIP resolves to A's MAC");
+    let b_status = b.status();
+    assert_eq!(b_status.master, Some(is_ip(&lab.addr(0))), "B knows A is master");
+    assert_eq!(b_status.rejected.total(), 0, "{:?}", b_status.rejected);
+    assert!(b_status.counters.adverts_received > 0);
+    eprintln!("A master {:?} after start", a_master.elapsed());
+
+    // Clean stop: priority 0, B takes over after its skew time.
+    let stop = Instant::now();
+    let a_events = a.shutdown();
+    assert!(a_events.iter().any(|(_, e)| e.to == State::Initialize), "A reported STOP: {a_events:?}");
+    let b_master = b.expect_state(State::Master, SETTLE);
+    let took = b_master - stop;
+    eprintln!("clean failover took {took:?} (skew time {SKEW_100:?})");
+    assert!(took <= SKEW_100 + MARGIN + Duration::from_millis(100), "took {took:?}");
+    assert!(!has_addr(a_ns, VIP), "A removed the VIP");
+    assert!(wait_for(Duration::from_secs(1), || has_addr(b_ns, VIP).then_some(())).is_some(), "VIP on B");
+    // Gratuitous ARP moved the client's entry without any traffic.
+    let moved = wait_for(Duration::from_secs(2), || (neighbour(client, VIP)? == b_mac).then_some(()));
+    assert!(moved.is_some(), "the client's entry follows to B: {:?}", neighbour(client, VIP));
+    assert!(reach(client, VIP));
+
+    // A comes back and preempts: B keeps advertising, A ignores the lower priority until its timer runs out.
+    let restart = Instant::now();
+    let mut a = Director::start("A", a_ns, &a_config(&notify));
+    let a_master = a.expect_state(State::Master, SETTLE);
+    let b_backup = b.expect_state(State::Backup, SETTLE);
+    eprintln!("A preempted {:?} after restarting; B backup after {:?}", a_master - restart, b_backup - restart);
+    assert!(a_master - restart <= Duration::from_millis(341) + MARGIN + Duration::from_millis(100));
+    assert!(wait_for(Duration::from_secs(1), || (!has_addr(b_ns, VIP)).then_some(())).is_some(), "B gave it up");
+    assert!(has_addr(a_ns, VIP));
+    let back = wait_for(Duration::from_secs(2), || (neighbour(client, VIP)? == a_mac).then_some(()));
+    assert!(back.is_some(), "the client's entry is back at A: {:?}", neighbour(client, VIP));
+
+    drop(a);
+    drop(b);
+    let notified = std::fs::read_to_string(&log).unwrap_or_default();
+    eprintln!("notify log:\n{notified}");
+    assert!(notified.contains("nobody INSTANCE VI_1 MASTER 150"), "{notified}");
+    assert!(notified.contains("nobody INSTANCE VI_1 BACKUP 100"), "{notified}");
+    assert!(notified.contains("nobody INSTANCE VI_1 STOP 150"), "{notified}");
+    assert!(notified.contains("nobody master-hook"), "{notified}");
+    let _ = std::fs::remove_dir_all(log.parent().unwrap());
+}
+
+#[test]
+fn frozen_master_is_replaced_and_comes_back_as_the_only_master() {
+    let lab = Lab::new(PREFIX, &["a", "b"]);
+    let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
+    let mut a = Director::start("A", a_ns, &a_config(""));
+    let mut b = Director::start("B", b_ns, &b_config(""));
+    a.expect_state(State::Master, SETTLE);
+    b.expect_state(State::Backup, SETTLE);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A dies without a word: its VIP stays, its adverts stop.
+    let died = Instant::now();
+    a.abort();
+    let b_master = b.expect_state(State::Master, SETTLE);
+    let took = b_master - died;
+    eprintln!("takeover after a silent master: {took:?} (master-down interval {MASTER_DOWN_100:?})");
+    assert!(took <= MASTER_DOWN_100 + MARGIN, "took {took:?}");
+    assert!(took >= MASTER_DOWN_100 - Duration::from_millis(150), "not before the master-down interval: {took:?}");
+    assert!(has_addr(b_ns, VIP));
+    assert!(has_addr(a_ns, VIP), "the dead master's VIP is still there, as after a crash");
+
+    // A comes back: it clears what it left, waits as backup, then preempts.
+    let mut a = Director::start("A", a_ns, &a_config(""));
+    a.expect_state(State::Backup, SETTLE);
+    assert!(!has_addr(a_ns, VIP), "stale VIP removed on start");
+    a.expect_state(State::Master, SETTLE);
+    b.expect_state(State::Backup, SETTLE);
+    // Several intervals later, still exactly one master and one VIP holder.
+    std::thread::sleep(Duration::from_millis(500));
+    let (sa, sb) = (a.status(), b.status());
+    assert_eq!((sa.state, sb.state), (State::Master, State::Backup));
+    assert_eq!([has_addr(a_ns, VIP), has_addr(b_ns, VIP)], [true, false], "exactly one holder of the VIP");
+    assert_eq!(sb.master, Some(is_ip(&lab.addr(0))));
+    assert_eq!(sa.counters.became_master, 1);
+}
+
+#[test]
+fn nopreempt_keeps_the_current_master() {
+    let lab = Lab::new(PREFIX, &["a", "b"]);
+    let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
+    let mut b = Director::start("B", b_ns, &b_config(""));
+    b.expect_state(State::Master, SETTLE);
+    let mut a = Director::start("A", a_ns, &a_config("nopreempt = true\n"));
+    a.expect_state(State::Backup, SETTLE);
+    // Many master-down intervals: A, higher but nopreempt, stays backup.
+    assert!(a.wait_state(State::Master, Duration::from_millis(1500)).is_none(), "A preempted: {:?}", a.seen);
+    assert_eq!(b.status().state, State::Master);
+    assert_eq!(a.status().master, Some(is_ip(&lab.addr(1))));
+    assert!(has_addr(b_ns, VIP) && !has_addr(a_ns, VIP));
+    // When B goes, A takes over.
+    let stop = Instant::now();
+    b.shutdown();
+    a.expect_state(State::Master, SETTLE);
+    eprintln!("nopreempt backup took over {:?} after the master stopped", stop.elapsed());
+}
+
+/// Drops VRRP multicast in and out of a director, as a filtering switch or
+/// cloud network does.
+fn drop_multicast(ns: &lb_userspace::netns::Netns) {
+    let rules = "table inet novrrp {\n\
+                 chain in { type filter hook input priority 0; ip daddr 224.0.0.18 drop; }\n\
+                 chain out { type filter hook output priority 0; ip daddr 224.0.0.18 drop; }\n}\n";
+    let dir = std::env::temp_dir().join(format!("lbvrrp-nft-{}-{}", std::process::id(), ns.name()));
+    std::fs::write(&dir, rules).expect("nft rules");
+    ns.exec("nft", &["-f", dir.to_str().unwrap()]).expect("nft -f");
+    let _ = std::fs::remove_file(dir);
+}
+
+#[test]
+fn unicast_peers_work_where_multicast_is_dropped() {
+    let lab = Lab::new(PREFIX, &["a", "b"]);
+    let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
+    drop_multicast(a_ns);
+    drop_multicast(b_ns);
+
+    // Multicast: both become master (split brain), proving the filter bites.
+    let mut a = Director::start("A", a_ns, &a_config(""));
+    let mut b = Director::start("B", b_ns, &b_config(""));
+    a.expect_state(State::Master, SETTLE);
+    b.expect_state(State::Master, SETTLE);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!((a.status().state, b.status().state), (State::Master, State::Master));
+    a.shutdown();
+    b.shutdown();
+
+    // Unicast peers: one master.
+    let unicast = |me: usize, peer: usize| {
+        format!("unicast_src = \"{}\"\nunicast_peers = [\"{}\"]\n", lab.addr(me), lab.addr(peer))
+    };
+    let mut b = Director::start("B", b_ns, &b_config(&unicast(1, 0)));
+    let mut a = Director::start("A", a_ns, &a_config(&unicast(0, 1)));
+    a.expect_state(State::Master, SETTLE);
+    std::thread::sleep(Duration::from_millis(500));
+    let (sa, sb) = (a.status(), b.status());
+    assert_eq!((sa.state, sb.state), (State::Master, State::Backup), "{sa:?}\n{sb:?}");
+    assert_eq!(sb.master, Some(is_ip(&lab.addr(0))));
+    assert!(has_addr(a_ns, VIP) && !has_addr(b_ns, VIP));
+    assert_eq!(sb.rejected.total(), 0, "{:?}", sb.rejected);
+    let stop = Instant::now();
+    a.shutdown();
+    let b_master = b.expect_state(State::Master, SETTLE);
+    eprintln!("unicast clean failover took {:?}", b_master - stop);
+    assert!(b_master - stop <= SKEW_100 + MARGIN + Duration::from_millis(100));
+    assert!(wait_for(Duration::from_secs(1), || has_addr(b_ns, VIP).then_some(())).is_some());
+}
+
+#[test]
+fn ipv6_failover_moves_the_vip_and_the_neighbour_entry() {
+    let lab = Lab::new(PREFIX, &["a", "b", "client"]);
+    let (a_ns, b_ns, client) = (&lab.hosts[0], &lab.hosts[1], &lab.hosts[2]);
+    let vip6 = "fd00:214::100";
+    let v6 = |priority: u8| {
+        format!(
+            "[[vrrp]]\nname = \"VI_6\"\ninterface = \"eth0\"\nvirtual_router_id = 61\npriority = {priority}\n\
+             advert_int = \"100ms\"\nvirtual_ipaddress = [\"{vip6}/64\"]\ngarp_master_repeat = 2\n"
+        )
+    };
+    let mut a = Director::start("A", a_ns, &v6(150));
+    let mut b = Director::start("B", b_ns, &v6(100));
+    a.expect_state(State::Master, SETTLE);
+    b.expect_state(State::Backup, SETTLE);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!((a.status().state, b.status().state), (State::Master, State::Backup));
+    assert!(has_addr(a_ns, vip6) && !has_addr(b_ns, vip6));
+    assert!(reach(client, vip6), "the client reaches the IPv6 VIP");
+    let (a_mac, b_mac) = (mac_string(a_ns.mac("eth0").unwrap()), mac_string(b_ns.mac("eth0").unwrap()));
+    assert_eq!(neighbour(client, vip6).as_deref(), Some(a_mac.as_str()));
+    let sb = b.status();
+    assert!(sb.master.is_some_and(|m| m.to_string().starts_with("fe80:")), "link-local master address: {sb:?}");
+    assert_eq!(sb.rejected.total(), 0, "{:?}", sb.rejected);
+
+    let stop = Instant::now();
+    a.shutdown();
+    let took = b.expect_state(State::Master, SETTLE) - stop;
+    eprintln!("IPv6 clean failover took {took:?}");
+    assert!(took <= SKEW_100 + MARGIN + Duration::from_millis(100));
+    assert!(wait_for(Duration::from_secs(1), || has_addr(b_ns, vip6).then_some(())).is_some());
+    let moved = wait_for(Duration::from_secs(2), || (neighbour(client, vip6)? == b_mac).then_some(()));
+    assert!(moved.is_some(), "unsolicited NA moved the client's entry: {:?}", neighbour(client, vip6));
+}
+
+#[test]
+fn tracked_interface_faults_and_script_weight_moves_the_master() {
+    let lab = Lab::new(PREFIX, &["a", "b"]);
+    let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
+    // A veth pair inside A: taking the far end down drops trk0's carrier.
+    a_ns.ip(&["link", "add", "trk0", "type", "veth", "peer", "name", "trk1"]).expect("veth inside A");
+    a_ns.ip(&["link", "set", "trk0", "up"]).expect("trk0 up");
+    a_ns.ip(&["link", "set", "trk1", "up"]).expect("trk1 up");
+    let dir = std::env::temp_dir().join(format!("lbvrrp-track-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("track dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let flag = dir.join("healthy");
+    std::fs::write(&flag, "").expect("flag");
+    let a_extra = format!(
+        "track_interface = [\"trk0\"]\n\
+         [[vrrp.track_script]]\nname = \"chk\"\ncommand = [\"/usr/bin/test\", \"-e\", \"{}\"]\n\
+         interval = \"100ms\"\nweight = -60\n",
+        flag.display()
+    );
+    let mut a = Director::start("A", a_ns, &a_config(&a_extra));
+    let mut b = Director::start("B", b_ns, &b_config(""));
+    a.expect_state(State::Master, SETTLE);
+    b.expect_state(State::Backup, SETTLE);
+
+    // The tracked link goes down: A resigns (priority 0) and B takes over at once.
+    let down = Instant::now();
+    a_ns.ip(&["link", "set", "trk1", "down"]).expect("carrier lost");
+    a.expect_state(State::Fault, SETTLE);
+    let took = b.expect_state(State::Master, SETTLE) - down;
+    eprintln!("tracked interface down -> B master after {took:?} (poll every 200 ms + skew)");
+    assert!(took <= Duration::from_millis(200) + SKEW_100 + MARGIN + Duration::from_millis(100), "{took:?}");
+    let sa = a.status();
+    assert_eq!(sa.fault_reasons, vec!["interface trk0 is down".to_owned()]);
+    assert!(!has_addr(a_ns, VIP));
+    a_ns.ip(&["link", "set", "trk1", "up"]).expect("carrier back");
+    a.expect_state(State::Master, SETTLE);
+    b.expect_state(State::Backup, SETTLE);
+
+    // The script fails: 150 - 60 = 90 < 100, so B preempts A.
+    std::fs::remove_file(&flag).expect("flag gone");
+    b.expect_state(State::Master, SETTLE);
+    a.expect_state(State::Backup, SETTLE);
+    assert_eq!(a.status().effective_priority, 90);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!((a.status().state, b.status().state), (State::Backup, State::Master));
+    // It passes again: 150, A preempts back.
+    std::fs::write(&flag, "").expect("flag back");
+    a.expect_state(State::Master, SETTLE);
+    b.expect_state(State::Backup, SETTLE);
+    assert_eq!(a.status().effective_priority, 150);
+    drop(a);
+    drop(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -349,7 +349,7 @@ impl Director {
         let counters = self.dp.stats()?.into_iter().map(|(s, c)| (s.name().to_owned(), c.packets)).collect();
         let attached = self.dp.attachments().map(|(i, m)| (i.to_owned(), format!("{m:?}").to_lowercase())).collect();
         let flows = flow_counts.values().sum();
-        Ok(StatusReport { vips, attached, counters, flows })
+        Ok(StatusReport { vips, attached, counters, flows, vrrp: Vec::new() })
     }
 
 }

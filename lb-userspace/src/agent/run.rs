@@ -21,6 +21,7 @@ use crate::{
     dataplane::{self, Dataplane, DataplaneError, DataplaneOptions},
     health::{HealthError, HealthEvent, Monitor, MonitorOptions, Target, TargetId},
     neigh::{NeighError, NeighEvent, NeighborHandle, NeighborWatcher},
+    vrrp::runtime::{self as vrrp, VrrpError, VrrpHandle},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,8 @@ pub enum AgentError {
     Control(#[from] ControlError),
     #[error("neighbour table: {0}")]
     Neigh(#[from] NeighError),
+    #[error("VRRP: {0}")]
+    Vrrp(#[from] VrrpError),
     #[error("installing signal handlers: {source}")]
     Signals { source: std::io::Error },
     #[error("the agent needs root (CAP_BPF and CAP_NET_ADMIN)")]
@@ -76,6 +79,9 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let (mut monitor, mut health) = Monitor::new(MonitorOptions::default());
     monitor.sync(targets(&director))?;
     let (neighbors, mut macs) = NeighborWatcher::spawn(neighbor_targets(&director))?;
+    // The fast path runs on every director all the time with the same maps;
+    // VRRP only decides which one holds the VIPs (and so gets the traffic).
+    let mut vrrp = start_vrrp(&director.config().vrrp)?;
     let (commands_tx, mut commands) = mpsc::channel::<Command>(64);
     let socket = director.config().global.control_socket.clone();
     let control = control::serve(&socket, commands_tx)?;
@@ -97,10 +103,20 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
             Some(Command { request, reply }) = commands.recv() => {
                 let response = match request {
                     Request::Status => match director.status(true) {
-                        Ok(status) => Response { ok: true, status: Some(status), ..Response::default() },
+                        Ok(mut status) => {
+                            status.vrrp = vrrp_status(vrrp.as_ref());
+                            Response { ok: true, status: Some(status), ..Response::default() }
+                        }
                         Err(e) => Response::error(e.to_string()),
                     },
-                    Request::Reload => reload(&mut director, &mut monitor, &neighbors, &opts.config),
+                    Request::Reload => {
+                        let before = director.config().vrrp.clone();
+                        let r = reload(&mut director, &mut monitor, &neighbors, &opts.config);
+                        if r.ok && director.config().vrrp != before {
+                            restart_vrrp(&mut vrrp, &director.config().vrrp).await;
+                        }
+                        r
+                    }
                     other => {
                         let response = director.command(&other);
                         if response.ok {
@@ -112,14 +128,23 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                 let _ = reply.send(response);
             }
             _ = hup.recv() => {
+                let before = director.config().vrrp.clone();
                 let r = reload(&mut director, &mut monitor, &neighbors, &opts.config);
                 if !r.ok {
                     warn!("reload on SIGHUP refused: {}", r.error.unwrap_or_default());
+                } else if director.config().vrrp != before {
+                    restart_vrrp(&mut vrrp, &director.config().vrrp).await;
                 }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+    }
+    if let Some(v) = vrrp.take() {
+        // Priority 0 first, so a backup takes over after skew time, not
+        // after the master-down interval; then the VIPs go.
+        info!("stopping: leaving VRRP");
+        v.shutdown().await;
     }
     info!("stopping: detaching the fast path");
     control.abort();
@@ -222,6 +247,52 @@ fn targets(director: &Director) -> Vec<Target> {
         }
     }
     out
+}
+
+fn start_vrrp(instances: &[crate::config::VrrpInstance]) -> Result<Option<VrrpHandle>, AgentError> {
+    if instances.is_empty() {
+        return Ok(None);
+    }
+    let handle = vrrp::spawn(instances.to_vec())?;
+    info!(instances = ?handle.names(), "VRRP started");
+    Ok(Some(handle))
+}
+
+/// VRRP instances changed in a reload: leave with the old ones (priority 0,
+/// VIPs removed) and start the new ones. A failure to start is logged; the
+/// director keeps forwarding, and the peer holds the VIPs meanwhile.
+async fn restart_vrrp(vrrp: &mut Option<VrrpHandle>, instances: &[crate::config::VrrpInstance]) {
+    if let Some(v) = vrrp.take() {
+        v.shutdown().await;
+    }
+    match start_vrrp(instances) {
+        Ok(v) => *vrrp = v,
+        Err(e) => error!("restarting VRRP after a reload: {e}"),
+    }
+}
+
+fn vrrp_status(vrrp: Option<&VrrpHandle>) -> Vec<super::status::VrrpStatus> {
+    let Some(v) = vrrp else { return Vec::new() };
+    v.status()
+        .into_iter()
+        .map(|s| super::status::VrrpStatus {
+            name: s.name,
+            interface: s.interface,
+            vrid: s.vrid,
+            state: format!("{:?}", s.state).to_uppercase(),
+            priority: s.base_priority,
+            effective_priority: s.effective_priority,
+            master: s.master,
+            fault_reasons: s.fault_reasons,
+            rejected: s
+                .rejected
+                .by_reason()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.to_owned(), n))
+                .collect(),
+        })
+        .collect()
 }
 
 /// Every backend's address on its VIP's interface: DR needs their MACs there.

@@ -15,6 +15,23 @@ pub struct StatusReport {
     pub counters: Vec<(String, u64)>,
     /// Entries in the flow tables, all CPUs.
     pub flows: u64,
+    /// VRRP instances.
+    #[serde(default)]
+    pub vrrp: Vec<VrrpStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VrrpStatus {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub state: String,
+    pub priority: u8,
+    pub effective_priority: u8,
+    pub master: Option<IpAddr>,
+    pub fault_reasons: Vec<String>,
+    /// Adverts refused before the state machine, by reason (only non-zero).
+    pub rejected: Vec<(String, u64)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -90,6 +107,22 @@ impl StatusReport {
                     b.why
                 );
             }
+        }
+        for v in &self.vrrp {
+            let master = v.master.map_or_else(|| "unknown".to_owned(), |m| m.to_string());
+            let rejected: Vec<String> = v.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let _ = writeln!(
+                out,
+                "\nVRRP {} on {} vrid {}: {}  priority {} (effective {})  master {master}{}{}",
+                v.name,
+                v.interface,
+                v.vrid,
+                v.state,
+                v.priority,
+                v.effective_priority,
+                if v.fault_reasons.is_empty() { String::new() } else { format!("  fault: {}", v.fault_reasons.join("; ")) },
+                if rejected.is_empty() { String::new() } else { format!("  rejected adverts: {}", rejected.join(", ")) },
+            );
         }
         if !self.counters.is_empty() {
             let c: Vec<String> = self.counters.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();

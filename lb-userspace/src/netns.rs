@@ -111,23 +111,22 @@ impl Netns {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let path = format!("/run/netns/{}", self.name);
-        let file = File::open(&path).map_err(|source| NetnsError::Open { path, source })?;
-        let name = self.name.clone();
+        let entry = self.entry()?;
         thread::Builder::new()
             .name(format!("in-{}", self.name))
             .spawn(move || {
-                // SAFETY: setns on an open namespace fd changes only the
-                // calling thread's network namespace.
-                if unsafe { libc::setns(file.as_fd().as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(NetnsError::Setns {
-                        name,
-                        source: std::io::Error::last_os_error(),
-                    });
-                }
+                entry.enter()?;
                 Ok(f())
             })
             .map_err(|source| NetnsError::Thread { source })
+    }
+
+    /// A handle to enter the namespace from a thread of the caller's own
+    /// (for callers that want their own thread's result type).
+    pub fn entry(&self) -> Result<Entry, NetnsError> {
+        let path = format!("/run/netns/{}", self.name);
+        let file = File::open(&path).map_err(|source| NetnsError::Open { path, source })?;
+        Ok(Entry { file, name: self.name.clone() })
     }
 
     /// Runs `f` inside the namespace and waits for it.
@@ -140,6 +139,26 @@ impl Netns {
             Ok(r) => r,
             Err(panic) => std::panic::resume_unwind(panic),
         }
+    }
+}
+
+/// An open namespace, to enter from a thread (see [`Netns::entry`]).
+#[derive(Debug)]
+pub struct Entry {
+    file: File,
+    name: String,
+}
+
+impl Entry {
+    /// Moves the calling thread into the namespace, for good: only on a
+    /// thread that will not go back to work elsewhere.
+    pub fn enter(&self) -> Result<(), NetnsError> {
+        // SAFETY: setns on an open namespace fd changes only the calling
+        // thread's network namespace.
+        if unsafe { libc::setns(self.file.as_fd().as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(NetnsError::Setns { name: self.name.clone(), source: std::io::Error::last_os_error() });
+        }
+        Ok(())
     }
 }
 

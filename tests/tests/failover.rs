@@ -21,9 +21,8 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs::{self, File},
-    io::{self, BufRead as _, BufReader, Read as _, Write as _},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    os::fd::AsRawFd as _,
+    io::{self, BufRead as _, BufReader, Write as _},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{
@@ -38,6 +37,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use aya::programs::{Xdp, XdpMode};
 use lb_tests::{
+    backend::{CONNECT_TIMEOUT, PORT, Server, http_get},
     lab::{self as dr, format_mac},
     netns::{self, Netns},
 };
@@ -45,13 +45,10 @@ use lb_userspace::dataplane::{Dataplane, DataplaneOptions};
 use serde_json::Value;
 
 const LB: &str = env!("CARGO_BIN_EXE_lb-under-test");
-const PORT: u16 = 80;
 const IF: &str = "eth0";
 const SUBNET: &str = "10.216.0";
 const VIP: &str = "10.216.0.100";
 const BACKENDS: usize = 3;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// The held connection's reads and writes: long enough to ride out the
 /// failover on TCP retransmissions.
 const HELD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,107 +70,6 @@ fn backend_addr(i: usize) -> IpAddr {
 
 // ---------------------------------------------------------------------------
 // Backends: HTTP with the server's name as body, and HOLD/echo.
-
-#[derive(Debug)]
-struct Server {
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-const SERVER_LIFETIME: Duration = Duration::from_secs(120);
-
-impl Server {
-    fn start(ns: &Netns, name: &str) -> anyhow::Result<Self> {
-        let listener = ns.run_in(|| {
-            let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).context("binding 0.0.0.0:80")?;
-            l.set_nonblocking(true)?;
-            Ok(l)
-        })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let name = name.to_owned();
-        let thread = thread::Builder::new()
-            .name(format!("serve-{name}"))
-            .spawn(move || accept_loop(&listener, &name, &flag))
-            .context("spawning a server thread")?;
-        Ok(Self { stop, thread: Some(thread) })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, name: &str, stop: &AtomicBool) {
-    let deadline = Instant::now() + SERVER_LIFETIME;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd, and the count says one.
-        unsafe { libc::poll(&mut pfd, 1, 20) };
-        while let Ok((conn, _)) = listener.accept() {
-            let name = name.to_owned();
-            let _ = thread::Builder::new().name(format!("conn-{name}")).spawn(move || {
-                let _ = serve_one(conn, &name);
-            });
-        }
-    }
-}
-
-fn serve_one(conn: TcpStream, name: &str) -> io::Result<()> {
-    conn.set_nonblocking(false)?;
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut writer = conn.try_clone()?;
-    let mut reader = BufReader::new(conn);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    if line.starts_with("GET ") {
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-                break;
-            }
-        }
-        let body = format!("{name}\n");
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        writer.write_all(response.as_bytes())?;
-    } else if line.starts_with("HOLD") {
-        writer.write_all(format!("{name}\n").as_bytes())?;
-        reader.get_ref().set_read_timeout(Some(SERVER_LIFETIME))?;
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                break;
-            }
-            writer.write_all(line.as_bytes())?;
-        }
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// The client.
-
-fn http_get(local: SocketAddr, remote: SocketAddr) -> io::Result<String> {
-    let mut s = dr::connect_from(local, remote, CONNECT_TIMEOUT)?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    s.set_write_timeout(Some(IO_TIMEOUT))?;
-    s.write_all(format!("GET / HTTP/1.0\r\nHost: {}\r\n\r\n", remote.ip()).as_bytes())?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
-    match answer.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200 ") => Ok(body.trim().to_owned()),
-        _ => Err(io::Error::other(format!("not an HTTP 200 response: {answer:?}"))),
-    }
-}
 
 /// The long-lived connection: the HOLD/echo protocol.
 #[derive(Debug)]

@@ -17,10 +17,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
-    sync::{
-        Mutex, PoisonError,
-        mpsc,
-    },
+    sync::{Mutex, PoisonError, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -950,6 +947,66 @@ fn quorum_lost_sorry_server() -> anyhow::Result<()> {
         for name in ["b1", "b2", "b3"] {
             ensure!(tally.count(name) > 0, "{name} got no connection with quorum again: {:?}", tally.answers);
         }
+        Ok(())
+    })
+}
+
+#[test]
+fn established_connections_survive_other_backends_going_down_and_up() -> anyhow::Result<()> {
+    const HELD: usize = 12;
+    run_test("affinity", &server_names(3, &[]), 60000, |env| {
+        env.write_config(&env.config_text(&[1, 1, 1], ""))?;
+        env.start_agent()?;
+        env.wait_state(&[0, 1, 2], "up")?;
+
+        // With b2 and b3 down the whole ring is b1's, so every held
+        // connection lands there. When they come back they take two thirds
+        // of the slots: most held flows' slots then point at b2 or b3 (which
+        // would answer with a reset), and only the flow table keeps them on
+        // b1. The source ports are fixed, so which flows move is the same on
+        // every run; with 12 flows the chance that none moves is 2e-6.
+        env.stop_server(1);
+        env.stop_server(2);
+        env.wait_state(&[1, 2], "down")?;
+        let mut held = Vec::new();
+        for k in 0..HELD {
+            let (name, h) = env.hold().with_context(|| format!("holding connection {k}"))?;
+            ensure!(name == "b1", "held connection {k} landed on {name} while only b1 was up");
+            held.push(h);
+        }
+        let b1 = env.addr(0);
+        let flows_before = u64_of(backend(&env.status()?, b1)?, "flows");
+        ensure!(flows_before >= HELD as u64, "b1 shows {flows_before} flows for {HELD} held connections");
+
+        for round in 1..=2 {
+            env.restart_server(1, "b2")?;
+            env.restart_server(2, "b3")?;
+            let t = env.wait_state(&[1, 2], "up")?;
+            // The ring did change: new connections reach the returned backends.
+            let tally = env.connect(30)?;
+            println!("[affinity] round {round}: b2 and b3 up after {t:?}; new connections: {:?}", tally.answers);
+            tally.ensure_all_from(&["b1", "b2", "b3"], "after b2 and b3 came back")?;
+            ensure!(
+                tally.count("b2") > 0 && tally.count("b3") > 0,
+                "the ring did not change: new connections {:?}",
+                tally.answers
+            );
+            for (k, h) in held.iter_mut().enumerate() {
+                h.echo(&format!("round {round}, others up, connection {k}"))
+                    .with_context(|| format!("held connection {k} after b2 and b3 came back (round {round})"))?;
+            }
+
+            env.stop_server(1);
+            env.stop_server(2);
+            env.wait_state(&[1, 2], "down")?;
+            for (k, h) in held.iter_mut().enumerate() {
+                h.echo(&format!("round {round}, others down, connection {k}"))
+                    .with_context(|| format!("held connection {k} after b2 and b3 went down (round {round})"))?;
+            }
+        }
+        let b = backend(&env.status()?, b1)?.clone();
+        ensure!(state_of(&env.status()?, b1)? == "up", "b1 went down: {b}");
+        println!("[affinity] {HELD} held connections kept b1 through two rounds: {b}");
         Ok(())
     })
 }

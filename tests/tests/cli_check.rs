@@ -43,9 +43,20 @@ fn bad_configurations_fail_with_their_position() {
         ("syntax", GOOD.replace("port = 80", "port = = 80"), "syntax.toml:4:"),
         ("unknown_key", GOOD.replace("port = 80", "port = 80\ncolour = \"blue\""), "unknown_key.toml:5:1: unknown"),
         ("bad_address", GOOD.replace("10.0.0.11", "10.0.0.300"), "bad_address.toml:8:"),
-        ("duplicate_vip", format!("{GOOD}{}", GOOD.replace("[[vip.backend]]\naddress = \"10.0.0.11\"", "[[vip.backend]]\naddress = \"10.0.0.12\"")), "duplicate_vip.toml:"),
+        (
+            "duplicate_vip",
+            format!(
+                "{GOOD}{}",
+                GOOD.replace("[[vip.backend]]\naddress = \"10.0.0.11\"", "[[vip.backend]]\naddress = \"10.0.0.12\"")
+            ),
+            "duplicate_vip.toml:",
+        ),
         ("weight", GOOD.replace("weight = 1", "weight = 2000000"), "weight.toml:9:10: weight 2000000 out of range"),
-        ("interface", GOOD.replace("interface = \"lo\"", "interface = \"nosuchif0\""), "interface.toml:5:13: unknown interface \"nosuchif0\""),
+        (
+            "interface",
+            GOOD.replace("interface = \"lo\"", "interface = \"nosuchif0\""),
+            "interface.toml:5:13: unknown interface \"nosuchif0\"",
+        ),
     ];
     for (name, text, want) in cases {
         let (ok, out) = check(name, &text);

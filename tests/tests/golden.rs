@@ -68,8 +68,7 @@ impl Fixture {
         f.backends(0, &[1, 2, 3]);
         f.dp.install_vip(&[key(VIP_TCP.into(), 80, proto::TCP, VIP_KIND_SERVICE)], 0, 0, &RING).unwrap();
         f.backends(1, &[4, 5]);
-        f.dp.install_vip(&[key(VIP_TCP.into(), 0, proto::UDP, VIP_KIND_SERVICE)], 1, 0, &[4, 5, 4, 5, 4])
-            .unwrap();
+        f.dp.install_vip(&[key(VIP_TCP.into(), 0, proto::UDP, VIP_KIND_SERVICE)], 1, 0, &[4, 5, 4, 5, 4]).unwrap();
         f.backends(2, &[6, 7]);
         f.dp.install_vip(
             &[
@@ -83,9 +82,12 @@ impl Fixture {
         .unwrap();
         f.dp.install_vip(&[key(VIP_EMPTY.into(), 80, proto::TCP, VIP_KIND_SERVICE)], 3, 0, &[0; 7]).unwrap();
         f.backends(4, &[11, 12, 13]);
-        f.dp.install_vip(&[key(VIP_SRC.into(), 80, proto::TCP, VIP_KIND_SERVICE)], 4, VIP_F_SRC_HASH, &[
-            11, 12, 13, 11, 12, 13, 11,
-        ])
+        f.dp.install_vip(
+            &[key(VIP_SRC.into(), 80, proto::TCP, VIP_KIND_SERVICE)],
+            4,
+            VIP_F_SRC_HASH,
+            &[11, 12, 13, 11, 12, 13, 11],
+        )
         .unwrap();
         f.backends(5, &[8, 9]);
         f.dp.install_vip(&[key(VIP6.into(), 443, proto::TCP, VIP_KIND_SERVICE)], 5, 0, &[8, 9, 8, 9, 8]).unwrap();
@@ -232,8 +234,7 @@ fn fixture_table() {
     // The same for IPv6: packet too big about VIP6:443 -> CLIENT6:40004.
     let quoted6 = pkt::ipv6(VIP6, CLIENT6, proto::TCP, &pkt::tcp(443, 40004, TCP_ACK, &[]));
     let router6 = Ipv6Addr::new(0xfd00, 9, 0, 0, 0, 0, 0, 1);
-    let too_big6 =
-        eth6(&pkt::ipv6(router6, VIP6, proto::ICMPV6, &pkt::icmp(2, 0, [0, 0, 0x05, 0x00], &quoted6[..48])));
+    let too_big6 = eth6(&pkt::ipv6(router6, VIP6, proto::ICMPV6, &pkt::icmp(2, 0, [0, 0, 0x05, 0x00], &quoted6[..48])));
     let echo = eth4(&Ipv4::new(CLIENT, VIP_TCP, proto::ICMP).build(&pkt::icmp(8, 0, [0, 1, 0, 1], b"ping")));
     let arp = pkt::ethernet([0xFF; 6], CLIENT_MAC, None, pkt::ETH_P_ARP, &[0u8; 28]);
     let gre = eth4(&Ipv4::new(CLIENT, VIP_TCP, 47).build(&[0u8; 8]));
@@ -247,20 +248,39 @@ fn fixture_table() {
     let mut cases = vec![
         tx("ipv4 tcp to vip", good.clone(), b_tcp(40000)),
         tx("ipv4 tcp syn to vip", tcp4(CLIENT, VIP_TCP, 40010, 80, TCP_SYN), b_tcp(40010)),
-        tx("ipv4 udp to port-0 vip", udp4(CLIENT, VIP_TCP, 1111, 9999), ring_pick(&udp_ring, c4, v4, 1111, 9999, proto::UDP)),
-        tx("ipv4 udp to port-0 vip, other port", udp4(CLIENT, VIP_TCP, 1111, 53), ring_pick(&udp_ring, c4, v4, 1111, 53, proto::UDP)),
-        tx("ipv6 tcp to vip", tcp6(CLIENT6, VIP6, 40000, 443, TCP_ACK), ring_pick(&six_ring, CLIENT6.into(), VIP6.into(), 40000, 443, proto::TCP)),
+        tx(
+            "ipv4 udp to port-0 vip",
+            udp4(CLIENT, VIP_TCP, 1111, 9999),
+            ring_pick(&udp_ring, c4, v4, 1111, 9999, proto::UDP),
+        ),
+        tx(
+            "ipv4 udp to port-0 vip, other port",
+            udp4(CLIENT, VIP_TCP, 1111, 53),
+            ring_pick(&udp_ring, c4, v4, 1111, 53, proto::UDP),
+        ),
+        tx(
+            "ipv6 tcp to vip",
+            tcp6(CLIENT6, VIP6, 40000, 443, TCP_ACK),
+            ring_pick(&six_ring, CLIENT6.into(), VIP6.into(), 40000, 443, proto::TCP),
+        ),
         tx("802.1q tagged", vlan, b_tcp(40001)),
         tx("ipv4 options", with_opts, b_tcp(40002)),
         tx("first fragment", first, frag_backend),
         tx("second fragment", second, frag_backend),
         tx("icmp frag needed follows the flow", too_big, b_tcp(40003)),
-        tx("icmpv6 packet too big follows the flow", too_big6, ring_pick(&six_ring, CLIENT6.into(), VIP6.into(), 40004, 443, proto::TCP)),
+        tx(
+            "icmpv6 packet too big follows the flow",
+            too_big6,
+            ring_pick(&six_ring, CLIENT6.into(), VIP6.into(), 40004, 443, proto::TCP),
+        ),
         tx("source-ip persistence", tcp4(CLIENT, VIP_SRC, 1, 80, TCP_ACK), src_hash(1)),
         tx("source-ip persistence, other port", tcp4(CLIENT, VIP_SRC, 2, 80, TCP_ACK), src_hash(2)),
         pass("tcp to a non-vip address", tcp4(CLIENT, NOT_VIP, 40000, 80, TCP_ACK)),
         pass("tcp to the vip, other port", tcp4(CLIENT, VIP_TCP, 40000, 81, TCP_ACK)),
-        pass("ipv6 to a non-vip address", tcp6(CLIENT6, Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x200), 1, 443, TCP_ACK)),
+        pass(
+            "ipv6 to a non-vip address",
+            tcp6(CLIENT6, Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x200), 1, 443, TCP_ACK),
+        ),
         pass("arp", arp),
         pass("icmp echo to the vip", echo),
         pass("gre to the vip", gre),
@@ -300,8 +320,7 @@ fn fixture_table() {
     long_opts[14] = 0x4F;
     cases.push(drop("ipv4 options past the end", long_opts));
     // ICMP errors whose quote cannot be read are the kernel's business.
-    let short_quote =
-        eth4(&Ipv4::new(router, VIP_TCP, proto::ICMP).build(&pkt::icmp(3, 4, [0; 4], &quoted[..20])));
+    let short_quote = eth4(&Ipv4::new(router, VIP_TCP, proto::ICMP).build(&pkt::icmp(3, 4, [0; 4], &quoted[..20])));
     cases.push(pass("icmp error with a truncated quote", short_quote));
 
     run_table(&f, &cases);
@@ -320,18 +339,30 @@ fn flow_table_keeps_flows_across_ring_changes() {
     let sport = (20000..).find(|&p| ring_pick(&RING, c4, v4, p, 80, proto::TCP) == 1).unwrap();
     let established = tcp4(CLIENT, VIP_TCP, sport, 80, TCP_ACK);
     run_table(&f, &[tx("first packet", established.clone(), 1)]);
-    let flow = FlowKey { src: addr16(c4), dst: addr16(v4), sport: sport.to_be(), dport: 80u16.to_be(), proto: proto::TCP };
+    let flow =
+        FlowKey { src: addr16(c4), dst: addr16(v4), sport: sport.to_be(), dport: 80u16.to_be(), proto: proto::TCP };
     assert_eq!(f.dp.flow(&flow).unwrap(), Some(1), "the flow is recorded");
 
     // Backend 1 is drained: the new ring has no slot for it.
     let drained = [2, 3, 2, 3, 2, 3, 2];
     f.dp.install_vip(&[vip], 0, 0, &drained).unwrap();
     let new_flow = (30000..).find(|&p| ring_pick(&RING, c4, v4, p, 80, proto::TCP) == 1).unwrap();
-    run_table(&f, &[
-        tx("established flow stays on its backend", established.clone(), 1),
-        tx("a new flow follows the new ring", tcp4(CLIENT, VIP_TCP, new_flow, 80, TCP_ACK), ring_pick(&drained, c4, v4, new_flow, 80, proto::TCP)),
-        tx("a SYN re-hashes", tcp4(CLIENT, VIP_TCP, sport, 80, TCP_SYN), ring_pick(&drained, c4, v4, sport, 80, proto::TCP)),
-    ]);
+    run_table(
+        &f,
+        &[
+            tx("established flow stays on its backend", established.clone(), 1),
+            tx(
+                "a new flow follows the new ring",
+                tcp4(CLIENT, VIP_TCP, new_flow, 80, TCP_ACK),
+                ring_pick(&drained, c4, v4, new_flow, 80, proto::TCP),
+            ),
+            tx(
+                "a SYN re-hashes",
+                tcp4(CLIENT, VIP_TCP, sport, 80, TCP_SYN),
+                ring_pick(&drained, c4, v4, sport, 80, proto::TCP),
+            ),
+        ],
+    );
 
     // Back to the old ring, then backend 1 is removed outright: its flows
     // must be re-hashed, not black-holed.
@@ -341,7 +372,10 @@ fn flow_table_keeps_flows_across_ring_changes() {
     run_table(&f, &[tx("recorded on 1", pkt_other.clone(), 1)]);
     f.dp.set_backend(1, Backend { mac: backend_mac(1), flags: 0, vip_index: 0 }).unwrap();
     f.dp.install_vip(&[vip], 0, 0, &drained).unwrap();
-    run_table(&f, &[tx("removed backend's flow is re-hashed", pkt_other, ring_pick(&drained, c4, v4, other, 80, proto::TCP))]);
+    run_table(
+        &f,
+        &[tx("removed backend's flow is re-hashed", pkt_other, ring_pick(&drained, c4, v4, other, 80, proto::TCP))],
+    );
     assert!(f.stat(Stat::FlowStale) >= 1);
 }
 
@@ -352,13 +386,20 @@ fn flood_guard_stops_inserts_but_not_forwarding() {
     let c4: IpAddr = CLIENT.into();
     let v4: IpAddr = VIP_TCP.into();
     let cases: Vec<Case> = (50000..50010)
-        .map(|p| tx("new flow under flood", tcp4(CLIENT, VIP_TCP, p, 80, TCP_ACK), ring_pick(&RING, c4, v4, p, 80, proto::TCP)))
+        .map(|p| {
+            tx(
+                "new flow under flood",
+                tcp4(CLIENT, VIP_TCP, p, 80, TCP_ACK),
+                ring_pick(&RING, c4, v4, p, 80, proto::TCP),
+            )
+        })
         .collect();
     run_table(&f, &cases);
     // Only 3 inserts in this one-second window (test runs may land on either CPU).
     let recorded = (50000..50010u16)
         .filter(|&p| {
-            let k = FlowKey { src: addr16(c4), dst: addr16(v4), sport: p.to_be(), dport: 80u16.to_be(), proto: proto::TCP };
+            let k =
+                FlowKey { src: addr16(c4), dst: addr16(v4), sport: p.to_be(), dport: 80u16.to_be(), proto: proto::TCP };
             f.dp.flow(&k).unwrap().is_some()
         })
         .count();

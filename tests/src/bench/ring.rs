@@ -19,8 +19,9 @@ use super::median;
 
 /// Median build and build + install times, in milliseconds, for `backends`.
 pub fn measure(backends: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
-    let mut dp = Dataplane::load(DataplaneOptions { max_vips: 1, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: 1024 })
-        .context("loading the fast path")?;
+    let mut dp =
+        Dataplane::load(DataplaneOptions { max_vips: 1, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: 1024 })
+            .context("loading the fast path")?;
     let entries: Vec<maglev::Entry> = (1..=backends)
         .map(|id| maglev::Entry {
             key: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, (id >> 16) as u16, id as u16).octets(),

@@ -5,8 +5,6 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
 use crate::{
     agent::{
         control::{self, Request},
@@ -15,6 +13,8 @@ use crate::{
     config::Config,
     dataplane, lab,
 };
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
 
 /// Where `lb run` listens unless the configuration says otherwise.
 const DEFAULT_SOCKET: &str = "/run/lb/lb.sock";
@@ -169,6 +169,10 @@ fn check(path: &std::path::Path, interfaces: bool) -> anyhow::Result<()> {
     if interfaces && let Err(e) = config.check_interfaces(|name| dataplane::ifindex(name).is_ok()) {
         eprintln!("{e}");
         anyhow::bail!("{} names interfaces this machine does not have", path.display());
+    }
+    // Legal but suspicious: said, and the file still passes.
+    for line in config.warning_lines() {
+        eprintln!("{line}");
     }
     let backends: usize = config.vips.iter().map(|v| v.backends.len()).sum();
     println!("{}: OK ({} VIPs, {backends} backends)", path.display(), config.vips.len());

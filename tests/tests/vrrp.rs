@@ -10,7 +10,9 @@
 //!   arguments;
 //! - a master that dies silently is replaced within the master-down
 //!   interval, and when it comes back there is exactly one master again;
-//! - `nopreempt`; unicast peers with multicast dropped by nftables.
+//! - `nopreempt`; unicast peers with multicast dropped by nftables;
+//! - a sync group of two instances moves as a whole when one member's
+//!   tracked interface goes down, with the group's notify script.
 
 #[path = "support/vrrp_lab.rs"]
 mod lab;
@@ -314,4 +316,74 @@ fn tracked_interface_faults_and_script_weight_moves_the_master() {
     drop(a);
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two instances (VRIDs 51 and 52, one VIP each) in sync group G1; A also
+/// tracks `trk0` on VI_1 only.
+fn grouped(priority: u8, extra_vi1: &str, notify: &str) -> String {
+    let vi = |name: &str, vrid: u8, vip: &str, extra: &str| {
+        format!(
+            "[[vrrp]]\nname = \"{name}\"\ninterface = \"eth0\"\nvirtual_router_id = {vrid}\npriority = {priority}\n\
+             advert_int = \"100ms\"\nvirtual_ipaddress = [\"{vip}/24\"]\ngarp_master_repeat = 1\n{extra}"
+        )
+    };
+    format!(
+        "{}{}[[vrrp_sync_group]]\nname = \"G1\"\ngroup = [\"VI_1\", \"VI_2\"]\n{notify}",
+        vi("VI_1", 51, VIP, extra_vi1),
+        vi("VI_2", 52, VIP2, "")
+    )
+}
+
+const VIP2: &str = "10.214.0.101";
+
+#[test]
+fn sync_group_moves_both_instances_when_one_tracked_interface_fails() {
+    let lab = Lab::new(PREFIX, &["a", "b"]);
+    let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
+    a_ns.ip(&["link", "add", "trk0", "type", "veth", "peer", "name", "trk1"]).expect("veth inside A");
+    a_ns.ip(&["link", "set", "trk0", "up"]).expect("trk0 up");
+    a_ns.ip(&["link", "set", "trk1", "up"]).expect("trk1 up");
+    let (script, log) = notify_script("group");
+    let notify = format!("notify = [\"{}\"]\n", script.display());
+    let mut a = Director::start("A", a_ns, &grouped(150, "track_interface = [\"trk0\"]\n", &notify));
+    let mut b = Director::start("B", b_ns, &grouped(100, "", ""));
+    for vi in ["VI_1", "VI_2"] {
+        a.expect_instance(vi, State::Master, SETTLE);
+        b.expect_instance(vi, State::Backup, SETTLE);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let holders = |ns| [has_addr(ns, VIP), has_addr(ns, VIP2)];
+    assert_eq!((holders(a_ns), holders(b_ns)), ([true, true], [false, false]));
+
+    // Only VI_1 tracks trk0; the group takes VI_2 along to FAULT, and B takes both.
+    let down = Instant::now();
+    a_ns.ip(&["link", "set", "trk1", "down"]).expect("carrier lost");
+    for vi in ["VI_1", "VI_2"] {
+        a.expect_instance(vi, State::Fault, SETTLE);
+        let took = b.expect_instance(vi, State::Master, SETTLE) - down;
+        eprintln!("{vi}: B master {took:?} after trk0 went down (poll 200 ms + skew)");
+        assert!(took <= Duration::from_millis(200) + SKEW_100 + MARGIN + Duration::from_millis(100), "{took:?}");
+    }
+    let sa = a.statuses();
+    assert_eq!(sa[0].fault_reasons, vec!["interface trk0 is down".to_owned()]);
+    assert!(sa[1].fault_reasons.is_empty(), "VI_2 is in FAULT for its group only: {:?}", sa[1]);
+    assert!(wait_for(SETTLE, || (holders(b_ns) == [true, true]).then_some(())).is_some(), "both VIPs on B");
+    assert_eq!(holders(a_ns), [false, false]);
+
+    // The link comes back: both leave FAULT together and A preempts both back.
+    a_ns.ip(&["link", "set", "trk1", "up"]).expect("carrier back");
+    for vi in ["VI_1", "VI_2"] {
+        a.expect_instance(vi, State::Master, SETTLE);
+        b.expect_instance(vi, State::Backup, SETTLE);
+    }
+    assert!(wait_for(SETTLE, || (holders(a_ns) == [true, true]).then_some(())).is_some(), "both VIPs back on A");
+    assert_eq!(holders(b_ns), [false, false]);
+    drop(a);
+    drop(b);
+    let notified = std::fs::read_to_string(&log).unwrap_or_default();
+    eprintln!("group notify log:\n{notified}");
+    for state in ["MASTER", "FAULT", "STOP"] {
+        assert!(notified.contains(&format!("nobody GROUP G1 {state} 0")), "{state}: {notified}");
+    }
+    let _ = std::fs::remove_dir_all(log.parent().unwrap());
 }

@@ -81,7 +81,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let (neighbors, mut macs) = NeighborWatcher::spawn(neighbor_targets(&director))?;
     // The fast path runs on every director all the time with the same maps;
     // VRRP only decides which one holds the VIPs (and so gets the traffic).
-    let mut vrrp = start_vrrp(&director.config().vrrp)?;
+    let mut vrrp = start_vrrp(director.config())?;
     let (commands_tx, mut commands) = mpsc::channel::<Command>(64);
     let socket = director.config().global.control_socket.clone();
     let control = control::serve(&socket, commands_tx)?;
@@ -110,10 +110,10 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                         Err(e) => Response::error(e.to_string()),
                     },
                     Request::Reload => {
-                        let before = director.config().vrrp.clone();
+                        let before = vrrp_part(director.config());
                         let r = reload(&mut director, &mut monitor, &neighbors, &opts.config);
-                        if r.ok && director.config().vrrp != before {
-                            restart_vrrp(&mut vrrp, &director.config().vrrp).await;
+                        if r.ok && vrrp_part(director.config()) != before {
+                            restart_vrrp(&mut vrrp, director.config()).await;
                         }
                         r
                     }
@@ -128,12 +128,12 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                 let _ = reply.send(response);
             }
             _ = hup.recv() => {
-                let before = director.config().vrrp.clone();
+                let before = vrrp_part(director.config());
                 let r = reload(&mut director, &mut monitor, &neighbors, &opts.config);
                 if !r.ok {
                     warn!("reload on SIGHUP refused: {}", r.error.unwrap_or_default());
-                } else if director.config().vrrp != before {
-                    restart_vrrp(&mut vrrp, &director.config().vrrp).await;
+                } else if vrrp_part(director.config()) != before {
+                    restart_vrrp(&mut vrrp, director.config()).await;
                 }
             }
             _ = term.recv() => break,
@@ -201,6 +201,9 @@ fn take_in_and_flush(
 fn load(path: &Path) -> Result<Config, AgentError> {
     let config = Config::from_file(path)?;
     config.check_interfaces(|name| dataplane::ifindex(name).is_ok())?;
+    for line in config.warning_lines() {
+        warn!("{line}");
+    }
     Ok(config)
 }
 
@@ -249,11 +252,18 @@ fn targets(director: &Director) -> Vec<Target> {
     out
 }
 
-fn start_vrrp(instances: &[crate::config::VrrpInstance]) -> Result<Option<VrrpHandle>, AgentError> {
-    if instances.is_empty() {
+type VrrpPart = (Vec<crate::config::VrrpInstance>, Vec<crate::config::VrrpSyncGroup>);
+
+/// What the VRRP runtime is started from.
+fn vrrp_part(config: &Config) -> VrrpPart {
+    (config.vrrp.clone(), config.vrrp_sync_groups.clone())
+}
+
+fn start_vrrp(config: &Config) -> Result<Option<VrrpHandle>, AgentError> {
+    if config.vrrp.is_empty() {
         return Ok(None);
     }
-    let handle = vrrp::spawn(instances.to_vec())?;
+    let handle = vrrp::spawn_with_groups(config.vrrp.clone(), config.vrrp_sync_groups.clone())?;
     info!(instances = ?handle.names(), "VRRP started");
     Ok(Some(handle))
 }
@@ -261,11 +271,11 @@ fn start_vrrp(instances: &[crate::config::VrrpInstance]) -> Result<Option<VrrpHa
 /// VRRP instances changed in a reload: leave with the old ones (priority 0,
 /// VIPs removed) and start the new ones. A failure to start is logged; the
 /// director keeps forwarding, and the peer holds the VIPs meanwhile.
-async fn restart_vrrp(vrrp: &mut Option<VrrpHandle>, instances: &[crate::config::VrrpInstance]) {
+async fn restart_vrrp(vrrp: &mut Option<VrrpHandle>, config: &Config) {
     if let Some(v) = vrrp.take() {
         v.shutdown().await;
     }
-    match start_vrrp(instances) {
+    match start_vrrp(config) {
         Ok(v) => *vrrp = v,
         Err(e) => error!("restarting VRRP after a reload: {e}"),
     }
@@ -322,7 +332,9 @@ fn interface_name(ifindex: u32) -> String {
 fn log_transitions(transitions: &[Transition]) {
     for t in transitions {
         match &t.to {
-            State::Up => info!(vip = %t.vip, backend = %t.backend, "backend up (was {}: {})", t.from.name(), t.from.why()),
+            State::Up => {
+                info!(vip = %t.vip, backend = %t.backend, "backend up (was {}: {})", t.from.name(), t.from.why())
+            }
             State::Draining { why } => {
                 warn!(vip = %t.vip, backend = %t.backend, "backend draining: {why}");
             }

@@ -25,7 +25,7 @@ pub use types::{
     Backend, BodyMatch, Check, CheckKind, Config, Global, HashMode, HttpCheck, MAX_WEIGHT, Position, Protocol,
     ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
 };
-pub use vrrp::{Garp, Notify, TrackScript, VirtualAddress, VrrpInstance};
+pub use vrrp::{Garp, Notify, TrackScript, VirtualAddress, VrrpInstance, VrrpSyncGroup};
 
 use span::Problems;
 
@@ -50,7 +50,8 @@ impl Config {
             problems.into_result(file, text).expect_err("one problem was recorded")
         })?;
         let mut problems = Problems::default();
-        let config = validate::validate(&raw, file.to_owned(), text, &mut problems);
+        let mut config = validate::validate(&raw, file.to_owned(), text, &mut problems);
+        config.warnings = problems.warnings(text);
         problems.into_result(file, text)?;
         Ok(config)
     }
@@ -70,6 +71,12 @@ impl Config {
             })
             .collect();
         if errors.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { file: self.source.clone(), errors }) }
+    }
+
+    /// The warnings as `file:line:column: warning: message` lines.
+    pub fn warning_lines(&self) -> Vec<String> {
+        let file = self.source.display();
+        self.warnings.iter().map(|d| format!("{file}:{}:{}: warning: {}", d.line, d.column, d.message)).collect()
     }
 
     /// The largest ring of any VIP: the size of one ring region for the

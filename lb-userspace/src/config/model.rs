@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     pub vips: Vec<Spanned<RawVip>>,
     #[serde(default)]
     pub vrrp: Vec<Spanned<super::vrrp::RawVrrp>>,
+    #[serde(default)]
+    pub vrrp_sync_group: Vec<Spanned<super::vrrp::RawSyncGroup>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

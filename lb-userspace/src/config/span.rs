@@ -25,11 +25,32 @@ pub(crate) fn position(text: &str, offset: usize) -> Position {
 #[derive(Debug, Default)]
 pub(crate) struct Problems {
     found: Vec<(Span, String)>,
+    /// Legal but almost certainly not what was meant: `lb check` prints
+    /// them and still passes.
+    warnings: Vec<(Span, String)>,
 }
 
 impl Problems {
     pub(crate) fn push(&mut self, span: Span, message: impl Into<String>) {
         self.found.push((span, message.into()));
+    }
+
+    pub(crate) fn warn(&mut self, span: Span, message: impl Into<String>) {
+        self.warnings.push((span, message.into()));
+    }
+
+    /// The warnings in file order.
+    pub(crate) fn warnings(&self, text: &str) -> Vec<Diagnostic> {
+        let mut found = self.warnings.clone();
+        found.sort_by(|a, b| (a.0.start, a.0.end, &a.1).cmp(&(b.0.start, b.0.end, &b.1)));
+        found.dedup();
+        found
+            .into_iter()
+            .map(|(span, message)| {
+                let Position { line, column } = position(text, span.start);
+                Diagnostic { line, column, message }
+            })
+            .collect()
     }
 
     /// `Ok` when nothing was found. Problems come out in file order, each once:

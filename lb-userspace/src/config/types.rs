@@ -16,6 +16,10 @@ pub struct Config {
     pub vips: Vec<Vip>,
     /// The `[[vrrp]]` instances, in file order.
     pub vrrp: Vec<super::VrrpInstance>,
+    /// The `[[vrrp_sync_group]]`s, in file order.
+    pub vrrp_sync_groups: Vec<super::VrrpSyncGroup>,
+    /// What is legal but suspicious (`lb check` prints these and passes).
+    pub warnings: Vec<super::Diagnostic>,
 }
 
 /// The `[global]` table.

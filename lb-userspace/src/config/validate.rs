@@ -98,7 +98,9 @@ pub(crate) fn validate(raw: &RawConfig, source: PathBuf, text: &str, problems: &
     }
     ring_memory(&vips, &ring_spans, &global, problems);
     let vrrp = super::vrrp::validate(&raw.vrrp, &global.script_user, text, problems);
-    Config { source, global, vips, vrrp }
+    let vrrp_sync_groups =
+        super::vrrp::validate_sync_groups(&raw.vrrp_sync_group, &vrrp, &global.script_user, text, problems);
+    Config { source, global, vips, vrrp, vrrp_sync_groups, warnings: Vec::new() }
 }
 
 fn global(raw: &RawGlobal, problems: &mut Problems) -> Global {

@@ -30,6 +30,11 @@
 //! command = ["/usr/local/bin/chk_nginx"]
 //! interval = "1s"
 //! weight = -60                     # 0 = FAULT after `fall` failures
+//!
+//! [[vrrp_sync_group]]              # keepalived's vrrp_sync_group
+//! name = "G1"
+//! group = ["VI_1", "VI_2"]         # change state together
+//! # notify = ["/etc/lb/notify.sh"] # + GROUP name STATE 0; also notify_master and so on
 //! ```
 
 use std::{
@@ -118,6 +123,19 @@ impl VrrpInstance {
     pub fn is_ipv6(&self) -> bool {
         self.virtual_addresses.first().is_some_and(|v| v.address.is_ipv6())
     }
+}
+
+/// keepalived's `vrrp_sync_group` (a `[[vrrp_sync_group]]` table): instances
+/// that change state together, see [`crate::vrrp::sync`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VrrpSyncGroup {
+    pub name: String,
+    /// Names of `[[vrrp]]` instances, each in one group at most. A group of
+    /// one is kept but does nothing (keepalived removes it with a warning).
+    pub members: Vec<String>,
+    /// Run on the group's state changes, `notify` with `GROUP name STATE 0`.
+    pub notify: Notify,
+    pub at: super::Position,
 }
 
 /// A virtual address with its prefix, as `ip addr add ADDR/PREFIX dev DEV label LABEL`.
@@ -236,6 +254,19 @@ pub(crate) struct RawVrrp {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawSyncGroup {
+    pub name: Spanned<String>,
+    pub group: Spanned<Vec<Spanned<String>>>,
+    pub notify_master: Option<Spanned<RawCommand>>,
+    pub notify_backup: Option<Spanned<RawCommand>>,
+    pub notify_fault: Option<Spanned<RawCommand>>,
+    pub notify_stop: Option<Spanned<RawCommand>>,
+    pub notify: Option<Spanned<RawCommand>>,
+    pub notify_user: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawTrackScript {
     pub name: Spanned<String>,
     pub command: Spanned<RawCommand>,
@@ -323,6 +354,85 @@ pub(crate) fn validate(
             vrids.insert(key, v.virtual_router_id.span());
         }
         out.push(inst);
+    }
+    out
+}
+
+/// Validates the `[[vrrp_sync_group]]` tables against the instances.
+/// keepalived only logs an unknown member or one already in another group
+/// and goes on without it, which silently splits what the operator meant to
+/// keep together: here both are errors. A group of one is what keepalived
+/// warns about and removes: a warning.
+pub(crate) fn validate_sync_groups(
+    raw: &[Spanned<RawSyncGroup>],
+    instances: &[VrrpInstance],
+    script_user: &str,
+    text: &str,
+    problems: &mut Problems,
+) -> Vec<VrrpSyncGroup> {
+    let mut out = Vec::new();
+    let mut names: HashMap<String, Span> = HashMap::new();
+    // Instance -> the group that has it, and where.
+    let mut taken: HashMap<String, (String, Span)> = HashMap::new();
+    for r in raw {
+        let g = r.get_ref();
+        let name = g.name.get_ref().clone();
+        if name.trim().is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            problems.push(
+                g.name.span(),
+                format!("bad sync group name \"{}\": expected a word without spaces", name.escape_debug()),
+            );
+        } else if let Some(first) = names.get(&name) {
+            let line = position(text, first.start).line;
+            problems.push(g.name.span(), format!("duplicate sync group name \"{name}\": already at line {line}"));
+        } else {
+            names.insert(name.clone(), g.name.span());
+        }
+        let mut members: Vec<String> = Vec::new();
+        for m in g.group.get_ref() {
+            let member = m.get_ref();
+            if !instances.iter().any(|i| &i.name == member) {
+                problems.push(m.span(), format!("sync group {name}: no [[vrrp]] instance is called \"{member}\""));
+            } else if members.contains(member) {
+                problems.push(m.span(), format!("sync group {name}: instance {member} is listed twice"));
+            } else if let Some((other, at)) = taken.get(member) {
+                let line = position(text, at.start).line;
+                problems.push(
+                    m.span(),
+                    format!(
+                        "instance {member} is already in sync group {other} (line {line}): an instance belongs to one group at most"
+                    ),
+                );
+            } else {
+                taken.insert(member.clone(), (name.clone(), m.span()));
+                members.push(member.clone());
+            }
+        }
+        if g.group.get_ref().is_empty() {
+            problems.push(g.group.span(), format!("sync group {name} is empty: list the instances that move together"));
+        } else if g.group.get_ref().len() == 1 {
+            problems.warn(
+                g.group.span(),
+                format!("sync group {name} has only one instance: it does nothing (keepalived removes such a group)"),
+            );
+        }
+        let notify_user = match &g.notify_user {
+            Some(u) if u.get_ref().trim().is_empty() => {
+                problems.push(u.span(), "notify_user is empty");
+                script_user.to_owned()
+            }
+            Some(u) => u.get_ref().clone(),
+            None => script_user.to_owned(),
+        };
+        let notify = Notify {
+            master: g.notify_master.as_ref().and_then(|c| argv(c, "notify_master", true, problems)),
+            backup: g.notify_backup.as_ref().and_then(|c| argv(c, "notify_backup", true, problems)),
+            fault: g.notify_fault.as_ref().and_then(|c| argv(c, "notify_fault", true, problems)),
+            stop: g.notify_stop.as_ref().and_then(|c| argv(c, "notify_stop", true, problems)),
+            any: g.notify.as_ref().and_then(|c| argv(c, "notify", true, problems)),
+            user: notify_user,
+        };
+        out.push(VrrpSyncGroup { name, members, notify, at: position(text, r.span().start) });
     }
     out
 }
@@ -893,5 +1003,51 @@ mod tests {
         assert!(e.contains("lb.toml:9:10: weight 254 out of range -253..=253"), "{e}");
         let e = error(&format!("{MIN}preempt = true\nnopreempt = true\n"));
         assert!(e.contains("preempt and nopreempt contradict"), "{e}");
+    }
+
+    fn two(name1: &str, name2: &str) -> String {
+        format!("{}{}", MIN.replace("VI_1", name1), MIN.replace("VI_1", name2).replace("= 51", "= 52"))
+    }
+
+    #[test]
+    fn sync_groups() {
+        let text = format!(
+            "{}[[vrrp_sync_group]]\nname = \"G1\"\ngroup = [\"VI_1\", \"VI_2\"]\nnotify = \"/bin/n group\"\nnotify_user = \"u\"\n",
+            two("VI_1", "VI_2")
+        );
+        let c = Config::from_str(&text, "lb.toml").unwrap();
+        let g = &c.vrrp_sync_groups[0];
+        assert_eq!((g.name.as_str(), g.members.clone()), ("G1", vec!["VI_1".to_owned(), "VI_2".to_owned()]));
+        assert_eq!(g.notify.any, Some(vec!["/bin/n".to_owned(), "group".to_owned()]));
+        assert_eq!(g.notify.user, "u");
+        assert_eq!(g.at, crate::config::Position { line: 11, column: 1 });
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn sync_group_errors_and_warnings() {
+        let base = two("VI_1", "VI_2");
+        let group =
+            |name: &str, members: &str| format!("[[vrrp_sync_group]]\nname = \"{name}\"\ngroup = [{members}]\n");
+        // Lines 11-13: G1; 14-16: G2.
+        let text =
+            format!("{base}{}{}", group("G1", "\"VI_1\", \"VI_3\", \"VI_1\""), group("G2", "\"VI_2\", \"VI_1\""));
+        assert_eq!(
+            error(&text),
+            "lb.toml:13:18: sync group G1: no [[vrrp]] instance is called \"VI_3\"\n\
+             lb.toml:13:26: sync group G1: instance VI_1 is listed twice\n\
+             lb.toml:16:18: instance VI_1 is already in sync group G1 (line 13): an instance belongs to one group at most"
+        );
+        let e = error(&format!("{base}{}{}", group("G1", ""), group("G1", "\"VI_2\", \"VI_1\"")));
+        assert!(e.contains("lb.toml:13:9: sync group G1 is empty"), "{e}");
+        assert!(e.contains("lb.toml:15:8: duplicate sync group name \"G1\": already at line 12"), "{e}");
+        // A group of one: keepalived removes it with a warning; so do we, as a warning.
+        let c = Config::from_str(&format!("{base}{}", group("G1", "\"VI_2\"")), "lb.toml").unwrap();
+        assert_eq!(
+            c.warning_lines(),
+            vec![
+                "lb.toml:13:9: warning: sync group G1 has only one instance: it does nothing (keepalived removes such a group)"
+            ]
+        );
     }
 }

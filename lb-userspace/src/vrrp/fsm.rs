@@ -92,6 +92,10 @@ pub struct Config {
     /// This router's primary address on the interface: the advert's IP source
     /// and the equal-priority tie-break (RFC 5798 section 6.4.3).
     pub primary_address: IpAddr,
+    /// A member of a keepalived `vrrp_sync_group`: the master-down timer
+    /// asks the group ([`Action::WantsMaster`]) instead of taking over, and
+    /// the group moves the instance with the `Sync*` events.
+    pub sync_group: bool,
 }
 
 impl Config {
@@ -106,6 +110,7 @@ impl Config {
             preempt_delay: Duration::ZERO,
             lower_prio_no_advert: false,
             primary_address,
+            sync_group: false,
         }
     }
 
@@ -194,6 +199,20 @@ pub enum Event {
         /// The new effective priority.
         effective: u8,
     },
+    /// Sync group: every member wants to be master (keepalived
+    /// `vrrp_sync_master`), or another member became master. In Backup: take
+    /// over now.
+    SyncMaster,
+    /// Sync group: another member left Master for Backup (keepalived
+    /// `vrrp_sync_backup`). In Master: resign with priority 0 and follow.
+    SyncBackup,
+    /// Sync group: another member is in FAULT (`on`), or none is any more
+    /// (keepalived `vrrp_sync_fault`). Kept apart from the instance's own
+    /// tracking: Fault is left only when both are clear.
+    SyncFault {
+        /// Whether some other member is faulty.
+        on: bool,
+    },
 }
 
 impl Event {
@@ -234,6 +253,10 @@ pub enum Action {
     Notify(State),
     /// An advertisement was dropped; the caller logs it, the instance counted it.
     Discarded(DiscardReason),
+    /// Sync group members only: the master-down timer ran out in Backup
+    /// (`true`), or a master was heard again (`false`). The group answers
+    /// with [`Event::SyncMaster`] once every member wants it.
+    WantsMaster(bool),
 }
 
 /// Why [`Event::AdvertReceived`] was dropped.
@@ -294,6 +317,10 @@ pub struct Instance {
     fault: bool,
     /// In Backup, inside `preempt_delay`.
     preempt_delay_pending: bool,
+    /// Another member of the sync group is in FAULT.
+    group_fault: bool,
+    /// Sync group member in Backup whose master-down timer ran out.
+    wants_master: bool,
     counters: Counters,
 }
 
@@ -308,6 +335,8 @@ impl Instance {
             state: State::Initialize,
             fault: false,
             preempt_delay_pending: false,
+            group_fault: false,
+            wants_master: false,
             counters: Counters::default(),
         })
     }
@@ -386,6 +415,9 @@ impl Instance {
             Event::FaultDetected => self.fault_detected(&mut out),
             Event::FaultCleared => self.fault_cleared(&mut out),
             Event::PriorityChanged { effective } => self.priority_changed(effective),
+            Event::SyncMaster => self.sync_master(&mut out),
+            Event::SyncBackup => self.sync_backup(&mut out),
+            Event::SyncFault { on } => self.sync_fault(on, &mut out),
         }
         out
     }
@@ -398,7 +430,7 @@ impl Instance {
         if self.state != State::Initialize {
             return;
         }
-        if self.fault {
+        if self.fault || self.group_fault {
             self.change_state(State::Fault, out);
         } else {
             self.enter_backup_or_owner_master(out);
@@ -471,6 +503,10 @@ impl Instance {
                 self.master_adver_interval = interval;
             }
             out.push(Action::StartMasterDownTimer(self.master_down_interval()));
+            if self.wants_master {
+                self.wants_master = false;
+                out.push(Action::WantsMaster(false));
+            }
         }
     }
 
@@ -501,9 +537,23 @@ impl Instance {
 
     /// RFC 5798 section 6.4.2: no master was heard for Master_Down_Interval
     /// (or Skew_Time after a resignation): take over.
+    ///
+    /// In a sync group, keepalived's `vrrp_sync_can_goto_master`: "only sync
+    /// to master if everyone wants to, i.e. prefer backup state to avoid
+    /// thrashing". So the instance only says it wants to, and re-arms the
+    /// timer as keepalived does while it waits for the others.
     fn master_down_timer_fired(&mut self, out: &mut Vec<Action>) {
-        if self.state == State::Backup {
+        if self.state != State::Backup {
+            return;
+        }
+        if !self.config.sync_group {
             self.change_state(State::Master, out);
+            return;
+        }
+        out.push(Action::StartMasterDownTimer(self.master_down_interval()));
+        if !self.wants_master {
+            self.wants_master = true;
+            out.push(Action::WantsMaster(true));
         }
     }
 
@@ -526,6 +576,10 @@ impl Instance {
     /// as keepalived does, so the backup takes over after its skew time.
     fn fault_detected(&mut self, out: &mut Vec<Action>) {
         self.fault = true;
+        self.enter_fault(out);
+    }
+
+    fn enter_fault(&mut self, out: &mut Vec<Action>) {
         match self.state {
             State::Initialize | State::Fault => {}
             State::Master => {
@@ -540,7 +594,40 @@ impl Instance {
     /// Master at once for the owner.
     fn fault_cleared(&mut self, out: &mut Vec<Action>) {
         self.fault = false;
-        if self.state == State::Fault {
+        if self.state == State::Fault && !self.group_fault {
+            self.enter_backup_or_owner_master(out);
+        }
+    }
+
+    /// keepalived `vrrp_sync_master`: the group decided (every member wants
+    /// master, or one already is), so a Backup takes over as if its own
+    /// master-down timer had fired (RFC 5798 section 6.4.2).
+    fn sync_master(&mut self, out: &mut Vec<Action>) {
+        if self.state == State::Backup {
+            self.change_state(State::Master, out);
+        }
+    }
+
+    /// keepalived `vrrp_sync_backup` calls `vrrp_state_leave_master` with
+    /// its advert flag set: the master resigns with priority 0, so that the
+    /// peer's member takes over after its skew time, not the whole
+    /// master-down interval.
+    fn sync_backup(&mut self, out: &mut Vec<Action>) {
+        if self.state == State::Master {
+            self.send_advert(PRIORITY_STOP, out);
+            self.master_adver_interval = self.config.advert_interval;
+            self.change_state(State::Backup, out);
+        }
+    }
+
+    /// keepalived `vrrp_sync_fault`: a Master goes to FAULT through
+    /// resigning (priority 0), a Backup at once. Leaving it is a fresh start
+    /// like [`Self::fault_cleared`], once the instance's own tracking is clear too.
+    fn sync_fault(&mut self, on: bool, out: &mut Vec<Action>) {
+        self.group_fault = on;
+        if on {
+            self.enter_fault(out);
+        } else if self.state == State::Fault && !self.fault {
             self.enter_backup_or_owner_master(out);
         }
     }
@@ -598,6 +685,8 @@ impl Instance {
         }
         self.state = to;
         self.preempt_delay_pending = false;
+        // The group forgets a member's wish when its state changes.
+        self.wants_master = false;
         match to {
             State::Initialize | State::Fault => {}
             // Master_Adver_Interval was set by the caller: our own on a fresh
@@ -729,6 +818,7 @@ mod tests {
         use Action::*;
         use Event::*;
         let v2 = |p| cfg(Version::V2, p, 5);
+        let synced = |p| Config { sync_group: true, ..cfg(Version::V2, p, 5) };
         let backup = || vec![Startup];
         let master = || vec![Startup, MasterDownTimerFired];
         let discard = |reason| vec![Discarded(reason)];
@@ -1079,6 +1169,116 @@ mod tests {
                 state: State::Master,
             },
             Case {
+                name: "sync group: master-down asks the group, re-arms, stays Backup",
+                config: synced(100),
+                before: backup(),
+                event: MasterDownTimerFired,
+                actions: vec![StartMasterDownTimer(MD_V2_100), WantsMaster(true)],
+                state: State::Backup,
+            },
+            Case {
+                name: "sync group: asking again does not repeat the wish",
+                config: synced(100),
+                before: vec![Startup, MasterDownTimerFired],
+                event: MasterDownTimerFired,
+                actions: vec![StartMasterDownTimer(MD_V2_100)],
+                state: State::Backup,
+            },
+            Case {
+                name: "sync group: a master heard again withdraws the wish",
+                config: synced(100),
+                before: vec![Startup, MasterDownTimerFired],
+                event: advert(9, 150, 100),
+                actions: vec![StartMasterDownTimer(MD_V2_100), WantsMaster(false)],
+                state: State::Backup,
+            },
+            Case {
+                name: "sync group: a resignation shortens the wait but asks the group too",
+                config: synced(100),
+                before: vec![Startup, advert(9, 0, 100)],
+                event: MasterDownTimerFired,
+                actions: vec![StartMasterDownTimer(MD_V2_100), WantsMaster(true)],
+                state: State::Backup,
+            },
+            Case {
+                name: "vrrp_sync_master: Backup -> Master at once",
+                config: synced(100),
+                before: vec![Startup, MasterDownTimerFired],
+                event: SyncMaster,
+                actions: become_master(100),
+                state: State::Master,
+            },
+            Case {
+                name: "vrrp_sync_master in Fault is ignored",
+                config: synced(100),
+                before: vec![Startup, FaultDetected],
+                event: SyncMaster,
+                actions: vec![],
+                state: State::Fault,
+            },
+            Case {
+                name: "vrrp_sync_backup: Master resigns with priority 0 and becomes Backup",
+                config: synced(100),
+                before: vec![Startup, MasterDownTimerFired, SyncMaster],
+                event: SyncBackup,
+                actions: vec![
+                    SendAdvert { priority: 0 },
+                    CancelTimers,
+                    RemoveVips,
+                    StartMasterDownTimer(MD_V2_100),
+                    Notify(State::Backup),
+                ],
+                state: State::Backup,
+            },
+            Case {
+                name: "vrrp_sync_backup in Backup is ignored",
+                config: synced(100),
+                before: backup(),
+                event: SyncBackup,
+                actions: vec![],
+                state: State::Backup,
+            },
+            Case {
+                name: "vrrp_sync_fault in Master: resign, then Fault",
+                config: synced(100),
+                before: vec![Startup, MasterDownTimerFired, SyncMaster],
+                event: SyncFault { on: true },
+                actions: vec![SendAdvert { priority: 0 }, CancelTimers, RemoveVips, Notify(State::Fault)],
+                state: State::Fault,
+            },
+            Case {
+                name: "group fault cleared: Backup",
+                config: synced(100),
+                before: vec![Startup, SyncFault { on: true }],
+                event: SyncFault { on: false },
+                actions: vec![CancelTimers, StartMasterDownTimer(MD_V2_100), Notify(State::Backup)],
+                state: State::Backup,
+            },
+            Case {
+                name: "group fault cleared while the own tracking is down: stays Fault",
+                config: synced(100),
+                before: vec![Startup, FaultDetected, SyncFault { on: true }],
+                event: SyncFault { on: false },
+                actions: vec![],
+                state: State::Fault,
+            },
+            Case {
+                name: "own fault cleared while the group is in fault: stays Fault",
+                config: synced(100),
+                before: vec![Startup, SyncFault { on: true }, FaultDetected],
+                event: FaultCleared,
+                actions: vec![],
+                state: State::Fault,
+            },
+            Case {
+                name: "startup during a group fault goes to Fault",
+                config: synced(100),
+                before: vec![SyncFault { on: true }],
+                event: Startup,
+                actions: vec![CancelTimers, Notify(State::Fault)],
+                state: State::Fault,
+            },
+            Case {
                 name: "a backup's skew follows its effective priority",
                 config: v2(100),
                 before: vec![Startup, PriorityChanged { effective: 200 }],
@@ -1251,7 +1451,7 @@ mod tests {
                         }
                     }
                 }
-                Action::Announce | Action::Notify(_) | Action::Discarded(_) => {}
+                Action::Announce | Action::Notify(_) | Action::Discarded(_) | Action::WantsMaster(_) => {}
             }
         }
 

@@ -20,6 +20,7 @@
 //! - [`addresses`]: VIPs on and off interfaces over rtnetlink; interface queries.
 //! - [`announce`]: gratuitous ARP and unsolicited neighbour advertisements.
 //! - [`notify`]: keepalived's notify scripts; [`track`]: tracked interfaces and scripts.
+//! - [`sync`]: keepalived's `vrrp_sync_group`, as pure code like [`fsm`].
 
 pub mod addresses;
 pub mod announce;
@@ -28,6 +29,7 @@ pub mod notify;
 pub mod packet;
 pub mod runtime;
 pub mod socket;
+pub mod sync;
 pub mod track;
 
 pub use fsm::{Action, Config, ConfigError, Counters, DiscardReason, Event, Instance, State};

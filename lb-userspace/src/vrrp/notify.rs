@@ -99,6 +99,20 @@ pub fn commands_for(notify: &Notify, instance: &str, state: State, priority: u8)
     out
 }
 
+/// The argv lists to run for a sync group entering `state`: as for an
+/// instance, with `GROUP name STATE 0` (keepalived: "the prio will be
+/// indicated as zero for a group").
+pub fn group_commands(notify: &Notify, group: &str, state: State) -> Vec<Vec<String>> {
+    let mut out = commands_for(notify, group, state, 0);
+    if notify.any.is_some()
+        && let Some(last) = out.last_mut()
+        && let Some(kind) = last.iter_mut().rev().nth(3)
+    {
+        "GROUP".clone_into(kind);
+    }
+    out
+}
+
 /// Runs one instance's notify scripts in order on a task of its own.
 #[derive(Debug)]
 pub struct Notifier {
@@ -167,5 +181,12 @@ mod tests {
         );
         assert_eq!(commands_for(&notify, "VI_A", State::Initialize, 150)[0][3], "STOP");
         assert!(commands_for(&Notify::default(), "x", State::Fault, 1).is_empty());
+        assert_eq!(
+            group_commands(&notify, "G1", State::Master),
+            vec![
+                vec!["/bin/n".to_owned(), "master".to_owned()],
+                ["/bin/all", "GROUP", "G1", "MASTER", "0"].map(str::to_owned).to_vec(),
+            ]
+        );
     }
 }

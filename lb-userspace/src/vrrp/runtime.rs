@@ -55,13 +55,14 @@ use super::{
     addresses::{IfCtl, Link, Rtnl, ipv6_link_local},
     announce::{PacketSocket, garp_frame, unsolicited_na_frame},
     fsm::{self, Action, Counters, DiscardReason, Event, Instance, State},
-    notify::{NOTIFY_TIMEOUT, Notifier, commands_for},
+    notify::{NOTIFY_TIMEOUT, Notifier, commands_for, group_commands},
     packet::{Addresses, Advertisement, DecodeError, PseudoHeader, Version},
     socket::{RecvInfo, VrrpSocket},
+    sync::{self, SyncGroup},
     track::{AbortOnDrop, ScriptState, effective_priority, spawn_script},
 };
 use crate::{
-    config::{VirtualAddress, VrrpInstance},
+    config::{Notify, VirtualAddress, VrrpInstance, VrrpSyncGroup},
     health::{Account, resolve_user},
 };
 
@@ -195,6 +196,24 @@ pub struct StateChange {
 #[derive(Debug)]
 enum Command {
     Shutdown,
+    /// From the instance's sync group.
+    Sync(Event),
+}
+
+/// What a member task tells its sync group's task.
+type GroupTx = mpsc::UnboundedSender<(usize, sync::Input)>;
+
+/// A member's way to its group.
+#[derive(Debug, Clone)]
+struct GroupLink {
+    /// Its index in the group.
+    member: usize,
+    tx: GroupTx,
+}
+
+#[derive(Debug)]
+struct GroupHandle {
+    task: Option<JoinHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -210,6 +229,7 @@ struct InstanceHandle {
 #[derive(Debug)]
 pub struct VrrpHandle {
     instances: Vec<InstanceHandle>,
+    groups: Vec<GroupHandle>,
     events: Option<mpsc::UnboundedReceiver<StateChange>>,
 }
 
@@ -241,6 +261,12 @@ impl VrrpHandle {
                 let _ = task.await;
             }
         }
+        // Each group's task ends once its members have, after its STOP scripts.
+        for g in &mut self.groups {
+            if let Some(task) = g.task.take() {
+                let _ = task.await;
+            }
+        }
     }
 
     /// Stops every instance at once with no goodbye: no priority 0, VIPs
@@ -249,6 +275,11 @@ impl VrrpHandle {
     pub fn abort(mut self) {
         for i in &mut self.instances {
             if let Some(task) = i.task.take() {
+                task.abort();
+            }
+        }
+        for g in &mut self.groups {
+            if let Some(task) = g.task.take() {
                 task.abort();
             }
         }
@@ -270,12 +301,32 @@ impl Drop for VrrpHandle {
 /// what failed (an interface that does not exist, no address to send from,
 /// an unknown script user, a socket the kernel refused).
 pub fn spawn(instances: Vec<VrrpInstance>) -> Result<VrrpHandle, VrrpError> {
+    spawn_with_groups(instances, Vec::new())
+}
+
+/// [`spawn`] with keepalived's sync groups: the members of each group of two
+/// or more change state together ([`super::sync`]). A group's notify
+/// scripts run on its task, as `notify_user`.
+pub fn spawn_with_groups(instances: Vec<VrrpInstance>, groups: Vec<VrrpSyncGroup>) -> Result<VrrpHandle, VrrpError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|source| VrrpError::NoRuntime { source })?;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let groups: Vec<VrrpSyncGroup> = groups.into_iter().filter(|g| g.members.len() >= 2).collect();
+    let mut group_accounts = Vec::with_capacity(groups.len());
+    for g in &groups {
+        group_accounts.push(
+            notify_account(&g.notify)
+                .map_err(|message| VrrpError::Setup { instance: format!("(sync group {})", g.name), message })?,
+        );
+    }
+    let channels: Vec<_> = groups.iter().map(|_| mpsc::unbounded_channel::<(usize, sync::Input)>()).collect();
     let mut prepared = Vec::with_capacity(instances.len());
     for cfg in instances {
+        let link = groups.iter().enumerate().find_map(|(g, group)| {
+            let member = group.members.iter().position(|m| *m == cfg.name)?;
+            Some(GroupLink { member, tx: channels[g].0.clone() })
+        });
         let _guard = runtime.enter();
-        prepared.push(prepare(cfg, events_tx.clone())?);
+        prepared.push(prepare(cfg, events_tx.clone(), link)?);
     }
     let mut handles = Vec::with_capacity(prepared.len());
     for (task, socket) in prepared {
@@ -285,7 +336,54 @@ pub fn spawn(instances: Vec<VrrpInstance>) -> Result<VrrpHandle, VrrpError> {
         let join = runtime.spawn(task.run(socket, commands_rx));
         handles.push(InstanceHandle { name, commands: commands_tx, status, task: Some(join) });
     }
-    Ok(VrrpHandle { instances: handles, events: Some(events_rx) })
+    let mut group_handles = Vec::with_capacity(groups.len());
+    for ((group, (_, rx)), account) in groups.into_iter().zip(channels).zip(group_accounts) {
+        let members: Vec<mpsc::UnboundedSender<Command>> = (group.members.iter())
+            .filter_map(|m| handles.iter().find(|h| &h.name == m).map(|h| h.commands.clone()))
+            .collect();
+        let task = runtime.spawn(run_group(group, members, rx, account));
+        group_handles.push(GroupHandle { task: Some(task) });
+    }
+    Ok(VrrpHandle { instances: handles, groups: group_handles, events: Some(events_rx) })
+}
+
+/// The account notify scripts run as, when there are any.
+fn notify_account(n: &Notify) -> Result<Option<Account>, String> {
+    if n.master.is_some() || n.backup.is_some() || n.fault.is_some() || n.stop.is_some() || n.any.is_some() {
+        resolve_user(&n.user).map(Some).map_err(|e| format!("script user: {e}"))
+    } else {
+        Ok(None)
+    }
+}
+
+/// One sync group: member reports in, `Sync*` events out. Ends when every
+/// member task has ended (their senders are gone), after the group's STOP
+/// scripts.
+async fn run_group(
+    group: VrrpSyncGroup,
+    members: Vec<mpsc::UnboundedSender<Command>>,
+    mut rx: mpsc::UnboundedReceiver<(usize, sync::Input)>,
+    account: Option<Account>,
+) {
+    let notifier = Notifier::spawn(group.name.clone(), account);
+    let mut logic = SyncGroup::new(members.len());
+    while let Some((_, input)) = rx.recv().await {
+        for out in logic.handle(input) {
+            match out {
+                sync::Output::Deliver { member, event } => {
+                    tracing::debug!(group = group.name, member = group.members[member], ?event, "sync group");
+                    if let Some(tx) = members.get(member) {
+                        let _ = tx.send(Command::Sync(event));
+                    }
+                }
+                sync::Output::Notify(state) => {
+                    tracing::info!(group = group.name, "VRRP sync group {}: {}", group.name, state.keepalived_name());
+                    notifier.run(group_commands(&group.notify, &group.name, state));
+                }
+            }
+        }
+    }
+    notifier.finish(NOTIFY_TIMEOUT).await;
 }
 
 /// A VIP with where it goes.
@@ -300,6 +398,7 @@ struct VipTarget {
 fn prepare(
     cfg: VrrpInstance,
     events: mpsc::UnboundedSender<StateChange>,
+    group: Option<GroupLink>,
 ) -> Result<(Task, AsyncFd<VrrpSocket>), VrrpError> {
     let name = cfg.name.clone();
     let io_err = |what: String| {
@@ -355,13 +454,7 @@ fn prepare(
         )
     };
     let user = |user: &str| resolve_user(user).map_err(|e| setup(format!("script user: {e}")));
-    let n = &cfg.notify;
-    let notify_account =
-        if n.master.is_some() || n.backup.is_some() || n.fault.is_some() || n.stop.is_some() || n.any.is_some() {
-            Some(user(&n.user)?)
-        } else {
-            None
-        };
+    let notify_account = notify_account(&cfg.notify).map_err(setup)?;
     let mut script_accounts: Vec<Account> = Vec::with_capacity(cfg.track_scripts.len());
     for s in &cfg.track_scripts {
         script_accounts.push(user(&s.user)?);
@@ -375,6 +468,7 @@ fn prepare(
         preempt_delay: cfg.preempt_delay,
         lower_prio_no_advert: cfg.lower_prio_no_advert,
         primary_address: src,
+        sync_group: group.is_some(),
     };
     let fsm = Instance::new(fsm_config).map_err(|source| VrrpError::Config { instance: name.clone(), source })?;
     let mut tracked = vec![cfg.interface.clone()];
@@ -424,6 +518,7 @@ fn prepare(
         events,
         notify_account,
         logged: HashMap::new(),
+        group,
         cfg,
     };
     Ok((task, socket))
@@ -476,6 +571,8 @@ struct Task {
     notify_account: Option<Account>,
     /// Rate limit of repeated log lines: when each kind was last written.
     logged: HashMap<&'static str, Instant>,
+    /// The sync group, when the instance is in one.
+    group: Option<GroupLink>,
 }
 
 impl Task {
@@ -502,6 +599,7 @@ impl Task {
                 biased;
                 command = commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
+                    Some(Command::Sync(event)) => self.handle(event, sock, &notifier),
                 },
                 ready = socket.readable() => match ready {
                     Ok(mut guard) => self.read(&mut guard, &mut buf, &notifier),
@@ -676,7 +774,11 @@ impl Task {
                 self.timers.master_down = None;
                 self.timers.preempt = None;
             }
-            Action::Notify(state) => self.entered(state, notifier),
+            Action::Notify(state) => {
+                self.entered(state, notifier);
+                self.tell_group(sync::Input::State { member: 0, state });
+            }
+            Action::WantsMaster(wants) => self.tell_group(sync::Input::WantsMaster { member: 0, wants }),
             Action::Discarded(reason) => {
                 let (key, message) = match reason {
                     DiscardReason::NotParticipating { .. } | DiscardReason::OwnAdvert => {
@@ -844,8 +946,20 @@ impl Task {
                 tracing::info!(instance = self.cfg.name, "tracking healthy again; leaving FAULT");
                 self.handle(Event::FaultCleared, socket, notifier);
             }
+            self.tell_group(sync::Input::Tracking { member: 0, faulty: fault });
         }
         self.status.fault_reasons = reasons;
+    }
+
+    /// Reports to the sync group; `member` in `input` is filled in here.
+    fn tell_group(&self, input: sync::Input) {
+        let Some(link) = &self.group else { return };
+        let input = match input {
+            sync::Input::State { state, .. } => sync::Input::State { member: link.member, state },
+            sync::Input::WantsMaster { wants, .. } => sync::Input::WantsMaster { member: link.member, wants },
+            sync::Input::Tracking { faulty, .. } => sync::Input::Tracking { member: link.member, faulty },
+        };
+        let _ = link.tx.send((link.member, input));
     }
 
     fn publish(&mut self) {

@@ -14,7 +14,7 @@ use std::{
 };
 
 use lb_userspace::{
-    config::{Config, VrrpInstance},
+    config::{Config, VrrpInstance, VrrpSyncGroup},
     netns::{self, Netns},
     vrrp::{
         State,
@@ -28,8 +28,12 @@ pub const SUBNET: &str = "10.214.0";
 pub const VIP: &str = "10.214.0.100";
 
 pub fn config(toml: &str) -> Vec<VrrpInstance> {
+    config_with_groups(toml).0
+}
+
+pub fn config_with_groups(toml: &str) -> (Vec<VrrpInstance>, Vec<VrrpSyncGroup>) {
     match Config::from_str(toml, "vrrp-test.toml") {
-        Ok(c) => c.vrrp,
+        Ok(c) => (c.vrrp, c.vrrp_sync_groups),
         Err(e) => panic!("test configuration:\n{e}"),
     }
 }
@@ -130,7 +134,7 @@ pub struct Director {
 impl Director {
     /// Starts the instances of `toml` inside `ns`.
     pub fn start(name: &str, ns: &Netns, toml: &str) -> Director {
-        let instances = config(toml);
+        let (instances, groups) = config_with_groups(toml);
         let (event_tx, events) = std_mpsc::channel();
         let (control, mut control_rx) = mpsc::unbounded_channel::<Ctl>();
         let (ready_tx, ready_rx) = std_mpsc::channel::<Result<(), String>>();
@@ -138,7 +142,7 @@ impl Director {
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                 rt.block_on(async move {
-                    let mut handle = match runtime::spawn(instances) {
+                    let mut handle = match runtime::spawn_with_groups(instances, groups) {
                         Ok(h) => h,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e.to_string()));
@@ -190,6 +194,40 @@ impl Director {
                 return Some(at);
             }
         }
+    }
+
+    /// Waits until `instance` is in `state` (already, or by a change within `limit`).
+    pub fn wait_instance(&mut self, instance: &str, state: State, limit: Duration) -> Option<Instant> {
+        if let Some((at, e)) = self.seen.iter().rev().find(|(_, e)| e.instance == instance)
+            && e.to == state
+        {
+            return Some(*at);
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let (at, ev) = self.events.recv_timeout(left).ok()?;
+            eprintln!("[{}] {} {:?} -> {:?} (priority {})", self.name, ev.instance, ev.from, ev.to, ev.priority);
+            self.seen.push((at, ev.clone()));
+            if ev.instance == instance && ev.to == state {
+                return Some(at);
+            }
+        }
+    }
+
+    /// Panics unless `instance` is (or gets) in `state` within `limit`.
+    pub fn expect_instance(&mut self, instance: &str, state: State, limit: Duration) -> Instant {
+        match self.wait_instance(instance, state, limit) {
+            Some(at) => at,
+            None => panic!("{}: {instance} not in {state:?} within {limit:?}; status {:?}", self.name, self.statuses()),
+        }
+    }
+
+    /// Every instance's status, in configuration order.
+    pub fn statuses(&self) -> Vec<InstanceStatus> {
+        let (tx, rx) = std_mpsc::channel();
+        self.control.send(Ctl::Status(tx)).expect("director alive");
+        rx.recv_timeout(Duration::from_secs(2)).expect("status")
     }
 
     /// Panics unless `state` is entered within `limit`.

@@ -19,12 +19,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    BACKEND_F_ALIVE, Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FLOW_WAYS, FloodState,
-    FlowEntry, FlowSet, IFACE_F_ACTIVE,
-    Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS,
-    VIP_KIND_SERVICE, VIP_PROBES, VIP_TABLE_SIZE, VipCtl, VipEntry, VipMeta, hash,
+    BACKEND_F_ALIVE, Backend, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FLOW_WAYS, FloodState, FlowEntry,
+    FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, Stat, V4_MAPPED_PREFIX, VIP_F_L3_HASH,
+    VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE, VIP_PROBES, VIP_TABLE_SIZE, VipCtl, VipEntry, VipMeta, hash,
 };
-use packet::{Error, Packet, Parsed};
+use packet::{Error, Family, Packet, Parsed};
 
 /// Two generations of an open-addressing table of VIP keys, probed with
 /// plain array reads: no kernel hashing on the packet path. The agent
@@ -122,30 +121,37 @@ fn event(stat: Stat) {
 
 #[inline(always)]
 fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
-    let p = match packet::parse(ctx)? {
+    // One copy of the path per family: IPv4 addresses stay scalars in
+    // registers instead of IPv4-mapped arrays spilled to the stack.
+    match packet::parse(ctx)? {
         Parsed::NotIp => {
             out.reason = Stat::PassNotIp;
-            return Ok(());
+            Ok(())
         }
-        Parsed::Other => return Ok(()),
-        Parsed::Ip(p) => p,
-    };
+        Parsed::Other => Ok(()),
+        Parsed::V4(p) => forward(ctx, &p, out),
+        Parsed::V6(p) => forward(ctx, &p, out),
+    }
+}
+
+#[inline(always)]
+fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Result<(), Error> {
     let Some(ctl) = VIP_CTL.get(0) else {
         return Ok(());
     };
-    let Some((meta, digest)) = classify(ctl, &p) else {
+    let Some((meta, digest)) = classify(ctl, p) else {
         return Ok(());
     };
     // 0 marks an empty way; a digest of 0 (one in 2^64) becomes 1.
     let digest = if digest == 0 { 1 } else { digest };
-    let cfg = ctl.config;
+    let cfg = &ctl.config;
     let Some(flows) = Flows::new(digest, cfg.flow_sets) else {
         return Ok(());
     };
-    let (backend_id, backend) = pick_backend(&meta, digest, &p, &flows, &cfg)?;
+    let (backend_id, backend) = pick_backend(&meta, digest, p.syn, &flows, cfg.max_new_flows_per_sec)?;
     let out_if = if cfg.tx_ifindex != 0 { cfg.tx_ifindex } else { ctx.ingress_ifindex() as u32 };
     let iface = match IFACES.get(out_if) {
-        Some(i) if i.flags & IFACE_F_ACTIVE != 0 => *i,
+        Some(i) if i.flags & IFACE_F_ACTIVE != 0 => i,
         _ => {
             out.reason = Stat::PassNoIface;
             return Ok(());
@@ -165,25 +171,86 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
     Ok(())
 }
 
+/// An address family's keys and hashes. IPv4 VIP keys are stored
+/// IPv4-mapped, and the IPv4 digests equal those of the mapped addresses,
+/// so both families share one VIP table and one ring contract.
+trait Addr: Family {
+    /// Whether `key` (16 bytes) is this address.
+    fn is(self, key: &[u32; 4]) -> bool;
+    fn vip_slot(self, port: u16, proto: u8, kind: u8, seed: u32) -> u32;
+    fn digest_5tuple(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> u64;
+    fn digest_l3(src: Self, dst: Self, proto: u8) -> u64;
+    fn digest_src(src: Self) -> u64;
+}
+
+impl Addr for u32 {
+    #[inline(always)]
+    fn is(self, key: &[u32; 4]) -> bool {
+        key[3] == self && key[2] == V4_MAPPED_PREFIX[2] && key[1] == 0 && key[0] == 0
+    }
+
+    #[inline(always)]
+    fn vip_slot(self, port: u16, proto: u8, kind: u8, seed: u32) -> u32 {
+        hash::vip_slot_v4(self, port, proto, kind, seed, VIP_TABLE_SIZE)
+    }
+
+    #[inline(always)]
+    fn digest_5tuple(src: u32, dst: u32, sport: u16, dport: u16, proto: u8) -> u64 {
+        hash::digest_5tuple_v4(src, dst, sport, dport, proto)
+    }
+
+    #[inline(always)]
+    fn digest_l3(src: u32, dst: u32, proto: u8) -> u64 {
+        hash::digest_l3_v4(src, dst, proto)
+    }
+
+    #[inline(always)]
+    fn digest_src(src: u32) -> u64 {
+        hash::digest_src_v4(src)
+    }
+}
+
+impl Addr for [u32; 4] {
+    #[inline(always)]
+    fn is(self, key: &[u32; 4]) -> bool {
+        *key == self
+    }
+
+    #[inline(always)]
+    fn vip_slot(self, port: u16, proto: u8, kind: u8, seed: u32) -> u32 {
+        hash::vip_slot(&self, port, proto, kind, seed, VIP_TABLE_SIZE)
+    }
+
+    #[inline(always)]
+    fn digest_5tuple(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> u64 {
+        hash::digest_5tuple(&src, &dst, sport, dport, proto)
+    }
+
+    #[inline(always)]
+    fn digest_l3(src: Self, dst: Self, proto: u8) -> u64 {
+        hash::digest_l3(&src, &dst, proto)
+    }
+
+    #[inline(always)]
+    fn digest_src(src: Self) -> u64 {
+        hash::digest_src(&src)
+    }
+}
 
 /// Probes the active generation of the VIP table from the key's home slot.
 /// Linear probing over a table rebuilt whole: an empty slot ends the search.
 #[inline(always)]
-fn lookup_vip(ctl: &VipCtl, v4: bool, addr: &[u32; 4], port: u16, proto: u8, kind: u8) -> Option<VipMeta> {
+fn lookup_vip<A: Addr>(ctl: &VipCtl, addr: A, port: u16, proto: u8, kind: u8) -> Option<VipMeta> {
     let generation = ctl.active & 1;
     let seed = if generation == 0 { ctl.seeds[0] } else { ctl.seeds[1] };
-    let home = if v4 {
-        hash::vip_slot_v4(addr[3], port, proto, kind, seed, VIP_TABLE_SIZE)
-    } else {
-        hash::vip_slot(addr, port, proto, kind, seed, VIP_TABLE_SIZE)
-    };
+    let home = addr.vip_slot(port, proto, kind, seed);
     let base = generation * VIP_TABLE_SIZE;
     for i in 0..VIP_PROBES {
         let e = VIP_TABLE.get(base + ((home + i) & (VIP_TABLE_SIZE - 1)))?;
         if e.key.proto == 0 {
             return None;
         }
-        if e.key.addr == *addr && e.key.port == port && e.key.proto == proto && e.key.kind == kind {
+        if addr.is(&e.key.addr) && e.key.port == port && e.key.proto == proto && e.key.kind == kind {
             return Some(e.meta);
         }
     }
@@ -193,37 +260,36 @@ fn lookup_vip(ctl: &VipCtl, v4: bool, addr: &[u32; 4], port: u16, proto: u8, kin
 /// Finds the VIP and the flow's digest. Fragments and ICMP errors are keyed
 /// by the flow they belong to, so they reach that flow's backend.
 #[inline(always)]
-fn classify(ctl: &VipCtl, p: &Packet) -> Option<(VipMeta, u64)> {
+fn classify<A: Addr>(ctl: &VipCtl, p: &Packet<A>) -> Option<(VipMeta, u64)> {
     let meta = if p.fragment {
         // A non-first fragment has no ports: only the (address, protocol)
         // entry of the VIP that takes fragments can claim it.
-        let meta = lookup_vip(ctl, p.v4, &p.dst, 0, p.proto, VIP_KIND_FRAGMENTS)?;
+        let meta = lookup_vip(ctl, p.dst, 0, p.proto, VIP_KIND_FRAGMENTS)?;
         event(Stat::Fragment);
         meta
     } else {
-        let meta = lookup_vip(ctl, p.v4, &p.dst, p.dport, p.proto, VIP_KIND_SERVICE)
-            .or_else(|| lookup_vip(ctl, p.v4, &p.dst, 0, p.proto, VIP_KIND_SERVICE))?;
+        let meta = lookup_vip(ctl, p.dst, p.dport, p.proto, VIP_KIND_SERVICE)
+            .or_else(|| lookup_vip(ctl, p.dst, 0, p.proto, VIP_KIND_SERVICE))?;
         if p.icmp_error {
             event(Stat::IcmpError);
         }
         meta
     };
-    let digest = match (meta.flags & VIP_F_SRC_HASH != 0, meta.flags & VIP_F_L3_HASH != 0 || p.fragment, p.v4) {
-        (true, _, true) => hash::digest_src_v4(p.src[3]),
-        (true, _, false) => hash::digest_src(&p.src),
-        (false, true, true) => hash::digest_l3_v4(p.src[3], p.dst[3], p.proto),
-        (false, true, false) => hash::digest_l3(&p.src, &p.dst, p.proto),
-        (false, false, true) => hash::digest_5tuple_v4(p.src[3], p.dst[3], p.sport, p.dport, p.proto),
-        (false, false, false) => hash::digest_5tuple(&p.src, &p.dst, p.sport, p.dport, p.proto),
+    let digest = if meta.flags & VIP_F_SRC_HASH != 0 {
+        A::digest_src(p.src)
+    } else if meta.flags & VIP_F_L3_HASH != 0 || p.fragment {
+        A::digest_l3(p.src, p.dst, p.proto)
+    } else {
+        A::digest_5tuple(p.src, p.dst, p.sport, p.dport, p.proto)
     };
     Some((meta, digest))
 }
 
 /// Backend `id` if it may receive this VIP's packets.
 #[inline(always)]
-fn live_backend(id: u32, vip_index: u32) -> Option<Backend> {
+fn live_backend(id: u32, vip_index: u32) -> Option<&'static Backend> {
     match BACKENDS.get(id) {
-        Some(b) if b.flags & BACKEND_F_ALIVE != 0 && b.vip_index == vip_index => Some(*b),
+        Some(b) if b.flags & BACKEND_F_ALIVE != 0 && b.vip_index == vip_index => Some(b),
         _ => None,
     }
 }
@@ -231,8 +297,14 @@ fn live_backend(id: u32, vip_index: u32) -> Option<Backend> {
 /// Flow table first, then the ring. A TCP SYN skips the table (as Katran
 /// does): a new connection that reuses a 5-tuple follows the current ring.
 #[inline(always)]
-fn pick_backend(meta: &VipMeta, digest: u64, p: &Packet, flows: &Flows, cfg: &Config) -> Result<(u32, Backend), Error> {
-    if !p.syn {
+fn pick_backend(
+    meta: &VipMeta,
+    digest: u64,
+    syn: bool,
+    flows: &Flows,
+    max_new_flows_per_sec: u32,
+) -> Result<(u32, &'static Backend), Error> {
+    if !syn {
         if let Some(id) = flows.get(digest) {
             if let Some(b) = live_backend(id, meta.vip_index) {
                 return Ok((id, b));
@@ -256,7 +328,7 @@ fn pick_backend(meta: &VipMeta, digest: u64, p: &Packet, flows: &Flows, cfg: &Co
     let Some(backend) = live_backend(id, meta.vip_index) else {
         return Err(no_backend);
     };
-    if flood_guard_allows_insert(cfg.max_new_flows_per_sec) {
+    if flood_guard_allows_insert(max_new_flows_per_sec) {
         flows.insert(digest, id);
     } else {
         event(Stat::FloodSkip);
@@ -294,11 +366,7 @@ impl Flows {
         for k in 1..FLOW_WAYS {
             if ways[k].digest == digest {
                 let hit = ways[k];
-                let mut i = k;
-                while i > 0 {
-                    ways[i] = ways[i - 1];
-                    i -= 1;
-                }
+                shift_down(ways, k);
                 ways[0] = hit;
                 return Some(hit.backend);
             }
@@ -320,12 +388,27 @@ impl Flows {
                 break;
             }
         }
-        let mut i = last;
-        while i > 0 {
-            ways[i] = ways[i - 1];
-            i -= 1;
-        }
+        shift_down(ways, last);
         ways[0] = FlowEntry { digest, backend, _pad: 0 };
+    }
+}
+
+const _: () = assert!(FLOW_WAYS == 4, "shift_down is unrolled for four ways");
+
+/// Moves ways `0..upto` one place back, dropping way `upto`. Written out as
+/// whole-entry copies: the loop form is recognised as a `memmove`, which BPF
+/// has no inline expansion for, so it became a call to a byte-by-byte copy
+/// loop (about 400 instructions for three ways, on every insert).
+#[inline(always)]
+fn shift_down(ways: &mut [FlowEntry; FLOW_WAYS], upto: usize) {
+    if upto >= 3 {
+        ways[3] = ways[2];
+    }
+    if upto >= 2 {
+        ways[2] = ways[1];
+    }
+    if upto >= 1 {
+        ways[1] = ways[0];
     }
 }
 

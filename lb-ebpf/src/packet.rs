@@ -4,7 +4,7 @@
 //! data_end` on the very pointer that is then dereferenced.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{proto, v4_mapped};
+use lb_common::proto;
 
 pub enum Error {
     /// Truncated or inconsistent headers: dropped and counted.
@@ -19,16 +19,17 @@ pub enum Parsed {
     /// IP, but nothing the balancer handles (other protocols, ICMP that is
     /// not an error about a flow).
     Other,
-    Ip(Packet),
+    V4(Packet<u32>),
+    V6(Packet<[u32; 4]>),
 }
 
-/// The flow a packet belongs to, client side first. Addresses are 16 bytes
-/// (IPv4 mapped), ports as on the wire. For an ICMP error this is the flow
-/// of the packet it quotes: that packet went from the VIP to the client, so
-/// its flow is the quote reversed.
-pub struct Packet {
-    pub src: [u32; 4],
-    pub dst: [u32; 4],
+/// The flow a packet belongs to, client side first. Addresses as they lie in
+/// the packet (`u32` for IPv4, four words for IPv6), ports as on the wire.
+/// For an ICMP error this is the flow of the packet it quotes: that packet
+/// went from the VIP to the client, so its flow is the quote reversed.
+pub struct Packet<A> {
+    pub src: A,
+    pub dst: A,
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
@@ -38,9 +39,33 @@ pub struct Packet {
     pub syn: bool,
     /// An ICMP error about the flow above.
     pub icmp_error: bool,
-    /// IPv4: the addresses are IPv4-mapped, and the hashes take the
-    /// shortcut for them (`src[3]`, `dst[3]` hold the IPv4 addresses).
-    pub v4: bool,
+}
+
+/// What differs between the families when reading ICMP errors.
+pub trait Family: Copy {
+    /// ICMP's protocol number in this family.
+    const ICMP: u8;
+    /// The flow quoted by an ICMP error of type `ty` whose quote starts at
+    /// `off`; `None` for other types and for quotes we cannot use.
+    fn quote(ctx: &XdpContext, ty: u8, off: usize) -> Result<Option<Quote<Self>>, Error>;
+}
+
+impl Family for u32 {
+    const ICMP: u8 = proto::ICMP;
+
+    #[inline(always)]
+    fn quote(ctx: &XdpContext, ty: u8, off: usize) -> Result<Option<Quote<Self>>, Error> {
+        if ty == ICMP_DEST_UNREACH { icmp4_quote(ctx, off) } else { Ok(None) }
+    }
+}
+
+impl Family for [u32; 4] {
+    const ICMP: u8 = proto::ICMPV6;
+
+    #[inline(always)]
+    fn quote(ctx: &XdpContext, ty: u8, off: usize) -> Result<Option<Quote<Self>>, Error> {
+        if ty == ICMPV6_DEST_UNREACH || ty == ICMPV6_PKT_TOOBIG { icmp6_quote(ctx, off) } else { Ok(None) }
+    }
 }
 
 const ETH_HLEN: usize = 14;
@@ -128,8 +153,8 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
     let tot_len = u16::from_be(h.get::<u16, 2>());
     let frag = u16::from_be(h.get::<u16, 6>());
     let proto: u8 = h.get::<u8, 9>();
-    let src = v4_mapped(h.get::<u32, 12>());
-    let dst = v4_mapped(h.get::<u32, 16>());
+    let src: u32 = h.get::<u32, 12>();
+    let dst: u32 = h.get::<u32, 16>();
     let ihl = usize::from(vihl & 0x0F) * 4;
     if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || usize::from(tot_len) < ihl {
         return Err(Error::Malformed);
@@ -147,40 +172,28 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
         fragment: frag & IP_MF_OFFSET_MASK != 0,
         syn: false,
         icmp_error: false,
-        v4: true,
     };
     if p.fragment {
-        return Ok(Parsed::Ip(p));
+        return Ok(Parsed::V4(p));
     }
-    transport_or_icmp(ctx, off + ihl, p, Family::V4)
+    Ok(transport_or_icmp(ctx, off + ihl, p)?.map_or(Parsed::Other, Parsed::V4))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Family {
-    V4,
-    V6,
-}
-
-/// The transport header, or for ICMP errors the quoted packet's flow.
+/// The transport header, or for ICMP errors the quoted packet's flow; `None`
+/// for anything the balancer does not handle.
 #[inline(always)]
-fn transport_or_icmp(ctx: &XdpContext, l4: usize, mut p: Packet, family: Family) -> Result<Parsed, Error> {
-    let icmp_proto = if family == Family::V4 { proto::ICMP } else { proto::ICMPV6 };
+fn transport_or_icmp<A: Family>(ctx: &XdpContext, l4: usize, mut p: Packet<A>) -> Result<Option<Packet<A>>, Error> {
     if p.proto == proto::TCP || p.proto == proto::UDP {
         transport(ctx, l4, &mut p)?;
-        return Ok(Parsed::Ip(p));
+        return Ok(Some(p));
     }
-    if p.proto != icmp_proto {
-        return Ok(Parsed::Other);
+    if p.proto != A::ICMP {
+        return Ok(None);
     }
     let ty: u8 = Hdr::<ICMP_HLEN>::at(ctx, l4)?.get::<u8, 0>();
-    let quoted = match family {
-        Family::V4 if ty == ICMP_DEST_UNREACH => icmp4_quote(ctx, l4 + ICMP_HLEN),
-        Family::V6 if ty == ICMPV6_DEST_UNREACH || ty == ICMPV6_PKT_TOOBIG => icmp6_quote(ctx, l4 + ICMP_HLEN),
-        _ => return Ok(Parsed::Other),
-    };
     // A quote we cannot read is the kernel's business, not ours.
-    let Ok(Some(q)) = quoted else {
-        return Ok(Parsed::Other);
+    let Ok(Some(q)) = A::quote(ctx, ty, l4 + ICMP_HLEN) else {
+        return Ok(None);
     };
     p.src = q.dst;
     p.dst = q.src;
@@ -188,20 +201,20 @@ fn transport_or_icmp(ctx: &XdpContext, l4: usize, mut p: Packet, family: Family)
     p.dport = q.sport;
     p.proto = q.proto;
     p.icmp_error = true;
-    Ok(Parsed::Ip(p))
+    Ok(Some(p))
 }
 
 /// The header fields of the packet an ICMP error quotes, as quoted.
-struct Quote {
-    src: [u32; 4],
-    dst: [u32; 4],
+pub struct Quote<A> {
+    src: A,
+    dst: A,
     sport: u16,
     dport: u16,
     proto: u8,
 }
 
 #[inline(always)]
-fn transport(ctx: &XdpContext, l4: usize, p: &mut Packet) -> Result<(), Error> {
+fn transport<A>(ctx: &XdpContext, l4: usize, p: &mut Packet<A>) -> Result<(), Error> {
     if p.proto == proto::TCP {
         let h = Hdr::<TCP_MIN_HLEN>::at(ctx, l4)?;
         p.sport = h.get::<u16, 0>();
@@ -224,13 +237,13 @@ fn transport(ctx: &XdpContext, l4: usize, p: &mut Packet) -> Result<(), Error> {
 /// Only the quoted IP header and the first 4 bytes after it (the ports):
 /// RFC 792 guarantees 8 bytes of the original datagram.
 #[inline(always)]
-fn icmp4_quote(ctx: &XdpContext, off: usize) -> Result<Option<Quote>, Error> {
+fn icmp4_quote(ctx: &XdpContext, off: usize) -> Result<Option<Quote<u32>>, Error> {
     let h = Hdr::<IPV4_MIN_HLEN>::at(ctx, off)?;
     let vihl: u8 = h.get::<u8, 0>();
     let frag = u16::from_be(h.get::<u16, 6>());
     let proto: u8 = h.get::<u8, 9>();
-    let src = v4_mapped(h.get::<u32, 12>());
-    let dst = v4_mapped(h.get::<u32, 16>());
+    let src: u32 = h.get::<u32, 12>();
+    let dst: u32 = h.get::<u32, 16>();
     let ihl = usize::from(vihl & 0x0F) * 4;
     if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || frag & 0x1FFF != 0 || (proto != proto::TCP && proto != proto::UDP) {
         return Ok(None);
@@ -267,15 +280,15 @@ fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
             _ => break,
         }
     }
-    let p = Packet { src, dst, sport: 0, dport: 0, proto: nh, fragment, syn: false, icmp_error: false, v4: false };
+    let p = Packet { src, dst, sport: 0, dport: 0, proto: nh, fragment, syn: false, icmp_error: false };
     if fragment {
-        return Ok(Parsed::Ip(p));
+        return Ok(Parsed::V6(p));
     }
-    transport_or_icmp(ctx, l4, p, Family::V6)
+    Ok(transport_or_icmp(ctx, l4, p)?.map_or(Parsed::Other, Parsed::V6))
 }
 
 #[inline(always)]
-fn icmp6_quote(ctx: &XdpContext, off: usize) -> Result<Option<Quote>, Error> {
+fn icmp6_quote(ctx: &XdpContext, off: usize) -> Result<Option<Quote<[u32; 4]>>, Error> {
     let h = Hdr::<{ IPV6_HLEN + 4 }>::at(ctx, off)?;
     let vtc: u8 = h.get::<u8, 0>();
     let proto: u8 = h.get::<u8, 6>();

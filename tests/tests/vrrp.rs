@@ -12,7 +12,9 @@
 //!   interval, and when it comes back there is exactly one master again;
 //! - `nopreempt`; unicast peers with multicast dropped by nftables;
 //! - a sync group of two instances moves as a whole when one member's
-//!   tracked interface goes down, with the group's notify script.
+//!   tracked interface goes down, with the group's notify script;
+//! - `track_dataplane`: two real agents (`lb run`); detaching the master's
+//!   XDP program makes it resign and the backup take over.
 
 #[path = "support/vrrp_lab.rs"]
 mod lab;
@@ -386,4 +388,141 @@ fn sync_group_moves_both_instances_when_one_tracked_interface_fails() {
         assert!(notified.contains(&format!("nobody GROUP G1 {state} 0")), "{state}: {notified}");
     }
     let _ = std::fs::remove_dir_all(log.parent().unwrap());
+}
+
+// ---------------------------------------------------------------------------
+// Real agents (`lb run`), for what only the agent knows: its XDP program.
+
+const LB: &str = env!("CARGO_BIN_EXE_lb-under-test");
+/// How often the agent checks its XDP attachment (agent/run.rs).
+const DATAPLANE_POLL: Duration = Duration::from_millis(100);
+
+/// `lb run` inside a namespace. Dropping it stops it: SIGTERM, then SIGKILL
+/// after a bound.
+struct Agent {
+    child: std::process::Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(ns: &lb_userspace::netns::Netns, dir: &std::path::Path, tag: &str, toml: &str) -> Agent {
+        let socket = dir.join(format!("{tag}.sock"));
+        let config = dir.join(format!("{tag}.toml"));
+        let log = dir.join(format!("{tag}.log"));
+        let text = format!("[global]\ncontrol_socket = \"{}\"\n{toml}", socket.display());
+        std::fs::write(&config, text).expect("agent config");
+        let out = std::fs::File::create(&log).expect("agent log");
+        let child = ns
+            .command(LB)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("starting the agent");
+        let agent = Agent { child, socket, log };
+        let up = wait_for(Duration::from_secs(10), || agent.socket.exists().then_some(()));
+        assert!(up.is_some(), "{tag}: no control socket; log:\n{}", agent.log_text());
+        agent
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The first VRRP instance of `lb status --json`.
+    fn vrrp(&self) -> serde_json::Value {
+        let out = std::process::Command::new(LB)
+            .args(["status", "--json", "--socket"])
+            .arg(&self.socket)
+            .output()
+            .expect("lb status");
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        status["vrrp"][0].clone()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child, not yet reaped (wait below reaps it).
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let exited = wait_for(Duration::from_secs(5), || self.child.try_wait().ok().flatten());
+        if exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Takes the XDP program off `eth0` in `ns` as an operator or a crashed
+/// tool would. The agent attaches through a bpf_link where the kernel has
+/// them, which `ip link set dev eth0 xdp off` may not remove: detach the link.
+fn detach_xdp(ns: &lb_userspace::netns::Netns) {
+    let link: serde_json::Value =
+        serde_json::from_str(&ns.ip(&["-j", "link", "show", "dev", "eth0"]).expect("ip -j link"))
+            .expect("ip -j output");
+    let prog = link[0]["xdp"]["prog"]["id"].as_u64().expect("an XDP program on eth0");
+    let links = std::process::Command::new("bpftool").args(["-j", "link", "show"]).output().expect("bpftool link show");
+    let links: serde_json::Value = serde_json::from_slice(&links.stdout).unwrap_or_default();
+    let id =
+        links.as_array().into_iter().flatten().find(|l| l["prog_id"].as_u64() == Some(prog)).map(|l| l["id"].clone());
+    match id {
+        Some(id) => {
+            let out = std::process::Command::new("bpftool")
+                .args(["link", "detach", "id", &id.to_string()])
+                .output()
+                .expect("bpftool link detach");
+            assert!(out.status.success(), "bpftool link detach: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        None => _ = ns.ip(&["link", "set", "dev", "eth0", "xdp", "off"]).expect("ip link set xdp off"),
+    }
+    let left: serde_json::Value =
+        serde_json::from_str(&ns.ip(&["-j", "link", "show", "dev", "eth0"]).expect("ip -j link")).expect("ip -j");
+    assert!(left[0]["xdp"].is_null(), "still attached: {left}");
+}
+
+#[test]
+fn detached_xdp_program_hands_the_vip_to_the_peer() {
+    let lab = Lab::new(PREFIX, &["a", "b"]);
+    let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
+    let dir = std::env::temp_dir().join(format!("lbvrrp-dp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("agent dir");
+    // One VIP with one backend (no check); VRRP tracks the fast path with weight 0.
+    let toml = |priority: u8| {
+        format!(
+            "[[vip]]\naddress = \"{VIP}\"\nport = 80\ninterface = \"eth0\"\n\
+             [[vip.backend]]\naddress = \"10.214.0.50\"\n\
+             {}[vrrp.track_dataplane]\nweight = 0\n",
+            instance(3, priority, "100ms", "")
+        )
+    };
+    let a = Agent::start(a_ns, &dir, "a", &toml(150));
+    let b = Agent::start(b_ns, &dir, "b", &toml(100));
+    let a_master = wait_for(SETTLE, || (a.vrrp()["state"] == "MASTER" && has_addr(a_ns, VIP)).then_some(()));
+    assert!(a_master.is_some(), "A not master: {}\n{}", a.vrrp(), a.log_text());
+    let b_backup = wait_for(SETTLE, || (b.vrrp()["state"] == "BACKUP").then_some(()));
+    assert!(b_backup.is_some(), "B not backup: {}\n{}", b.vrrp(), b.log_text());
+    assert!(!has_addr(b_ns, VIP));
+
+    let detached = Instant::now();
+    detach_xdp(a_ns);
+    let moved = wait_for(SETTLE, || has_addr(b_ns, VIP).then_some(()));
+    let took = detached.elapsed();
+    assert!(moved.is_some(), "B did not take the VIP: A {}\nB {}\n{}", a.vrrp(), b.vrrp(), a.log_text());
+    eprintln!("XDP detached -> VIP on B after {took:?} (poll {DATAPLANE_POLL:?} + skew {SKEW_100:?})");
+    // The poll, A's resignation (priority 0), B's skew time, and polling `ip addr` here.
+    assert!(took <= DATAPLANE_POLL + SKEW_100 + MARGIN + Duration::from_millis(300), "{took:?}");
+    let sa = a.vrrp();
+    assert_eq!(sa["state"], "FAULT", "{sa}");
+    assert_eq!(sa["fault_reasons"][0], "data plane: XDP program not attached to eth0", "{sa}");
+    assert!(!has_addr(a_ns, VIP), "A gave the VIP up");
+    assert_eq!(b.vrrp()["state"], "MASTER");
+    drop(a);
+    drop(b);
+    let _ = std::fs::remove_dir_all(&dir);
 }

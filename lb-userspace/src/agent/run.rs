@@ -3,7 +3,11 @@
 //! each into ordered map writes. Nothing here blocks the loop for long: the
 //! checks and the neighbour watcher run in their own tasks.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use tokio::{
     signal::unix::{SignalKind, signal},
@@ -21,8 +25,17 @@ use crate::{
     dataplane::{self, Dataplane, DataplaneError, DataplaneOptions},
     health::{HealthError, HealthEvent, Monitor, MonitorOptions, Target, TargetId},
     neigh::{NeighError, NeighEvent, NeighborHandle, NeighborWatcher},
-    vrrp::runtime::{self as vrrp, VrrpError, VrrpHandle},
+    vrrp::{
+        addresses::Rtnl,
+        runtime::{self as vrrp, VrrpError, VrrpHandle},
+        track::DataplaneHealth,
+    },
 };
+
+/// How often the fast path's attachment is checked for `track_dataplane`:
+/// the 100 ms advert interval keepalived users run, so a detached program
+/// costs the master at most about one interval more than the failover itself.
+const DATAPLANE_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -82,6 +95,9 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     // The fast path runs on every director all the time with the same maps;
     // VRRP only decides which one holds the VIPs (and so gets the traffic).
     let mut vrrp = start_vrrp(director.config())?;
+    let mut probe = DataplaneProbe::new(&director);
+    let mut dataplane_poll = tokio::time::interval(DATAPLANE_POLL);
+    dataplane_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (commands_tx, mut commands) = mpsc::channel::<Command>(64);
     let socket = director.config().global.control_socket.clone();
     let control = control::serve(&socket, commands_tx)?;
@@ -136,6 +152,11 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                     restart_vrrp(&mut vrrp, director.config()).await;
                 }
             }
+            _ = dataplane_poll.tick(), if director.config().vrrp.iter().any(|v| v.track_dataplane.is_some()) => {
+                if let Some(v) = &vrrp {
+                    v.report_dataplane(&probe.health(&director));
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -152,6 +173,55 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     monitor.shutdown().await;
     drop(director);
     Ok(())
+}
+
+/// What `track_dataplane` needs: whether our XDP program is still the one
+/// attached to each interface we attached it to (netlink `IFLA_XDP`), and
+/// which VIP addresses have no live backend.
+struct DataplaneProbe {
+    rtnl: Option<Rtnl>,
+    /// Our program's kernel id; `None` if it could not be read (then any
+    /// attached program counts).
+    prog_id: Option<u32>,
+}
+
+impl DataplaneProbe {
+    fn new(director: &Director) -> Self {
+        let rtnl = Rtnl::open()
+            .inspect_err(|e| warn!("track_dataplane: no route netlink socket ({e}); XDP attachment is not checked"))
+            .ok();
+        let prog_id = director.dataplane().program().info().ok().map(|i| i.id());
+        Self { rtnl, prog_id }
+    }
+
+    fn health(&mut self, director: &Director) -> DataplaneHealth {
+        let mut detached = Vec::new();
+        if let Some(rtnl) = &mut self.rtnl {
+            for (iface, _) in director.dataplane().attachments() {
+                let attached = dataplane::ifindex(iface)
+                    .ok()
+                    .and_then(|ifindex| rtnl.xdp_prog_id(ifindex).ok().flatten())
+                    .is_some_and(|id| self.prog_id.is_none_or(|ours| ours == id));
+                if !attached {
+                    detached.push(iface.to_owned());
+                }
+            }
+        }
+        DataplaneHealth { detached, vips_without_backend: vips_without_backend(director) }
+    }
+}
+
+/// VIP addresses none of whose services has a backend in its ring.
+fn vips_without_backend(director: &Director) -> Vec<IpAddr> {
+    let mut live: Vec<(IpAddr, bool)> = Vec::new();
+    for s in director.services() {
+        let any = s.backends.iter().any(|b| b.effective_weight() > 0);
+        match live.iter_mut().find(|(a, _)| *a == s.vip.address) {
+            Some((_, l)) => *l |= any,
+            None => live.push((s.vip.address, any)),
+        }
+    }
+    live.into_iter().filter(|(_, l)| !l).map(|(a, _)| a).collect()
 }
 
 fn on_health(director: &mut Director, event: HealthEvent) {

@@ -25,7 +25,7 @@ pub use types::{
     Backend, BodyMatch, Check, CheckKind, Config, Global, HashMode, HttpCheck, MAX_WEIGHT, Position, Protocol,
     ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
 };
-pub use vrrp::{Garp, Notify, TrackScript, VirtualAddress, VrrpInstance, VrrpSyncGroup};
+pub use vrrp::{Garp, Notify, TrackDataplane, TrackScript, VirtualAddress, VrrpInstance, VrrpSyncGroup};
 
 use span::Problems;
 

@@ -31,6 +31,10 @@
 //! interval = "1s"
 //! weight = -60                     # 0 = FAULT after `fall` failures
 //!
+//! [vrrp.track_dataplane]           # this director's XDP fast path
+//! weight = 0                       # 0 = FAULT while unhealthy; < 0 = added while unhealthy
+//! no_live_backend = false          # true: a VIP of the instance without a live backend is unhealthy too
+//!
 //! [[vrrp_sync_group]]              # keepalived's vrrp_sync_group
 //! name = "G1"
 //! group = ["VI_1", "VI_2"]         # change state together
@@ -110,6 +114,8 @@ pub struct VrrpInstance {
     /// interface is always tracked, as keepalived does).
     pub track_interfaces: Vec<String>,
     pub track_scripts: Vec<TrackScript>,
+    /// Track the director's own fast path (`[vrrp.track_dataplane]`).
+    pub track_dataplane: Option<TrackDataplane>,
     /// How v3-over-IPv4 adverts are checksummed on send (all forms are accepted).
     pub checksum: ChecksumKind,
     /// keepalived's `lower_prio_no_advert`.
@@ -206,6 +212,17 @@ pub struct TrackScript {
     pub user: String,
 }
 
+/// `[vrrp.track_dataplane]`: the fast path counts as unhealthy while its XDP
+/// program is not attached to an interface it was attached to, and, with
+/// `no_live_backend`, while one of the instance's VIPs has no backend in its
+/// ring. The weight works as a script's: 0 puts the instance in FAULT (as
+/// keepalived's weight 0), W < 0 is added while unhealthy, W > 0 while healthy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackDataplane {
+    pub weight: i32,
+    pub no_live_backend: bool,
+}
+
 /// How adverts are checksummed (v3 over IPv4 only; see [`ChecksumKind`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -250,6 +267,14 @@ pub(crate) struct RawVrrp {
     pub track_script: Vec<Spanned<RawTrackScript>>,
     pub checksum: Option<Spanned<RawChecksum>>,
     pub lower_prio_no_advert: Option<bool>,
+    pub track_dataplane: Option<Spanned<RawTrackDataplane>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrackDataplane {
+    pub weight: Option<Spanned<i64>>,
+    pub no_live_backend: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -648,13 +673,7 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
         };
         let rise = count(&ts.rise, "rise", problems);
         let fall = count(&ts.fall, "fall", problems);
-        let weight = ts
-            .weight
-            .as_ref()
-            .map_or(Some(0), |w| {
-                int_in(w, "weight", -i64::from(MAX_TRACK_WEIGHT)..=i64::from(MAX_TRACK_WEIGHT), problems)
-            })
-            .unwrap_or(0);
+        let weight = weight(&ts.weight, problems);
         let name = ts.name.get_ref().clone();
         if name.trim().is_empty() {
             problems.push(ts.name.span(), "track_script name is empty");
@@ -673,6 +692,10 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
             user: user(&ts.user, problems),
         });
     }
+    let track_dataplane = v.track_dataplane.as_ref().map(|t| {
+        let t = t.get_ref();
+        TrackDataplane { weight: weight(&t.weight, problems), no_live_backend: t.no_live_backend.unwrap_or(false) }
+    });
     let checksum = match v.checksum.as_ref().map(|c| *c.get_ref()) {
         None | Some(RawChecksum::Keepalived) => ChecksumKind::PseudoHeader,
         Some(RawChecksum::Rfc9568) => ChecksumKind::MessageOnly,
@@ -695,11 +718,19 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
         notify,
         track_interfaces,
         track_scripts,
+        track_dataplane,
         checksum,
         lower_prio_no_advert: v.lower_prio_no_advert.unwrap_or(false),
         at: position(text, r.span().start),
     };
     (inst, vrid_ok)
+}
+
+/// A tracking weight, keepalived's -253..=253; 0 (FAULT) when absent.
+fn weight(w: &Option<Spanned<i64>>, problems: &mut Problems) -> i32 {
+    w.as_ref()
+        .map_or(Some(0), |w| int_in(w, "weight", -i64::from(MAX_TRACK_WEIGHT)..=i64::from(MAX_TRACK_WEIGHT), problems))
+        .unwrap_or(0)
 }
 
 fn interface_name(v: &Spanned<String>, problems: &mut Problems) -> bool {
@@ -1003,6 +1034,19 @@ mod tests {
         assert!(e.contains("lb.toml:9:10: weight 254 out of range -253..=253"), "{e}");
         let e = error(&format!("{MIN}preempt = true\nnopreempt = true\n"));
         assert!(e.contains("preempt and nopreempt contradict"), "{e}");
+    }
+
+    #[test]
+    fn track_dataplane() {
+        assert_eq!(parse(MIN)[0].track_dataplane, None);
+        let v = &parse(&format!("{MIN}[vrrp.track_dataplane]\n"))[0];
+        assert_eq!(v.track_dataplane, Some(TrackDataplane { weight: 0, no_live_backend: false }), "weight 0 = FAULT");
+        let v = &parse(&format!("{MIN}[vrrp.track_dataplane]\nweight = -60\nno_live_backend = true\n"))[0];
+        assert_eq!(v.track_dataplane, Some(TrackDataplane { weight: -60, no_live_backend: true }));
+        let e = error(&format!("{MIN}[vrrp.track_dataplane]\nweight = -300\n"));
+        assert!(e.contains("lb.toml:7:10: weight -300 out of range -253..=253"), "{e}");
+        let e = error(&format!("{MIN}[vrrp.track_dataplane]\nxdp = true\n"));
+        assert!(e.contains("lb.toml:7:1: unknown field `xdp`"), "{e}");
     }
 
     fn two(name1: &str, name2: &str) -> String {

@@ -20,6 +20,7 @@ use netlink_packet_core::{
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope},
+    link::{LinkAttribute, LinkMessage, LinkXdp},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
@@ -93,6 +94,49 @@ impl Rtnl {
         }
     }
 
+    /// The id of the XDP program attached to `ifindex` in any mode (`ip link
+    /// show` prints it as `prog/xdp id N`); `None` when there is none.
+    pub fn xdp_prog_id(&mut self, ifindex: u32) -> io::Result<Option<u32>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = ifindex;
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let seq = self.seq;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST;
+        header.sequence_number = seq;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(RouteNetlinkMessage::GetLink(msg)));
+        msg.finalize();
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        self.socket.send_to(&buf, &SocketAddr::new(0, 0), 0)?;
+        let mut rx = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.socket.recv(&mut &mut rx[..], 0)?;
+            let mut off = 0;
+            while off < n.min(rx.len()) {
+                let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = parsed.header.length as usize;
+                if parsed.header.sequence_number == seq {
+                    match parsed.payload {
+                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                            return Ok(xdp_prog_id(&link));
+                        }
+                        NetlinkPayload::Error(e) => {
+                            let code = e.code.map_or(0, |c| c.get().abs());
+                            return Err(io::Error::from_raw_os_error(code));
+                        }
+                        _ => {}
+                    }
+                }
+                if len == 0 {
+                    break;
+                }
+                off += len.next_multiple_of(4);
+            }
+        }
+    }
+
     fn request(&mut self, flags: u16, payload: RouteNetlinkMessage) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
@@ -112,6 +156,17 @@ impl Rtnl {
             }
         }
     }
+}
+
+/// The program id from `IFLA_XDP`, whichever mode it is attached in.
+fn xdp_prog_id(link: &LinkMessage) -> Option<u32> {
+    let xdp = link.attributes.iter().find_map(|a| if let LinkAttribute::Xdp(x) = a { Some(x) } else { None })?;
+    xdp.iter()
+        .find_map(|x| match x {
+            LinkXdp::ProgId(id) | LinkXdp::DrvProgId(id) | LinkXdp::SkbProgId(id) | LinkXdp::HwProgId(id) => Some(*id),
+            _ => None,
+        })
+        .filter(|&id| id != 0)
 }
 
 fn address_message(ifindex: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {

@@ -59,7 +59,9 @@ use super::{
     packet::{Addresses, Advertisement, DecodeError, PseudoHeader, Version},
     socket::{RecvInfo, VrrpSocket},
     sync::{self, SyncGroup},
-    track::{AbortOnDrop, ScriptState, effective_priority, spawn_script},
+    track::{
+        AbortOnDrop, DataplaneHealth, ScriptState, contribution, dataplane_problems, effective_priority, spawn_script,
+    },
 };
 use crate::{
     config::{Notify, VirtualAddress, VrrpInstance, VrrpSyncGroup},
@@ -198,6 +200,8 @@ enum Command {
     Shutdown,
     /// From the instance's sync group.
     Sync(Event),
+    /// From the agent (`track_dataplane`).
+    Dataplane(DataplaneHealth),
 }
 
 /// What a member task tells its sync group's task.
@@ -219,6 +223,7 @@ struct GroupHandle {
 #[derive(Debug)]
 struct InstanceHandle {
     name: String,
+    tracks_dataplane: bool,
     commands: mpsc::UnboundedSender<Command>,
     status: Arc<Mutex<InstanceStatus>>,
     task: Option<JoinHandle<()>>,
@@ -242,6 +247,18 @@ impl VrrpHandle {
     /// The stream of state changes, all instances together; `None` after the first call.
     pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<StateChange>> {
         self.events.take()
+    }
+
+    /// Reports the fast path's health to every instance that tracks it
+    /// (`track_dataplane`). The agent calls this on every poll; an instance
+    /// only acts on a change. Until the first report the data plane counts
+    /// as healthy.
+    pub fn report_dataplane(&self, health: &DataplaneHealth) {
+        for i in &self.instances {
+            if i.tracks_dataplane {
+                let _ = i.commands.send(Command::Dataplane(health.clone()));
+            }
+        }
     }
 
     /// The names of the instances, in configuration order.
@@ -333,8 +350,9 @@ pub fn spawn_with_groups(instances: Vec<VrrpInstance>, groups: Vec<VrrpSyncGroup
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let status = Arc::clone(&task.shared);
         let name = task.cfg.name.clone();
+        let tracks_dataplane = task.cfg.track_dataplane.is_some();
         let join = runtime.spawn(task.run(socket, commands_rx));
-        handles.push(InstanceHandle { name, commands: commands_tx, status, task: Some(join) });
+        handles.push(InstanceHandle { name, tracks_dataplane, commands: commands_tx, status, task: Some(join) });
     }
     let mut group_handles = Vec::with_capacity(groups.len());
     for ((group, (_, rx)), account) in groups.into_iter().zip(channels).zip(group_accounts) {
@@ -519,6 +537,8 @@ fn prepare(
         notify_account,
         logged: HashMap::new(),
         group,
+        dataplane: None,
+        dataplane_problems: Vec::new(),
         cfg,
     };
     Ok((task, socket))
@@ -573,6 +593,10 @@ struct Task {
     logged: HashMap<&'static str, Instant>,
     /// The sync group, when the instance is in one.
     group: Option<GroupLink>,
+    /// The agent's last report (`track_dataplane`); `None` = healthy.
+    dataplane: Option<DataplaneHealth>,
+    /// The problems last logged, so a change is logged once.
+    dataplane_problems: Vec<String>,
 }
 
 impl Task {
@@ -600,6 +624,12 @@ impl Task {
                 command = commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(Command::Sync(event)) => self.handle(event, sock, &notifier),
+                    Some(Command::Dataplane(health)) => {
+                        if self.dataplane.as_ref() != Some(&health) {
+                            self.dataplane = Some(health);
+                            self.reevaluate(sock, &notifier);
+                        }
+                    }
                 },
                 ready = socket.readable() => match ready {
                     Ok(mut guard) => self.read(&mut guard, &mut buf, &notifier),
@@ -924,7 +954,24 @@ impl Task {
     /// Feeds tracking into the state machine: the priority first, so that
     /// leaving FAULT starts with the right one.
     fn reevaluate(&mut self, socket: &VrrpSocket, notifier: &Notifier) {
-        let effective = effective_priority(self.cfg.priority, &self.scripts);
+        let dataplane = match self.cfg.track_dataplane {
+            Some(track) => {
+                let vips: Vec<IpAddr> = self.cfg.virtual_addresses.iter().map(|v| v.address).collect();
+                let problems = dataplane_problems(track, self.dataplane.as_ref(), &vips);
+                if problems != self.dataplane_problems {
+                    if problems.is_empty() {
+                        tracing::info!(instance = self.cfg.name, "data plane healthy again");
+                    } else {
+                        tracing::warn!(instance = self.cfg.name, weight = track.weight, "{}", problems.join(", "));
+                    }
+                    self.dataplane_problems.clone_from(&problems);
+                }
+                Some((track.weight, problems))
+            }
+            None => None,
+        };
+        let extra = dataplane.as_ref().map_or(0, |(w, p)| contribution(*w, p.is_empty()));
+        let effective = effective_priority(self.cfg.priority, &self.scripts, extra);
         if effective != self.fsm.priority() {
             tracing::info!(
                 instance = self.cfg.name,
@@ -936,6 +983,9 @@ impl Task {
         }
         let mut reasons: Vec<String> = self.links_down.iter().map(|n| format!("interface {n} is down")).collect();
         reasons.extend(self.scripts.iter().filter(|s| s.faults()).map(|s| format!("track_script {} failed", s.name)));
+        if let Some((0, problems)) = dataplane {
+            reasons.extend(problems);
+        }
         let fault = !reasons.is_empty();
         if fault != self.fault {
             self.fault = fault;

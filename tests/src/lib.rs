@@ -1,5 +1,6 @@
 pub mod backend;
 pub mod bench;
+pub mod director_pair;
 pub mod lab;
 pub mod netns;
 pub mod packet;

@@ -1,8 +1,10 @@
 //! `lb-bench`: what the fast path costs per packet (BPF_PROG_TEST_RUN) and
 //! how fast it forwards on a veth testbed, against floors measured in the
-//! same run. The binary in `src/bin/lb-bench.rs` drives these modules.
+//! same run; what the agent costs; how long a VRRP failover takes as a
+//! client sees it. The binary in `src/bin/lb-bench.rs` drives these modules.
 
 pub mod agent;
+pub mod failover;
 pub mod ring;
 pub mod sys;
 pub mod testrun;

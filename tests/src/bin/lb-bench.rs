@@ -1,8 +1,10 @@
-//! `cargo xtask bench [--json] [-- --quick --only testrun|veth ...]`
+//! `cargo xtask bench [--json] [-- --quick --only testrun|veth|ring|agent|failover ...]`
 //!
 //! Part 1: the fast path's cost per packet under BPF_PROG_TEST_RUN against
 //! `bench_tx` (the floor). Part 2: forwarding rate through a director on a
 //! veth testbed against a bare XDP redirect, a Linux bridge and nftables.
+//! Then ring rebuilds, the agent's own costs, and VRRP failover time as a
+//! client sees it, against the RFC's bounds.
 //! Human-readable lines first; with `--json`, one JSON object on the last line.
 //! Missed targets print FAIL and set `target_*_pass` to false; the exit code
 //! is non-zero only when the bench itself could not run.
@@ -13,16 +15,16 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use lb_tests::bench::failover;
 use lb_tests::bench::{
-    NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY,
+    NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY, agent, ring,
     sys::{CpuTimes, catch_interrupts, online_cpus, pin_to_cpu},
-    agent, ring,
     testrun::{self, Case},
     veth::{self, Setup},
 };
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S]";
+const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|failover] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--failover-rounds N]";
 
 /// Targets from the design: a hit within 4x the floor, a new flow within
 /// 200 ns, the balancer within 15% of the forwarding floor and 5x nftables.
@@ -36,11 +38,13 @@ const RING_MAX_MS: f64 = 5.0;
 const HEALTHCHECK_MAX_PCT: f64 = 5.0;
 /// The agent's resident memory.
 const AGENT_MAX_RSS_MB: f64 = 50.0;
+/// A failover as the client sees it within 10% of the RFC's bound.
+const FAILOVER_MAX_VS_BOUND: f64 = 1.1;
 /// Slowest over fastest round of one figure above which the machine's speed
 /// moved too much for the figures to be compared across runs (`unstable`).
 const UNSTABLE_SPREAD: f64 = 1.25;
 /// Keys the JSON always has, null when their part did not run (`--only`).
-const KEYS: [&str; 16] = [
+const KEYS: [&str; 24] = [
     "ring_build_ms_1000",
     "healthcheck_cpu_pct_10000",
     "agent_rss_mb",
@@ -57,6 +61,14 @@ const KEYS: [&str; 16] = [
     "veth_lb_vs_floor",
     "veth_lb_vs_nft",
     "fastpath_miss_method",
+    "failover_v3_stop_s",
+    "failover_v3_frozen_s",
+    "failover_v2_stop_s",
+    "failover_v2_frozen_s",
+    "failover_v3_stop_bound_s",
+    "failover_v3_frozen_bound_s",
+    "failover_v2_stop_bound_s",
+    "failover_v2_frozen_bound_s",
 ];
 
 #[derive(Debug)]
@@ -66,8 +78,10 @@ struct Args {
     veth: bool,
     ring: bool,
     agent: bool,
+    failover: bool,
     testrun_opts: testrun::Options,
     veth_opts: veth::Options,
+    failover_opts: failover::Options,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -78,6 +92,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut cases = None;
     let mut veth_runs = None;
     let mut veth_seconds = None;
+    let mut failover_rounds = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value\n{USAGE}"));
@@ -101,6 +116,9 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--veth-runs" => veth_runs = Some(value("--veth-runs")?.parse::<usize>().context("--veth-runs")?),
             "--veth-seconds" => veth_seconds = Some(value("--veth-seconds")?.parse::<f64>().context("--veth-seconds")?),
+            "--failover-rounds" => {
+                failover_rounds = Some(value("--failover-rounds")?.parse::<usize>().context("--failover-rounds")?);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -108,13 +126,14 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
-    let (testrun, veth, ring, agent) = match only.as_deref() {
-        None => (true, true, true, true),
-        Some("testrun") => (true, false, false, false),
-        Some("veth") => (false, true, false, false),
-        Some("ring") => (false, false, true, false),
-        Some("agent") => (false, false, false, true),
-        Some(other) => bail!("--only takes testrun, veth, ring or agent, not {other:?}"),
+    let (testrun, veth, ring, agent, failover) = match only.as_deref() {
+        None => (true, true, true, true, true),
+        Some("testrun") => (true, false, false, false, false),
+        Some("veth") => (false, true, false, false, false),
+        Some("ring") => (false, false, true, false, false),
+        Some("agent") => (false, false, false, true, false),
+        Some("failover") => (false, false, false, false, true),
+        Some(other) => bail!("--only takes testrun, veth, ring, agent or failover, not {other:?}"),
     };
     let testrun_opts = testrun::Options {
         rounds: rounds.unwrap_or(if quick { 2 } else { 5 }).max(1),
@@ -128,7 +147,10 @@ fn parse_args() -> anyhow::Result<Args> {
         seconds: veth_seconds.unwrap_or(if quick { 1.0 } else { 2.0 }).clamp(0.5, 60.0),
         flows: 1024,
     };
-    Ok(Args { json, testrun, veth, ring, agent, testrun_opts, veth_opts })
+    // Five rounds of each of the four cases take about 40 s, most of it
+    // v2's frozen master (3.6 s each).
+    let failover_opts = failover::Options { rounds: failover_rounds.unwrap_or(if quick { 2 } else { 5 }).max(1) };
+    Ok(Args { json, testrun, veth, ring, agent, failover, testrun_opts, veth_opts, failover_opts })
 }
 
 fn say(line: String) {
@@ -209,6 +231,10 @@ fn preflight() -> Vec<String> {
 }
 
 fn main() -> ExitCode {
+    // The failover part runs its agents from this binary (see failover::AS_LB_ENV).
+    if std::env::var_os(failover::AS_LB_ENV).is_some() {
+        return lb_userspace::cli::main();
+    }
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -379,7 +405,10 @@ fn real_main() -> anyhow::Result<()> {
                     out.insert(format!("ring_compute_ms_{n}"), num(build, 3));
                     if n == 1000 {
                         let ok = total <= RING_MAX_MS;
-                        say(format!("  target: 1000 backends within {RING_MAX_MS} ms: {total:.2} ms {}", verdict(Some(ok))));
+                        say(format!(
+                            "  target: 1000 backends within {RING_MAX_MS} ms: {total:.2} ms {}",
+                            verdict(Some(ok))
+                        ));
                         all_pass &= ok;
                     }
                 }
@@ -397,7 +426,10 @@ fn real_main() -> anyhow::Result<()> {
                     out.insert(format!("healthcheck_cpu_pct_{n}"), num(pct, 2));
                     if n == 10000 {
                         let ok = pct <= HEALTHCHECK_MAX_PCT;
-                        say(format!("  target: 10000 backends within {HEALTHCHECK_MAX_PCT}% of a core: {}", verdict(Some(ok))));
+                        say(format!(
+                            "  target: 10000 backends within {HEALTHCHECK_MAX_PCT}% of a core: {}",
+                            verdict(Some(ok))
+                        ));
                         all_pass &= ok;
                     }
                 }
@@ -408,11 +440,71 @@ fn real_main() -> anyhow::Result<()> {
         match lb.context("finding lb-under-test next to lb-bench").and_then(|lb| agent::agent_rss_mb(&lb, 100)) {
             Ok(mb) => {
                 let ok = mb <= AGENT_MAX_RSS_MB;
-                say(format!("  lb run, one VIP, 100 backends: {mb:.1} MB resident; target {AGENT_MAX_RSS_MB} MB: {}", verdict(Some(ok))));
+                say(format!(
+                    "  lb run, one VIP, 100 backends: {mb:.1} MB resident; target {AGENT_MAX_RSS_MB} MB: {}",
+                    verdict(Some(ok))
+                ));
                 out.insert("agent_rss_mb".into(), num(mb, 1));
                 all_pass &= ok;
             }
             Err(e) => say(format!("  agent memory: {e:#}")),
+        }
+    }
+
+    if args.failover {
+        let o = &args.failover_opts;
+        say(format!(
+            "== VRRP failover as a client sees it: a UDP probe through the VIP every 2 ms, from the last reply through \
+             the old master to the first through the new one; two directors running `lb run`, backup priority 100; \
+             {} rounds per figure, medians",
+            o.rounds
+        ));
+        say("  clean stop: SIGTERM to the master's agent (priority 0, VIP removed, XDP detached); bound: Skew_Time"
+            .into());
+        say("  frozen master: SIGSTOP to the master's agent and at the same instant its switch port disabled, as a \
+             hung machine (stopping only the agent would leave its XDP forwarding and its VIP answering); bound: \
+             Master_Down_Interval, counted from the last advert (sent up to one interval before the freeze)"
+            .into());
+        match failover::run(o, &mut say) {
+            Ok(r) => {
+                for w in &r.warnings {
+                    say(format!("WARNING: {w}"));
+                }
+                warnings.extend(r.warnings.iter().cloned());
+                for f in &r.figures {
+                    let rounds = f.rounds_s();
+                    let (lo, hi) = (
+                        rounds.iter().copied().fold(f64::NAN, f64::min),
+                        rounds.iter().copied().fold(f64::NAN, f64::max),
+                    );
+                    say(format!(
+                        "  {:<42} {:6.3} s (median of {}, {:.3}-{:.3})  bound ({}) {:.3} s",
+                        f.case.label(),
+                        f.median_s(),
+                        rounds.len(),
+                        lo,
+                        hi,
+                        f.case.bound_name(),
+                        f.case.bound().as_secs_f64()
+                    ));
+                }
+                for f in &r.figures {
+                    let limit = f.case.bound().as_secs_f64() * FAILOVER_MAX_VS_BOUND;
+                    let ok = judge(f.median_s(), |x| x <= limit);
+                    say(format!(
+                        "  target: {} within 10% of the bound (<= {limit:.3} s): {:.3} s {}",
+                        f.case.label(),
+                        f.median_s(),
+                        verdict(ok)
+                    ));
+                    all_pass &= ok != Some(false);
+                    for (k, v) in failover::json(f, ok, num) {
+                        out.insert(k, v);
+                    }
+                }
+                out.insert("failover_rounds".into(), Value::from(o.rounds));
+            }
+            Err(e) => say(format!("  failover: {e:#}")),
         }
     }
 

@@ -64,3 +64,17 @@ fn bad_configurations_fail_with_their_position() {
         assert!(out.contains(want), "{name}: want {want:?} in:\n{out}");
     }
 }
+
+#[test]
+fn warnings_are_printed_and_still_pass() {
+    let vrrp = "\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 150\n\
+                peer_priority = 100\nvirtual_ipaddress = [\"10.0.0.100/24\"]\n\
+                [[vrrp.track_script]]\nname = \"chk\"\ncommand = [\"/bin/true\"]\nweight = -20\n";
+    let (ok, out) = check("weight", &format!("{GOOD}{vrrp}"));
+    assert!(ok, "a warning is not an error:\n{out}");
+    assert!(
+        out.contains("weight.toml:21:10: warning: track_script chk: weight -20 can never cause a failover"),
+        "{out}"
+    );
+    assert!(out.contains("OK (1 VIPs, 1 backends)"), "{out}");
+}

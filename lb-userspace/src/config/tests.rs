@@ -34,6 +34,7 @@ fn with_vip(rest: &str) -> String {
 fn example_parses() {
     let config = Config::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config/example.toml")).unwrap();
     assert_eq!(EXAMPLE, include_str!("example.toml"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warning_lines());
     assert_eq!(config.vips.len(), 2);
 
     let web = &config.vips[0];

@@ -8,6 +8,7 @@
 //! version = 3                      # 2 or 3
 //! virtual_router_id = 51           # 1..=255
 //! priority = 150                   # 1..=255; 255 = address owner
+//! # peer_priority = 100            # the peer's priority: `lb check` warns about weights that cannot fail over
 //! advert_int = "1s"                # v2: whole seconds; v3: 10ms steps up to 40.95s
 //! preempt = true                   # or nopreempt = true
 //! preempt_delay = "0s"
@@ -120,6 +121,9 @@ pub struct VrrpInstance {
     pub checksum: ChecksumKind,
     /// keepalived's `lower_prio_no_advert`.
     pub lower_prio_no_advert: bool,
+    /// The peer's priority, a hint for `lb check` only: the file says
+    /// nothing else about the other director.
+    pub peer_priority: Option<u8>,
     /// Where the table starts, for messages that come later (`lb check`'s interface checks).
     pub at: super::Position,
 }
@@ -268,6 +272,7 @@ pub(crate) struct RawVrrp {
     pub checksum: Option<Spanned<RawChecksum>>,
     pub lower_prio_no_advert: Option<bool>,
     pub track_dataplane: Option<Spanned<RawTrackDataplane>>,
+    pub peer_priority: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -664,6 +669,8 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
         }
     }
     let mut track_scripts: Vec<TrackScript> = Vec::new();
+    // Every weight that was written, for the warnings below.
+    let mut weights: Vec<(i32, Span, String)> = Vec::new();
     for t in &v.track_script {
         let ts = t.get_ref();
         let interval = dur(&ts.interval, "interval", true, problems).unwrap_or(Duration::from_secs(1));
@@ -674,6 +681,9 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
         let rise = count(&ts.rise, "rise", problems);
         let fall = count(&ts.fall, "fall", problems);
         let weight = weight(&ts.weight, problems);
+        if let Some(w) = &ts.weight {
+            weights.push((weight, w.span(), format!("track_script {}", ts.name.get_ref())));
+        }
         let name = ts.name.get_ref().clone();
         if name.trim().is_empty() {
             problems.push(ts.name.span(), "track_script name is empty");
@@ -694,8 +704,14 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
     }
     let track_dataplane = v.track_dataplane.as_ref().map(|t| {
         let t = t.get_ref();
-        TrackDataplane { weight: weight(&t.weight, problems), no_live_backend: t.no_live_backend.unwrap_or(false) }
+        let w = weight(&t.weight, problems);
+        if let Some(at) = &t.weight {
+            weights.push((w, at.span(), "track_dataplane".to_owned()));
+        }
+        TrackDataplane { weight: w, no_live_backend: t.no_live_backend.unwrap_or(false) }
     });
+    let peer_priority = v.peer_priority.as_ref().and_then(|p| int_in::<u8>(p, "peer_priority", 1..=255, problems));
+    weight_warnings(priority, peer_priority.zip(v.peer_priority.as_ref().map(Spanned::span)), &weights, problems);
     let checksum = match v.checksum.as_ref().map(|c| *c.get_ref()) {
         None | Some(RawChecksum::Keepalived) => ChecksumKind::PseudoHeader,
         Some(RawChecksum::Rfc9568) => ChecksumKind::MessageOnly,
@@ -721,9 +737,69 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
         track_dataplane,
         checksum,
         lower_prio_no_advert: v.lower_prio_no_advert.unwrap_or(false),
+        peer_priority,
         at: position(text, r.span().start),
     };
     (inst, vrid_ok)
+}
+
+/// What operators trip on most with keepalived's weights (the reference's
+/// item 4): a weight too small to cross the priority gap to the peer never
+/// causes a failover, and an address owner's 255 never moves at all. Only
+/// warnings: the file is legal, and the peer's priority is a hint
+/// (`peer_priority`) the operator may have got wrong.
+///
+/// With the peer at P and our healthy priority H (the base plus positive
+/// weights, at most 254) above it, the peer's backup takes over only when
+/// our advertised priority drops below P: a backup accepts an equal one
+/// (RFC 5798 section 6.4.2). A weight W fails over iff H - |W| < P.
+fn weight_warnings(priority: u8, peer: Option<(u8, Span)>, weights: &[(i32, Span, String)], problems: &mut Problems) {
+    let nonzero = || weights.iter().filter(|(w, _, _)| *w != 0);
+    if priority == super::super::vrrp::packet::PRIORITY_OWNER {
+        for (w, span, what) in nonzero() {
+            problems.warn(
+                span.clone(),
+                format!(
+                    "{what}: weight {w} has no effect: priority 255 (address owner) never changes, so this director \
+                     stays master; use weight 0 (FAULT) or a priority below 255"
+                ),
+            );
+        }
+        return;
+    }
+    let Some((peer, peer_span)) = peer else { return };
+    let healthy = (i32::from(priority) + nonzero().map(|(w, _, _)| (*w).max(0)).sum::<i32>()).min(254);
+    let peer = i32::from(peer);
+    if healthy <= peer {
+        // The peer is master while we are healthy: our weights decide nothing about failing over from us.
+        return;
+    }
+    let mut useless = 0;
+    for (w, span, what) in nonzero() {
+        let failing = (healthy - w.abs()).max(1);
+        if failing >= peer {
+            useless += 1;
+            problems.warn(
+                span.clone(),
+                format!(
+                    "{what}: weight {w} can never cause a failover: {healthy} - {} = {failing} is not below \
+                     peer_priority {peer} (needs a magnitude of at least {}, or weight 0 for FAULT)",
+                    w.abs(),
+                    healthy - peer + 1
+                ),
+            );
+        }
+    }
+    let all = (healthy - nonzero().map(|(w, _, _)| w.abs()).sum::<i32>()).max(1);
+    if useless >= 2 && useless == nonzero().count() && all >= peer {
+        problems.warn(
+            peer_span,
+            format!(
+                "even all tracked objects failing together leave priority {all}, not below peer_priority {peer}: \
+                 tracking can never move the VIPs to the peer"
+            ),
+        );
+    }
 }
 
 /// A tracking weight, keepalived's -253..=253; 0 (FAULT) when absent.
@@ -1047,6 +1123,93 @@ mod tests {
         assert!(e.contains("lb.toml:7:10: weight -300 out of range -253..=253"), "{e}");
         let e = error(&format!("{MIN}[vrrp.track_dataplane]\nxdp = true\n"));
         assert!(e.contains("lb.toml:7:1: unknown field `xdp`"), "{e}");
+    }
+
+    /// The warnings of a file that must be valid.
+    fn warnings(text: &str) -> Vec<String> {
+        match Config::from_str(text, "lb.toml") {
+            Ok(c) => c.warning_lines(),
+            Err(e) => panic!("expected a valid config, got:\n{e}"),
+        }
+    }
+
+    #[test]
+    fn weights_that_cannot_fail_over_are_warned_about() {
+        let script = |w: i32| {
+            format!("[[vrrp.track_script]]\nname = \"s{}\"\ncommand = [\"/bin/true\"]\nweight = {w}\n", w.abs())
+        };
+        let dp = |w: i32| format!("[vrrp.track_dataplane]\nweight = {w}\n");
+        // MIN is lines 1-5; `priority` and `peer_priority` are lines 6-7, tracking from line 8.
+        let inst = |prio: u8, peer: Option<u8>, tracking: &str| {
+            let peer = peer.map_or("\n".to_owned(), |p| format!("peer_priority = {p}\n"));
+            format!("{MIN}priority = {prio}\n{peer}{tracking}")
+        };
+        struct Case {
+            name: &'static str,
+            text: String,
+            want: Vec<&'static str>,
+        }
+        let cases = [
+            Case {
+                name: "no peer_priority: nothing to compare with",
+                text: inst(150, None, &script(-20)),
+                want: vec![],
+            },
+            Case { name: "big enough: 150 - 60 < 100", text: inst(150, Some(100), &script(-60)), want: vec![] },
+            Case {
+                name: "too small: 150 - 20 = 130",
+                text: inst(150, Some(100), &script(-20)),
+                want: vec![
+                    "lb.toml:11:10: warning: track_script s20: weight -20 can never cause a failover: 150 - 20 = 130 is not below peer_priority 100 (needs a magnitude of at least 51, or weight 0 for FAULT)",
+                ],
+            },
+            Case {
+                name: "equal is not enough: the backup accepts an equal priority",
+                text: inst(150, Some(100), &dp(-50)),
+                want: vec![
+                    "lb.toml:9:10: warning: track_dataplane: weight -50 can never cause a failover: 150 - 50 = 100 is not below peer_priority 100 (needs a magnitude of at least 51, or weight 0 for FAULT)",
+                ],
+            },
+            Case { name: "weight 0 is FAULT: always fails over", text: inst(150, Some(100), &dp(0)), want: vec![] },
+            Case {
+                name: "a positive weight lost on failure: 100 + 20 = 120, failing 100 < 110",
+                text: inst(100, Some(110), &script(20)),
+                want: vec![],
+            },
+            Case {
+                name: "a positive weight too small: 120 - 20 = 100, not below 90",
+                text: inst(100, Some(90), &script(20)),
+                want: vec![
+                    "lb.toml:11:10: warning: track_script s20: weight 20 can never cause a failover: 120 - 20 = 100 is not below peer_priority 90 (needs a magnitude of at least 31, or weight 0 for FAULT)",
+                ],
+            },
+            Case {
+                name: "we are the backup: our weights move nothing",
+                text: inst(100, Some(150), &script(-20)),
+                want: vec![],
+            },
+            Case {
+                name: "two small weights, neither alone nor together enough",
+                text: inst(200, Some(100), &format!("{}{}", script(-30), dp(-40))),
+                want: vec![
+                    "lb.toml:7:17: warning: even all tracked objects failing together leave priority 130, not below peer_priority 100: tracking can never move the VIPs to the peer",
+                    "lb.toml:11:10: warning: track_script s30: weight -30 can never cause a failover: 200 - 30 = 170 is not below peer_priority 100 (needs a magnitude of at least 101, or weight 0 for FAULT)",
+                    "lb.toml:13:10: warning: track_dataplane: weight -40 can never cause a failover: 200 - 40 = 160 is not below peer_priority 100 (needs a magnitude of at least 101, or weight 0 for FAULT)",
+                ],
+            },
+            Case {
+                name: "the owner's 255 never changes, peer_priority or not",
+                text: inst(255, None, &format!("{}{}", script(-100), dp(0))),
+                want: vec![
+                    "lb.toml:11:10: warning: track_script s100: weight -100 has no effect: priority 255 (address owner) never changes, so this director stays master; use weight 0 (FAULT) or a priority below 255",
+                ],
+            },
+        ];
+        for c in cases {
+            assert_eq!(warnings(&c.text), c.want, "{}", c.name);
+        }
+        let e = error(&inst(150, Some(0), ""));
+        assert!(e.contains("lb.toml:7:17: peer_priority 0 out of range 1..=255"), "{e}");
     }
 
     fn two(name1: &str, name2: &str) -> String {

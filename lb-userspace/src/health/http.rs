@@ -98,6 +98,9 @@ impl HttpProbe {
             Ok(stream) => stream,
             Err(reason) => return CheckResult::down(reason),
         };
+        // Requests are written in one piece; do not hold them back for an ACK.
+        // (Only here: a TCP check writes nothing, so it skips the syscall.)
+        let _ = stream.set_nodelay(true);
         let result = match &self.tls {
             None => self.exchange(stream, progress).await,
             Some(tls) => {

@@ -39,7 +39,7 @@ use std::{
 };
 
 use tokio::{
-    sync::{Semaphore, mpsc, oneshot},
+    sync::{Semaphore, mpsc},
     task::JoinHandle,
     time::{self, Instant},
 };
@@ -97,20 +97,24 @@ pub struct HealthEvent {
 }
 
 /// The result of one check attempt.
+///
+/// The reason is shared rather than copied: a healthy target's result is
+/// the same text every time (built once per target for TCP checks), and the
+/// board keeps it on every attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckResult {
     pub ok: bool,
     /// A dynamic weight carried by a successful script check.
     pub weight: Option<u32>,
-    pub reason: String,
+    pub reason: Arc<str>,
 }
 
 impl CheckResult {
-    fn up(reason: impl Into<String>) -> CheckResult {
+    fn up(reason: impl Into<Arc<str>>) -> CheckResult {
         CheckResult { ok: true, weight: None, reason: reason.into() }
     }
 
-    fn down(reason: impl Into<String>) -> CheckResult {
+    fn down(reason: impl Into<Arc<str>>) -> CheckResult {
         CheckResult { ok: false, weight: None, reason: reason.into() }
     }
 }
@@ -138,7 +142,7 @@ pub struct TargetStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastCheck {
     pub ok: bool,
-    pub reason: String,
+    pub reason: Arc<str>,
     pub at: SystemTime,
     /// How long the attempt took, waiting for a connection slot excluded.
     pub took: Duration,
@@ -146,51 +150,49 @@ pub struct LastCheck {
 
 /// The latest status of every running target; cheap to clone and to share
 /// with the control socket.
+///
+/// Each task writes its own slot, so thousands of tasks finishing attempts
+/// do not queue on one lock or hash their id every time; the map is touched
+/// only when targets start and stop, and by readers. A task that was stopped
+/// or replaced keeps writing a slot the map no longer holds, which nobody
+/// reads.
 #[derive(Clone, Debug, Default)]
 pub struct StatusBoard {
-    entries: Arc<Mutex<HashMap<TargetId, Entry>>>,
+    entries: Arc<Mutex<HashMap<TargetId, Slot>>>,
 }
 
-#[derive(Debug)]
-struct Entry {
-    /// Which task owns the entry: a stopped task that finishes an attempt
-    /// after its replacement started must not overwrite the new status.
-    generation: u64,
-    status: TargetStatus,
+type Slot = Arc<Mutex<TargetStatus>>;
+
+/// Locks ignoring poison: the map and every status are consistent after each
+/// statement that touches them, so a panic while holding the lock leaves
+/// nothing half-done.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl StatusBoard {
     pub fn get(&self, id: TargetId) -> Option<TargetStatus> {
-        self.lock().get(&id).map(|e| e.status.clone())
+        let slot = lock(&self.entries).get(&id).cloned()?;
+        Some(lock(&slot).clone())
     }
 
     /// Every target, ordered by id.
     pub fn all(&self) -> Vec<TargetStatus> {
-        let mut all: Vec<TargetStatus> = self.lock().values().map(|e| e.status.clone()).collect();
+        let slots: Vec<Slot> = lock(&self.entries).values().cloned().collect();
+        let mut all: Vec<TargetStatus> = slots.iter().map(|slot| lock(slot).clone()).collect();
         all.sort_by_key(|s| s.id);
         all
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TargetId, Entry>> {
-        // The map is consistent after every statement that touches it, so a
-        // panic elsewhere while holding the lock leaves nothing half-done.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn insert(&self, generation: u64, status: TargetStatus) {
-        self.lock().insert(status.id, Entry { generation, status });
+    fn insert(&self, status: TargetStatus) -> Slot {
+        let slot = Arc::new(Mutex::new(status));
+        let id = lock(&slot).id;
+        lock(&self.entries).insert(id, slot.clone());
+        slot
     }
 
     fn remove(&self, id: TargetId) {
-        self.lock().remove(&id);
-    }
-
-    fn update(&self, id: TargetId, generation: u64, f: impl FnOnce(&mut TargetStatus)) {
-        if let Some(entry) = self.lock().get_mut(&id)
-            && entry.generation == generation
-        {
-            f(&mut entry.status);
-        }
+        lock(&self.entries).remove(&id);
     }
 }
 
@@ -233,8 +235,8 @@ pub enum HealthError {
 
 /// Runs the checks; see the [module documentation](self).
 ///
-/// Dropping the monitor stops every task at its next wake-up (killing any
-/// script still running); [`Monitor::shutdown`] also waits for them.
+/// Dropping the monitor aborts every task (killing any script still
+/// running); [`Monitor::shutdown`] also waits for them.
 #[derive(Debug)]
 pub struct Monitor {
     options: MonitorOptions,
@@ -244,15 +246,25 @@ pub struct Monitor {
     scripts: Arc<Semaphore>,
     tls: http::TlsConfigs,
     running: HashMap<TargetId, Running>,
-    generation: u64,
 }
 
 #[derive(Debug)]
 struct Running {
     target: Target,
-    /// Dropping it stops the task.
-    _stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    task: AbortOnDrop,
+}
+
+/// A task's handle that aborts the task when dropped: the task is cancelled
+/// at its next wake-up (or at once when idle), dropping its timer and any
+/// attempt in flight. Cheaper than a stop channel every task would poll on
+/// every wake-up.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Monitor {
@@ -266,7 +278,6 @@ impl Monitor {
             scripts: Arc::new(Semaphore::new(options.max_scripts.max(1))),
             tls: http::TlsConfigs::default(),
             running: HashMap::new(),
-            generation: 0,
         };
         (monitor, rx)
     }
@@ -296,7 +307,7 @@ impl Monitor {
     /// still running for it is killed.
     pub fn stop(&mut self, id: TargetId) -> bool {
         self.board.remove(id);
-        // Dropping `Running` drops the stop sender, which ends the task.
+        // Dropping `Running` aborts the task.
         self.running.remove(&id).is_some()
     }
 
@@ -340,17 +351,19 @@ impl Monitor {
 
     /// Stops every task and waits until they are gone (and their scripts killed).
     pub async fn shutdown(mut self) {
-        // Taking the task out of `Running` drops its stop sender.
-        let tasks: Vec<JoinHandle<()>> = self.running.drain().map(|(_, running)| running.task).collect();
-        for task in tasks {
-            // A task that panicked has nothing left to clean up.
-            let _ = task.await;
+        let mut tasks: Vec<AbortOnDrop> = self.running.drain().map(|(_, running)| running.task).collect();
+        for task in &tasks {
+            task.0.abort();
+        }
+        for task in &mut tasks {
+            // Cancelled (or panicked): either way nothing is left to clean up.
+            let _ = (&mut task.0).await;
         }
     }
 
     fn arm(&mut self, address: IpAddr, check: &Check) -> Result<Armed, HealthError> {
         let probe = match &check.kind {
-            CheckKind::Tcp { port } => Probe::Net(Net::Tcp(tcp::TcpProbe { addr: SocketAddr::new(address, *port) })),
+            CheckKind::Tcp { port } => Probe::Net(Net::Tcp(tcp::TcpProbe::new(SocketAddr::new(address, *port)))),
             CheckKind::Http(http) => {
                 Probe::Net(Net::Http(http::HttpProbe::new(address, http, None, self.options.body_cap)?))
             }
@@ -370,27 +383,22 @@ impl Monitor {
     }
 
     fn spawn(&mut self, target: Target, probe: Armed) {
-        // Replacing drops the old stop sender first, so the old task is told
-        // to end before the new one is started.
+        // Replacing aborts the old task first, so it ends before the new one
+        // starts; whatever it still writes goes to its own, unlisted slot.
         self.stop(target.id);
-        self.generation += 1;
-        let generation = self.generation;
         let tracker = Tracker::new(Timing::from(&target.check), target.initially_up);
-        self.board.insert(
-            generation,
-            TargetStatus {
-                id: target.id,
-                address: target.address,
-                kind: target.check.kind.name(),
-                up: target.initially_up,
-                weight: None,
-                since: SystemTime::now(),
-                last: None,
-                consecutive_successes: 0,
-                consecutive_failures: 0,
-                checks: 0,
-            },
-        );
+        let status = self.board.insert(TargetStatus {
+            id: target.id,
+            address: target.address,
+            kind: target.check.kind.name(),
+            up: target.initially_up,
+            weight: None,
+            since: SystemTime::now(),
+            last: None,
+            consecutive_successes: 0,
+            consecutive_failures: 0,
+            checks: 0,
+        });
         let supervisor = Supervisor {
             id: target.id,
             address: target.address,
@@ -398,13 +406,11 @@ impl Monitor {
             probe,
             tracker,
             events: self.events.clone(),
-            board: self.board.clone(),
-            generation,
+            status,
             next: Instant::now() + warmup_delay(target.check.warmup),
         };
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(supervisor.run(stopped));
-        self.running.insert(target.id, Running { target, _stop: stop, task });
+        let task = AbortOnDrop(tokio::spawn(supervisor.run()));
+        self.running.insert(target.id, Running { target, task });
     }
 }
 
@@ -438,7 +444,10 @@ impl Net {
     async fn attempt(&self, progress: &Progress) -> CheckResult {
         match self {
             Net::Tcp(p) => p.attempt(progress).await,
-            Net::Http(p) => p.attempt(progress).await,
+            // Boxed: its TLS and parsing state is kilobytes, which every
+            // attempt of every kind would otherwise carry and copy as its
+            // future moves (a TCP check's own state is a few dozen bytes).
+            Net::Http(p) => Box::pin(p.attempt(progress)).await,
             Net::Udp(p) => p.attempt(progress).await,
         }
     }
@@ -460,7 +469,8 @@ impl Attempt for Armed {
                 let Ok(_permit) = self.scripts.acquire().await else {
                     return CheckResult::down("checker shutting down");
                 };
-                script.run(self.timeout).await
+                // Boxed for the same reason as HTTP attempts.
+                Box::pin(script.run(self.timeout)).await
             }
             Probe::Net(net) => {
                 // The timeout starts once a slot is free: a queue of attempts
@@ -490,58 +500,56 @@ struct Supervisor<A> {
     probe: A,
     tracker: Tracker,
     events: mpsc::Sender<HealthEvent>,
-    board: StatusBoard,
-    generation: u64,
+    /// This target's entry on the board.
+    status: Slot,
     /// When the next attempt starts.
     next: Instant,
 }
 
 impl<A: Attempt> Supervisor<A> {
-    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+    /// Runs until aborted; aborting drops the timer and the attempt in flight.
+    async fn run(mut self) {
         loop {
-            tokio::select! {
-                biased;
-                // A send or the sender's drop: either way, stop.
-                _ = &mut stop => break,
-                () = self.cycle() => {}
-            }
+            self.cycle().await;
         }
     }
 
     /// Sleeps until the next attempt, runs it and reports the result.
-    /// Cancelling it (stop) drops the timer and the attempt in flight.
     async fn cycle(&mut self) {
         time::sleep_until(self.next).await;
         let at = SystemTime::now();
         let started = Instant::now();
         let result = self.probe.run().await;
-        let took = started.elapsed();
+        let ended = Instant::now();
         let step = self.tracker.observe(result.ok, result.weight);
         let (up, weight) = (self.tracker.is_up(), self.tracker.weight());
-        let (successes, failures) = (self.tracker.consecutive_successes(), self.tracker.consecutive_failures());
-        self.board.update(self.id, self.generation, |s| {
+        {
+            let mut s = lock(&self.status);
             s.up = up;
             s.weight = weight;
             if step.transition.is_some() {
                 s.since = at;
             }
-            s.last = Some(LastCheck { ok: result.ok, reason: result.reason.clone(), at, took });
-            s.consecutive_successes = successes;
-            s.consecutive_failures = failures;
+            s.last = Some(LastCheck { ok: result.ok, reason: result.reason.clone(), at, took: ended - started });
+            s.consecutive_successes = self.tracker.consecutive_successes();
+            s.consecutive_failures = self.tracker.consecutive_failures();
             s.checks += 1;
-        });
-        if let Some(transition) = step.transition {
-            let (id, backend, check, reason) = (self.id, self.address, self.kind, &result.reason);
-            match transition {
-                Transition::Down => tracing::warn!(%id, %backend, check, reason, "backend down"),
-                Transition::Up => tracing::info!(%id, %backend, check, reason, ?weight, "backend up"),
-                Transition::Weight => tracing::info!(%id, %backend, check, reason, ?weight, "backend weight changed"),
-            }
-            let event = HealthEvent { target: self.id, up, weight, reason: result.reason };
-            // An agent that dropped its receiver is shutting down; the board
-            // stays current until it stops the tasks.
-            let _ = self.events.send(event).await;
         }
+        let Some(transition) = step.transition else {
+            self.next = ended + step.next;
+            return;
+        };
+        let (id, backend, check, reason) = (self.id, self.address, self.kind, &*result.reason);
+        match transition {
+            Transition::Down => tracing::warn!(%id, %backend, check, reason, "backend down"),
+            Transition::Up => tracing::info!(%id, %backend, check, reason, ?weight, "backend up"),
+            Transition::Weight => tracing::info!(%id, %backend, check, reason, ?weight, "backend weight changed"),
+        }
+        let event = HealthEvent { target: self.id, up, weight, reason: result.reason.to_string() };
+        // An agent that dropped its receiver is shutting down; the board
+        // stays current until it stops the tasks.
+        let _ = self.events.send(event).await;
+        // The send may have waited for a slow agent: the delay counts from now.
         self.next = Instant::now() + step.next;
     }
 }
@@ -671,9 +679,21 @@ mod tests {
         }
     }
 
-    fn supervise(scripted: &Scripted, check: &Check, up: bool) -> (mpsc::Receiver<HealthEvent>, oneshot::Sender<()>) {
+    fn supervise(scripted: &Scripted, check: &Check, up: bool) -> (mpsc::Receiver<HealthEvent>, AbortOnDrop) {
         let (events, rx) = mpsc::channel(16);
         let id = TargetId { vip: 0, backend: 0 };
+        let status = StatusBoard::default().insert(TargetStatus {
+            id,
+            address: IpAddr::from([127, 0, 0, 1]),
+            kind: "scripted",
+            up,
+            weight: None,
+            since: SystemTime::now(),
+            last: None,
+            consecutive_successes: 0,
+            consecutive_failures: 0,
+            checks: 0,
+        });
         let supervisor = Supervisor {
             id,
             address: IpAddr::from([127, 0, 0, 1]),
@@ -681,13 +701,10 @@ mod tests {
             probe: scripted.clone(),
             tracker: Tracker::new(Timing::from(check), up),
             events,
-            board: StatusBoard::default(),
-            generation: 1,
+            status,
             next: Instant::now() + warmup_delay(check.warmup),
         };
-        let (stop, stopped) = oneshot::channel();
-        tokio::spawn(supervisor.run(stopped));
-        (rx, stop)
+        (rx, AbortOnDrop(tokio::spawn(supervisor.run())))
     }
 
     #[tokio::test(start_paused = true)]

@@ -53,7 +53,8 @@ async fn sync_keeps_unchanged_targets_restarts_changed_ones_and_stops_missing_on
     assert_eq!(monitor.targets().count(), 2);
 
     let reason = format!("connected to 127.0.0.1:{other_port}");
-    wait_status(&monitor, id(2), Duration::from_secs(5), |s| s.last.as_ref().is_some_and(|l| l.reason == reason)).await;
+    wait_status(&monitor, id(2), Duration::from_secs(5), |s| s.last.as_ref().is_some_and(|l| *l.reason == reason))
+        .await;
 
     // A bad target refuses the whole reload.
     let mut bad = targets[0].clone();
@@ -140,7 +141,7 @@ async fn a_declared_oversized_body_fails_the_digest_without_reading_it() {
     let server = http_server(Reply::Huge { head, len: 64 << 20 }, None).await;
     let (mut monitor, _rx) = monitor();
     let result = monitor.probe_once(LOCALHOST, &check(http(server.port, BodyMatch::Md5([0; 16])))).await.unwrap();
-    assert_eq!(result.reason, "body larger than 1 MiB (Content-Length: 67108864)");
+    assert_eq!(&*result.reason, "body larger than 1 MiB (Content-Length: 67108864)");
 }
 
 /// Not a benchmark: 2000 targets at a 1 s interval for ~3 s must run

@@ -137,7 +137,7 @@ impl ScriptProbe {
                 CheckResult {
                     ok: true,
                     weight: Some(weight),
-                    reason: format!("script exited {code} (weight {weight})"),
+                    reason: format!("script exited {code} (weight {weight})").into(),
                 }
             }
             Some(code) => CheckResult::down(format!("script exited {code}")),

@@ -1,6 +1,6 @@
 //! `TCP_CHECK`: the backend is up when a connection to the port completes.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use tokio::net::TcpStream;
 
@@ -8,14 +8,20 @@ use super::{CheckResult, Phase, Progress, io_reason};
 
 pub(super) struct TcpProbe {
     pub(super) addr: SocketAddr,
+    /// The reason of every success, built once rather than per attempt.
+    connected: Arc<str>,
 }
 
 impl TcpProbe {
+    pub(super) fn new(addr: SocketAddr) -> TcpProbe {
+        TcpProbe { addr, connected: format!("connected to {addr}").into() }
+    }
+
     pub(super) async fn attempt(&self, progress: &Progress) -> CheckResult {
         match connect(self.addr, progress).await {
             // Dropping the stream closes it with a FIN, as keepalived does: an
             // RST would show up as an error in the backend's logs.
-            Ok(_stream) => CheckResult::up(format!("connected to {}", self.addr)),
+            Ok(_stream) => CheckResult::up(self.connected.clone()),
             Err(reason) => CheckResult::down(reason),
         }
     }
@@ -24,10 +30,7 @@ impl TcpProbe {
 /// Connects, with the failure as a keepalived-like reason.
 pub(super) async fn connect(addr: SocketAddr, progress: &Progress) -> Result<TcpStream, String> {
     progress.set(Phase::Connecting);
-    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {}", io_reason(&e)))?;
-    // Requests are written in one piece; do not hold them back for an ACK.
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {}", io_reason(&e)))
 }
 
 #[cfg(test)]

@@ -136,7 +136,7 @@ mod tests {
         let started = tokio::time::Instant::now();
         let result = monitor.probe_once(LOCALHOST, &c).await.unwrap();
         assert!(!result.ok);
-        assert_eq!(result.reason, format!("udp reply from 127.0.0.1:{port}: connection refused"));
+        assert_eq!(*result.reason, format!("udp reply from 127.0.0.1:{port}: connection refused"));
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

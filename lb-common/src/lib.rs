@@ -170,13 +170,15 @@ impl FlowKey {
     }
 }
 
-/// One remembered flow: its digest (0 = empty way) and backend.
+/// One remembered flow: its digest (0 = empty way), backend, and the VIP it
+/// was recorded for (an established flow is found before the VIP table is
+/// read; the backend must still belong to that VIP).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct FlowEntry {
     pub digest: u64,
     pub backend: u32,
-    pub _pad: u32,
+    pub vip_index: u32,
 }
 const _: () = assert!(size_of::<FlowEntry>() == 16);
 

@@ -19,9 +19,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    BACKEND_F_ALIVE, Backend, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FLOW_WAYS, FloodState, FlowEntry,
-    FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, Stat, V4_MAPPED_PREFIX, VIP_F_L3_HASH,
-    VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE, VIP_PROBES, VIP_TABLE_SIZE, VipCtl, VipEntry, VipMeta, hash,
+    BACKEND_F_ALIVE, Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FLOW_WAYS, FloodState,
+    FlowEntry, FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, Stat, V4_MAPPED_PREFIX,
+    VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE, VIP_PROBES, VIP_TABLE_SIZE, VipCtl, VipEntry,
+    VipMeta, hash,
 };
 use packet::{Error, Family, Packet, Parsed};
 
@@ -139,16 +140,61 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     let Some(ctl) = VIP_CTL.get(0) else {
         return Ok(());
     };
-    let Some((meta, digest)) = classify(ctl, p) else {
+    let cfg = &ctl.config;
+    // Established flows of 5-tuple VIPs (nearly all packets) are found by
+    // their digest before the VIP table is read: the digest covers the
+    // VIP's address, port and protocol, the entry names its VIP, and the
+    // agent marks a removed VIP's backends dead, so a hit is this flow of a
+    // configured VIP (two flows sharing a 64-bit digest aside, as always).
+    let digest5 = nonzero(A::digest_5tuple(p.src, p.dst, p.sport, p.dport, p.proto));
+    let mut probed = 0;
+    if !p.syn && !p.fragment && !p.icmp_error {
+        if let Some(flows) = Flows::new(digest5, cfg.flow_sets) {
+            if let Some(e) = flows.get(digest5) {
+                if let Some(b) = live_backend(e.backend, e.vip_index) {
+                    return transmit(ctx, cfg, e.backend, e.vip_index, b, out);
+                }
+                event(Stat::FlowStale);
+            }
+            probed = digest5;
+        }
+    }
+    let Some(meta) = classify(ctl, p) else {
         return Ok(());
     };
-    // 0 marks an empty way; a digest of 0 (one in 2^64) becomes 1.
-    let digest = if digest == 0 { 1 } else { digest };
-    let cfg = &ctl.config;
+    let digest = if meta.flags & VIP_F_SRC_HASH != 0 {
+        nonzero(A::digest_src(p.src))
+    } else if meta.flags & VIP_F_L3_HASH != 0 || p.fragment {
+        nonzero(A::digest_l3(p.src, p.dst, p.proto))
+    } else {
+        digest5
+    };
     let Some(flows) = Flows::new(digest, cfg.flow_sets) else {
         return Ok(());
     };
-    let (backend_id, backend) = pick_backend(&meta, digest, p.syn, &flows, cfg.max_new_flows_per_sec)?;
+    // A SYN starts a new connection; a digest probed above missed already.
+    let skip_table = p.syn || digest == probed;
+    let (id, backend) = pick_backend(&meta, digest, skip_table, &flows, cfg.max_new_flows_per_sec)?;
+    transmit(ctx, cfg, id, meta.vip_index, backend, out)
+}
+
+/// 0 marks an empty way; a digest of 0 (one in 2^64) becomes 1.
+#[inline(always)]
+fn nonzero(digest: u64) -> u64 {
+    if digest == 0 { 1 } else { digest }
+}
+
+/// DR: the backend's MAC as destination, the interface's as source, out of
+/// the interface the packet came in on (or the configured one).
+#[inline(always)]
+fn transmit(
+    ctx: &XdpContext,
+    cfg: &Config,
+    backend_id: u32,
+    vip_index: u32,
+    backend: &Backend,
+    out: &mut Outcome,
+) -> Result<(), Error> {
     let out_if = if cfg.tx_ifindex != 0 { cfg.tx_ifindex } else { ctx.ingress_ifindex() as u32 };
     let iface = match IFACES.get(out_if) {
         Some(i) if i.flags & IFACE_F_ACTIVE != 0 => i,
@@ -166,7 +212,7 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
         xdp_action::XDP_TX
     };
     out.reason = Stat::Tx;
-    out.vip_index = meta.vip_index;
+    out.vip_index = vip_index;
     out.backend = backend_id;
     Ok(())
 }
@@ -257,32 +303,24 @@ fn lookup_vip<A: Addr>(ctl: &VipCtl, addr: A, port: u16, proto: u8, kind: u8) ->
     None
 }
 
-/// Finds the VIP and the flow's digest. Fragments and ICMP errors are keyed
-/// by the flow they belong to, so they reach that flow's backend.
+/// Finds the VIP. Fragments and ICMP errors are keyed by the flow they
+/// belong to, so they reach that flow's backend.
 #[inline(always)]
-fn classify<A: Addr>(ctl: &VipCtl, p: &Packet<A>) -> Option<(VipMeta, u64)> {
-    let meta = if p.fragment {
+fn classify<A: Addr>(ctl: &VipCtl, p: &Packet<A>) -> Option<VipMeta> {
+    if p.fragment {
         // A non-first fragment has no ports: only the (address, protocol)
         // entry of the VIP that takes fragments can claim it.
         let meta = lookup_vip(ctl, p.dst, 0, p.proto, VIP_KIND_FRAGMENTS)?;
         event(Stat::Fragment);
-        meta
+        Some(meta)
     } else {
         let meta = lookup_vip(ctl, p.dst, p.dport, p.proto, VIP_KIND_SERVICE)
             .or_else(|| lookup_vip(ctl, p.dst, 0, p.proto, VIP_KIND_SERVICE))?;
         if p.icmp_error {
             event(Stat::IcmpError);
         }
-        meta
-    };
-    let digest = if meta.flags & VIP_F_SRC_HASH != 0 {
-        A::digest_src(p.src)
-    } else if meta.flags & VIP_F_L3_HASH != 0 || p.fragment {
-        A::digest_l3(p.src, p.dst, p.proto)
-    } else {
-        A::digest_5tuple(p.src, p.dst, p.sport, p.dport, p.proto)
-    };
-    Some((meta, digest))
+        Some(meta)
+    }
 }
 
 /// Backend `id` if it may receive this VIP's packets.
@@ -294,20 +332,21 @@ fn live_backend(id: u32, vip_index: u32) -> Option<&'static Backend> {
     }
 }
 
-/// Flow table first, then the ring. A TCP SYN skips the table (as Katran
-/// does): a new connection that reuses a 5-tuple follows the current ring.
+/// Flow table first (unless `skip_table`), then the ring. A TCP SYN skips
+/// the table (as Katran does): a new connection that reuses a 5-tuple
+/// follows the current ring.
 #[inline(always)]
 fn pick_backend(
     meta: &VipMeta,
     digest: u64,
-    syn: bool,
+    skip_table: bool,
     flows: &Flows,
     max_new_flows_per_sec: u32,
 ) -> Result<(u32, &'static Backend), Error> {
-    if !syn {
-        if let Some(id) = flows.get(digest) {
-            if let Some(b) = live_backend(id, meta.vip_index) {
-                return Ok((id, b));
+    if !skip_table {
+        if let Some(e) = flows.get(digest) {
+            if let Some(b) = live_backend(e.backend, meta.vip_index) {
+                return Ok((e.backend, b));
             }
             event(Stat::FlowStale);
         }
@@ -329,7 +368,7 @@ fn pick_backend(
         return Err(no_backend);
     };
     if flood_guard_allows_insert(max_new_flows_per_sec) {
-        flows.insert(digest, id);
+        flows.insert(digest, id, meta.vip_index);
     } else {
         event(Stat::FloodSkip);
     }
@@ -355,20 +394,20 @@ impl Flows {
     }
 
     #[inline(always)]
-    fn get(&self, digest: u64) -> Option<u32> {
+    fn get(&self, digest: u64) -> Option<FlowEntry> {
         // SAFETY: this CPU's element of a per-CPU array; XDP runs with
         // preemption off, so only this program on this CPU touches it now.
         let set = unsafe { &mut *self.set };
         let ways = &mut set.ways;
         if ways[0].digest == digest {
-            return Some(ways[0].backend);
+            return Some(ways[0]);
         }
         for k in 1..FLOW_WAYS {
             if ways[k].digest == digest {
                 let hit = ways[k];
                 shift_down(ways, k);
                 ways[0] = hit;
-                return Some(hit.backend);
+                return Some(hit);
             }
         }
         None
@@ -377,7 +416,7 @@ impl Flows {
     /// Records the flow at the front. A way already holding the digest (a
     /// stale or re-hashed flow) is reused, so a digest is never in a set twice.
     #[inline(always)]
-    fn insert(&self, digest: u64, backend: u32) {
+    fn insert(&self, digest: u64, backend: u32, vip_index: u32) {
         // SAFETY: as in `get`.
         let set = unsafe { &mut *self.set };
         let ways = &mut set.ways;
@@ -389,7 +428,7 @@ impl Flows {
             }
         }
         shift_down(ways, last);
-        ways[0] = FlowEntry { digest, backend, _pad: 0 };
+        ways[0] = FlowEntry { digest, backend, vip_index };
     }
 }
 

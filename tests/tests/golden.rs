@@ -379,6 +379,35 @@ fn flow_table_keeps_flows_across_ring_changes() {
     assert!(f.stat(Stat::FlowStale) >= 1);
 }
 
+/// Established flows are found before the VIP table is read: once a VIP is
+/// removed (the agent marks its backends dead), or a recorded backend id
+/// belongs to another VIP, the recorded flow must not forward.
+#[test]
+fn recorded_flows_of_a_removed_vip_are_not_forwarded() {
+    let mut f = Fixture::new();
+    let (c4, v4): (IpAddr, IpAddr) = (CLIENT.into(), VIP_TCP.into());
+    let established = tcp4(CLIENT, VIP_TCP, 45000, 80, TCP_ACK);
+    let picked = ring_pick(&RING, c4, v4, 45000, 80, proto::TCP);
+    run_table(&f, &[tx("recorded", established.clone(), picked)]);
+
+    // The backend id now serves VIP 1 (ids are reused): the flow recorded
+    // for VIP 0 re-hashes on VIP 0's ring instead of following the id.
+    f.dp.set_backend(picked, Backend { mac: backend_mac(picked), flags: BACKEND_F_ALIVE, vip_index: 1 }).unwrap();
+    let stale = f.stat(Stat::FlowStale);
+    // Its ring slot names the same id, which is no live backend of VIP 0.
+    run_table(&f, &[drop("the re-hash finds no backend of VIP 0", established.clone())]);
+    assert!(f.stat(Stat::FlowStale) > stale, "the recorded flow was seen as stale");
+    f.dp.set_backend(picked, Backend { mac: backend_mac(picked), flags: BACKEND_F_ALIVE, vip_index: 0 }).unwrap();
+    run_table(&f, &[tx("recorded again", established.clone(), picked)]);
+
+    // The VIP goes, as the agent removes one: table first, then its backends dead.
+    f.dp.remove_vip(0).unwrap();
+    for id in [1, 2, 3] {
+        f.dp.set_backend(id, Backend { mac: backend_mac(id), flags: 0, vip_index: 0 }).unwrap();
+    }
+    run_table(&f, &[pass("a removed VIP's established flow is passed", established)]);
+}
+
 #[test]
 fn flood_guard_stops_inserts_but_not_forwarding() {
     let mut f = Fixture::new();

@@ -14,7 +14,9 @@
 //! - a sync group of two instances moves as a whole when one member's
 //!   tracked interface goes down, with the group's notify script;
 //! - `track_dataplane`: two real agents (`lb run`); detaching the master's
-//!   XDP program makes it resign and the backup take over.
+//!   XDP program makes it resign and the backup take over;
+//! - a reload that changes or removes one instance leaves the other one
+//!   running: no state change on either director, the VIP never leaves.
 
 #[path = "support/vrrp_lab.rs"]
 mod lab;
@@ -525,4 +527,76 @@ fn detached_xdp_program_hands_the_vip_to_the_peer() {
     drop(a);
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reload_restarts_only_what_changed() {
+    let lab = Lab::new(PREFIX, &["a", "b"]);
+    let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
+    let vi = |name: &str, vrid: u8, vip: &str, priority: u8| {
+        format!(
+            "[[vrrp]]\nname = \"{name}\"\ninterface = \"eth0\"\nvirtual_router_id = {vrid}\npriority = {priority}\n\
+             advert_int = \"100ms\"\nvirtual_ipaddress = [\"{vip}/24\"]\ngarp_master_repeat = 1\n"
+        )
+    };
+    let both = |p1: u8, p2: u8| format!("{}{}", vi("VI_1", 51, VIP, p1), vi("VI_2", 52, VIP2, p2));
+    let mut a = Director::start("A", a_ns, &both(150, 150));
+    let mut b = Director::start("B", b_ns, &both(100, 100));
+    for name in ["VI_1", "VI_2"] {
+        a.expect_instance(name, State::Master, SETTLE);
+        b.expect_instance(name, State::Backup, SETTLE);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = a.statuses()[0].clone();
+
+    // Watch A's VI_1 VIP the whole time: it must never leave.
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (watching, ns_name) = (std::sync::Arc::clone(&watching), a_ns.name().to_owned());
+        std::thread::spawn(move || {
+            let mut gone = 0;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while watching.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let out = std::process::Command::new("ip")
+                    .args(["netns", "exec", &ns_name, "ip", "addr", "show", "dev", "eth0"])
+                    .output()
+                    .expect("ip addr");
+                if !String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/")) {
+                    gone += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            gone
+        })
+    };
+
+    // VI_2 changes (priority 160): only VI_2 restarts, and preempts back.
+    let since = Instant::now();
+    let plan = a.reload(&both(150, 160));
+    assert_eq!((plan.keep, plan.stop, plan.start), (vec!["VI_1".into()], vec!["VI_2".into()], vec!["VI_2".into()]));
+    a.expect_instance("VI_2", State::Master, SETTLE);
+    // VI_2 is removed: it stops cleanly and B takes it.
+    let plan = a.reload(&vi("VI_1", 51, VIP, 150));
+    assert_eq!((plan.keep, plan.stop, plan.start), (vec!["VI_1".into()], vec!["VI_2".into()], vec![]));
+    b.expect_instance("VI_2", State::Master, SETTLE);
+    assert!(wait_for(SETTLE, || (has_addr(b_ns, VIP2) && !has_addr(a_ns, VIP2)).then_some(())).is_some());
+    // A few more intervals, then nothing may have happened to VI_1 anywhere.
+    a.events_for(Duration::from_millis(300));
+    b.events_for(Duration::from_millis(300));
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let gone = watcher.join().expect("watcher");
+    assert_eq!(gone, 0, "A's VI_1 VIP left during the reloads");
+    let vi1_changes = |d: &Director, since: Instant| {
+        d.seen.iter().filter(|(at, e)| *at > since && e.instance == "VI_1").map(|(_, e)| e.clone()).collect::<Vec<_>>()
+    };
+    assert!(vi1_changes(&a, since).is_empty(), "A's VI_1 changed state: {:?}", a.seen);
+    assert!(vi1_changes(&b, since).is_empty(), "B's VI_1 changed state: {:?}", b.seen);
+    let after = a.statuses();
+    assert_eq!(after.len(), 1);
+    let vi1 = &after[0];
+    assert_eq!((vi1.name.as_str(), vi1.state), ("VI_1", State::Master));
+    assert_eq!(vi1.counters.became_master, before.counters.became_master, "never left Master");
+    assert_eq!(vi1.counters.priority_zero_sent, 0, "never resigned");
+    assert!(vi1.counters.adverts_sent > before.counters.adverts_sent, "kept advertising");
+    assert_eq!(b.statuses()[0].state, State::Backup);
 }

@@ -338,16 +338,27 @@ fn start_vrrp(config: &Config) -> Result<Option<VrrpHandle>, AgentError> {
     Ok(Some(handle))
 }
 
-/// VRRP instances changed in a reload: leave with the old ones (priority 0,
-/// VIPs removed) and start the new ones. A failure to start is logged; the
-/// director keeps forwarding, and the peer holds the VIPs meanwhile.
+/// VRRP instances changed in a reload: only the changed, removed and new
+/// ones are touched ([`VrrpHandle::reload`]); the others keep running without
+/// a state change. A failure to start is logged and leaves VRRP as it was;
+/// the director keeps forwarding either way.
 async fn restart_vrrp(vrrp: &mut Option<VrrpHandle>, config: &Config) {
-    if let Some(v) = vrrp.take() {
-        v.shutdown().await;
-    }
-    match start_vrrp(config) {
-        Ok(v) => *vrrp = v,
-        Err(e) => error!("restarting VRRP after a reload: {e}"),
+    match vrrp {
+        Some(v) if !config.vrrp.is_empty() => {
+            match v.reload(config.vrrp.clone(), config.vrrp_sync_groups.clone()).await {
+                Ok(plan) => info!(kept = ?plan.keep, stopped = ?plan.stop, started = ?plan.start, "VRRP reloaded"),
+                Err(e) => error!("reloading VRRP: {e}; the instances run as before"),
+            }
+        }
+        Some(_) => {
+            if let Some(v) = vrrp.take() {
+                v.shutdown().await;
+            }
+        }
+        None => match start_vrrp(config) {
+            Ok(v) => *vrrp = v,
+            Err(e) => error!("starting VRRP after a reload: {e}"),
+        },
     }
 }
 

@@ -21,12 +21,14 @@
 //! - [`announce`]: gratuitous ARP and unsolicited neighbour advertisements.
 //! - [`notify`]: keepalived's notify scripts; [`track`]: tracked interfaces and scripts.
 //! - [`sync`]: keepalived's `vrrp_sync_group`, as pure code like [`fsm`].
+//! - [`reload`]: which instances a configuration reload restarts (only what changed).
 
 pub mod addresses;
 pub mod announce;
 pub mod fsm;
 pub mod notify;
 pub mod packet;
+pub mod reload;
 pub mod runtime;
 pub mod socket;
 pub mod sync;

@@ -6,12 +6,15 @@
 //! # async fn f(config: lb_userspace::config::Config) -> Result<(), lb_userspace::vrrp::runtime::VrrpError> {
 //! use lb_userspace::vrrp::runtime;
 //!
-//! let mut vrrp = runtime::spawn(config.vrrp.clone())?;
+//! let mut vrrp = runtime::spawn_with_groups(config.vrrp.clone(), config.vrrp_sync_groups.clone())?;
 //! let mut changes = vrrp.take_events().expect("first call");
 //! # let _ = &mut changes;
 //! for s in vrrp.status() {
 //!     println!("{} {:?} priority {} master {:?}", s.name, s.state, s.effective_priority, s.master);
 //! }
+//! // A reloaded file: only what changed restarts.
+//! let plan = vrrp.reload(config.vrrp.clone(), config.vrrp_sync_groups.clone()).await?;
+//! # let _ = plan;
 //! vrrp.shutdown().await; // priority 0 from masters, VIPs removed, notify_stop run
 //! # Ok(())
 //! # }
@@ -57,6 +60,7 @@ use super::{
     fsm::{self, Action, Counters, DiscardReason, Event, Instance, State},
     notify::{NOTIFY_TIMEOUT, Notifier, commands_for, group_commands},
     packet::{Addresses, Advertisement, DecodeError, PseudoHeader, Version},
+    reload::{self, ReloadPlan},
     socket::{RecvInfo, VrrpSocket},
     sync::{self, SyncGroup},
     track::{
@@ -206,6 +210,7 @@ enum Command {
 
 /// What a member task tells its sync group's task.
 type GroupTx = mpsc::UnboundedSender<(usize, sync::Input)>;
+type GroupRx = mpsc::UnboundedReceiver<(usize, sync::Input)>;
 
 /// A member's way to its group.
 #[derive(Debug, Clone)]
@@ -217,12 +222,22 @@ struct GroupLink {
 
 #[derive(Debug)]
 struct GroupHandle {
+    cfg: VrrpSyncGroup,
     task: Option<JoinHandle<()>>,
+}
+
+/// Instances ready to run (sockets open, users resolved) and the
+/// coordinators of their sync groups, not started yet.
+struct Prepared {
+    tasks: Vec<(Task, AsyncFd<VrrpSocket>)>,
+    groups: Vec<(VrrpSyncGroup, GroupRx, Option<Account>)>,
 }
 
 #[derive(Debug)]
 struct InstanceHandle {
     name: String,
+    /// What it runs with.
+    cfg: VrrpInstance,
     tracks_dataplane: bool,
     commands: mpsc::UnboundedSender<Command>,
     status: Arc<Mutex<InstanceStatus>>,
@@ -233,8 +248,11 @@ struct InstanceHandle {
 /// does, without waiting (as long as the runtime keeps running).
 #[derive(Debug)]
 pub struct VrrpHandle {
+    runtime: tokio::runtime::Handle,
     instances: Vec<InstanceHandle>,
     groups: Vec<GroupHandle>,
+    /// For the instances a reload starts.
+    events_tx: mpsc::UnboundedSender<StateChange>,
     events: Option<mpsc::UnboundedReceiver<StateChange>>,
 }
 
@@ -264,6 +282,118 @@ impl VrrpHandle {
     /// The names of the instances, in configuration order.
     pub fn names(&self) -> Vec<String> {
         self.instances.iter().map(|i| i.name.clone()).collect()
+    }
+
+    /// Applies a reloaded configuration without touching what did not change
+    /// ([`super::reload`]): unchanged instances keep running (no state
+    /// change, no gap in adverts, no VIP flap); changed ones restart, removed
+    /// ones stop cleanly (priority 0 from a master), new ones start. The new
+    /// instances are prepared before anything stops, so one that cannot
+    /// start (an interface that is gone) leaves everything as it was.
+    pub async fn reload(
+        &mut self,
+        instances: Vec<VrrpInstance>,
+        groups: Vec<VrrpSyncGroup>,
+    ) -> Result<ReloadPlan, VrrpError> {
+        let old: Vec<VrrpInstance> = self.instances.iter().map(|i| i.cfg.clone()).collect();
+        let old_groups: Vec<VrrpSyncGroup> = self.groups.iter().map(|g| g.cfg.clone()).collect();
+        let plan = reload::plan(&old, &old_groups, &instances, &groups);
+        let to_start: Vec<VrrpInstance> = instances.iter().filter(|n| plan.start.contains(&n.name)).cloned().collect();
+        let prepared = self.prepare_all(to_start, &groups)?;
+
+        let (stopping, staying): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.instances).into_iter().partition(|i| plan.stop.contains(&i.name));
+        self.instances = staying;
+        for i in &stopping {
+            let _ = i.commands.send(Command::Shutdown);
+        }
+        for mut i in stopping {
+            if let Some(task) = i.task.take() {
+                let _ = task.await;
+            }
+        }
+        // A group with a stopped member stopped whole (the plan restarts all
+        // members together); its task ends after its members.
+        let (ended, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.groups)
+            .into_iter()
+            .partition(|g| g.cfg.members.iter().any(|m| plan.stop.contains(m)));
+        self.groups = kept;
+        for mut g in ended {
+            if let Some(task) = g.task.take() {
+                let _ = task.await;
+            }
+        }
+        // Kept ones take the new tables: only a position or a hint differs.
+        for i in &mut self.instances {
+            if let Some(n) = instances.iter().find(|n| n.name == i.name) {
+                i.cfg = n.clone();
+            }
+        }
+        for g in &mut self.groups {
+            if let Some(n) = groups.iter().find(|n| n.name == g.cfg.name) {
+                g.cfg = n.clone();
+            }
+        }
+        self.launch(prepared);
+        self.instances.sort_by_key(|i| instances.iter().position(|n| n.name == i.name));
+        Ok(plan)
+    }
+
+    /// Opens everything the instances need, in the calling thread's network
+    /// namespace, with a channel for each of their sync groups (those of two
+    /// or more members, all of them among `instances`).
+    fn prepare_all(&self, instances: Vec<VrrpInstance>, groups: &[VrrpSyncGroup]) -> Result<Prepared, VrrpError> {
+        let groups: Vec<VrrpSyncGroup> = (groups.iter())
+            .filter(|g| g.members.len() >= 2 && g.members.iter().all(|m| instances.iter().any(|i| &i.name == m)))
+            .cloned()
+            .collect();
+        let mut accounts = Vec::with_capacity(groups.len());
+        for g in &groups {
+            accounts.push(
+                notify_account(&g.notify)
+                    .map_err(|message| VrrpError::Setup { instance: format!("(sync group {})", g.name), message })?,
+            );
+        }
+        let (txs, rxs): (Vec<GroupTx>, Vec<_>) =
+            groups.iter().map(|_| mpsc::unbounded_channel::<(usize, sync::Input)>()).unzip();
+        let mut tasks = Vec::with_capacity(instances.len());
+        for cfg in instances {
+            let link = groups.iter().zip(&txs).find_map(|(group, tx)| {
+                let member = group.members.iter().position(|m| *m == cfg.name)?;
+                Some(GroupLink { member, tx: tx.clone() })
+            });
+            let _guard = self.runtime.enter();
+            tasks.push(prepare(cfg, self.events_tx.clone(), link)?);
+        }
+        let groups = groups.into_iter().zip(rxs).zip(accounts).map(|((g, rx), a)| (g, rx, a)).collect();
+        Ok(Prepared { tasks, groups })
+    }
+
+    /// Starts what [`Self::prepare_all`] prepared.
+    fn launch(&mut self, prepared: Prepared) {
+        for (task, socket) in prepared.tasks {
+            let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+            let status = Arc::clone(&task.shared);
+            let name = task.cfg.name.clone();
+            let cfg = task.cfg.clone();
+            let tracks_dataplane = task.cfg.track_dataplane.is_some();
+            let join = self.runtime.spawn(task.run(socket, commands_rx));
+            self.instances.push(InstanceHandle {
+                name,
+                cfg,
+                tracks_dataplane,
+                commands: commands_tx,
+                status,
+                task: Some(join),
+            });
+        }
+        for (group, rx, account) in prepared.groups {
+            let members: Vec<mpsc::UnboundedSender<Command>> = (group.members.iter())
+                .filter_map(|m| self.instances.iter().find(|h| &h.name == m).map(|h| h.commands.clone()))
+                .collect();
+            let task = self.runtime.spawn(run_group(group.clone(), members, rx, account));
+            self.groups.push(GroupHandle { cfg: group, task: Some(task) });
+        }
     }
 
     /// Stops every instance: a master sends priority 0 (so a backup takes
@@ -327,42 +457,11 @@ pub fn spawn(instances: Vec<VrrpInstance>) -> Result<VrrpHandle, VrrpError> {
 pub fn spawn_with_groups(instances: Vec<VrrpInstance>, groups: Vec<VrrpSyncGroup>) -> Result<VrrpHandle, VrrpError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|source| VrrpError::NoRuntime { source })?;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let groups: Vec<VrrpSyncGroup> = groups.into_iter().filter(|g| g.members.len() >= 2).collect();
-    let mut group_accounts = Vec::with_capacity(groups.len());
-    for g in &groups {
-        group_accounts.push(
-            notify_account(&g.notify)
-                .map_err(|message| VrrpError::Setup { instance: format!("(sync group {})", g.name), message })?,
-        );
-    }
-    let channels: Vec<_> = groups.iter().map(|_| mpsc::unbounded_channel::<(usize, sync::Input)>()).collect();
-    let mut prepared = Vec::with_capacity(instances.len());
-    for cfg in instances {
-        let link = groups.iter().enumerate().find_map(|(g, group)| {
-            let member = group.members.iter().position(|m| *m == cfg.name)?;
-            Some(GroupLink { member, tx: channels[g].0.clone() })
-        });
-        let _guard = runtime.enter();
-        prepared.push(prepare(cfg, events_tx.clone(), link)?);
-    }
-    let mut handles = Vec::with_capacity(prepared.len());
-    for (task, socket) in prepared {
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let status = Arc::clone(&task.shared);
-        let name = task.cfg.name.clone();
-        let tracks_dataplane = task.cfg.track_dataplane.is_some();
-        let join = runtime.spawn(task.run(socket, commands_rx));
-        handles.push(InstanceHandle { name, tracks_dataplane, commands: commands_tx, status, task: Some(join) });
-    }
-    let mut group_handles = Vec::with_capacity(groups.len());
-    for ((group, (_, rx)), account) in groups.into_iter().zip(channels).zip(group_accounts) {
-        let members: Vec<mpsc::UnboundedSender<Command>> = (group.members.iter())
-            .filter_map(|m| handles.iter().find(|h| &h.name == m).map(|h| h.commands.clone()))
-            .collect();
-        let task = runtime.spawn(run_group(group, members, rx, account));
-        group_handles.push(GroupHandle { task: Some(task) });
-    }
-    Ok(VrrpHandle { instances: handles, groups: group_handles, events: Some(events_rx) })
+    let mut handle =
+        VrrpHandle { runtime, instances: Vec::new(), groups: Vec::new(), events_tx, events: Some(events_rx) };
+    let prepared = handle.prepare_all(instances, &groups)?;
+    handle.launch(prepared);
+    Ok(handle)
 }
 
 /// The account notify scripts run as, when there are any.
@@ -380,7 +479,7 @@ fn notify_account(n: &Notify) -> Result<Option<Account>, String> {
 async fn run_group(
     group: VrrpSyncGroup,
     members: Vec<mpsc::UnboundedSender<Command>>,
-    mut rx: mpsc::UnboundedReceiver<(usize, sync::Input)>,
+    mut rx: GroupRx,
     account: Option<Account>,
 ) {
     let notifier = Notifier::spawn(group.name.clone(), account);

@@ -18,6 +18,7 @@ use lb_userspace::{
     netns::{self, Netns},
     vrrp::{
         State,
+        reload::ReloadPlan,
         runtime::{self, InstanceStatus, StateChange},
     },
 };
@@ -117,6 +118,7 @@ pub fn wait_for<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
 
 enum Ctl {
     Status(std_mpsc::Sender<Vec<InstanceStatus>>),
+    Reload(String, std_mpsc::Sender<Result<ReloadPlan, String>>),
     Shutdown,
     Abort,
 }
@@ -156,6 +158,11 @@ impl Director {
                             Some(ev) = changes.recv() => { let _ = event_tx.send((Instant::now(), ev)); }
                             ctl = control_rx.recv() => match ctl {
                                 Some(Ctl::Status(tx)) => { let _ = tx.send(handle.status()); }
+                                Some(Ctl::Reload(toml, tx)) => {
+                                    let (instances, groups) = config_with_groups(&toml);
+                                    let r = handle.reload(instances, groups).await.map_err(|e| e.to_string());
+                                    let _ = tx.send(r);
+                                }
                                 Some(Ctl::Shutdown) | None => {
                                     handle.shutdown().await;
                                     while let Ok(ev) = changes.try_recv() {
@@ -198,6 +205,11 @@ impl Director {
 
     /// Waits until `instance` is in `state` (already, or by a change within `limit`).
     pub fn wait_instance(&mut self, instance: &str, state: State, limit: Duration) -> Option<Instant> {
+        // What already happened first, so "already in it" means now, not before the last wait.
+        while let Ok((at, ev)) = self.events.try_recv() {
+            eprintln!("[{}] {} {:?} -> {:?} (priority {})", self.name, ev.instance, ev.from, ev.to, ev.priority);
+            self.seen.push((at, ev));
+        }
         if let Some((at, e)) = self.seen.iter().rev().find(|(_, e)| e.instance == instance)
             && e.to == state
         {
@@ -221,6 +233,30 @@ impl Director {
             Some(at) => at,
             None => panic!("{}: {instance} not in {state:?} within {limit:?}; status {:?}", self.name, self.statuses()),
         }
+    }
+
+    /// Applies a new configuration as the agent does on SIGHUP; returns the plan.
+    pub fn reload(&self, toml: &str) -> ReloadPlan {
+        let (tx, rx) = std_mpsc::channel();
+        self.control.send(Ctl::Reload(toml.to_owned(), tx)).expect("director alive");
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(e)) => panic!("{}: reload failed: {e}", self.name),
+            Err(e) => panic!("{}: reload did not answer: {e}", self.name),
+        }
+    }
+
+    /// The state changes that arrive within `d` (also kept in `seen`).
+    pub fn events_for(&mut self, d: Duration) -> Vec<StateChange> {
+        let deadline = Instant::now() + d;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok((at, ev)) = self.events.recv_timeout(left) else { break };
+            eprintln!("[{}] {} {:?} -> {:?} (priority {})", self.name, ev.instance, ev.from, ev.to, ev.priority);
+            self.seen.push((at, ev.clone()));
+            out.push(ev);
+        }
+        out
     }
 
     /// Every instance's status, in configuration order.

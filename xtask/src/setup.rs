@@ -24,6 +24,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     "nftables",
     // The VRRP interop tests run keepalived 2.2.7 beside our agent.
     "keepalived",
+    // Wireshark's dissector is the second opinion on the VRRP adverts we send
+    // (tests/tests/vrrp_tshark.rs).
+    "tshark",
 ];
 
 /// Debian packages `cargo xtask bench` needs on top of [`TEST_PACKAGES`]

@@ -181,6 +181,37 @@ fn nopreempt_keeps_the_current_master() {
     eprintln!("nopreempt backup took over {:?} after the master stopped", stop.elapsed());
 }
 
+#[test]
+fn preempt_delay_holds_off_preemption_then_preempts() {
+    const DELAY: Duration = Duration::from_millis(1200);
+    let lab = Lab::new(PREFIX, &["a", "b"]);
+    let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
+    let mut b = Director::start("B", b_ns, &b_config(""));
+    b.expect_state(State::Master, SETTLE);
+    let started = Instant::now();
+    let mut a = Director::start("A", a_ns, &a_config(&format!("preempt_delay = \"{}ms\"\n", DELAY.as_millis())));
+    let backup = a.expect_state(State::Backup, SETTLE);
+    // keepalived's preempt_delay: for DELAY after entering Backup, A (150)
+    // accepts B (100) as master; only then does it preempt.
+    let early = DELAY.saturating_sub(MARGIN);
+    let left = early.saturating_sub(backup.elapsed());
+    assert!(a.wait_state(State::Master, left).is_none(), "A preempted within its preempt_delay: {:?}", a.seen);
+    assert_eq!(b.status().state, State::Master, "B stays master during A's preempt_delay");
+    let master = a.expect_state(State::Master, DELAY + SETTLE);
+    b.expect_state(State::Backup, SETTLE);
+    let after = master - backup;
+    eprintln!(
+        "A preempted {after:?} after entering Backup ({:?} after start; preempt_delay {DELAY:?})",
+        master - started
+    );
+    assert!(after >= early, "A preempted after {after:?}, before its preempt_delay of {DELAY:?}");
+    // Once the delay is over, B's adverts no longer reset A's master-down timer.
+    let bound = DELAY + MASTER_DOWN_100 + MARGIN;
+    assert!(after <= bound, "A preempted after {after:?}, later than preempt_delay + master-down ({bound:?})");
+    assert!(wait_for(Duration::from_secs(1), || has_addr(a_ns, VIP).then_some(())).is_some(), "the VIP moved to A");
+    assert!(wait_for(Duration::from_secs(1), || (!has_addr(b_ns, VIP)).then_some(())).is_some(), "B gave it up");
+}
+
 /// Drops VRRP multicast in and out of a director, as a filtering switch or
 /// cloud network does.
 fn drop_multicast(ns: &lb_userspace::netns::Netns) {

@@ -2,7 +2,10 @@
 //! exit and a `file:line:column: message` line an editor can jump to; a good
 //! one passes. Runs the real program (`lb-under-test`).
 
-use std::process::Command;
+use std::{
+    process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 
 const GOOD: &str = r#"
 [[vip]]
@@ -16,7 +19,11 @@ weight = 1
 "#;
 
 fn check(name: &str, text: &str) -> (bool, String) {
-    let dir = std::env::temp_dir().join(format!("lb-cli-check-{}", std::process::id()));
+    // A directory per call: the tests run in parallel threads, and each
+    // removes its own when done.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("lb-cli-check-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
@@ -25,7 +32,7 @@ fn check(name: &str, text: &str) -> (bool, String) {
         .arg(&path)
         .output()
         .expect("running lb check");
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir_all(&dir);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }

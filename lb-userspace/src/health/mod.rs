@@ -407,7 +407,7 @@ impl Monitor {
             tracker,
             events: self.events.clone(),
             status,
-            next: Instant::now() + warmup_delay(target.check.warmup),
+            next: on_tick(Instant::now() + warmup_delay(target.check.warmup)),
         };
         let task = AbortOnDrop(tokio::spawn(supervisor.run()));
         self.running.insert(target.id, Running { target, task });
@@ -536,7 +536,7 @@ impl<A: Attempt> Supervisor<A> {
             s.checks += 1;
         }
         let Some(transition) = step.transition else {
-            self.next = ended + step.next;
+            self.next = on_tick(ended + step.next);
             return;
         };
         let (id, backend, check, reason) = (self.id, self.address, self.kind, &*result.reason);
@@ -550,7 +550,7 @@ impl<A: Attempt> Supervisor<A> {
         // stays current until it stops the tasks.
         let _ = self.events.send(event).await;
         // The send may have waited for a slow agent: the delay counts from now.
-        self.next = Instant::now() + step.next;
+        self.next = on_tick(Instant::now() + step.next);
     }
 }
 
@@ -629,6 +629,29 @@ fn io_reason(e: &io::Error) -> String {
         }
     };
     text.to_owned()
+}
+
+/// The grid attempts start on. Thousands of checks spread over a second
+/// would otherwise each wake the runtime on their own millisecond; on a
+/// common grid the ones due in the same tick start in one wake-up, and
+/// their connections complete in the same few epoll waits. 10 ms late at
+/// most is noise next to keepalived's second-granular intervals.
+const TICK: Duration = Duration::from_millis(10);
+
+/// `t` rounded up to the next [`TICK`] boundary, counted from the first
+/// instant this process rounded.
+fn on_tick(t: Instant) -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    on_grid(*BASE.get_or_init(|| t), t)
+}
+
+/// `t` rounded up to a [`TICK`] boundary counted from `base`; `t` itself
+/// when it is before `base`.
+fn on_grid(base: Instant, t: Instant) -> Instant {
+    let Some(since) = t.checked_duration_since(base) else { return t };
+    let tick = TICK.as_nanos();
+    let rounded = since.as_nanos().div_ceil(tick) * tick;
+    base + Duration::from_nanos(rounded.min(u128::from(u64::MAX)) as u64)
 }
 
 /// A uniform delay in `0..warmup`, so that checks configured together do
@@ -754,6 +777,18 @@ mod tests {
         time::sleep(Duration::from_secs(60)).await;
         assert_eq!(scripted.starts.lock().unwrap().len(), 1);
         expect_no_event(&mut rx, Duration::from_secs(1)).await;
+    }
+
+    #[test]
+    fn attempts_start_on_the_tick_grid_and_never_early() {
+        let t0 = Instant::now();
+        assert_eq!(on_grid(t0 + Duration::from_millis(5), t0), t0);
+        for ms in [0, 1, 9, 10, 11, 999, 1000, 1001] {
+            let t = t0 + Duration::from_millis(ms);
+            let r = on_grid(t0, t);
+            assert!(r >= t && r - t < TICK, "{ms} ms rounded to {:?}", r - t0);
+            assert_eq!((r - t0).as_nanos() % TICK.as_nanos(), 0, "{ms} ms rounded to {:?}", r - t0);
+        }
     }
 
     #[test]

@@ -134,3 +134,36 @@ pub fn http_get(local: SocketAddr, remote: SocketAddr) -> io::Result<String> {
         _ => Err(io::Error::other(format!("not an HTTP 200 response: {answer:?}"))),
     }
 }
+
+/// A `HOLD` connection to a [`Server`]: the server answers with its name,
+/// then echoes every line.
+#[derive(Debug)]
+pub struct Held {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Held {
+    /// Sends `HOLD` on `stream` (connected, timeouts set): the server's name
+    /// and the connection.
+    pub fn open(stream: TcpStream) -> anyhow::Result<(String, Self)> {
+        let mut held = Self { reader: BufReader::new(stream.try_clone()?), writer: stream };
+        let name = held.exchange("HOLD")?;
+        Ok((name, held))
+    }
+
+    /// Sends a line, returns the line that comes back (trimmed).
+    pub fn exchange(&mut self, line: &str) -> anyhow::Result<String> {
+        self.writer.write_all(format!("{line}\n").as_bytes()).context("sending on the held connection")?;
+        let mut answer = String::new();
+        self.reader.read_line(&mut answer).context("reading on the held connection")?;
+        anyhow::ensure!(answer.ends_with('\n'), "the held connection was closed (read {answer:?})");
+        Ok(answer.trim().to_owned())
+    }
+
+    pub fn echo(&mut self, line: &str) -> anyhow::Result<()> {
+        let answer = self.exchange(line)?;
+        anyhow::ensure!(answer == line, "the held connection echoed {answer:?} for {line:?}");
+        Ok(())
+    }
+}

@@ -15,14 +15,10 @@
 //! deletes the namespaces and files, also when a caller fails halfway.
 
 use std::{
-    collections::BTreeSet,
-    ffi::OsString,
-    fs::{self, File},
-    io,
+    fs,
     net::{IpAddr, Ipv4Addr},
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Output, Stdio},
-    sync::mpsc,
+    path::PathBuf,
+    process::ExitStatus,
     thread,
     time::{Duration, Instant},
 };
@@ -32,7 +28,9 @@ use aya::programs::{Xdp, XdpMode};
 use lb_userspace::dataplane::{Dataplane, DataplaneOptions};
 use serde_json::Value;
 
+pub use crate::agent_proc::{Lb, our_namespaces};
 use crate::{
+    agent_proc::{Agent, TempDir, kthreads, pin_napi},
     backend::{PORT, Server},
     lab::{self as dr, format_mac},
     netns::{self, Netns},
@@ -51,8 +49,6 @@ pub const STATE_LIMIT: Duration = Duration::from_secs(15);
 /// Bridge ports of the directors, in the switch namespace.
 const DIRECTOR_PORTS: [&str; 2] = ["pa", "pb"];
 const DIRECTOR_TAGS: [&str; 2] = ["a", "b"];
-/// Bounds `lb status` and other one-shot `lb` commands.
-const LB_COMMAND_LIMIT: Duration = Duration::from_secs(20);
 /// Linux bridge port states (`bridge link set dev PORT state N`).
 const BR_STATE_DISABLED: &str = "0";
 const BR_STATE_FORWARDING: &str = "3";
@@ -72,70 +68,6 @@ pub fn director_addr(d: usize) -> IpAddr {
 
 pub fn backend_addr(i: usize) -> IpAddr {
     addr(11 + i as u8)
-}
-
-/// How to run the `lb` program: the test names `lb-under-test`; the bench
-/// runs itself with an environment variable that makes it `lb`, so it needs
-/// no second binary built beside it.
-#[derive(Clone, Debug)]
-pub struct Lb {
-    pub program: PathBuf,
-    pub env: Vec<(OsString, OsString)>,
-}
-
-impl Lb {
-    pub fn new(program: impl Into<PathBuf>) -> Self {
-        Self { program: program.into(), env: Vec::new() }
-    }
-
-    fn command(&self, ns: Option<&Netns>) -> anyhow::Result<Command> {
-        let program = self.program.to_str().context("the lb program's path is not UTF-8")?;
-        let mut cmd = match ns {
-            Some(ns) => ns.command(program),
-            None => Command::new(program),
-        };
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        Ok(cmd)
-    }
-
-    /// `lb ARGS` on the host, bounded in time.
-    pub fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
-        let child = self
-            .command(None)?
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("running lb {args:?}"))?;
-        let pid = child.id() as libc::pid_t;
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(LB_COMMAND_LIMIT) {
-            Ok(out) => Ok(out?),
-            Err(_) => {
-                // SAFETY: our child, not reaped while wait_with_output runs.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                bail!("lb {args:?} did not finish within {LB_COMMAND_LIMIT:?}")
-            }
-        }
-    }
-
-    /// `lb status --json` of the agent behind `socket`.
-    pub fn status(&self, socket: &Path) -> anyhow::Result<Value> {
-        let socket = socket.to_str().context("socket path")?;
-        let out = self.run(&["status", "--json", "--socket", socket])?;
-        ensure!(
-            out.status.success(),
-            "lb status failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(&text).with_context(|| format!("parsing the status: {text}"))
-    }
 }
 
 /// The `[[vrrp]]` instance both directors run.
@@ -191,67 +123,6 @@ pub fn all_up(s: &Value) -> bool {
 
 pub fn u64_of(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or(0)
-}
-
-#[derive(Debug)]
-struct Agent {
-    child: Child,
-}
-
-impl Agent {
-    fn start(lb: &Lb, ns: &Netns, config: &Path, log: &Path) -> anyhow::Result<Self> {
-        let log = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = lb
-            .command(Some(ns))?
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting the agent")?;
-        Ok(Self { child })
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// Signals the agent, unless it has exited. `ip netns exec` execs the
-    /// program, so the child is the agent itself.
-    fn signal(&mut self, sig: libc::c_int) -> anyhow::Result<()> {
-        ensure!(self.exited().is_none(), "the agent has exited");
-        // SAFETY: our own child, not reaped yet (try_wait just said so).
-        if unsafe { libc::kill(self.child.id() as libc::pid_t, sig) } != 0 {
-            return Err(io::Error::last_os_error()).context("signalling the agent");
-        }
-        Ok(())
-    }
-
-    /// SIGTERM (and SIGCONT, as a stopped agent would never see the
-    /// SIGTERM), wait up to `limit`, then SIGKILL: the exit status and
-    /// whether SIGKILL was needed.
-    fn terminate(&mut self, limit: Duration) -> anyhow::Result<(ExitStatus, bool)> {
-        let _ = self.signal(libc::SIGTERM);
-        let _ = self.signal(libc::SIGCONT);
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.exited() {
-                return Ok((status, false));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        self.child.kill().context("killing the agent")?;
-        Ok((self.child.wait()?, true))
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.terminate(Duration::from_secs(5));
-    }
 }
 
 /// One director: its agent and files.
@@ -326,7 +197,7 @@ fn attach_peer_pass(switch: &Netns, port: &'static str) -> anyhow::Result<Datapl
 impl DirectorPair {
     /// The namespaces, the bridge, the backends' HTTP servers; no agent yet.
     pub fn new(lb: Lb, options: Options) -> anyhow::Result<Self> {
-        let dir = TempDir::new(options.tag)?;
+        let dir = TempDir::new("director-pair", options.tag)?;
         let switch = Netns::new("sw")?;
         let client = Netns::new("cl")?;
         let director_ns = vec![Netns::new("da")?, Netns::new("db")?];
@@ -430,7 +301,7 @@ impl DirectorPair {
         let dirr = &self.directors[d];
         fs::write(&dirr.config, text).with_context(|| format!("writing {}", dirr.config.display()))?;
         let before = kthreads(&format!("napi/{IF}-"));
-        let agent = Agent::start(&self.lb, &self.director_ns[d], &dirr.config, &dirr.log)?;
+        let agent = self.lb.start_agent(&self.director_ns[d], &dirr.config, &dirr.log)?;
         let dirr = &mut self.directors[d];
         dirr.agent = Some(agent);
         let start = Instant::now();
@@ -446,7 +317,7 @@ impl DirectorPair {
             ensure!(start.elapsed() < STATE_LIMIT, "director {}'s agent did not attach in time", dirr.tag);
             thread::sleep(Duration::from_millis(50));
         }
-        pin_napi(&self.director_ns[d], &before)?;
+        pin_napi(&self.director_ns[d], IF, &before)?;
         Ok(start.elapsed())
     }
 
@@ -594,72 +465,4 @@ impl DirectorPair {
         ensure!(problems.is_empty(), "cleaning up: {}", problems.join("; "));
         Ok(())
     }
-}
-
-#[derive(Debug)]
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new(tag: &str) -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(format!("lb-director-pair-{}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self { path })
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
-/// The namespaces this process created (see [`Netns::new`]) that still exist.
-pub fn our_namespaces() -> anyhow::Result<Vec<String>> {
-    let out = netns::run(Command::new("ip").args(["netns", "list"]))?;
-    let prefix = format!("lbt{}-", std::process::id());
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
-        .collect())
-}
-
-/// Threaded NAPI for the director's veth, its kthread pinned to CPU 0, so
-/// every packet meets the same per-CPU flow table (see agent.rs).
-fn pin_napi(director: &Netns, before: &BTreeSet<libc::pid_t>) -> anyhow::Result<()> {
-    let prefix = format!("napi/{IF}-");
-    director.exec("sh", &["-c", &format!("echo 1 > /sys/class/net/{IF}/threaded")])?;
-    let start = Instant::now();
-    let new: Vec<libc::pid_t> = loop {
-        let new: Vec<libc::pid_t> = kthreads(&prefix).difference(before).copied().collect();
-        if !new.is_empty() {
-            break new;
-        }
-        ensure!(start.elapsed() < Duration::from_secs(5), "no {prefix}* thread appeared after enabling threaded NAPI");
-        thread::sleep(Duration::from_millis(20));
-    };
-    for pid in new {
-        // SAFETY: a zeroed cpu_set_t is valid, CPU_SET(0) writes inside it,
-        // and sched_setaffinity reads that many bytes of it.
-        let rc = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(0, &mut set);
-            libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set)
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error()).with_context(|| format!("pinning NAPI thread {pid} to CPU 0"));
-        }
-    }
-    Ok(())
-}
-
-fn kthreads(prefix: &str) -> BTreeSet<libc::pid_t> {
-    let Ok(dir) = fs::read_dir("/proc") else { return BTreeSet::new() };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|pid| fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with(prefix)))
-        .collect()
 }

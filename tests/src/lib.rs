@@ -1,3 +1,4 @@
+pub mod agent_proc;
 pub mod backend;
 pub mod bench;
 pub mod director_pair;

@@ -11,22 +11,21 @@
 //! by guards also when a test fails.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
-    fs::{self, File},
-    io::{self, BufRead as _, BufReader, Write as _},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
+    collections::BTreeMap,
+    fs,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Output, Stdio},
-    sync::{Mutex, PoisonError, mpsc},
+    process::Output,
+    sync::{Mutex, PoisonError},
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail, ensure};
 use lb_tests::{
-    backend::{CONNECT_TIMEOUT, IO_TIMEOUT, PORT, Server, http_get},
+    agent_proc::{Agent, Lb, TempDir, kthreads, our_namespaces, pin_napi, xdp_on},
+    backend::{CONNECT_TIMEOUT, Held, IO_TIMEOUT, PORT, Server, http_get},
     lab::{self, Addrs, DrLab},
-    netns::Netns,
 };
 use lb_userspace::dataplane::Dataplane;
 use serde_json::Value;
@@ -126,103 +125,14 @@ impl Tally {
 // ---------------------------------------------------------------------------
 // The agent and the `lb` command line.
 
-/// The agent as a child process (`ip netns exec` execs it, so the child is
-/// the agent itself). Dropping it stops it: SIGTERM, then SIGKILL if it has
-/// not exited within a bound.
-#[derive(Debug)]
-struct Agent {
-    child: Child,
-}
-
-impl Agent {
-    fn start(ns: &Netns, config: &Path, log: &Path) -> anyhow::Result<Self> {
-        let log = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = ns
-            .command(LB)
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting the agent")?;
-        Ok(Self { child })
-    }
-
-    fn pid(&self) -> libc::pid_t {
-        self.child.id() as libc::pid_t
-    }
-
-    /// The exit status if the agent is no longer running.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// SIGTERM, wait up to `limit`, then SIGKILL. The exit status, and
-    /// whether it took SIGKILL.
-    fn terminate(&mut self, limit: Duration) -> anyhow::Result<(ExitStatus, bool)> {
-        if let Some(status) = self.exited() {
-            return Ok((status, false));
-        }
-        // SAFETY: signalling our own child, which has not been reaped yet
-        // (try_wait just said so), so the pid is still ours.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.exited() {
-                return Ok((status, false));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        self.child.kill().context("killing the agent")?;
-        Ok((self.child.wait()?, true))
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.terminate(Duration::from_secs(5));
-    }
-}
-
-/// Runs `lb ARGS` (with a bound: a stuck client is killed) and returns its
-/// output whatever its exit status.
+/// `lb ARGS` (bounded in time): its output whatever its exit status.
 fn lb(args: &[&str]) -> anyhow::Result<Output> {
-    let child = Command::new(LB)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running lb {args:?}"))?;
-    let pid = child.id() as libc::pid_t;
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(out) => Ok(out?),
-        Err(_) => {
-            // SAFETY: our child; wait_with_output has not returned, so it
-            // has not been reaped (but for the instant since the timeout).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            bail!("lb {args:?} did not finish within 20 s")
-        }
-    }
+    Lb::new(LB).run(args)
 }
 
 /// `lb ARGS` that must succeed; its stdout.
 fn lb_ok(args: &[&str]) -> anyhow::Result<String> {
-    let out = lb(args)?;
-    ensure!(
-        out.status.success(),
-        "lb {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Lb::new(LB).ok(args)
 }
 
 /// The one VIP of a status report.
@@ -280,7 +190,7 @@ impl Env {
     /// lo and runs a [`Server`]); client source ports from `first_port`.
     fn new(name: &'static str, names: &[String], first_port: u16) -> anyhow::Result<Self> {
         let started = Instant::now();
-        let dir = TempDir::new(name)?;
+        let dir = TempDir::new("agent-test", name)?;
         let lab = DrLab::new(addrs(names.len() as u8))?;
         let servers = lab
             .backends
@@ -339,9 +249,10 @@ impl Env {
 
     /// Starts the agent and waits until it answers on its control socket
     /// with the fast path attached; then moves the director's XDP to one CPU
-    /// (see [`pin_director_napi`]).
+    /// (see [`pin_napi`]).
     fn start_agent(&mut self) -> anyhow::Result<()> {
-        let agent = Agent::start(&self.lab().director, &self.config, &self.log)?;
+        let before = kthreads(&format!("napi/{}-", lab::IF));
+        let agent = Lb::new(LB).start_agent(&self.lab().director, &self.config, &self.log)?;
         self.agent = Some(agent);
         let t = Instant::now();
         self.wait("the agent attached and serving its control socket", |s| {
@@ -351,7 +262,7 @@ impl Env {
         ensure!(status["attached"] == serde_json::json!([[lab::IF, "native"]]), "attached as {}", status["attached"]);
         // What `finish` looks for to see that the agent detached it.
         ensure!(xdp_on(&self.lab().director, lab::IF)?.is_some(), "ip link shows no XDP program on the director");
-        pin_director_napi(&self.lab().director)?;
+        pin_napi(&self.lab().director, lab::IF, &before)?;
         println!("[{}] agent serving after {:?}", self.name, t.elapsed());
         Ok(())
     }
@@ -463,9 +374,7 @@ impl Env {
             s.set_write_timeout(Some(IO_TIMEOUT))?;
             Ok(s)
         })?;
-        let mut held = Held { reader: BufReader::new(stream.try_clone()?), writer: stream };
-        let name = held.exchange("HOLD")?;
-        Ok((name, held))
+        Held::open(stream)
     }
 
     /// The end of a test: stops the agent (SIGTERM; it must exit cleanly),
@@ -508,117 +417,6 @@ impl Env {
         ensure!(problems.is_empty(), "cleaning up: {}", problems.join("; "));
         Ok(())
     }
-}
-
-/// The long-lived connection of [`Env::hold`].
-#[derive(Debug)]
-struct Held {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Held {
-    /// Sends a line, returns the line that comes back (trimmed).
-    fn exchange(&mut self, line: &str) -> anyhow::Result<String> {
-        self.writer.write_all(format!("{line}\n").as_bytes()).context("sending on the held connection")?;
-        let mut answer = String::new();
-        self.reader.read_line(&mut answer).context("reading on the held connection")?;
-        ensure!(answer.ends_with('\n'), "the held connection was closed (read {answer:?})");
-        Ok(answer.trim().to_owned())
-    }
-
-    fn echo(&mut self, line: &str) -> anyhow::Result<()> {
-        let answer = self.exchange(line)?;
-        ensure!(answer == line, "the held connection echoed {answer:?} for {line:?}");
-        Ok(())
-    }
-}
-
-/// A directory under the system's temporary directory, removed on drop.
-#[derive(Debug)]
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new(tag: &str) -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(format!("lb-agent-test-{}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self { path })
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
-/// The line of `ip link show` that reports an XDP program on `iface`, if any.
-fn xdp_on(ns: &Netns, iface: &str) -> anyhow::Result<Option<String>> {
-    let text = ns.ip(&["link", "show", "dev", iface])?;
-    Ok(text.lines().find(|l| l.contains("xdp")).map(|l| l.trim().to_owned()))
-}
-
-/// This process's namespaces that still exist.
-fn our_namespaces() -> anyhow::Result<Vec<String>> {
-    let out = lb_tests::netns::run(Command::new("ip").args(["netns", "list"]))?;
-    let prefix = format!("lbt{}-", std::process::id());
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
-        .collect())
-}
-
-/// The director's XDP program runs in its veth's NAPI poll, on whichever
-/// CPU scheduled it: mostly the CPU that sent the packet, so the client's,
-/// a backend's or a timer's, and they differ from packet to packet of one
-/// connection. The flow table is per CPU (as Katran's: a real NIC's RSS
-/// keeps a connection on one queue and CPU), so a packet of an established
-/// connection handled on a CPU that never saw it falls back to the ring,
-/// which after a drain or a failure names another backend: that would
-/// break established connections for a reason no real director has.
-/// Threaded NAPI with its kthread pinned to CPU 0 runs every poll of the
-/// director's veth there, as one RSS queue would. The veth has its NAPI
-/// only while an XDP program is attached, so this follows the attach.
-fn pin_director_napi(director: &Netns) -> anyhow::Result<()> {
-    let prefix = format!("napi/{}-", lab::IF);
-    let before = kthreads(&prefix);
-    // `ip netns exec` mounts the namespace's own /sys.
-    director.exec("sh", &["-c", &format!("echo 1 > /sys/class/net/{}/threaded", lab::IF)])?;
-    let start = Instant::now();
-    let new: Vec<libc::pid_t> = loop {
-        let new: Vec<libc::pid_t> = kthreads(&prefix).difference(&before).copied().collect();
-        if !new.is_empty() {
-            break new;
-        }
-        ensure!(start.elapsed() < Duration::from_secs(5), "no {prefix}* thread appeared after enabling threaded NAPI");
-        thread::sleep(Duration::from_millis(20));
-    };
-    for pid in new {
-        // SAFETY: a zeroed cpu_set_t is valid, CPU_SET(0) writes inside it,
-        // and sched_setaffinity reads that many bytes of it.
-        let rc = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(0, &mut set);
-            libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set)
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error()).with_context(|| format!("pinning NAPI thread {pid} to CPU 0"));
-        }
-    }
-    Ok(())
-}
-
-/// Pids of the threads whose name starts with `prefix`.
-fn kthreads(prefix: &str) -> BTreeSet<libc::pid_t> {
-    let Ok(dir) = fs::read_dir("/proc") else { return BTreeSet::new() };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|pid| fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with(prefix)))
-        .collect()
 }
 
 /// Runs one test: serialised with the others, its world torn down and

@@ -14,8 +14,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{BufRead as _, BufReader, Write as _},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -26,7 +25,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use lb_tests::{
-    backend::{CONNECT_TIMEOUT, PORT, http_get},
+    backend::{CONNECT_TIMEOUT, Held, PORT, http_get},
     director_pair::{
         A, B, DirectorPair, Lb, Options, STATE_LIMIT, VIP, Vrrp, all_up, backend, backend_addr, client_addr, u64_of,
         vip, vrrp_state,
@@ -46,29 +45,6 @@ const HELD_PORT: u16 = 40999;
 
 // ---------------------------------------------------------------------------
 // Backends: HTTP with the server's name as body, and HOLD/echo.
-
-/// The long-lived connection: the HOLD/echo protocol.
-#[derive(Debug)]
-struct Held {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Held {
-    fn exchange(&mut self, line: &str) -> anyhow::Result<String> {
-        self.writer.write_all(format!("{line}\n").as_bytes()).context("sending on the held connection")?;
-        let mut answer = String::new();
-        self.reader.read_line(&mut answer).context("reading on the held connection")?;
-        ensure!(answer.ends_with('\n'), "the held connection was closed (read {answer:?})");
-        Ok(answer.trim().to_owned())
-    }
-
-    fn echo(&mut self, line: &str) -> anyhow::Result<()> {
-        let answer = self.exchange(line)?;
-        ensure!(answer == line, "the held connection echoed {answer:?} for {line:?}");
-        Ok(())
-    }
-}
 
 /// Echoes on the held connection every 10 ms on a thread of its own,
 /// recording when each echo came back, until stopped or an echo fails.
@@ -142,9 +118,7 @@ fn hold(w: &DirectorPair) -> anyhow::Result<(String, Held)> {
         s.set_write_timeout(Some(HELD_TIMEOUT))?;
         Ok(s)
     })?;
-    let mut held = Held { reader: BufReader::new(stream.try_clone()?), writer: stream };
-    let name = held.exchange("HOLD")?;
-    Ok((name, held))
+    Held::open(stream)
 }
 
 // ---------------------------------------------------------------------------

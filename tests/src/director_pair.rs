@@ -24,8 +24,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use aya::programs::{Xdp, XdpMode};
-use lb_userspace::dataplane::{Dataplane, DataplaneOptions};
+use lb_userspace::dataplane::PeerPass;
 use serde_json::Value;
 
 pub use crate::agent_proc::{Lb, our_namespaces};
@@ -165,7 +164,7 @@ pub struct Options {
 pub struct DirectorPair {
     directors: Vec<Director>,
     servers: Vec<Server>,
-    peers: Vec<Dataplane>,
+    peers: Vec<PeerPass>,
     switch: Netns,
     client: Netns,
     director_ns: Vec<Netns>,
@@ -173,25 +172,6 @@ pub struct DirectorPair {
     dir: TempDir,
     lb: Lb,
     options: Options,
-}
-
-/// A trivial XDP program on a bridge port (see `DrLab::attach_peer_pass`):
-/// veth XDP_TX only delivers to a peer that has an XDP program.
-fn attach_peer_pass(switch: &Netns, port: &'static str) -> anyhow::Result<Dataplane> {
-    switch.run_in(move || {
-        const NAME: &str = "bench_pass";
-        let mut dp = Dataplane::load(DataplaneOptions { max_vips: 1, max_ring_size: 7, flows_per_cpu: 16 })
-            .context("loading the object for bench_pass")?;
-        let prog: &mut Xdp = dp
-            .ebpf_mut()
-            .program_mut(NAME)
-            .with_context(|| format!("{NAME} is missing from the object"))?
-            .try_into()?;
-        prog.load()?;
-        let ifindex = lb_userspace::dataplane::ifindex(port)?;
-        prog.attach_to_if_index(ifindex, XdpMode::Driver).with_context(|| format!("attaching {NAME} to {port}"))?;
-        Ok(dp)
-    })
 }
 
 impl DirectorPair {
@@ -233,7 +213,11 @@ impl DirectorPair {
             .enumerate()
             .map(|(i, ns)| Server::start(ns, &format!("b{}", i + 1)))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let peers = DIRECTOR_PORTS.iter().map(|p| attach_peer_pass(&switch, p)).collect::<anyhow::Result<Vec<_>>>()?;
+        // veth XDP_TX only delivers to a peer that has an XDP program.
+        let peers = DIRECTOR_PORTS
+            .iter()
+            .map(|p| switch.run_in(|| Ok(PeerPass::attach(p)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let directors = DIRECTOR_TAGS
             .into_iter()
             .map(|tag| Director {

@@ -26,8 +26,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use aya::programs::{Xdp, XdpMode};
-use lb_userspace::dataplane::{Dataplane, DataplaneOptions};
+use lb_userspace::dataplane::{Dataplane, DataplaneOptions, PeerPass};
 
 use crate::netns::{self, Netns};
 
@@ -184,23 +183,8 @@ impl DrLab {
     /// exists while the peer has a program of its own: without one GRO takes
     /// the first 256 frames and every later XDP_TX is dropped. The program is
     /// detached when the returned value is dropped.
-    pub fn attach_peer_pass(&self) -> anyhow::Result<Dataplane> {
-        self.switch.run_in(|| {
-            const NAME: &str = "bench_pass";
-            // The pass program shares the balancer's object; keep its maps small.
-            let mut dp = Dataplane::load(DataplaneOptions { max_vips: 1, max_ring_size: 7, flows_per_cpu: 16 })
-                .context("loading the object for bench_pass")?;
-            let prog: &mut Xdp = dp
-                .ebpf_mut()
-                .program_mut(NAME)
-                .with_context(|| format!("{NAME} is missing from the object"))?
-                .try_into()?;
-            prog.load()?;
-            let ifindex = lb_userspace::dataplane::ifindex(DIRECTOR_PORT)?;
-            prog.attach_to_if_index(ifindex, XdpMode::Driver)
-                .with_context(|| format!("attaching {NAME} natively to {DIRECTOR_PORT}"))?;
-            Ok(dp)
-        })
+    pub fn attach_peer_pass(&self) -> anyhow::Result<PeerPass> {
+        self.switch.run_in(|| Ok(PeerPass::attach(DIRECTOR_PORT)?))
     }
 
     /// Starts a [`NameServer`] on VIP:`port` in every backend, answering

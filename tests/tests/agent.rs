@@ -27,7 +27,7 @@ use lb_tests::{
     backend::{CONNECT_TIMEOUT, Held, IO_TIMEOUT, PORT, Server, http_get},
     lab::{self, Addrs, DrLab},
 };
-use lb_userspace::dataplane::Dataplane;
+use lb_userspace::dataplane::PeerPass;
 use serde_json::Value;
 
 const LB: &str = env!("CARGO_BIN_EXE_lb-under-test");
@@ -168,7 +168,7 @@ struct Env {
     name: &'static str,
     agent: Option<Agent>,
     servers: Vec<Option<Server>>,
-    peer: Option<Dataplane>,
+    peer: Option<PeerPass>,
     lab: Option<DrLab>,
     _dir: TempDir,
     config: PathBuf,

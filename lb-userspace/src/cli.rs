@@ -79,10 +79,12 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
-        /// Skip checking that the VIPs' interfaces exist on this machine
-        /// (for checking a director's file elsewhere).
-        #[arg(long)]
-        no_interfaces: bool,
+        /// Check the file alone, not this machine: skip checking that the
+        /// VIPs' interfaces exist and that the scripts exist, can run as
+        /// their users and are safe to (for checking a director's file
+        /// elsewhere).
+        #[arg(long, alias = "no-interfaces")]
+        offline: bool,
     },
     /// Print a commented example configuration.
     ExampleConfig,
@@ -141,7 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Undrain { vip, backend, socket } => say(&socket, &Request::Undrain { vip, backend }),
         Command::Weight { vip, backend, weight, socket } => say(&socket, &Request::Weight { vip, backend, weight }),
         Command::Reload { socket } => say(&socket, &Request::Reload),
-        Command::Check { config, no_interfaces } => check(&config, !no_interfaces),
+        Command::Check { config, offline } => check(&config, !offline),
         Command::ExampleConfig => {
             print!("{}", crate::config::EXAMPLE);
             Ok(())
@@ -156,7 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn check(path: &std::path::Path, interfaces: bool) -> anyhow::Result<()> {
+fn check(path: &std::path::Path, this_machine: bool) -> anyhow::Result<()> {
     // The diagnostics are the message; anyhow's "error:" prefix would only
     // bury the file:line:column an editor jumps to.
     let config = match Config::from_file(path) {
@@ -166,9 +168,13 @@ fn check(path: &std::path::Path, interfaces: bool) -> anyhow::Result<()> {
             anyhow::bail!("{} is not valid", path.display());
         }
     };
-    if interfaces && let Err(e) = config.check_interfaces(|name| dataplane::ifindex(name).is_ok()) {
+    if this_machine && let Err(e) = config.check_interfaces(|name| dataplane::ifindex(name).is_ok()) {
         eprintln!("{e}");
         anyhow::bail!("{} names interfaces this machine does not have", path.display());
+    }
+    if this_machine && let Err(e) = config.check_scripts(crate::script::check_configured) {
+        eprintln!("{e}");
+        anyhow::bail!("{} names scripts that cannot or must not run", path.display());
     }
     // Legal but suspicious: said, and the file still passes.
     for line in config.warning_lines() {

@@ -9,4 +9,5 @@ pub mod lab;
 pub mod maglev;
 pub mod neigh;
 pub mod netns;
+pub mod script;
 pub mod vrrp;

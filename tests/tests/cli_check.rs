@@ -85,3 +85,55 @@ fn warnings_are_printed_and_still_pass() {
     );
     assert!(out.contains("OK (1 VIPs, 1 backends)"), "{out}");
 }
+
+/// keepalived's script security, always on, with the reason and the place:
+/// a script that cannot run, an unknown script user, and a script run as
+/// root that someone else could rewrite.
+#[test]
+fn scripts_that_cannot_or_must_not_run_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = std::env::temp_dir().join(format!("lb-cli-check-scripts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let open = dir.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = open.join("chk.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let with_check = |command: &str, user: &str| {
+        format!("{GOOD}[vip.backend.check]\ntype = \"script\"\ncommand = [\"{command}\"]\nuser = \"{user}\"\n")
+    };
+    let cases = [
+        (
+            "missing",
+            with_check("/nonexistent/chk", "nobody"),
+            "missing.toml:12:11: script check of 10.0.0.11: /nonexistent/chk: no such file".to_owned(),
+        ),
+        (
+            "user",
+            with_check("/bin/true", "no-such-user-lb"),
+            "user.toml:12:11: script check of 10.0.0.11: script user \"no-such-user-lb\" does not exist".to_owned(),
+        ),
+        (
+            "root",
+            with_check(script.to_str().unwrap(), "root"),
+            format!(
+                "root.toml:12:11: script check of 10.0.0.11: {} runs as root, but {} is writable by everyone",
+                script.display(),
+                open.display()
+            ),
+        ),
+    ];
+    for (name, text, want) in cases {
+        let (ok, out) = check(name, &text);
+        assert!(!ok, "{name}: must fail:\n{out}");
+        assert!(out.contains(&want), "{name}: want {want:?} in:\n{out}");
+    }
+    // The same script run as nobody is nobody's business.
+    let (ok, out) = check("nobody", &with_check(script.to_str().unwrap(), "nobody"));
+    assert!(ok, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

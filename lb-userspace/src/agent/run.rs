@@ -271,6 +271,9 @@ fn take_in_and_flush(
 fn load(path: &Path) -> Result<Config, AgentError> {
     let config = Config::from_file(path)?;
     config.check_interfaces(|name| dataplane::ifindex(name).is_ok())?;
+    // keepalived's enable_script_security, always on: a script root runs
+    // that others can rewrite is refused, as is one that cannot run at all.
+    config.check_scripts(crate::script::check_configured)?;
     for line in config.warning_lines() {
         warn!("{line}");
     }

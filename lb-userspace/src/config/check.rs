@@ -38,6 +38,8 @@ pub(crate) struct Context<'a> {
     /// The VIP's port, which checks probe unless they name a `port`; 0 = none.
     pub vip_port: u16,
     pub script_user: &'a str,
+    /// The file's text, to turn spans into positions kept for later checks.
+    pub text: &'a str,
 }
 
 /// Validates a VIP's check defaults once, on their own, so that a mistake in
@@ -409,5 +411,10 @@ fn script(c: &RawCheck, type_span: &Span, mode: Mode, cx: Context<'_>, problems:
         Some(u) => u.get_ref().clone(),
         None => cx.script_user.to_owned(),
     };
-    Some(ScriptCheck { command, user, dynamic_weight: c.dynamic_weight.as_ref().is_some_and(|d| *d.get_ref()) })
+    Some(ScriptCheck {
+        command,
+        user,
+        dynamic_weight: c.dynamic_weight.as_ref().is_some_and(|d| *d.get_ref()),
+        command_at: super::span::position(cx.text, raw.span().start),
+    })
 }

@@ -73,6 +73,53 @@ impl Config {
         if errors.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { file: self.source.clone(), errors }) }
     }
 
+    /// Reports every program the configuration would run (script checks,
+    /// VRRP track and notify scripts) that `check` refuses, given the
+    /// program and the user it runs as: at the script check's `command`, or
+    /// at the start of the `[[vrrp]]` / `[[vrrp_sync_group]]` table. Separate
+    /// from parsing because the answer depends on the machine.
+    pub fn check_scripts(&self, check: impl Fn(&str, &str) -> Result<(), String>) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut report = |at: Position, what: String, program: &str, user: &str| {
+            if let Err(problem) = check(program, user)
+                && seen.insert((at, program.to_owned(), user.to_owned()))
+            {
+                errors.push(Diagnostic { line: at.line, column: at.column, message: format!("{what}: {problem}") });
+            }
+        };
+        for vip in &self.vips {
+            for b in &vip.backends {
+                if let Some(Check { kind: CheckKind::Script(s), .. }) = &b.check {
+                    report(s.command_at, format!("script check of {}", b.address), s.command.program(), &s.user);
+                }
+            }
+        }
+        let notify = |n: &Notify| -> Vec<(&'static str, String)> {
+            [("notify_master", &n.master), ("notify_backup", &n.backup), ("notify_fault", &n.fault)]
+                .into_iter()
+                .chain([("notify_stop", &n.stop), ("notify", &n.any)])
+                .filter_map(|(key, argv)| Some((key, argv.as_ref()?.first()?.clone())))
+                .collect()
+        };
+        for v in &self.vrrp {
+            for t in &v.track_scripts {
+                let program = t.command.first().map_or("", String::as_str);
+                report(v.at, format!("[[vrrp]] {} track_script {}", v.name, t.name), program, &t.user);
+            }
+            for (key, program) in notify(&v.notify) {
+                report(v.at, format!("[[vrrp]] {} {key}", v.name), &program, &v.notify.user);
+            }
+        }
+        for g in &self.vrrp_sync_groups {
+            for (key, program) in notify(&g.notify) {
+                report(g.at, format!("[[vrrp_sync_group]] {} {key}", g.name), &program, &g.notify.user);
+            }
+        }
+        errors.sort_by_key(|d| (d.line, d.column));
+        if errors.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { file: self.source.clone(), errors }) }
+    }
+
     /// The warnings as `file:line:column: warning: message` lines.
     pub fn warning_lines(&self) -> Vec<String> {
         let file = self.source.display();

@@ -543,3 +543,36 @@ fn backend_table_limit() {
         "lb.toml:32771:1: more than 16383 backends and sorry servers in all: the backend table is full"
     );
 }
+
+#[test]
+fn every_configured_program_is_checked_where_it_is_written() {
+    let text = with_vip(
+        "[[vip.backend]]\naddress = \"10.0.0.11\"\n[vip.backend.check]\ntype = \"script\"\n\
+         command = [\"/opt/chk\", \"-q\"]\n\
+         [[vip.backend]]\naddress = \"10.0.0.12\"\n[vip.backend.check]\ntype = \"script\"\n\
+         shell = true\ncommand = \"exit 0\"\nuser = \"lbshell\"\n\
+         [[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\n\
+         virtual_ipaddress = [\"10.0.0.100/24\"]\nnotify_master = \"/opt/n master\"\nnotify = [\"/opt/n\"]\n\
+         [[vrrp.track_script]]\nname = \"chk\"\ncommand = [\"/opt/t\"]\n",
+    );
+    let config = parse(&text);
+    let seen = std::cell::RefCell::new(Vec::new());
+    let e = config
+        .check_scripts(|program, user| {
+            seen.borrow_mut().push(format!("{program} as {user}"));
+            if program == "/bin/sh" { Ok(()) } else { Err(format!("{program} refused")) }
+        })
+        .unwrap_err();
+    assert_eq!(
+        seen.into_inner(),
+        ["/opt/chk as nobody", "/bin/sh as lbshell", "/opt/t as nobody", "/opt/n as nobody", "/opt/n as nobody"]
+    );
+    assert_eq!(
+        e.to_string(),
+        // One line per program and place: `notify` runs the same /opt/n.
+        "lb.toml:9:11: script check of 10.0.0.11: /opt/chk refused\n\
+         lb.toml:17:1: [[vrrp]] VI_1 track_script chk: /opt/t refused\n\
+         lb.toml:17:1: [[vrrp]] VI_1 notify_master: /opt/n refused"
+    );
+    config.check_scripts(|_, _| Ok(())).unwrap();
+}

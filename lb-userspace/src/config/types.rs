@@ -238,6 +238,18 @@ pub struct ScriptCheck {
     pub command: ScriptCommand,
     pub user: String,
     pub dynamic_weight: bool,
+    /// Where `command` was written, for [`Config::check_scripts`](super::Config::check_scripts).
+    pub command_at: Position,
+}
+
+impl ScriptCommand {
+    /// The program that is executed: `argv[0]`, or `/bin/sh` for a shell line.
+    pub fn program(&self) -> &str {
+        match self {
+            ScriptCommand::Argv(argv) => argv.first().map_or("", String::as_str),
+            ScriptCommand::Shell(_) => "/bin/sh",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -203,7 +203,7 @@ fn vip(v: &RawVip, global: &Global, text: &str, problems: &mut Problems) -> Opti
         same_family(ip, vip_ip, s.span(), "sorry_server", problems).then_some(ip)
     });
 
-    let cx = Context { vip_port: port, script_user: &global.script_user };
+    let cx = Context { vip_port: port, script_user: &global.script_user, text };
     check::vip_defaults(v.check.as_ref(), cx, problems);
     let mut seen: HashMap<IpAddr, Span> = HashMap::new();
     let mut backends = Vec::with_capacity(v.backends.len());

@@ -46,7 +46,7 @@ use tokio::{
 
 use crate::config::{Check, CheckKind};
 
-pub use script::{Account, resolve_user};
+pub use crate::script::{Account, resolve_user};
 pub use state::{Step, Timing, Tracker, Transition};
 
 /// Which backend a check belongs to: its position in the configuration.
@@ -219,10 +219,8 @@ impl Default for MonitorOptions {
 /// Why a target could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthError {
-    #[error("script user \"{user}\" does not exist")]
-    UnknownUser { user: String },
-    #[error("looking up script user \"{user}\": {source}")]
-    UserLookup { user: String, source: io::Error },
+    #[error(transparent)]
+    User(#[from] crate::script::UserError),
     #[error("script command is empty")]
     EmptyCommand {},
     #[error("TLS server name \"{name}\" is not a valid DNS name or address")]

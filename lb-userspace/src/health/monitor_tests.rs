@@ -62,6 +62,7 @@ async fn sync_keeps_unchanged_targets_restarts_changed_ones_and_stops_missing_on
         command: crate::config::ScriptCommand::Argv(vec![String::from("/bin/true")]),
         user: String::from("no-such-user-lb-test"),
         dynamic_weight: false,
+        command_at: Default::default(),
     });
     assert!(monitor.sync([bad]).is_err());
     assert_eq!(monitor.targets().count(), 2);

@@ -1,72 +1,16 @@
 //! `MISC_CHECK`: run a program as an unprivileged user; exit 0 = up, 1 =
 //! down, and with `dynamic_weight` 2..=255 = up with weight `status - 2`.
 
-use std::{
-    ffi::CString,
-    io,
-    mem::MaybeUninit,
-    os::unix::process::ExitStatusExt,
-    process::{ExitStatus, Stdio},
-    ptr,
-    time::Duration,
-};
-
-use tokio::{process::Command, time};
+use std::{os::unix::process::ExitStatusExt, process::ExitStatus, time::Duration};
 
 use super::{CheckResult, HealthError, io_reason, show_duration};
-use crate::config::{ScriptCheck, ScriptCommand};
-
-/// The whole environment of a script: the agent's own (sockets, tokens,
-/// whatever systemd passed) is none of its business.
-const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// How long to wait for a killed script to be reaped before giving up on it
-/// (tokio reaps it later in the background).
-const REAP_GRACE: Duration = Duration::from_secs(1);
-
-/// A user's ids, as resolved from the passwd database.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Account {
-    pub uid: u32,
-    pub gid: u32,
-}
-
-/// Looks `user` up with `getpwnam_r`. May block on NSS (LDAP and the like):
-/// call it when a check is configured, not on every run.
-pub fn resolve_user(user: &str) -> Result<Account, HealthError> {
-    let unknown = || HealthError::UnknownUser { user: user.to_owned() };
-    let name = CString::new(user).map_err(|_| unknown())?;
-    let mut buf_len = 1024;
-    loop {
-        let mut buf = vec![0 as libc::c_char; buf_len];
-        let mut pwd = MaybeUninit::<libc::passwd>::uninit();
-        let mut found: *mut libc::passwd = ptr::null_mut();
-        // SAFETY: every pointer is valid for the call: `name` is
-        // NUL-terminated, `pwd` is writable storage for one passwd, `buf` is
-        // writable for `buf.len()` bytes and outlives our use of the strings
-        // it backs (we copy only the two integer ids out), `found` is writable.
-        let rc = unsafe { libc::getpwnam_r(name.as_ptr(), pwd.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut found) };
-        if rc == libc::ERANGE && buf_len < 1 << 20 {
-            buf_len *= 4;
-            continue;
-        }
-        // Per getpwnam_r(3), these also mean "no such user" on some systems.
-        if found.is_null() && matches!(rc, 0 | libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM) {
-            return Err(unknown());
-        }
-        if rc != 0 {
-            return Err(HealthError::UserLookup { user: user.to_owned(), source: io::Error::from_raw_os_error(rc) });
-        }
-        // SAFETY: on success with a non-null result, `found` points to `pwd`,
-        // which getpwnam_r filled in.
-        let pwd = unsafe { &*found };
-        return Ok(Account { uid: pwd.pw_uid, gid: pwd.pw_gid });
-    }
-}
+use crate::{
+    config::{ScriptCheck, ScriptCommand},
+    script::{Account, RunError, resolve_user, run_as},
+};
 
 pub(super) struct ScriptProbe {
-    program: String,
-    args: Vec<String>,
+    argv: Vec<String>,
     user: String,
     account: Account,
     dynamic_weight: bool,
@@ -75,57 +19,27 @@ pub(super) struct ScriptProbe {
 impl ScriptProbe {
     pub(super) fn new(check: &ScriptCheck) -> Result<ScriptProbe, HealthError> {
         let account = resolve_user(&check.user)?;
-        let (program, args) = match &check.command {
-            ScriptCommand::Argv(argv) => {
-                let (program, args) = argv.split_first().ok_or(HealthError::EmptyCommand {})?;
-                (program.clone(), args.to_vec())
-            }
-            ScriptCommand::Shell(line) => (String::from("/bin/sh"), vec![String::from("-c"), line.clone()]),
+        let argv = match &check.command {
+            ScriptCommand::Argv(argv) if argv.is_empty() => return Err(HealthError::EmptyCommand {}),
+            ScriptCommand::Argv(argv) => argv.clone(),
+            ScriptCommand::Shell(line) => vec![String::from("/bin/sh"), String::from("-c"), line.clone()],
         };
-        Ok(ScriptProbe { program, args, user: check.user.clone(), account, dynamic_weight: check.dynamic_weight })
+        Ok(ScriptProbe { argv, user: check.user.clone(), account, dynamic_weight: check.dynamic_weight })
     }
 
     pub(super) async fn run(&self, timeout: Duration) -> CheckResult {
-        let mut command = Command::new(&self.program);
-        command
-            .args(&self.args)
-            .env_clear()
-            .env("PATH", PATH)
-            // The agent's working directory may not be readable by the user.
-            .current_dir("/")
-            .stdin(Stdio::null())
-            // Nobody reads the output; a pipe would stall a chatty script.
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group, so a timeout kills what it started too.
-            .process_group(0)
-            // std also drops the supplementary groups (setgroups(0)) when
-            // switching user as root, so the script keeps none of the agent's.
-            .uid(self.account.uid)
-            .gid(self.account.gid)
-            .kill_on_drop(true);
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                return CheckResult::down(format!("cannot run {} as {}: {}", self.program, self.user, io_reason(&e)));
+        match run_as(&self.argv, self.account, timeout).await {
+            Ok(status) => self.judge(status),
+            Err(RunError::Spawn { program, source }) => {
+                CheckResult::down(format!("cannot run {program} as {}: {}", self.user, io_reason(&source)))
             }
-        };
-        // Until the child is reaped its pid cannot be reused, so killing its
-        // group cannot hit another process; the guard also covers the task
-        // being stopped while the script runs.
-        let mut group = GroupKiller(child.id().and_then(|pid| i32::try_from(pid).ok()));
-        match time::timeout(timeout, child.wait()).await {
-            Ok(Ok(status)) => {
-                group.disarm();
-                self.judge(status)
+            Err(RunError::Wait { program, source }) => {
+                CheckResult::down(format!("waiting for {program}: {}", io_reason(&source)))
             }
-            Ok(Err(e)) => CheckResult::down(format!("waiting for {}: {}", self.program, io_reason(&e))),
-            Err(_) => {
-                group.kill();
-                let _ = time::timeout(REAP_GRACE, child.wait()).await;
-                group.disarm();
+            Err(RunError::TimedOut { .. }) => {
                 CheckResult::down(format!("timeout after {}: script killed", show_duration(timeout)))
             }
+            Err(e @ RunError::Empty {}) => CheckResult::down(e.to_string()),
         }
     }
 
@@ -149,41 +63,21 @@ impl ScriptProbe {
     }
 }
 
-/// Kills a script's process group when dropped, unless disarmed.
-struct GroupKiller(Option<i32>);
-
-impl GroupKiller {
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0 {
-            // SAFETY: killpg has no memory-safety preconditions. The group
-            // leader is our unreaped child, so the id still names its group.
-            unsafe { libc::killpg(pgid, libc::SIGKILL) };
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::{os::unix::fs::PermissionsExt, path::PathBuf, time::Duration};
 
+    use tokio::time;
+
     use super::*;
     use crate::{
         config::CheckKind,
+        script::PATH,
         health::testutil::{LOCALHOST, check, expect_event, monitor, target},
     };
 
     fn script(command: ScriptCommand, dynamic_weight: bool) -> CheckKind {
-        CheckKind::Script(ScriptCheck { command, user: String::from("nobody"), dynamic_weight })
+        CheckKind::Script(ScriptCheck { command, user: String::from("nobody"), dynamic_weight, command_at: Default::default() })
     }
 
     fn argv(args: &[&str]) -> ScriptCommand {

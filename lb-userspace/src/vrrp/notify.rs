@@ -1,4 +1,4 @@
-//! keepalived's notify scripts, and the one way this module runs a program:
+//! keepalived's notify scripts, run as `crate::script` runs every program:
 //! directly (no shell), as an unprivileged user, with a bare environment,
 //! in its own process group, killed with that group after a timeout.
 //!
@@ -9,64 +9,17 @@
 //! changes, on a task of their own so that a slow script never holds up
 //! the protocol.
 
-use std::{
-    io,
-    os::unix::process::ExitStatusExt as _,
-    process::{ExitStatus, Stdio},
-    time::Duration,
-};
+use std::{os::unix::process::ExitStatusExt as _, process::ExitStatus, time::Duration};
 
-use tokio::{process::Command, sync::mpsc, task::JoinHandle, time};
+use tokio::{sync::mpsc, task::JoinHandle, time};
 
 use super::fsm::State;
-use crate::{config::Notify, health::Account};
+use crate::{config::Notify, script::Account};
 
-/// The whole environment of a script.
-const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 /// How long a notify script may run before it is killed.
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs `argv` as `account` and waits at most `timeout`. `Err` says why it
-/// did not run to completion (could not start, timed out).
-pub async fn run_as(argv: &[String], account: Account, timeout: Duration) -> Result<ExitStatus, String> {
-    let Some((program, args)) = argv.split_first() else { return Err("empty command".to_owned()) };
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", PATH)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .uid(account.uid)
-        .gid(account.gid)
-        .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|e| format!("cannot run {program}: {}", reason(&e)))?;
-    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
-    match time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => Ok(status),
-        Ok(Err(e)) => Err(format!("waiting for {program}: {e}")),
-        Err(_) => {
-            if let Some(pgid) = pgid {
-                // SAFETY: kill(2) on the child's own process group, which
-                // exists until the child is reaped below.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            }
-            let _ = time::timeout(Duration::from_secs(1), child.wait()).await;
-            Err(format!("{program} timed out after {timeout:?} and was killed"))
-        }
-    }
-}
-
-fn reason(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => "no such file".to_owned(),
-        io::ErrorKind::PermissionDenied => "permission denied (is it executable by the script user?)".to_owned(),
-        _ => e.to_string(),
-    }
-}
+pub use crate::script::run_as;
 
 /// Describes how a script ended, for logs.
 pub fn describe(status: ExitStatus) -> String {

@@ -335,7 +335,12 @@ pub fn run(opts: &Options, pinned_cpu: usize, say: &mut dyn FnMut(String)) -> an
         }
         let t0 = CpuTimes::now()?;
         let (d0, w0) = (sys::run_delay(), Instant::now());
-        for (i, &case) in cases.iter().enumerate() {
+        // Every other round in reverse, so a drift in the host's speed that
+        // favours later cases in one round favours earlier ones in the next.
+        let order: Vec<usize> =
+            if round % 2 == 0 { (0..cases.len()).collect() } else { (0..cases.len()).rev().collect() };
+        for i in order {
+            let case = cases[i];
             let (r1, r2) = repeats[i];
             let short = b.call(case, r1)?;
             let before = stat_packets(&b.dp)?;

@@ -421,7 +421,14 @@ pub fn run(opts: &Options, gen_cpu: usize, say: &mut dyn FnMut(String)) -> anyho
     let mut frames_per_call = vec![0u32; setups.len()];
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); setups.len()];
     for round in 0..=opts.runs {
-        for (i, &setup) in setups.iter().enumerate() {
+        // Every other round in reverse (A B C D, D C B A, ...): the host's
+        // speed drifts over seconds, and a drift that favours the later of
+        // two setups in one round favours the other in the next, so it
+        // cancels out of the per-round ratios' median.
+        let order: Vec<usize> =
+            if round % 2 == 0 { (0..setups.len()).collect() } else { (0..setups.len()).rev().collect() };
+        for i in order {
+            let setup = setups[i];
             if super::sys::interrupted() {
                 bail!("interrupted");
             }

@@ -16,7 +16,11 @@
 //! - `track_dataplane`: two real agents (`lb run`); detaching the master's
 //!   XDP program makes it resign and the backup take over;
 //! - a reload that changes or removes one instance leaves the other one
-//!   running: no state change on either director, the VIP never leaves.
+//!   running: no state change on either director, the VIP never leaves;
+//! - `virtual_routes` (IPv4 with a VIP as `src`, a blackhole, IPv6 in
+//!   another table) are in the master's tables only and follow it through a
+//!   clean stop and a preemption; a route the kernel refuses is counted and
+//!   the instance stays master.
 
 #[path = "support/vrrp_lab.rs"]
 mod lab;
@@ -27,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lab::{Director, Lab, VIP, has_addr, instance, is_ip, mac_string, neighbour, reach, wait_for};
+use lab::{Director, Lab, VIP, has_addr, instance, is_ip, mac_string, neighbour, reach, routes_to, wait_for};
 use lb_userspace::vrrp::State;
 
 const PREFIX: &str = "lbvrrp";
@@ -630,4 +634,65 @@ fn reload_restarts_only_what_changed() {
     assert_eq!(vi1.counters.priority_zero_sent, 0, "never resigned");
     assert!(vi1.counters.adverts_sent > before.counters.adverts_sent, "kept advertising");
     assert_eq!(b.statuses()[0].state, State::Backup);
+}
+
+#[test]
+fn virtual_routes_follow_the_master() {
+    let lab = Lab::new(PREFIX, &["a", "b", "client"]);
+    let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
+    let client = lab.addr(2);
+    // The gateway of the last one is on no link: the kernel refuses it (ENETUNREACH).
+    let routes = format!(
+        "virtual_routes = [\"src {VIP} 192.0.2.0/24 via {client} dev eth0 metric 10\", \"blackhole 198.51.100.0/24\", \
+         {{ to = \"2001:db8:214::/48\", via = \"fd00:214::3\", table = 100 }}, \"203.0.113.0/24 via 172.31.255.1\"]\n"
+    );
+    // [the route via the client, the blackhole, the IPv6 one in table 100]
+    let present = |ns: &lb_userspace::netns::Netns| {
+        [
+            routes_to(ns, false, "main", "192.0.2.0/24"),
+            routes_to(ns, false, "main", "198.51.100.0/24"),
+            routes_to(ns, true, "100", "2001:db8:214::/48"),
+        ]
+        .map(|lines| !lines.is_empty())
+    };
+    let holder = |on: &lb_userspace::netns::Netns, off: &lb_userspace::netns::Netns| {
+        wait_for(SETTLE, || (present(on) == [true; 3] && present(off) == [false; 3]).then_some(()))
+    };
+    let mut b = Director::start("B", b_ns, &b_config(&routes));
+    let mut a = Director::start("A", a_ns, &a_config(&routes));
+    a.expect_state(State::Master, SETTLE);
+    b.expect_state(State::Backup, SETTLE);
+    assert!(holder(a_ns, b_ns).is_some(), "routes on A only: A {:?}, B {:?}", present(a_ns), present(b_ns));
+    let line = routes_to(a_ns, false, "main", "192.0.2.0/24").remove(0);
+    eprintln!("A: {line}");
+    for part in [format!("via {client} dev eth0"), format!("src {VIP}"), "metric 10".into(), "proto keepalived".into()]
+    {
+        assert!(line.contains(&part), "{part:?} in {line:?}");
+    }
+    let black = routes_to(a_ns, false, "main", "198.51.100.0/24").remove(0);
+    assert!(black.starts_with("blackhole 198.51.100.0/24"), "{black}");
+    let v6 = routes_to(a_ns, true, "100", "2001:db8:214::/48").remove(0);
+    assert!(v6.contains("via fd00:214::3 dev eth0"), "{v6}");
+    assert!(routes_to(a_ns, false, "main", "203.0.113.0/24").is_empty(), "the unreachable gateway's route");
+    // The refused route is counted, and A is master all the same.
+    let sa = a.status();
+    assert_eq!(sa.state, State::Master);
+    assert!(sa.route_errors >= 1, "{sa:?}");
+
+    // A's clean stop: priority 0, its routes go with its VIP, and B's come up.
+    a.shutdown();
+    b.expect_state(State::Master, SETTLE);
+    assert!(holder(b_ns, a_ns).is_some(), "routes on B only: A {:?}, B {:?}", present(a_ns), present(b_ns));
+    assert!(!has_addr(a_ns, VIP));
+
+    // A comes back and preempts: the routes move back.
+    let mut a = Director::start("A", a_ns, &a_config(&routes));
+    a.expect_state(State::Master, SETTLE);
+    b.expect_state(State::Backup, SETTLE);
+    assert!(holder(a_ns, b_ns).is_some(), "routes back on A only: A {:?}, B {:?}", present(a_ns), present(b_ns));
+    // Stopping B (backup) leaves A's routes alone; stopping A removes them.
+    b.shutdown();
+    assert_eq!(present(a_ns), [true; 3]);
+    a.shutdown();
+    assert_eq!(present(a_ns), [false; 3], "nothing left after the last stop");
 }

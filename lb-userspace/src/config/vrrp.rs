@@ -24,6 +24,9 @@
 //! # notify = ["/etc/lb/notify.sh"]                  # + INSTANCE name STATE priority
 //! # notify_user = "nobody"         # default: global.script_user
 //! track_interface = ["eth1"]
+//! # keepalived's virtual_routes: added after the VIPs on becoming master, removed when leaving it
+//! virtual_routes = ["src 10.0.0.100 192.0.2.0/24 via 10.0.0.1 dev eth1 metric 10", "blackhole 203.0.113.0/24",
+//!                   { to = "198.51.100.0/24", via = "10.0.0.1", table = 100 }]
 //! checksum = "keepalived"          # v3 over IPv4: "keepalived" (pseudo-header) or "rfc9568"
 //!
 //! [[vrrp.track_script]]
@@ -61,8 +64,9 @@ use super::{
     span::{Problems, Span, position},
     validate::int_in,
 };
-use crate::vrrp::packet::{
-    Auth, Centiseconds, ChecksumKind, MAX_ADDRESSES, MAX_V3_INTERVAL, MULTICAST_V4, MULTICAST_V6, Version,
+use crate::vrrp::{
+    packet::{Auth, Centiseconds, ChecksumKind, MAX_ADDRESSES, MAX_V3_INTERVAL, MULTICAST_V4, MULTICAST_V6, Version},
+    routes::{RouteKind, Scope, TABLE_MAIN, VirtualRoute},
 };
 
 /// IFNAMSIZ less the terminating NUL.
@@ -101,6 +105,9 @@ pub struct VrrpInstance {
     pub auth: Auth,
     /// The VIPs, all of the instance's family, in advert order.
     pub virtual_addresses: Vec<VirtualAddress>,
+    /// keepalived's `virtual_routes`: present while master, after the VIPs.
+    /// Either family, whatever the instance's.
+    pub virtual_routes: Vec<VirtualRoute>,
     /// Source of adverts; the interface's primary address (IPv4) or its
     /// link-local address (IPv6) when `None`.
     pub unicast_src: Option<IpAddr>,
@@ -252,6 +259,8 @@ pub(crate) struct RawVrrp {
     pub auth_pass: Option<Spanned<String>>,
     #[serde(default)]
     pub virtual_ipaddress: Option<Spanned<Vec<Spanned<RawVipAddr>>>>,
+    #[serde(default)]
+    pub virtual_routes: Vec<Spanned<RawRoute>>,
     pub unicast_src: Option<Spanned<String>>,
     #[serde(default)]
     pub unicast_peers: Vec<Spanned<String>>,
@@ -340,6 +349,51 @@ impl<'de> Deserialize<'de> for RawVipAddr {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawVipAddr, A::Error> {
                 let t = RawVipTable::deserialize(MapAccessDeserializer::new(map))?;
                 Ok(RawVipAddr { address: t.address, dev: t.dev, label: t.label })
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A `virtual_routes` entry: keepalived's line as a string
+/// (`"src 10.0.0.100 192.0.2.0/24 via 10.0.0.1 dev eth1 metric 10"`) or an
+/// inline table (`{ to = "192.0.2.0/24", via = "10.0.0.1", dev = "eth1" }`).
+#[derive(Debug)]
+pub(crate) enum RawRoute {
+    Text(String),
+    Table(Box<RawRouteTable>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteTable {
+    to: Spanned<String>,
+    /// "unicast" (default), "blackhole", "unreachable", "prohibit".
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    #[serde(alias = "gw")]
+    via: Option<Spanned<String>>,
+    src: Option<Spanned<String>>,
+    dev: Option<Spanned<String>>,
+    metric: Option<Spanned<i64>>,
+    table: Option<Spanned<i64>>,
+    scope: Option<Spanned<String>>,
+    onlink: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for RawRoute {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawRoute;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"192.0.2.0/24 via 10.0.0.1 dev eth1\" or { to = \"192.0.2.0/24\", via = \"10.0.0.1\" }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawRoute, E> {
+                Ok(RawRoute::Text(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRoute, A::Error> {
+                Ok(RawRoute::Table(Box::new(RawRouteTable::deserialize(MapAccessDeserializer::new(map))?)))
             }
         }
         deserializer.deserialize_any(V)
@@ -596,6 +650,26 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
         }
         Some(ip)
     };
+    let mut virtual_routes: Vec<VirtualRoute> = Vec::new();
+    for item in &v.virtual_routes {
+        let Some(route) = virtual_route(item, ipv6, text, problems) else { continue };
+        // The kernel keys a route by prefix, table and metric (and TOS): a
+        // second one with the same key would replace the first.
+        let same_key = |r: &VirtualRoute| {
+            (r.to, r.prefix_len, r.table, r.metric) == (route.to, route.prefix_len, route.table, route.metric)
+        };
+        if virtual_routes.iter().any(same_key) {
+            problems.push(
+                item.span(),
+                format!(
+                    "duplicate virtual route {}/{} (same table and metric): the second would replace the first",
+                    route.to, route.prefix_len
+                ),
+            );
+            continue;
+        }
+        virtual_routes.push(route);
+    }
     let unicast_src = v.unicast_src.as_ref().and_then(|s| same_family(s, "unicast_src", problems));
     let mut unicast_peers = Vec::new();
     for p in &v.unicast_peers {
@@ -727,6 +801,7 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
         preempt_delay,
         auth,
         virtual_addresses: vips.into_iter().map(|(v, _)| v).collect(),
+        virtual_routes,
         unicast_src,
         unicast_peers,
         mcast_group,
@@ -986,6 +1061,385 @@ fn unicast_addr(s: &Spanned<String>, what: &str, problems: &mut Problems) -> Opt
     }
 }
 
+/// The largest routing table id (`rtm_table` is widened by `RTA_TABLE` to 32 bits).
+const MAX_TABLE: i64 = u32::MAX as i64;
+
+/// One field of a virtual route as written, and where (a word of a string
+/// entry, or a value of a table entry).
+type Field = (String, Span);
+
+/// A virtual route's fields, from either form, before their values are checked.
+#[derive(Default)]
+struct RouteParts {
+    kind: Option<(RouteKind, Span)>,
+    to: Option<Field>,
+    via: Option<Field>,
+    src: Option<Field>,
+    dev: Option<Field>,
+    metric: Option<Field>,
+    table: Option<Field>,
+    scope: Option<Field>,
+    onlink: bool,
+}
+
+const ROUTE_KEYWORDS: &str =
+    "[blackhole|unreachable|prohibit] [to] PREFIX, src, via (or gw), dev, metric, table, scope, onlink";
+
+/// keepalived route options this implementation does not carry: named in the
+/// error so an operator translating a keepalived.conf knows it is not a typo.
+const UNSUPPORTED_ROUTE_OPTIONS: &[&str] = &[
+    "from",
+    "tos",
+    "dsfield",
+    "proto",
+    "protocol",
+    "mtu",
+    "advmss",
+    "rtt",
+    "rttvar",
+    "reordering",
+    "window",
+    "cwnd",
+    "ssthresh",
+    "realms",
+    "rto_min",
+    "initcwnd",
+    "initrwnd",
+    "features",
+    "quickack",
+    "congctl",
+    "pref",
+    "fastopen_no_cookie",
+    "nexthop",
+    "encap",
+    "expires",
+    "ttl-propagate",
+    "as",
+    "no_track",
+    "track_group",
+    "throw",
+    "nat",
+    "local",
+    "broadcast",
+    "anycast",
+    "multicast",
+    "hoplimit",
+    "lock",
+];
+
+fn route_kind(word: &str) -> Option<RouteKind> {
+    Some(match word {
+        "unicast" => RouteKind::Unicast,
+        "blackhole" => RouteKind::Blackhole,
+        "unreachable" => RouteKind::Unreachable,
+        "prohibit" => RouteKind::Prohibit,
+        _ => return None,
+    })
+}
+
+/// keepalived's `virtual_routes` line, the syntax of `ip route add` (which
+/// keepalived's parser follows): `[TYPE] [src ADDR] [to] PREFIX [via|gw ADDR]
+/// [dev IF] [metric N] [table ID] [scope S] [onlink]`, keywords in any order.
+/// Spans point at the word when the string has no escapes, else at the entry.
+fn route_words(line: &str, item: &Span, text: &str, problems: &mut Problems) -> Option<RouteParts> {
+    // The string's bytes sit one quote after the entry's start when it is
+    // written without escapes (the usual case); else point at the entry.
+    let quoted = text.get(item.clone()).is_some_and(|t| t.len() == line.len() + 2 && &t[1..t.len() - 1] == line);
+    let span_of = |word: &str| -> Span {
+        if quoted {
+            let off = word.as_ptr() as usize - line.as_ptr() as usize;
+            item.start + 1 + off..item.start + 1 + off + word.len()
+        } else {
+            item.clone()
+        }
+    };
+    let mut parts = RouteParts::default();
+    let mut ok = true;
+    let mut words = line.split_whitespace().peekable();
+    while let Some(word) = words.next() {
+        let at = span_of(word);
+        let slot = match word {
+            "to" => Some(&mut parts.to),
+            "src" => Some(&mut parts.src),
+            "via" | "gw" => Some(&mut parts.via),
+            "dev" | "oif" => Some(&mut parts.dev),
+            "metric" | "priority" | "preference" => Some(&mut parts.metric),
+            "table" => Some(&mut parts.table),
+            "scope" => Some(&mut parts.scope),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            let Some(value) = words.next() else {
+                problems.push(at, format!("virtual route: \"{word}\" needs a value"));
+                return None;
+            };
+            if slot.is_some() {
+                problems.push(at, format!("virtual route: \"{word}\" given twice"));
+                ok = false;
+            }
+            *slot = Some((value.to_owned(), span_of(value)));
+            continue;
+        }
+        if word == "onlink" {
+            parts.onlink = true;
+        } else if let Some(kind) = route_kind(word) {
+            if parts.kind.is_some() || parts.to.is_some() {
+                problems.push(at, format!("virtual route: the type \"{word}\" goes once, before the destination"));
+                ok = false;
+            }
+            parts.kind = Some((kind, span_of(word)));
+        } else if word == "or" {
+            // keepalived's `via A or B` is a multipath route.
+            problems.push(at, "virtual route: multipath (\"or\") is not supported: one gateway per route");
+            ok = false;
+            words.next();
+        } else if parts.to.is_none() && (word == "default" || word.parse::<IpAddr>().is_ok() || word.contains('/')) {
+            parts.to = Some((word.to_owned(), at));
+        } else if UNSUPPORTED_ROUTE_OPTIONS.contains(&word) {
+            problems
+                .push(at, format!("virtual route: keepalived's \"{word}\" is not supported here ({ROUTE_KEYWORDS})"));
+            return None;
+        } else {
+            problems.push(
+                at,
+                format!("virtual route: unknown keyword \"{}\": expected {ROUTE_KEYWORDS}", word.escape_debug()),
+            );
+            return None;
+        }
+    }
+    ok.then_some(parts)
+}
+
+fn route_table_parts(t: &RawRouteTable, problems: &mut Problems) -> Option<RouteParts> {
+    let field = |v: &Option<Spanned<String>>| v.as_ref().map(|s| (s.get_ref().clone(), s.span()));
+    let number = |v: &Option<Spanned<i64>>| v.as_ref().map(|s| (s.get_ref().to_string(), s.span()));
+    let kind = match &t.kind {
+        None => None,
+        Some(k) => match route_kind(k.get_ref()) {
+            Some(kind) => Some((kind, k.span())),
+            None => {
+                problems.push(
+                    k.span(),
+                    format!(
+                        "virtual route type \"{}\": expected unicast, blackhole, unreachable or prohibit",
+                        k.get_ref().escape_debug()
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    Some(RouteParts {
+        kind,
+        to: Some((t.to.get_ref().clone(), t.to.span())),
+        via: field(&t.via),
+        src: field(&t.src),
+        dev: field(&t.dev),
+        metric: number(&t.metric),
+        table: number(&t.table),
+        scope: field(&t.scope),
+        onlink: t.onlink.unwrap_or(false),
+    })
+}
+
+/// One `virtual_routes` entry, checked: `ipv6` is the instance's family,
+/// which a bare `default` takes when no gateway or source says otherwise.
+fn virtual_route(item: &Spanned<RawRoute>, ipv6: bool, text: &str, problems: &mut Problems) -> Option<VirtualRoute> {
+    let parts = match item.get_ref() {
+        RawRoute::Text(line) => route_words(line, &item.span(), text, problems)?,
+        RawRoute::Table(t) => route_table_parts(t, problems)?,
+    };
+    let mut ok = true;
+    let Some((to_text, to_span)) = parts.to else {
+        problems.push(item.span(), "virtual route without a destination: expected e.g. \"192.0.2.0/24 via 10.0.0.1\"");
+        return None;
+    };
+    let mut addr = |f: &Option<Field>, what: &str, problems: &mut Problems| -> Option<(IpAddr, Span)> {
+        let (value, span) = f.as_ref()?;
+        match value.parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
+                problems.push(span.clone(), format!("virtual route: {what} {ip} must be a unicast address"));
+                ok = false;
+                None
+            }
+            Ok(ip) => Some((ip, span.clone())),
+            Err(_) => {
+                problems.push(
+                    span.clone(),
+                    format!(
+                        "virtual route: bad {what} address \"{}\": expected an address without a prefix",
+                        value.escape_debug()
+                    ),
+                );
+                ok = false;
+                None
+            }
+        }
+    };
+    let via = addr(&parts.via, "via", problems);
+    let src = addr(&parts.src, "src", problems);
+    let kind = parts.kind.as_ref().map_or(RouteKind::Unicast, |(k, _)| *k);
+
+    // The destination: "default" takes the family of the gateway or source, else the instance's.
+    let (to, prefix_len) = if to_text == "default" {
+        let v6 = via.as_ref().or(src.as_ref()).map_or(ipv6, |(ip, _)| ip.is_ipv6());
+        (if v6 { IpAddr::from([0u16; 8]) } else { IpAddr::from([0u8; 4]) }, 0)
+    } else {
+        let (a, p) = match to_text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (to_text.as_str(), None),
+        };
+        let Ok(to) = a.parse::<IpAddr>() else {
+            problems.push(
+                to_span,
+                format!(
+                    "virtual route: bad prefix \"{}\": expected e.g. \"192.0.2.0/24\" or \"default\"",
+                    to_text.escape_debug()
+                ),
+            );
+            return None;
+        };
+        let max = if to.is_ipv6() { 128 } else { 32 };
+        let prefix_len = match p.map(str::parse::<u8>) {
+            None => max,
+            Some(Ok(p)) if p <= max => p,
+            Some(_) => {
+                problems
+                    .push(to_span, format!("virtual route: bad prefix length in \"{to_text}\": expected 0..={max}"));
+                return None;
+            }
+        };
+        let network = network(to, prefix_len);
+        if network != to {
+            // The kernel refuses it (EINVAL, "Invalid prefix for given prefix length").
+            problems.push(
+                to_span.clone(),
+                format!("virtual route: {to_text} has host bits set: did you mean {network}/{prefix_len}?"),
+            );
+            ok = false;
+        }
+        (to, prefix_len)
+    };
+    let family = |ip: IpAddr| if ip.is_ipv6() { "IPv6" } else { "IPv4" };
+    for (what, f) in [("via", &via), ("src", &src)] {
+        if let Some((ip, span)) = f
+            && ip.is_ipv6() != to.is_ipv6()
+        {
+            problems.push(
+                span.clone(),
+                format!(
+                    "virtual route: {what} {ip} is {} but the destination {to}/{prefix_len} is {}: one family per route",
+                    family(*ip),
+                    family(to)
+                ),
+            );
+            ok = false;
+        }
+    }
+    let dev = parts.dev.as_ref().and_then(|(name, span)| {
+        let s = Spanned::new(span.clone(), name.clone());
+        if interface_name(&s, problems) {
+            Some(name.clone())
+        } else {
+            ok = false;
+            None
+        }
+    });
+    match kind {
+        RouteKind::Unicast if via.is_none() && parts.dev.is_none() && parts.via.is_none() => {
+            problems.push(
+                item.span(),
+                format!(
+                    "virtual route to {to}/{prefix_len} has no dev and no via: say where it goes (\"via GATEWAY\" or \"dev IF\"), or make it a blackhole"
+                ),
+            );
+            ok = false;
+        }
+        RouteKind::Unicast => {}
+        _ => {
+            // The kernel refuses a gateway or device on these types.
+            if let Some((_, span)) = parts.via.as_ref().or(parts.dev.as_ref()) {
+                problems.push(
+                    span.clone(),
+                    format!("virtual route: a {} route takes no via or dev: it goes nowhere", kind.keyword()),
+                );
+                ok = false;
+            }
+        }
+    }
+    let number = |f: &Option<Field>, key: &str, range: std::ops::RangeInclusive<i64>, problems: &mut Problems| {
+        let (value, span) = f.as_ref()?;
+        match value.parse::<i64>() {
+            Ok(n) if range.contains(&n) => u32::try_from(n).ok(),
+            Ok(n) => {
+                problems.push(span.clone(), format!("{key} {n} out of range {}..={}", range.start(), range.end()));
+                None
+            }
+            Err(_) => {
+                problems.push(
+                    span.clone(),
+                    format!("virtual route: bad {key} \"{}\": expected a number", value.escape_debug()),
+                );
+                None
+            }
+        }
+    };
+    let metric = number(&parts.metric, "metric", 0..=i64::from(u32::MAX), problems);
+    ok &= parts.metric.is_none() || metric.is_some();
+    let table = match parts.table.as_ref().map(|(t, _)| t.as_str()) {
+        None => Some(TABLE_MAIN),
+        // iproute2's names from /etc/iproute2/rt_tables that every system has.
+        Some("main") => Some(TABLE_MAIN),
+        Some("local") => Some(255),
+        Some("default") => Some(253),
+        Some(_) => number(&parts.table, "table", 1..=MAX_TABLE, problems),
+    };
+    ok &= table.is_some();
+    let scope = match &parts.scope {
+        None => None,
+        Some((word, span)) => match Scope::from_keyword(word) {
+            Some(s) => Some(s),
+            None => {
+                problems.push(
+                    span.clone(),
+                    format!(
+                        "virtual route: scope \"{}\": expected global, site, link, host or nowhere",
+                        word.escape_debug()
+                    ),
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    ok.then(|| VirtualRoute {
+        kind,
+        to,
+        prefix_len,
+        via: via.map(|(ip, _)| ip),
+        src: src.map(|(ip, _)| ip),
+        dev,
+        metric,
+        table: table.unwrap_or(TABLE_MAIN),
+        scope,
+        onlink: parts.onlink,
+    })
+}
+
+/// `ip` with the bits past `prefix_len` cleared.
+fn network(ip: IpAddr, prefix_len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix_len)).unwrap_or(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) & mask))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
@@ -1123,6 +1577,189 @@ mod tests {
         assert!(e.contains("lb.toml:7:10: weight -300 out of range -253..=253"), "{e}");
         let e = error(&format!("{MIN}[vrrp.track_dataplane]\nxdp = true\n"));
         assert!(e.contains("lb.toml:7:1: unknown field `xdp`"), "{e}");
+    }
+
+    fn routes(list: &str) -> Vec<VirtualRoute> {
+        parse(&format!("{MIN}virtual_routes = {list}\n")).remove(0).virtual_routes
+    }
+
+    fn route_error(list: &str) -> String {
+        error(&format!("{MIN}virtual_routes = {list}\n"))
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn virtual_routes_as_keepalived_writes_them() {
+        assert!(parse(MIN)[0].virtual_routes.is_empty());
+        let r = routes(
+            "[\"src 10.0.0.100 to 192.0.2.0/24 via 10.0.0.1 dev eth1 metric 10 table 100\", \
+             \"192.0.2.128/25 gw 10.0.0.1\", \"198.51.100.0/24 dev eth1 scope link\", \
+             \"blackhole 203.0.113.0/24\", \"unreachable 203.0.113.0/25 metric 7 table main\", \
+             \"default via 10.0.0.1 table 200 onlink\", \"2001:db8::/32 via fd00::1 preference 5\", \
+             \"prohibit 2001:db8:1::/48\"]",
+        );
+        let base = VirtualRoute {
+            kind: RouteKind::Unicast,
+            to: ip("192.0.2.0"),
+            prefix_len: 24,
+            via: Some(ip("10.0.0.1")),
+            src: Some(ip("10.0.0.100")),
+            dev: Some("eth1".into()),
+            metric: Some(10),
+            table: 100,
+            scope: None,
+            onlink: false,
+        };
+        assert_eq!(r[0], base);
+        assert_eq!(
+            r[1],
+            VirtualRoute {
+                to: ip("192.0.2.128"),
+                prefix_len: 25,
+                src: None,
+                dev: None,
+                metric: None,
+                table: 254,
+                ..base.clone()
+            }
+        );
+        assert_eq!(r[2].scope, Some(Scope::Link));
+        assert_eq!((r[2].via, r[2].dev.as_deref()), (None, Some("eth1")));
+        assert_eq!(
+            (r[3].kind, r[3].to, r[3].prefix_len, r[3].table),
+            (RouteKind::Blackhole, ip("203.0.113.0"), 24, 254)
+        );
+        assert_eq!((r[4].kind, r[4].metric, r[4].table), (RouteKind::Unreachable, Some(7), 254));
+        assert_eq!((r[5].to, r[5].prefix_len, r[5].table, r[5].onlink), (ip("0.0.0.0"), 0, 200, true));
+        assert_eq!((r[6].to, r[6].via, r[6].metric), (ip("2001:db8::"), Some(ip("fd00::1")), Some(5)));
+        assert_eq!((r[7].kind, r[7].prefix_len), (RouteKind::Prohibit, 48));
+        // A host route when the prefix is left out, as `ip route` does.
+        assert_eq!(routes("[\"192.0.2.7 dev eth0\"]")[0].prefix_len, 32);
+    }
+
+    #[test]
+    fn virtual_routes_as_tables() {
+        let r = routes(
+            "[{ to = \"198.51.100.0/24\", via = \"10.0.0.1\", dev = \"eth1\", src = \"10.0.0.100\", metric = 5, table = 100 }, \
+             { to = \"203.0.113.0/24\", type = \"blackhole\" }, { to = \"default\", gw = \"fd00::1\", scope = \"global\" }]",
+        );
+        assert_eq!(
+            r[0],
+            VirtualRoute {
+                kind: RouteKind::Unicast,
+                to: ip("198.51.100.0"),
+                prefix_len: 24,
+                via: Some(ip("10.0.0.1")),
+                src: Some(ip("10.0.0.100")),
+                dev: Some("eth1".into()),
+                metric: Some(5),
+                table: 100,
+                scope: None,
+                onlink: false,
+            }
+        );
+        assert_eq!(r[1].kind, RouteKind::Blackhole);
+        // `default` takes the gateway's family, not the (IPv4) instance's.
+        assert_eq!((r[2].to, r[2].prefix_len, r[2].scope), (ip("::"), 0, Some(Scope::Global)));
+        // The same route both ways is the same value (so a reload that rewrites one as the other changes nothing).
+        assert_eq!(routes("[\"src 10.0.0.100 198.51.100.0/24 via 10.0.0.1 dev eth1 metric 5 table 100\"]")[0], r[0]);
+    }
+
+    #[test]
+    fn virtual_route_errors_point_at_the_word() {
+        // MIN is lines 1-5; `virtual_routes = [` puts the first string's quote at column 19.
+        let cases: &[(&str, &str)] = &[
+            (
+                "[\"192.0.2.0/33 via 10.0.0.1\"]",
+                "lb.toml:6:20: virtual route: bad prefix length in \"192.0.2.0/33\": expected 0..=32",
+            ),
+            ("[\"192.0.2.x/24 dev eth0\"]", "lb.toml:6:20: virtual route: bad prefix \"192.0.2.x/24\""),
+            ("[\"nope/24 dev eth0\"]", "lb.toml:6:20: virtual route: bad prefix \"nope/24\""),
+            (
+                "[\"192.0.2.1/24 dev eth0\"]",
+                "lb.toml:6:20: virtual route: 192.0.2.1/24 has host bits set: did you mean 192.0.2.0/24?",
+            ),
+            (
+                "[\"192.0.2.0/24 via 10.0.0.1 weight 3\"]",
+                "lb.toml:6:46: virtual route: unknown keyword \"weight\": expected",
+            ),
+            (
+                "[\"192.0.2.0/24 via 10.0.0.1 mtu 1400\"]",
+                "lb.toml:6:46: virtual route: keepalived's \"mtu\" is not supported here",
+            ),
+            (
+                "[\"192.0.2.0/24 via fd00::1\"]",
+                "lb.toml:6:37: virtual route: via fd00::1 is IPv6 but the destination 192.0.2.0/24 is IPv4: one family per route",
+            ),
+            (
+                "[\"src fd00::5 192.0.2.0/24 dev eth0\"]",
+                "lb.toml:6:24: virtual route: src fd00::5 is IPv6 but the destination 192.0.2.0/24 is IPv4",
+            ),
+            (
+                "[\"2001:db8::/32 via 10.0.0.1\"]",
+                "lb.toml:6:38: virtual route: via 10.0.0.1 is IPv4 but the destination 2001:db8::/32 is IPv6",
+            ),
+            ("[\"192.0.2.0/24 via 10.0.0.1 table 0\"]", "lb.toml:6:52: table 0 out of range 1..=4294967295"),
+            (
+                "[\"192.0.2.0/24 via 10.0.0.1 table 4294967296\"]",
+                "lb.toml:6:52: table 4294967296 out of range 1..=4294967295",
+            ),
+            (
+                "[\"192.0.2.0/24 via 10.0.0.1 table mgmt\"]",
+                "lb.toml:6:52: virtual route: bad table \"mgmt\": expected a number",
+            ),
+            ("[\"192.0.2.0/24 via 10.0.0.1 metric -1\"]", "lb.toml:6:53: metric -1 out of range 0..=4294967295"),
+            ("[\"192.0.2.0/24\"]", "lb.toml:6:19: virtual route to 192.0.2.0/24 has no dev and no via"),
+            ("[\"192.0.2.0/24 src 10.0.0.100\"]", "lb.toml:6:19: virtual route to 192.0.2.0/24 has no dev and no via"),
+            (
+                "[\"blackhole 192.0.2.0/24 via 10.0.0.1\"]",
+                "lb.toml:6:47: virtual route: a blackhole route takes no via or dev",
+            ),
+            (
+                "[\"192.0.2.0/24 via 10.0.0.1 or 10.0.0.2\"]",
+                "lb.toml:6:46: virtual route: multipath (\"or\") is not supported",
+            ),
+            ("[\"192.0.2.0/24 via\"]", "lb.toml:6:33: virtual route: \"via\" needs a value"),
+            ("[\"192.0.2.0/24 via 10.0.0.1 via 10.0.0.2\"]", "lb.toml:6:46: virtual route: \"via\" given twice"),
+            (
+                "[\"192.0.2.0/24 via 10.0.0.1 scope galaxy\"]",
+                "lb.toml:6:52: virtual route: scope \"galaxy\": expected global",
+            ),
+            ("[\"192.0.2.0/24 dev eth0:1\"]", "lb.toml:6:37: bad interface name \"eth0:1\""),
+            ("[\"192.0.2.0/24 via 10.0.0/8\"]", "lb.toml:6:37: virtual route: bad via address \"10.0.0/8\""),
+            ("[\"via 10.0.0.1\"]", "lb.toml:6:19: virtual route without a destination"),
+            (
+                "[\"192.0.2.0/24 via 10.0.0.1\", \"192.0.2.0/24 dev eth0\"]",
+                "lb.toml:6:48: duplicate virtual route 192.0.2.0/24 (same table and metric)",
+            ),
+            // Table entries point at the value.
+            (
+                "[{ to = \"192.0.2.0/24\", via = \"10.0.0.1\", table = 0 }]",
+                "lb.toml:6:68: table 0 out of range 1..=4294967295",
+            ),
+            ("[{ to = \"192.0.2.0/24\", via = \"fd00::1\" }]", "lb.toml:6:48: virtual route: via fd00::1 is IPv6"),
+            (
+                "[{ to = \"192.0.2.0/24\", type = \"nat\" }]",
+                "lb.toml:6:49: virtual route type \"nat\": expected unicast, blackhole",
+            ),
+            ("[{ to = \"192.0.2.0/24\", weight = 1 }]", "lb.toml:6:42: unknown field `weight`"),
+            ("[{ to = \"192.0.2.0/24\" }]", "lb.toml:6:19: virtual route to 192.0.2.0/24 has no dev and no via"),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .map(|(list, want)| (list, want, route_error(list)))
+            .filter(|(_, want, e)| !e.starts_with(*want))
+            .map(|(list, want, e)| format!("{list}:\n got  {e}\n want {want}..."))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        // A string with an escape has no word positions: the error points at the entry.
+        let e = route_error("[\"192.0.2.0/24\\tvia 10.0.0.1 bogus\"]");
+        assert!(e.starts_with("lb.toml:6:19: virtual route: unknown keyword \"bogus\""), "{e}");
+        // The same prefix in another table, or with another metric, is another route.
+        assert_eq!(routes("[\"192.0.2.0/24 via 10.0.0.1\", \"192.0.2.0/24 via 10.0.0.2 table 7\", \"192.0.2.0/24 via 10.0.0.2 metric 9\"]").len(), 3);
     }
 
     /// The warnings of a file that must be valid.

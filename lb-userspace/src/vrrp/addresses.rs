@@ -31,7 +31,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_HDRLEN: usize = 16;
 
-/// A blocking route netlink socket for address requests. Each request waits
+/// A blocking route netlink socket for address and route requests. Each request waits
 /// for its acknowledgement, which the kernel sends before `sendmsg` returns,
 /// so calling this from an async task does not stall it.
 #[derive(Debug)]
@@ -137,7 +137,9 @@ impl Rtnl {
         }
     }
 
-    fn request(&mut self, flags: u16, payload: RouteNetlinkMessage) -> io::Result<()> {
+    /// Sends one request and waits for its acknowledgement; the kernel's
+    /// error comes back as the `io::Error` (shared with [`super::routes`]).
+    pub(super) fn request(&mut self, flags: u16, payload: RouteNetlinkMessage) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
         let mut header = NetlinkHeader::default();

@@ -18,6 +18,7 @@
 //!   and performs the returned [`Action`]s in order.
 //! - [`socket`]: raw IP protocol 112 sockets (TTL 255, multicast or unicast).
 //! - [`addresses`]: VIPs on and off interfaces over rtnetlink; interface queries.
+//! - [`routes`]: keepalived's `virtual_routes`, added and removed with the VIPs.
 //! - [`announce`]: gratuitous ARP and unsolicited neighbour advertisements.
 //! - [`notify`]: keepalived's notify scripts; [`track`]: tracked interfaces and scripts.
 //! - [`sync`]: keepalived's `vrrp_sync_group`, as pure code like [`fsm`].
@@ -29,6 +30,7 @@ pub mod fsm;
 pub mod notify;
 pub mod packet;
 pub mod reload;
+pub mod routes;
 pub mod runtime;
 pub mod socket;
 pub mod sync;

@@ -6,7 +6,8 @@
 //! - Unchanged: the same `[[vrrp]]` table, where it sits in the file aside
 //!   (`at`), and `peer_priority` aside (a hint for `lb check` only), and the
 //!   same sync group (or none). Keeps running untouched.
-//! - Changed: restarted (priority 0 from a master, then started afresh).
+//! - Changed (any field, `virtual_routes` included): restarted (priority 0
+//!   from a master, then started afresh), so a master's routes are the new ones.
 //! - Removed: stopped cleanly (priority 0, VIPs removed, `notify_stop`).
 //! - New: started.
 //!
@@ -189,6 +190,22 @@ mod tests {
                 keep: &[],
                 stop: &["A", "B", "C"],
                 start: &["A", "B", "C"],
+            },
+            Case {
+                name: "virtual_routes changed: restarted, so the master's routes are the new ones",
+                old: a.clone() + "virtual_routes = [\"192.0.2.0/24 via 10.0.0.1\"]\n" + &b,
+                new: a.clone() + "virtual_routes = [\"192.0.2.0/24 via 10.0.0.1 metric 5\"]\n" + &b,
+                keep: &["B"],
+                stop: &["A"],
+                start: &["A"],
+            },
+            Case {
+                name: "virtual_routes written as a table instead of a string: the same routes, not a change",
+                old: a.clone() + "virtual_routes = [\"192.0.2.0/24 via 10.0.0.1\"]\n" + &b,
+                new: a.clone() + "virtual_routes = [{ to = \"192.0.2.0/24\", gw = \"10.0.0.1\" }]\n" + &b,
+                keep: &["A", "B"],
+                stop: &[],
+                start: &[],
             },
             Case {
                 name: "a group of one does nothing: adding it changes nothing",

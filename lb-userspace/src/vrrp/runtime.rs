@@ -61,6 +61,7 @@ use super::{
     notify::{NOTIFY_TIMEOUT, Notifier, commands_for, group_commands},
     packet::{Addresses, Advertisement, DecodeError, PseudoHeader, Version},
     reload::{self, ReloadPlan},
+    routes::VirtualRoute,
     socket::{RecvInfo, VrrpSocket},
     sync::{self, SyncGroup},
     track::{
@@ -185,6 +186,9 @@ pub struct InstanceStatus {
     pub rejected: Rejected,
     /// Adverts for other VRIDs seen on the interface (ignored, not errors).
     pub other_vrid: u64,
+    /// `virtual_routes` the kernel refused to add or remove (each logged
+    /// with its error); the instance carries on without them.
+    pub route_errors: u64,
     /// When the state last changed.
     pub since: Option<SystemTime>,
 }
@@ -503,6 +507,12 @@ async fn run_group(
     notifier.finish(NOTIFY_TIMEOUT).await;
 }
 
+/// The index of a route's `dev`, looked up each time: the interface may
+/// come (or come back) after the instance started.
+fn route_oif(ifctl: &IfCtl, route: &VirtualRoute) -> io::Result<Option<u32>> {
+    route.dev.as_deref().map(|dev| ifctl.index(dev)).transpose()
+}
+
 /// A VIP with where it goes.
 #[derive(Debug)]
 struct VipTarget {
@@ -611,6 +621,7 @@ fn prepare(
         counters: Counters::default(),
         rejected: Rejected::default(),
         other_vrid: 0,
+        route_errors: 0,
         since: None,
     };
     let scripts = cfg.track_scripts.iter().map(ScriptState::new).collect();
@@ -708,6 +719,7 @@ impl Task {
             })
             .collect();
         let sock = socket.get_ref();
+        self.remove_stale_routes();
         self.remove_stale_vips();
         self.poll_links();
         self.reevaluate(sock, &notifier);
@@ -780,6 +792,7 @@ impl Task {
         drop(script_tx);
         self.handle(Event::Shutdown, sock, &notifier);
         // Whatever the state machine did, nothing of ours stays on the interfaces.
+        self.remove_routes();
         self.remove_vips();
         self.publish();
         notifier.finish(NOTIFY_TIMEOUT).await;
@@ -892,8 +905,16 @@ impl Task {
         let now = Instant::now();
         match action {
             Action::SendAdvert { priority } => self.send_advert(priority, socket),
-            Action::AddVips => self.add_vips(),
-            Action::RemoveVips => self.remove_vips(),
+            // keepalived adds the routes after the addresses (a route's
+            // `src` may be a VIP) and removes them first, in reverse.
+            Action::AddVips => {
+                self.add_vips();
+                self.add_routes();
+            }
+            Action::RemoveVips => {
+                self.remove_routes();
+                self.remove_vips();
+            }
             Action::Announce => self.announce(),
             Action::StartAdverTimer(d) => self.timers.adver = Some(now + d),
             Action::StartMasterDownTimer(d) => self.timers.master_down = Some(now + d),
@@ -963,6 +984,55 @@ impl Task {
                     let name = &self.cfg.name;
                     tracing::error!(instance = name, vip = %t.vip, dev = t.dev, error = %e, "removing a VIP failed");
                 }
+            }
+        }
+    }
+
+    /// keepalived's `virtual_routes`, once the VIPs are there. A route the
+    /// kernel refuses (a gateway not on any link, a `src` not local, a
+    /// missing `dev`) is logged with its error and counted; the other routes
+    /// and the instance go on, as in keepalived, rather than fail over for a
+    /// route.
+    fn add_routes(&mut self) {
+        for route in &self.cfg.virtual_routes {
+            match route_oif(&self.ifctl, route).and_then(|oif| self.rtnl.add_route(route, oif)) {
+                Ok(()) => tracing::debug!(instance = self.cfg.name, %route, "virtual route added"),
+                Err(e) => {
+                    self.status.route_errors += 1;
+                    let name = &self.cfg.name;
+                    tracing::error!(instance = name, %route, error = %e, "adding a virtual route failed");
+                }
+            }
+        }
+    }
+
+    fn remove_routes(&mut self) {
+        for route in &self.cfg.virtual_routes {
+            // An interface that is gone took its routes with it.
+            let Ok(oif) = route_oif(&self.ifctl, route) else { continue };
+            match self.rtnl.del_route(route, oif) {
+                Ok(true) => tracing::debug!(instance = self.cfg.name, %route, "virtual route removed"),
+                Ok(false) => {}
+                Err(e) => {
+                    self.status.route_errors += 1;
+                    let name = &self.cfg.name;
+                    tracing::error!(instance = name, %route, error = %e, "removing a virtual route failed");
+                }
+            }
+        }
+    }
+
+    /// Routes left by a run that died without cleaning up would pull
+    /// traffic here while this one is Backup; the same rule as for VIPs.
+    fn remove_stale_routes(&mut self) {
+        if self.cfg.priority == super::packet::PRIORITY_OWNER {
+            return;
+        }
+        for route in &self.cfg.virtual_routes {
+            let Ok(oif) = route_oif(&self.ifctl, route) else { continue };
+            if let Ok(true) = self.rtnl.del_route(route, oif) {
+                let name = &self.cfg.name;
+                tracing::info!(instance = name, %route, "removed a virtual route left by an earlier run");
             }
         }
     }

@@ -84,6 +84,29 @@ pub fn has_addr(ns: &Netns, addr: &str) -> bool {
     out.split_whitespace().any(|w| w.split('/').next() == Some(addr))
 }
 
+/// The lines of `ip [-6] route show table TABLE` in `ns` that start with
+/// `prefix` (after a route type such as `blackhole`, when given).
+pub fn routes_to(ns: &Netns, ipv6: bool, table: &str, prefix: &str) -> Vec<String> {
+    let mut args = vec!["route", "show", "table", table];
+    if ipv6 {
+        args.insert(0, "-6");
+    }
+    // The kernel drops an IPv6 table with its last route, and then says so.
+    let out = match ns.ip(&args) {
+        Ok(out) => out,
+        Err(e) if format!("{e:?}").contains("FIB table does not exist") => String::new(),
+        Err(e) => panic!("ip route show: {e:?}"),
+    };
+    out.lines()
+        .filter(|l| {
+            let mut words = l.split_whitespace();
+            let first = words.next();
+            first == Some(prefix) || words.next() == Some(prefix)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 pub fn mac_string(mac: [u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }

@@ -385,6 +385,7 @@ fn vrrp_status(vrrp: Option<&VrrpHandle>) -> Vec<super::status::VrrpStatus> {
                 .filter(|(_, n)| *n > 0)
                 .map(|(k, n)| (k.to_owned(), n))
                 .collect(),
+            route_errors: s.route_errors,
         })
         .collect()
 }

@@ -32,6 +32,9 @@ pub struct VrrpStatus {
     pub fault_reasons: Vec<String>,
     /// Adverts refused before the state machine, by reason (only non-zero).
     pub rejected: Vec<(String, u64)>,
+    /// `virtual_routes` the kernel refused (each is logged with its error).
+    #[serde(default)]
+    pub route_errors: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -96,15 +99,7 @@ impl StatusReport {
                 let _ = writeln!(
                     out,
                     "  {:<28} {:<9} {:>6} {:>6} {:>6.2}% {:>12} {:>14} {:>8}  {}",
-                    name,
-                    b.state,
-                    b.configured_weight,
-                    b.effective_weight,
-                    b.share,
-                    b.packets,
-                    b.bytes,
-                    b.flows,
-                    b.why
+                    name, b.state, b.configured_weight, b.effective_weight, b.share, b.packets, b.bytes, b.flows, b.why
                 );
             }
         }
@@ -113,19 +108,33 @@ impl StatusReport {
             let rejected: Vec<String> = v.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
             let _ = writeln!(
                 out,
-                "\nVRRP {} on {} vrid {}: {}  priority {} (effective {})  master {master}{}{}",
+                "\nVRRP {} on {} vrid {}: {}  priority {} (effective {})  master {master}{}{}{}",
                 v.name,
                 v.interface,
                 v.vrid,
                 v.state,
                 v.priority,
                 v.effective_priority,
-                if v.fault_reasons.is_empty() { String::new() } else { format!("  fault: {}", v.fault_reasons.join("; ")) },
-                if rejected.is_empty() { String::new() } else { format!("  rejected adverts: {}", rejected.join(", ")) },
+                if v.fault_reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!("  fault: {}", v.fault_reasons.join("; "))
+                },
+                if rejected.is_empty() {
+                    String::new()
+                } else {
+                    format!("  rejected adverts: {}", rejected.join(", "))
+                },
+                if v.route_errors == 0 {
+                    String::new()
+                } else {
+                    format!("  refused routes: {} (see the log)", v.route_errors)
+                },
             );
         }
         if !self.counters.is_empty() {
-            let c: Vec<String> = self.counters.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+            let c: Vec<String> =
+                self.counters.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
             let _ = writeln!(out, "\ncounters: {}", c.join("  "));
         }
         out

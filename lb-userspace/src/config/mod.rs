@@ -56,11 +56,13 @@ impl Config {
         Ok(config)
     }
 
-    /// Reports every VIP whose `interface` does not exist, at the position
-    /// of its `interface` value. Separate from parsing because the answer
-    /// depends on the machine (`lb check` on a laptop, `lb run` on the director).
+    /// Reports every interface the file names that does not exist: a VIP's
+    /// `interface` (at its value), and a VRRP instance's `interface`,
+    /// `track_interface`, VIP `dev` and route `dev` (at the start of its
+    /// `[[vrrp]]` table). Separate from parsing because the answer depends
+    /// on the machine (`lb check` on a laptop, `lb run` on the director).
     pub fn check_interfaces(&self, exists: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
-        let errors: Vec<Diagnostic> = self
+        let mut errors: Vec<Diagnostic> = self
             .vips
             .iter()
             .filter(|vip| !exists(&vip.interface))
@@ -70,6 +72,23 @@ impl Config {
                 message: format!("unknown interface \"{}\"", vip.interface),
             })
             .collect();
+        for v in &self.vrrp {
+            let named = std::iter::once(("interface", v.interface.as_str()))
+                .chain(v.track_interfaces.iter().map(|i| ("track_interface", i.as_str())))
+                .chain(v.virtual_addresses.iter().filter_map(|a| Some(("virtual_ipaddress dev", a.dev.as_deref()?))))
+                .chain(v.virtual_routes.iter().filter_map(|r| Some(("virtual_routes dev", r.dev.as_deref()?))));
+            let mut said = std::collections::HashSet::new();
+            for (what, name) in named {
+                if !exists(name) && said.insert(name) {
+                    errors.push(Diagnostic {
+                        line: v.at.line,
+                        column: v.at.column,
+                        message: format!("[[vrrp]] {}: {what}: unknown interface \"{name}\"", v.name),
+                    });
+                }
+            }
+        }
+        errors.sort_by_key(|d| (d.line, d.column));
         if errors.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { file: self.source.clone(), errors }) }
     }
 

@@ -576,3 +576,22 @@ fn every_configured_program_is_checked_where_it_is_written() {
     );
     config.check_scripts(|_, _| Ok(())).unwrap();
 }
+
+#[test]
+fn vrrp_interfaces_are_checked_too() {
+    let text = with_vip(
+        "[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth1\"\nvirtual_router_id = 51\ntrack_interface = [\"eth2\", \"eth1\"]\n\
+         virtual_ipaddress = [\"10.0.0.100/24\", { address = \"10.0.1.100/24\", dev = \"eth3\" }]\n\
+         virtual_routes = [\"192.0.2.0/24 via 10.0.0.254 dev eth4\"]\n",
+    );
+    let config = parse(&text);
+    config.check_interfaces(|_| true).unwrap();
+    let e = config.check_interfaces(|name| name == "eth0").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "lb.toml:5:1: [[vrrp]] VI_1: interface: unknown interface \"eth1\"\n\
+         lb.toml:5:1: [[vrrp]] VI_1: track_interface: unknown interface \"eth2\"\n\
+         lb.toml:5:1: [[vrrp]] VI_1: virtual_ipaddress dev: unknown interface \"eth3\"\n\
+         lb.toml:5:1: [[vrrp]] VI_1: virtual_routes dev: unknown interface \"eth4\""
+    );
+}

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::{
     duration,
-    model::{CheckType, RawCheck, RawCommand, RawDuration, RawStatus, StatusItem},
+    model::{CheckType, RawCheck, RawCommand, RawStatus, StatusItem},
     span::{Problems, Span},
     types::{BodyMatch, Check, CheckKind, HttpCheck, ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck},
     validate::int_in,
@@ -100,8 +100,8 @@ fn build(c: &RawCheck, table: Span, mode: Mode, cx: Context<'_>, problems: &mut 
     let kind = c.kind.as_ref().map(|k| (*k.get_ref(), k.span()));
     let ty = kind.as_ref().map(|k| k.0);
     not_applicable(c, ty, problems);
-    let interval = duration(&c.interval, "interval", true, problems).unwrap_or(DEFAULT_INTERVAL);
-    let timeout = duration(&c.timeout, "timeout", true, problems).unwrap_or(DEFAULT_TIMEOUT);
+    let interval = duration::spanned(&c.interval, "interval", true, problems).unwrap_or(DEFAULT_INTERVAL);
+    let timeout = duration::spanned(&c.timeout, "timeout", true, problems).unwrap_or(DEFAULT_TIMEOUT);
     let default_fall = if ty == Some(CheckType::Script) { DEFAULT_SCRIPT_FALL } else { DEFAULT_FALL };
     let fall = count(&c.fall, "fall", problems).unwrap_or(default_fall);
     let rise = count(&c.rise, "rise", problems).unwrap_or(DEFAULT_RISE);
@@ -110,8 +110,8 @@ fn build(c: &RawCheck, table: Span, mode: Mode, cx: Context<'_>, problems: &mut 
         _ => DEFAULT_DELAY_BEFORE_RETRY,
     };
     let delay_before_retry =
-        duration(&c.delay_before_retry, "delay_before_retry", false, problems).unwrap_or(default_delay);
-    let warmup = duration(&c.warmup, "warmup", false, problems).unwrap_or(interval);
+        duration::spanned(&c.delay_before_retry, "delay_before_retry", false, problems).unwrap_or(default_delay);
+    let warmup = duration::spanned(&c.warmup, "warmup", false, problems).unwrap_or(interval);
 
     let Some((ty, type_span)) = kind else {
         if mode == Mode::Backend {
@@ -162,25 +162,6 @@ fn not_applicable(c: &RawCheck, ty: Option<CheckType>, problems: &mut Problems) 
             let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
             problems
                 .push(at, format!("`{key}` does not apply to a {} check (only to {})", ty.name(), names.join(", ")));
-        }
-    }
-}
-
-fn duration(v: &Option<Spanned<RawDuration>>, key: &str, nonzero: bool, problems: &mut Problems) -> Option<Duration> {
-    let v = v.as_ref()?;
-    let parsed = match v.get_ref() {
-        RawDuration::Text(text) => duration::parse(text),
-        RawDuration::Number(n) => Err(format!("{key} = {n} has no unit: write a string such as \"{n}s\"")),
-    };
-    match parsed {
-        Ok(d) if nonzero && d.is_zero() => {
-            problems.push(v.span(), format!("{key} must be greater than zero"));
-            None
-        }
-        Ok(d) => Some(d),
-        Err(message) => {
-            problems.push(v.span(), message);
-            None
         }
     }
 }

@@ -4,6 +4,36 @@
 
 use std::time::Duration;
 
+use toml::Spanned;
+
+use super::{model::RawDuration, span::Problems};
+
+/// The duration under `key`, if written; a problem (at its place) when it
+/// does not parse, has no unit, or is zero where `nonzero` asks otherwise.
+pub(crate) fn spanned(
+    v: &Option<Spanned<RawDuration>>,
+    key: &str,
+    nonzero: bool,
+    problems: &mut Problems,
+) -> Option<Duration> {
+    let v = v.as_ref()?;
+    let parsed = match v.get_ref() {
+        RawDuration::Text(text) => parse(text),
+        RawDuration::Number(n) => Err(format!("{key} = {n} has no unit: write a string such as \"{n}s\"")),
+    };
+    match parsed {
+        Ok(d) if nonzero && d.is_zero() => {
+            problems.push(v.span(), format!("{key} must be greater than zero"));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(message) => {
+            problems.push(v.span(), message);
+            None
+        }
+    }
+}
+
 /// Parses a duration; the error says what was expected, without position
 /// (the caller knows where the value is).
 pub(crate) fn parse(text: &str) -> Result<Duration, String> {

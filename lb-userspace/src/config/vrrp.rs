@@ -500,25 +500,48 @@ pub(crate) fn validate_sync_groups(
                 format!("sync group {name} has only one instance: it does nothing (keepalived removes such a group)"),
             );
         }
-        let notify_user = match &g.notify_user {
-            Some(u) if u.get_ref().trim().is_empty() => {
-                problems.push(u.span(), "notify_user is empty");
-                script_user.to_owned()
-            }
-            Some(u) => u.get_ref().clone(),
-            None => script_user.to_owned(),
+        let keys = NotifyKeys {
+            master: &g.notify_master,
+            backup: &g.notify_backup,
+            fault: &g.notify_fault,
+            stop: &g.notify_stop,
+            any: &g.notify,
+            user: &g.notify_user,
         };
-        let notify = Notify {
-            master: g.notify_master.as_ref().and_then(|c| argv(c, "notify_master", true, problems)),
-            backup: g.notify_backup.as_ref().and_then(|c| argv(c, "notify_backup", true, problems)),
-            fault: g.notify_fault.as_ref().and_then(|c| argv(c, "notify_fault", true, problems)),
-            stop: g.notify_stop.as_ref().and_then(|c| argv(c, "notify_stop", true, problems)),
-            any: g.notify.as_ref().and_then(|c| argv(c, "notify", true, problems)),
-            user: notify_user,
-        };
+        let notify = notify(keys, script_user, problems);
         out.push(VrrpSyncGroup { name, members, notify, at: position(text, r.span().start) });
     }
     out
+}
+
+/// The notify keys, which an instance and a sync group share.
+struct NotifyKeys<'a> {
+    master: &'a Option<Spanned<RawCommand>>,
+    backup: &'a Option<Spanned<RawCommand>>,
+    fault: &'a Option<Spanned<RawCommand>>,
+    stop: &'a Option<Spanned<RawCommand>>,
+    any: &'a Option<Spanned<RawCommand>>,
+    user: &'a Option<Spanned<String>>,
+}
+
+fn notify(k: NotifyKeys<'_>, script_user: &str, problems: &mut Problems) -> Notify {
+    let user = match k.user {
+        Some(u) if u.get_ref().trim().is_empty() => {
+            problems.push(u.span(), "notify_user is empty");
+            script_user.to_owned()
+        }
+        Some(u) => u.get_ref().clone(),
+        None => script_user.to_owned(),
+    };
+    let mut cmd = |c: &Option<Spanned<RawCommand>>, key: &str| c.as_ref().and_then(|c| argv(c, key, true, problems));
+    Notify {
+        master: cmd(k.master, "notify_master"),
+        backup: cmd(k.backup, "notify_backup"),
+        fault: cmd(k.fault, "notify_fault"),
+        stop: cmd(k.stop, "notify_stop"),
+        any: cmd(k.any, "notify"),
+        user,
+    }
 }
 
 /// The instance, and whether its VRID is valid (for the duplicate check).
@@ -557,7 +580,7 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
         (None, Some(n)) => !*n.get_ref(),
         (None, None) => true,
     };
-    let preempt_delay = dur(&v.preempt_delay, "preempt_delay", false, problems).unwrap_or_default();
+    let preempt_delay = duration::spanned(&v.preempt_delay, "preempt_delay", false, problems).unwrap_or_default();
     if preempt_delay > MAX_PREEMPT_DELAY
         && let Some(p) = &v.preempt_delay
     {
@@ -709,7 +732,7 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
     };
 
     let garp = Garp {
-        master_delay: dur(&v.garp_master_delay, "garp_master_delay", false, problems)
+        master_delay: duration::spanned(&v.garp_master_delay, "garp_master_delay", false, problems)
             .unwrap_or(DEFAULT_GARP_MASTER_DELAY),
         master_repeat: v
             .garp_master_repeat
@@ -718,7 +741,8 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
                 int_in(n, "garp_master_repeat", 1..=MAX_GARP_REPEAT, problems)
             })
             .unwrap_or(DEFAULT_GARP_MASTER_REPEAT),
-        master_refresh: dur(&v.garp_master_refresh, "garp_master_refresh", false, problems).unwrap_or_default(),
+        master_refresh: duration::spanned(&v.garp_master_refresh, "garp_master_refresh", false, problems)
+            .unwrap_or_default(),
     };
     let user = |u: &Option<Spanned<String>>, problems: &mut Problems| match u {
         Some(u) if u.get_ref().trim().is_empty() => {
@@ -728,14 +752,15 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
         Some(u) => u.get_ref().clone(),
         None => script_user.to_owned(),
     };
-    let notify = Notify {
-        master: v.notify_master.as_ref().and_then(|c| argv(c, "notify_master", true, problems)),
-        backup: v.notify_backup.as_ref().and_then(|c| argv(c, "notify_backup", true, problems)),
-        fault: v.notify_fault.as_ref().and_then(|c| argv(c, "notify_fault", true, problems)),
-        stop: v.notify_stop.as_ref().and_then(|c| argv(c, "notify_stop", true, problems)),
-        any: v.notify.as_ref().and_then(|c| argv(c, "notify", true, problems)),
-        user: user(&v.notify_user, problems),
+    let keys = NotifyKeys {
+        master: &v.notify_master,
+        backup: &v.notify_backup,
+        fault: &v.notify_fault,
+        stop: &v.notify_stop,
+        any: &v.notify,
+        user: &v.notify_user,
     };
+    let notify = notify(keys, script_user, problems);
     let mut track_interfaces = Vec::new();
     for t in &v.track_interface {
         if interface_name(t, problems) && !track_interfaces.contains(t.get_ref()) {
@@ -747,8 +772,8 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
     let mut weights: Vec<(i32, Span, String)> = Vec::new();
     for t in &v.track_script {
         let ts = t.get_ref();
-        let interval = dur(&ts.interval, "interval", true, problems).unwrap_or(Duration::from_secs(1));
-        let timeout = dur(&ts.timeout, "timeout", true, problems).unwrap_or(interval);
+        let interval = duration::spanned(&ts.interval, "interval", true, problems).unwrap_or(Duration::from_secs(1));
+        let timeout = duration::spanned(&ts.timeout, "timeout", true, problems).unwrap_or(interval);
         let count = |v: &Option<Spanned<i64>>, key, problems: &mut Problems| {
             v.as_ref().map_or(Some(1), |v| int_in(v, key, 1..=MAX_RISE_FALL, problems)).unwrap_or(1)
         };
@@ -904,7 +929,9 @@ fn interface_name(v: &Spanned<String>, problems: &mut Problems) -> bool {
 
 fn advert_int(v: Option<&Spanned<RawDuration>>, version: Version, problems: &mut Problems) -> Centiseconds {
     let Some(v) = v else { return Centiseconds::DEFAULT_INTERVAL };
-    let Some(d) = dur(&Some(v.clone()), "advert_int", true, problems) else { return Centiseconds::DEFAULT_INTERVAL };
+    let Some(d) = duration::spanned(&Some(v.clone()), "advert_int", true, problems) else {
+        return Centiseconds::DEFAULT_INTERVAL;
+    };
     let millis = d.as_millis();
     match version {
         Version::V2 => {
@@ -936,25 +963,6 @@ fn advert_int(v: Option<&Spanned<RawDuration>>, version: Version, problems: &mut
         }
     }
     Centiseconds::DEFAULT_INTERVAL
-}
-
-fn dur(v: &Option<Spanned<RawDuration>>, key: &str, nonzero: bool, problems: &mut Problems) -> Option<Duration> {
-    let v = v.as_ref()?;
-    let parsed = match v.get_ref() {
-        RawDuration::Text(text) => duration::parse(text),
-        RawDuration::Number(n) => Err(format!("{key} = {n} has no unit: write a string such as \"{n}s\"")),
-    };
-    match parsed {
-        Ok(d) if nonzero && d.is_zero() => {
-            problems.push(v.span(), format!("{key} must be greater than zero"));
-            None
-        }
-        Ok(d) => Some(d),
-        Err(message) => {
-            problems.push(v.span(), message);
-            None
-        }
-    }
 }
 
 /// A command as keepalived writes it (one string, split on whitespace, no

@@ -9,5 +9,6 @@ pub mod lab;
 pub mod maglev;
 pub mod neigh;
 pub mod netns;
+pub mod rtnl;
 pub mod script;
 pub mod vrrp;

@@ -8,8 +8,8 @@ use std::{
 };
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, NlasIterator,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+    NlasIterator,
 };
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
@@ -72,13 +72,7 @@ impl NlSocket {
     }
 
     fn send(&self, seq: u32, flags: u16, payload: RouteNetlinkMessage) -> io::Result<()> {
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = seq;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(payload));
-        msg.finalize();
-        let mut buf = vec![0; msg.buffer_len()];
-        msg.serialize(&mut buf);
+        let buf = crate::rtnl::encode(flags, seq, payload);
         // The kernel handles a request within sendmsg(), so a non-blocking
         // send does not come back with EAGAIN.
         self.socket.send_to(&buf, &SocketAddr::new(0, 0), 0).map(drop)
@@ -260,13 +254,7 @@ mod tests {
     use super::*;
 
     fn datagram(seq: u32, payload: RouteNetlinkMessage) -> Vec<u8> {
-        let mut header = NetlinkHeader::default();
-        header.sequence_number = seq;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(payload));
-        msg.finalize();
-        let mut buf = vec![0; msg.buffer_len()];
-        msg.serialize(&mut buf);
-        buf
+        crate::rtnl::encode(0, seq, payload)
     }
 
     #[test]

@@ -14,9 +14,7 @@ use std::{
     time::Duration,
 };
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope},
@@ -101,13 +99,7 @@ impl Rtnl {
         msg.header.index = ifindex;
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST;
-        header.sequence_number = seq;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(RouteNetlinkMessage::GetLink(msg)));
-        msg.finalize();
-        let mut buf = vec![0; msg.buffer_len()];
-        msg.serialize(&mut buf);
+        let buf = crate::rtnl::encode(NLM_F_REQUEST, seq, RouteNetlinkMessage::GetLink(msg));
         self.socket.send_to(&buf, &SocketAddr::new(0, 0), 0)?;
         let mut rx = vec![0u8; 64 * 1024];
         loop {
@@ -142,13 +134,7 @@ impl Rtnl {
     pub(super) fn request(&mut self, flags: u16, payload: RouteNetlinkMessage) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = seq;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(payload));
-        msg.finalize();
-        let mut buf = vec![0; msg.buffer_len()];
-        msg.serialize(&mut buf);
+        let buf = crate::rtnl::encode(flags, seq, payload);
         self.socket.send_to(&buf, &SocketAddr::new(0, 0), 0)?;
         let mut rx = vec![0u8; 16 * 1024];
         loop {

@@ -235,7 +235,6 @@ impl Rtnl {
 
 #[cfg(test)]
 mod tests {
-    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
 
     use super::*;
 
@@ -252,18 +251,6 @@ mod tests {
             scope: None,
             onlink: false,
         }
-    }
-
-    /// The whole netlink message as it goes on the socket.
-    fn wire(flags: u16, seq: u32, payload: RouteNetlinkMessage) -> Vec<u8> {
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = seq;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(payload));
-        msg.finalize();
-        let mut buf = vec![0; msg.buffer_len()];
-        msg.serialize(&mut buf);
-        buf
     }
 
     fn nlmsghdr(len: u32, kind: u16, flags: u16, seq: u32) -> Vec<u8> {
@@ -306,7 +293,7 @@ mod tests {
             ..route("192.0.2.0", 24)
         };
         let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-        let got = wire(flags, 7, RouteNetlinkMessage::NewRoute(route_message(&r, Some(3))));
+        let got = crate::rtnl::encode(flags, 7, RouteNetlinkMessage::NewRoute(route_message(&r, Some(3))));
         // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags (u32).
         let mut body = vec![libc::AF_INET as u8, 24, 0, 0, 100, 18, 0, 1];
         body.extend_from_slice(&0u32.to_ne_bytes());
@@ -325,7 +312,8 @@ mod tests {
     fn blackhole_ipv6_and_big_tables() {
         // ip -6 route del blackhole 2001:db8::/32 table 1000 proto keepalived
         let r = VirtualRoute { kind: RouteKind::Blackhole, table: 1000, ..route("2001:db8::", 32) };
-        let got = wire(NLM_F_REQUEST | NLM_F_ACK, 1, RouteNetlinkMessage::DelRoute(route_message(&r, None)));
+        let got =
+            crate::rtnl::encode(NLM_F_REQUEST | NLM_F_ACK, 1, RouteNetlinkMessage::DelRoute(route_message(&r, None)));
         // Table 1000 does not fit rtm_table: RT_TABLE_UNSPEC there, RTA_TABLE carries it. Type 6 = RTN_BLACKHOLE.
         let mut body = vec![libc::AF_INET6 as u8, 32, 0, 0, 0, 18, 0, 6];
         body.extend_from_slice(&0u32.to_ne_bytes());

@@ -24,7 +24,7 @@ use lb_tests::bench::{
 };
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|failover] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--failover-rounds N]";
+const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|failover] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--failover-rounds N]";
 
 /// Targets from the design: a hit within 4x the floor, a new flow within
 /// 200 ns, the balancer within 15% of the forwarding floor and 5x nftables.
@@ -95,6 +95,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut cases = None;
     let mut veth_runs = None;
     let mut veth_seconds = None;
+    let mut veth_flows = None;
     let mut failover_rounds = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -119,6 +120,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--veth-runs" => veth_runs = Some(value("--veth-runs")?.parse::<usize>().context("--veth-runs")?),
             "--veth-seconds" => veth_seconds = Some(value("--veth-seconds")?.parse::<f64>().context("--veth-seconds")?),
+            "--veth-flows" => veth_flows = Some(value("--veth-flows")?.parse::<u32>().context("--veth-flows")?),
             "--failover-rounds" => {
                 failover_rounds = Some(value("--failover-rounds")?.parse::<usize>().context("--failover-rounds")?);
             }
@@ -148,7 +150,7 @@ fn parse_args() -> anyhow::Result<Args> {
         // drifts over seconds, and per-round ratios need many rounds.
         runs: veth_runs.unwrap_or(if quick { 1 } else { 5 }).max(1),
         seconds: veth_seconds.unwrap_or(if quick { 1.0 } else { 2.0 }).clamp(0.5, 60.0),
-        flows: 1024,
+        flows: veth_flows.unwrap_or(1024).clamp(1, 65536),
     };
     // Five rounds of each of the four cases take about 40 s, most of it
     // v2's frozen master (3.6 s each).

@@ -148,8 +148,8 @@ fn parse_args() -> anyhow::Result<Args> {
     let veth_opts = veth::Options {
         // Several short runs rather than a few long ones: this VM's speed
         // drifts over seconds, and per-round ratios need many rounds.
-        runs: veth_runs.unwrap_or(if quick { 1 } else { 5 }).max(1),
-        seconds: veth_seconds.unwrap_or(if quick { 1.0 } else { 2.0 }).clamp(0.5, 60.0),
+        runs: veth_runs.unwrap_or(if quick { 1 } else { 11 }).max(1),
+        seconds: veth_seconds.unwrap_or(1.0).clamp(0.5, 60.0),
         flows: veth_flows.unwrap_or(1024).clamp(1, 65536),
     };
     // Five rounds of each of the four cases take about 40 s, most of it

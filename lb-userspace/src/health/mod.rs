@@ -138,6 +138,24 @@ pub struct TargetStatus {
     pub checks: u64,
 }
 
+impl TargetStatus {
+    /// A target as it starts: no attempt finished yet.
+    pub fn starting(id: TargetId, address: IpAddr, kind: &'static str, up: bool) -> Self {
+        Self {
+            id,
+            address,
+            kind,
+            up,
+            weight: None,
+            since: SystemTime::now(),
+            last: None,
+            consecutive_successes: 0,
+            consecutive_failures: 0,
+            checks: 0,
+        }
+    }
+}
+
 /// The latest finished attempt of a target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastCheck {
@@ -385,18 +403,12 @@ impl Monitor {
         // starts; whatever it still writes goes to its own, unlisted slot.
         self.stop(target.id);
         let tracker = Tracker::new(Timing::from(&target.check), target.initially_up);
-        let status = self.board.insert(TargetStatus {
-            id: target.id,
-            address: target.address,
-            kind: target.check.kind.name(),
-            up: target.initially_up,
-            weight: None,
-            since: SystemTime::now(),
-            last: None,
-            consecutive_successes: 0,
-            consecutive_failures: 0,
-            checks: 0,
-        });
+        let status = self.board.insert(TargetStatus::starting(
+            target.id,
+            target.address,
+            target.check.kind.name(),
+            target.initially_up,
+        ));
         let supervisor = Supervisor {
             id: target.id,
             address: target.address,
@@ -703,18 +715,8 @@ mod tests {
     fn supervise(scripted: &Scripted, check: &Check, up: bool) -> (mpsc::Receiver<HealthEvent>, AbortOnDrop) {
         let (events, rx) = mpsc::channel(16);
         let id = TargetId { vip: 0, backend: 0 };
-        let status = StatusBoard::default().insert(TargetStatus {
-            id,
-            address: IpAddr::from([127, 0, 0, 1]),
-            kind: "scripted",
-            up,
-            weight: None,
-            since: SystemTime::now(),
-            last: None,
-            consecutive_successes: 0,
-            consecutive_failures: 0,
-            checks: 0,
-        });
+        let address = IpAddr::from([127, 0, 0, 1]);
+        let status = StatusBoard::default().insert(TargetStatus::starting(id, address, "scripted", up));
         let supervisor = Supervisor {
             id,
             address: IpAddr::from([127, 0, 0, 1]),

@@ -448,6 +448,15 @@ pub fn run(opts: &Options, gen_cpu: usize, say: &mut dyn FnMut(String)) -> anyho
                 let delta: Vec<u64> =
                     stats_after?.iter().zip(&stats_before).map(|(a, b)| a.saturating_sub(*b)).collect();
                 let tx = delta[Stat::Tx as usize];
+                // Every flow is recorded in the calibration round: later
+                // rounds should be flow-table hits only.
+                let misses = delta[Stat::FlowMiss as usize];
+                if round > 0 && misses * 100 > u64::from(frames) {
+                    let msg = format!("lb_xdp: {misses} of {frames} frames missed the flow table");
+                    if !warnings.contains(&msg) {
+                        warnings.push(msg);
+                    }
+                }
                 if tx * 100 < u64::from(frames) * 99 {
                     let msg = format!(
                         "lb_xdp forwarded {tx} of {frames} frames: {}",

@@ -402,6 +402,22 @@ impl Prober {
             let s = UdpSocket::bind((pair::client_addr(), 0)).context("binding the probe socket")?;
             s.connect(SocketAddr::new(IpAddr::V4(VIP), PROBE_PORT)).context("connecting the probe socket")?;
             s.set_nonblocking(true)?;
+            // The kernel stamps each reply on arrival: a probe thread that
+            // waits for its CPU then reads the true time, not its own.
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt reads an int from a valid pointer of the given size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_TIMESTAMPNS,
+                    (&raw const on).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error()).context("SO_TIMESTAMPNS on the probe socket");
+            }
             Ok(s)
         })?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -478,9 +494,8 @@ fn probe_loop(socket: &UdpSocket, stop: &AtomicBool, out: &Mutex<Vec<Reply>>) ->
         // SAFETY: one valid pollfd and a valid timespec; no signal mask.
         unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
         loop {
-            match socket.recv(&mut buf) {
-                Ok(n) if n >= 14 => {
-                    let at = Instant::now();
+            match recv_stamped(socket, &mut buf) {
+                Ok((n, at)) if n >= 14 => {
                     let seq = u64::from_be_bytes(buf[..8].try_into()?);
                     let via = buf[8..14].try_into()?;
                     out.lock().unwrap_or_else(|e| e.into_inner()).push(Reply { at, seq, via });
@@ -493,6 +508,43 @@ fn probe_loop(socket: &UdpSocket, stop: &AtomicBool, out: &Mutex<Vec<Reply>>) ->
         }
     }
     Ok(seq)
+}
+
+/// One datagram and when the kernel received it (SO_TIMESTAMPNS, wall
+/// clock), as an `Instant` on this process's monotonic clock.
+fn recv_stamped(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, Instant)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // u64s, so the control buffer is aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&control);
+    // SAFETY: msg points to one iovec over `buf` and to `control`, both alive
+    // and writable for the lengths given.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &raw mut msg, libc::MSG_DONTWAIT) };
+    let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut at = now;
+    // SAFETY: the CMSG_* macros walk the control buffer recvmsg filled in,
+    // within msg_controllen; SCM_TIMESTAMPNS carries one timespec.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                let stamped = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+                let wall = wall.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                at = now.checked_sub(wall.saturating_sub(stamped)).unwrap_or(now);
+            }
+            c = libc::CMSG_NXTHDR(&raw const msg, c);
+        }
+    }
+    Ok((n as usize, at))
 }
 
 /// A backend's probe answerer. A UDP socket cannot tell which director's

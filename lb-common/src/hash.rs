@@ -117,6 +117,17 @@ pub const fn ring_slot(digest: u64, ring_size: u32) -> u32 {
     ((digest >> 32) as u32) % ring_size
 }
 
+/// The slot of retry `attempt` (1, 2, ...) for a digest whose slot names a
+/// backend that is no longer alive. The agent marks a failed backend dead at
+/// once (microseconds) and publishes the ring without it when it is built
+/// (milliseconds); in between, new flows of the dead backend's slots try
+/// these slots instead. Seedless, as `ring_slot`: two directors that agree
+/// on which backends are dead agree on every retry.
+#[inline(always)]
+pub const fn ring_retry_slot(digest: u64, attempt: u32, ring_size: u32) -> u32 {
+    ring_slot(finish(mix(digest, attempt as u64)), ring_size)
+}
+
 /// The ring hash of a 5-tuple (the high half of its digest).
 #[inline(always)]
 pub const fn flow_5tuple(src: &[u32; 4], dst: &[u32; 4], sport: u16, dport: u16, proto: u8) -> u32 {
@@ -206,6 +217,39 @@ mod tests {
         for b in buckets {
             assert!(b.abs_diff(share) < share / 20, "{buckets:?}");
         }
+    }
+
+    #[test]
+    fn retry_slots_are_fresh_and_spread() {
+        // Each retry is a new, independent slot: for flows whose own slot is
+        // in one sixteenth of a 65537-slot ring, the first retry lands in
+        // every sixteenth evenly, and no attempt repeats an earlier one
+        // more often than chance would.
+        let dst = v4_mapped(u32::from_ne_bytes([10, 0, 0, 100]));
+        let mut buckets = [0u32; 16];
+        let (mut flows, mut repeats) = (0u32, 0u32);
+        for i in 0..400_000u32 {
+            let src = v4_mapped(u32::from_ne_bytes([10, 2, (i >> 8) as u8, i as u8]));
+            let d = digest_5tuple(&src, &dst, ((i % 40_000) as u16).to_be(), 80u16.to_be(), 6);
+            let home = ring_slot(d, 65537);
+            if home * 16 / 65537 != 0 {
+                continue;
+            }
+            flows += 1;
+            let slots: [u32; 5] =
+                core::array::from_fn(|a| if a == 0 { home } else { ring_retry_slot(d, a as u32, 65537) });
+            buckets[(slots[1] * 16 / 65537) as usize] += 1;
+            repeats += (1..5).filter(|&a| slots[..a].contains(&slots[a])).count() as u32;
+        }
+        let share = flows / 16;
+        for b in buckets {
+            assert!(b.abs_diff(share) < share / 10, "{buckets:?}");
+        }
+        // Chance alone: about 10 / 65537 per flow, 4 in these flows.
+        assert!(repeats < 15, "{repeats} repeated slots in {flows} flows");
+        // Pinned, as the digest: every director must retry the same slots.
+        let pinned: [u32; 4] = core::array::from_fn(|a| ring_retry_slot(0x0123_4567_89ab_cdef, a as u32 + 1, 65537));
+        assert_eq!(pinned, [54600, 5902, 43799, 7895], "{pinned:?}");
     }
 
     #[test]

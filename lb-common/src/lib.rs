@@ -40,6 +40,10 @@ pub const VIP_PROBES: u32 = 4;
 pub const MAX_BACKENDS: u32 = 16384;
 /// Default Maglev ring size (prime), as Katran and the Maglev paper use.
 pub const DEFAULT_RING_SIZE: u32 = 65537;
+/// Other ring slots a new flow tries when its slot names a dead backend
+/// (see `hash::ring_retry_slot`): with a quarter of the slots dead, 1 flow in
+/// 4^5 finds no live one and is dropped until the new ring is published.
+pub const RING_RETRIES: u32 = 4;
 /// Default flow-table entries per CPU.
 pub const DEFAULT_FLOWS_PER_CPU: u32 = 65536;
 /// Ways per set of the flow table: one set is one 64-byte cache line.
@@ -283,10 +287,13 @@ pub enum Stat {
     Fragment = 9,
     /// Event: an ICMP error about a VIP flow was forwarded to its backend.
     IcmpError = 10,
+    /// Event: a new flow's ring slot named a backend already marked dead
+    /// (the ring without it not yet published); another slot was taken.
+    RingRetry = 11,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 12;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::PassNotIp,
         Stat::PassNotVip,
@@ -299,6 +306,7 @@ impl Stat {
         Stat::FloodSkip,
         Stat::Fragment,
         Stat::IcmpError,
+        Stat::RingRetry,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -314,6 +322,7 @@ impl Stat {
             Stat::FloodSkip => "flood_skip",
             Stat::Fragment => "fragment",
             Stat::IcmpError => "icmp_error",
+            Stat::RingRetry => "ring_retry",
         }
     }
 }

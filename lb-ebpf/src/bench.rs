@@ -57,6 +57,27 @@ pub fn bench_redirect(_ctx: XdpContext) -> u32 {
     unsafe { bpf_redirect(ifindex, 0) as u32 }
 }
 
+/// The floor a forwarder that reads its frames starts from: swap the
+/// Ethernet addresses (xdp-bench's `swap-macs`), then redirect. The bare
+/// redirect never touches the frame; this pays the first touch of its data.
+#[xdp]
+pub fn bench_redirect_swap(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    if start + 12 <= ctx.data_end() {
+        let macs = start as *mut [u8; 6];
+        // SAFETY: the check above proves bytes 0..12 lie inside the frame;
+        // the unaligned reads and writes make no alignment assumption.
+        unsafe {
+            let (dst, src) = (core::ptr::read_unaligned(macs), core::ptr::read_unaligned(macs.add(1)));
+            core::ptr::write_unaligned(macs, src);
+            core::ptr::write_unaligned(macs.add(1), dst);
+        }
+    }
+    let ifindex = BENCH_CFG.get(0).copied().unwrap_or(0);
+    // SAFETY: a plain helper call returning an XDP verdict.
+    unsafe { bpf_redirect(ifindex, 0) as u32 }
+}
+
 /// The sink: count and drop.
 #[xdp]
 pub fn bench_sink(_ctx: XdpContext) -> u32 {

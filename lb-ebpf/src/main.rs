@@ -20,9 +20,9 @@ use aya_ebpf::{
 };
 use lb_common::{
     BACKEND_F_ALIVE, Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FLOW_WAYS, FloodState,
-    FlowEntry, FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, Stat, V4_MAPPED_PREFIX,
-    VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE, VIP_PROBES, VIP_TABLE_SIZE, VipCtl, VipEntry,
-    VipMeta, hash,
+    FlowEntry, FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, RING_RETRIES, Stat,
+    V4_MAPPED_PREFIX, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE, VIP_PROBES, VIP_TABLE_SIZE,
+    VipCtl, VipEntry, VipMeta, hash,
 };
 use packet::{Error, Family, Packet, Parsed};
 
@@ -356,23 +356,41 @@ fn pick_backend(
     if meta.ring_size == 0 {
         return Err(no_backend);
     }
-    let slot = meta.ring_base.wrapping_add(hash::ring_slot(digest, meta.ring_size));
-    let id = match RINGS.get(slot / 2) {
-        Some(pair) => pair[(slot % 2) as usize],
-        None => 0,
-    };
+    let mut id = ring_at(meta, hash::ring_slot(digest, meta.ring_size));
     if id == 0 {
         return Err(no_backend);
     }
-    let Some(backend) = live_backend(id, meta.vip_index) else {
+    let mut found = live_backend(id, meta.vip_index);
+    // A failed backend is marked dead before the ring without it is built;
+    // until that ring is published its slots send new flows elsewhere.
+    let mut attempt = 1;
+    while found.is_none() && attempt <= RING_RETRIES {
+        id = ring_at(meta, hash::ring_retry_slot(digest, attempt, meta.ring_size));
+        found = live_backend(id, meta.vip_index);
+        attempt += 1;
+    }
+    let Some(backend) = found else {
         return Err(no_backend);
     };
+    if attempt > 1 {
+        event(Stat::RingRetry);
+    }
     if flood_guard_allows_insert(max_new_flows_per_sec) {
         flows.insert(digest, id, meta.vip_index);
     } else {
         event(Stat::FloodSkip);
     }
     Ok((id, backend))
+}
+
+/// The backend id in slot `slot` of the VIP's active ring (0: none).
+#[inline(always)]
+fn ring_at(meta: &VipMeta, slot: u32) -> u32 {
+    let slot = meta.ring_base.wrapping_add(slot);
+    match RINGS.get(slot / 2) {
+        Some(pair) => pair[(slot % 2) as usize],
+        None => 0,
+    }
 }
 
 /// This CPU's set of the flow table for one digest. The ways of a set are

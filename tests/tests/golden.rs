@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
-    BACKEND_F_ALIVE, Backend, Config, FlowKey, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS,
+    BACKEND_F_ALIVE, Backend, Config, FlowKey, RING_RETRIES, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS,
     VIP_KIND_SERVICE, VipKey, hash, proto,
 };
 use lb_tests::packet::{self as pkt, Ipv4, TCP_ACK, TCP_PSH, TCP_SYN, addr16};
@@ -147,6 +147,26 @@ fn tcp6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, flags: u8) -> Vec<
 fn ring_pick(ring: &[u32], src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> u32 {
     let h = hash::flow_5tuple(&addr16(src), &addr16(dst), sport.to_be(), dport.to_be(), proto);
     ring[(h % ring.len() as u32) as usize]
+}
+
+/// The backend a new 5-tuple gets while the backends in `dead` are marked
+/// dead but the ring still names them: its slot, else the retry slots in
+/// order (`hash::ring_retry_slot`); None: dropped until the new ring.
+fn ring_pick_live(
+    ring: &[u32],
+    dead: &[u32],
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+) -> Option<u32> {
+    let digest = hash::digest_5tuple(&addr16(src), &addr16(dst), sport.to_be(), dport.to_be(), proto);
+    let n = ring.len() as u32;
+    std::iter::once(hash::ring_slot(digest, n))
+        .chain((1..=RING_RETRIES).map(|attempt| hash::ring_retry_slot(digest, attempt, n)))
+        .map(|slot| ring[slot as usize])
+        .find(|id| !dead.contains(id))
 }
 
 fn ring_pick_l3(ring: &[u32], src: IpAddr, dst: IpAddr, proto: u8) -> u32 {
@@ -394,11 +414,18 @@ fn recorded_flows_of_a_removed_vip_are_not_forwarded() {
     // for VIP 0 re-hashes on VIP 0's ring instead of following the id.
     f.dp.set_backend(picked, Backend { mac: backend_mac(picked), flags: BACKEND_F_ALIVE, vip_index: 1 }).unwrap();
     let stale = f.stat(Stat::FlowStale);
-    // Its ring slot names the same id, which is no live backend of VIP 0.
-    run_table(&f, &[drop("the re-hash finds no backend of VIP 0", established.clone())]);
+    // Its ring slot names the same id, which is no live backend of VIP 0:
+    // the retry slots find one of VIP 0's others (or none: dropped).
+    let retry = ring_pick_live(&RING, &[picked], c4, v4, 45000, 80, proto::TCP);
+    let rehashed = match retry {
+        Some(b) => tx("the re-hash finds another backend of VIP 0", established.clone(), b),
+        None => drop("the re-hash finds no backend of VIP 0", established.clone()),
+    };
+    run_table(&f, &[rehashed]);
     assert!(f.stat(Stat::FlowStale) > stale, "the recorded flow was seen as stale");
     f.dp.set_backend(picked, Backend { mac: backend_mac(picked), flags: BACKEND_F_ALIVE, vip_index: 0 }).unwrap();
-    run_table(&f, &[tx("recorded again", established.clone(), picked)]);
+    // Re-recorded where the retry sent it, it stays there.
+    run_table(&f, &[tx("recorded again", established.clone(), retry.unwrap_or(picked))]);
 
     // The VIP goes, as the agent removes one: table first, then its backends dead.
     f.dp.remove_vip(0).unwrap();
@@ -406,6 +433,60 @@ fn recorded_flows_of_a_removed_vip_are_not_forwarded() {
         f.dp.set_backend(id, Backend { mac: backend_mac(id), flags: 0, vip_index: 0 }).unwrap();
     }
     run_table(&f, &[pass("a removed VIP's established flow is passed", established)]);
+}
+
+/// The agent marks a failed backend dead at once and publishes the ring
+/// without it milliseconds later. In between, the dead backend's slots send
+/// new flows to the retry slots, its recorded flows are re-hashed the same
+/// way, and nothing reaches it.
+#[test]
+fn a_backend_marked_dead_before_its_new_ring_gets_nothing() {
+    let mut f = Fixture::new();
+    let (c4, v4): (IpAddr, IpAddr) = (CLIENT.into(), VIP_TCP.into());
+    let ports: Vec<u16> = (46000..).filter(|&p| ring_pick(&RING, c4, v4, p, 80, proto::TCP) == 1).take(40).collect();
+    let recorded = tcp4(CLIENT, VIP_TCP, ports[0], 80, TCP_ACK);
+    run_table(&f, &[tx("recorded on 1", recorded.clone(), 1)]);
+
+    f.dp.set_backend(1, Backend { mac: backend_mac(1), flags: 0, vip_index: 0 }).unwrap();
+    let retries = f.stat(Stat::RingRetry);
+    // 3 of 7 slots are the dead backend's: each of a flow's 4 retry slots
+    // is too with chance 3/7, so about 1 flow in 30 finds no live one and is
+    // dropped until the new ring; none is sent to the dead backend.
+    let picks: Vec<Option<u32>> =
+        ports.iter().map(|&p| ring_pick_live(&RING, &[1], c4, v4, p, 80, proto::TCP)).collect();
+    let cases: Vec<Case> = ports
+        .iter()
+        .zip(&picks)
+        .map(|(&p, pick)| {
+            let syn = tcp4(CLIENT, VIP_TCP, p, 80, TCP_SYN);
+            match *pick {
+                Some(b) => {
+                    assert_ne!(b, 1);
+                    tx("a new flow of the dead backend's slot goes to a retry slot", syn, b)
+                }
+                None => drop("every retry slot is the dead backend's", syn),
+            }
+        })
+        .collect();
+    run_table(&f, &cases);
+    let retried = picks.iter().filter(|p| p.is_some()).count() as u64;
+    assert!(retried >= 30, "most flows find a live backend: {retried} of {}", ports.len());
+    assert_eq!(f.stat(Stat::RingRetry) - retries, retried, "each counted as a ring retry");
+    let (p, b) = ports.iter().zip(&picks).find_map(|(&p, b)| b.map(|b| (p, b))).unwrap();
+    let established = tcp4(CLIENT, VIP_TCP, p, 80, TCP_ACK);
+    run_table(&f, &[tx("the new flow stays where the retry sent it", established, b)]);
+    let first = ring_pick_live(&RING, &[1], c4, v4, ports[0], 80, proto::TCP);
+    let rehashed = match first {
+        Some(b) => tx("the dead backend's recorded flow is re-hashed the same way", recorded.clone(), b),
+        None => drop("the dead backend's recorded flow finds no live slot", recorded.clone()),
+    };
+    run_table(&f, &[rehashed]);
+
+    // Every backend dead, the ring not yet rebuilt: dropped, never sent to a dead one.
+    for id in [2, 3] {
+        f.dp.set_backend(id, Backend { mac: backend_mac(id), flags: 0, vip_index: 0 }).unwrap();
+    }
+    run_table(&f, &[drop("no live backend in any retry slot", tcp4(CLIENT, VIP_TCP, ports[1], 80, TCP_SYN))]);
 }
 
 #[test]

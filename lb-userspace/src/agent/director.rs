@@ -97,19 +97,20 @@ impl Director {
             return Ok(None);
         }
         let started = std::time::Instant::now();
-        let mut staged = Vec::new();
-        let mut build = std::time::Duration::ZERO;
-        for i in std::mem::take(&mut self.dirty) {
+        let dirty = std::mem::take(&mut self.dirty);
+        // Every failure reaches the fast path before any ring is built.
+        for &i in &dirty {
             let s = &mut self.services[i];
             s.update_quorum();
-            let st = self.installer.stage(&mut self.dp, s)?;
-            staged.push(st);
+            self.installer.withdraw(&mut self.dp, s)?;
+        }
+        let withdraw = started.elapsed();
+        let mut build = std::time::Duration::ZERO;
+        for &i in &dirty {
+            build += self.installer.stage(&mut self.dp, &self.services[i])?.build;
         }
         self.dp.publish()?;
-        for st in staged {
-            build += self.installer.finish(&mut self.dp, st)?.build;
-        }
-        let t = InstallTime { build, total: started.elapsed() };
+        let t = InstallTime { withdraw, build, total: started.elapsed() };
         self.last_install = Some(t);
         Ok(Some(t))
     }

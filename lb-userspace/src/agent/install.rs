@@ -1,8 +1,10 @@
 //! Puts a service's state into the fast path's maps, in an order that never
-//! shows a packet a half-made decision: backends that become usable are
-//! written before the ring that names them, the ring is swapped in one
-//! update, and backends that stop being usable are marked dead only after
-//! the ring no longer names them.
+//! shows a packet a half-made decision: backends that stop being usable are
+//! marked dead first (one array write each, so a failure reaches the fast
+//! path in microseconds; it sends the dead backend's flows and slots to
+//! other slots of the ring, `hash::ring_retry_slot`), backends that become
+//! usable are written before the ring that names them, and the ring is
+//! swapped in one update.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -27,23 +29,26 @@ pub enum InstallError {
 pub struct Installer {
     builder: maglev::Builder,
     ring: Vec<u32>,
-    written: HashMap<u32, lb_common::Backend>,
+    /// By backend id (ids are small and dense): no hashing on the path
+    /// from a failed check to the fast path.
+    written: Vec<Option<lb_common::Backend>>,
     /// Slots per backend id in the ring last built.
     slots: HashMap<u32, u32>,
 }
 
-/// A staged service: what to do after the publish.
+/// A staged service, for the caller's timing.
 #[derive(Debug)]
 pub struct Staged {
-    falling: Vec<(u32, lb_common::Backend)>,
-    build: Duration,
-    started: std::time::Instant,
-    vip: String,
+    pub build: Duration,
+    pub started: std::time::Instant,
 }
 
 /// How long an install took, for logs and the bench.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InstallTime {
+    /// Until every backend that stopped being usable was marked dead: from
+    /// then on the fast path sends it nothing.
+    pub withdraw: Duration,
     pub build: Duration,
     pub total: Duration,
 }
@@ -53,25 +58,37 @@ impl Installer {
         Self::default()
     }
 
-    /// Writes the backends of `service` that become usable and stages its
-    /// new ring; returns the backend entries to write after the publish (the
-    /// ones that stop being usable). Nothing changes for packets until the
-    /// caller publishes.
+    /// Marks dead, now, the backends of `service` that stop being usable;
+    /// returns how many. The fast path stops sending them anything (new
+    /// flows and recorded ones alike) before their ring is rebuilt.
+    pub fn withdraw(&mut self, dp: &mut Dataplane, service: &Service) -> Result<usize, InstallError> {
+        let mut withdrawn = 0;
+        for (id, entry) in service.entries() {
+            if let Some(old) = self.written(id)
+                && old.flags & BACKEND_F_ALIVE != 0
+                && entry.flags & BACKEND_F_ALIVE == 0
+            {
+                dp.set_backend(id, entry).map_err(|source| InstallError::Maps { vip: service.name(), source })?;
+                self.record(id, entry);
+                withdrawn += 1;
+            }
+        }
+        Ok(withdrawn)
+    }
+
+    /// Withdraws what fails (if [`withdraw`](Self::withdraw) has not), writes
+    /// every other changed backend entry (those that become usable, before
+    /// the ring that names them) and stages the new ring. Nothing else
+    /// changes for packets until the caller publishes.
     pub fn stage(&mut self, dp: &mut Dataplane, service: &Service) -> Result<Staged, InstallError> {
         let started = std::time::Instant::now();
         let vip = || service.name();
         let maps = |source| InstallError::Maps { vip: vip(), source };
-        let mut falling = Vec::new();
+        self.withdraw(dp, service)?;
         for (id, entry) in service.entries() {
-            match self.written.get(&id) {
-                Some(old) if *old == entry => {}
-                Some(old) if old.flags & BACKEND_F_ALIVE != 0 && entry.flags & BACKEND_F_ALIVE == 0 => {
-                    falling.push((id, entry));
-                }
-                _ => {
-                    dp.set_backend(id, entry).map_err(maps)?;
-                    self.written.insert(id, entry);
-                }
+            if self.written(id) != Some(entry) {
+                dp.set_backend(id, entry).map_err(maps)?;
+                self.record(id, entry);
             }
         }
         self.builder
@@ -87,24 +104,29 @@ impl Installer {
             }
         }
         dp.stage_vip(&service.keys(), service.vip_index, service.flags(), &self.ring).map_err(maps)?;
-        Ok(Staged { falling, build, started, vip: service.name() })
+        Ok(Staged { build, started })
     }
 
-    /// After the publish: marks dead the backends the new rings no longer
-    /// name, so flows recorded for them are re-hashed.
-    pub fn finish(&mut self, dp: &mut Dataplane, staged: Staged) -> Result<InstallTime, InstallError> {
-        for (id, entry) in staged.falling {
-            dp.set_backend(id, entry).map_err(|source| InstallError::Maps { vip: staged.vip.clone(), source })?;
-            self.written.insert(id, entry);
-        }
-        Ok(InstallTime { build: staged.build, total: staged.started.elapsed() })
-    }
-
-    /// Stage, publish and finish one service.
+    /// Withdraw, stage and publish one service.
     pub fn install(&mut self, dp: &mut Dataplane, service: &Service) -> Result<InstallTime, InstallError> {
+        let started = std::time::Instant::now();
+        self.withdraw(dp, service)?;
+        let withdraw = started.elapsed();
         let staged = self.stage(dp, service)?;
         dp.publish().map_err(|source| InstallError::Maps { vip: service.name(), source })?;
-        self.finish(dp, staged)
+        Ok(InstallTime { withdraw, build: staged.build, total: started.elapsed() })
+    }
+
+    fn written(&self, id: u32) -> Option<lb_common::Backend> {
+        self.written.get(id as usize).copied().flatten()
+    }
+
+    fn record(&mut self, id: u32, entry: lb_common::Backend) {
+        let i = id as usize;
+        if self.written.len() <= i {
+            self.written.resize(i + 1, None);
+        }
+        self.written[i] = Some(entry);
     }
 
     /// Slots backend `id` got in the ring last built.
@@ -115,7 +137,9 @@ impl Installer {
     /// Forgets a removed service's backends (their ids may be reused).
     pub fn forget(&mut self, service: &Service) {
         for (id, _) in service.entries() {
-            self.written.remove(&id);
+            if let Some(w) = self.written.get_mut(id as usize) {
+                *w = None;
+            }
         }
     }
 }

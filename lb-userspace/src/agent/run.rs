@@ -262,7 +262,10 @@ fn take_in_and_flush(
         }
     }
     match director.flush() {
-        Ok(Some(t)) => debug!("fast path updated in {:?} (rings built in {:?})", t.total, t.build),
+        Ok(Some(t)) => debug!(
+            "fast path updated in {:?} (failed backends withdrawn after {:?}, rings built in {:?})",
+            t.total, t.withdraw, t.build
+        ),
         Ok(None) => {}
         Err(e) => error!("updating the fast path: {e}"),
     }

@@ -108,14 +108,25 @@ impl Backend {
         State::Up
     }
 
+    /// [`state`](Self::state) is `Down`, without building its reason: the
+    /// path from a failed check to the fast path asks this of every backend.
+    pub fn is_down(&self) -> bool {
+        self.mac.is_none() || (!self.healthy && !self.inhibit_on_failure)
+    }
+
+    /// [`state`](Self::state) is `Up`, without building a reason.
+    pub fn is_up(&self) -> bool {
+        self.mac.is_some() && self.healthy && !self.admin_drained && self.weight() != 0
+    }
+
     /// Weight in the ring: 0 unless up.
     pub fn effective_weight(&self) -> u32 {
-        if self.state() == State::Up { self.weight() } else { 0 }
+        if self.is_up() { self.weight() } else { 0 }
     }
 
     /// The fast path's entry for this backend.
     pub fn entry(&self, vip_index: u32) -> lb_common::Backend {
-        let alive = !matches!(self.state(), State::Down { .. });
+        let alive = !self.is_down();
         lb_common::Backend {
             mac: self.mac.unwrap_or_default(),
             flags: if alive { BACKEND_F_ALIVE } else { 0 },
@@ -146,11 +157,8 @@ pub struct Service {
 impl Service {
     /// `next_id` hands out fast-path ids.
     pub fn new(vip: config::Vip, vip_index: u32, mut next_id: impl FnMut() -> u32) -> Self {
-        let backends = vip
-            .backends
-            .iter()
-            .map(|b| Backend::new(b.address, next_id(), b.weight, b.inhibit_on_failure))
-            .collect();
+        let backends =
+            vip.backends.iter().map(|b| Backend::new(b.address, next_id(), b.weight, b.inhibit_on_failure)).collect();
         let sorry = vip.sorry_server.map(|addr| Backend::new(addr, next_id(), 1, false));
         let mut s = Self { vip, vip_index, backends, sorry, quorum_up: true };
         s.update_quorum();
@@ -354,6 +362,22 @@ weight = 3
         s.backend_mut(addr(13)).unwrap().healthy = true;
         assert!(s.update_quorum());
         assert_eq!(weights(&s), [1, 2, 3]);
+    }
+
+    #[test]
+    fn quick_state_tests_agree_with_state() {
+        let mut b = Backend::new("10.0.0.1".parse().unwrap(), 1, 2, false);
+        for bits in 0..64u32 {
+            b.mac = (bits & 1 != 0).then_some([2, 0, 0, 0, 0, 1]);
+            b.healthy = bits & 2 != 0;
+            b.inhibit_on_failure = bits & 4 != 0;
+            b.admin_drained = bits & 8 != 0;
+            b.admin_weight = (bits & 16 != 0).then_some(0);
+            b.dynamic_weight = (bits & 32 != 0).then_some(3);
+            let state = b.state();
+            assert_eq!(b.is_down(), matches!(state, State::Down { .. }), "{bits:#b}: {state:?}");
+            assert_eq!(b.is_up(), state == State::Up, "{bits:#b}: {state:?}");
+        }
     }
 
     #[test]

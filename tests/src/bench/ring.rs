@@ -1,7 +1,9 @@
 //! What a backend state change costs the agent: build a weighted Maglev ring
 //! of 65537 slots and install it (stage the ring, publish the VIP table),
 //! measured as one isolated change, as the agent meets them, after the
-//! previous flip's grace period has passed.
+//! previous flip's grace period has passed; and, through the agent's own
+//! `Director`, how long a failed check takes to reach the fast path (the
+//! backend marked dead, before its ring is rebuilt).
 
 use std::{
     net::Ipv6Addr,
@@ -11,6 +13,8 @@ use std::{
 use anyhow::Context as _;
 use lb_common::{BACKEND_F_ALIVE, Backend, DEFAULT_RING_SIZE, VIP_KIND_SERVICE, VipKey, proto};
 use lb_userspace::{
+    agent::director::Director,
+    config::Config,
     dataplane::{Dataplane, DataplaneOptions},
     maglev,
 };
@@ -51,4 +55,49 @@ pub fn measure(backends: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
         total.push(started.elapsed().as_secs_f64() * 1e3);
     }
     Ok((median(&build), median(&total)))
+}
+
+/// One backend of `backends` fails its check, in the agent's `Director`:
+/// median microseconds from the verdict to the backend marked dead in the
+/// fast path (`Director::on_health` and the withdraw step of `flush`), and
+/// median milliseconds to the whole update (ring rebuilt and published).
+pub fn decision(backends: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
+    let mut toml = String::from(
+        "[[vip]]\naddress = \"10.0.0.100\"\nport = 80\nprotocol = \"tcp\"\ninterface = \"lo\"\n\n[vip.check]\ntype = \"tcp\"\n",
+    );
+    for i in 0..backends {
+        toml.push_str(&format!(
+            "\n[[vip.backend]]\naddress = \"10.1.{}.{}\"\nweight = {}\n",
+            i / 250,
+            1 + i % 250,
+            1 + i % 7
+        ));
+    }
+    let config = Config::from_str(&toml, "bench.toml").context("the bench's configuration")?;
+    let dp = Dataplane::load(DataplaneOptions { max_vips: 1, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: 1024 })
+        .context("loading the fast path")?;
+    let mut director = Director::new(config, dp)?;
+    let addresses: Vec<_> = director.services()[0].backends.iter().map(|b| (b.id, b.address)).collect();
+    for (i, &(_, address)) in addresses.iter().enumerate() {
+        director.on_mac("lo", address, Some([2, 0, 0, 1, (i >> 8) as u8, i as u8]), "bench")?;
+    }
+    for &(id, _) in &addresses {
+        director.on_health(id, true, None, "bench")?;
+    }
+    director.flush()?;
+    let (mut withdraw, mut total) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (id, _) = addresses[round * 7 % addresses.len()];
+        std::thread::sleep(Duration::from_millis(40));
+        let started = Instant::now();
+        director.on_health(id, false, None, "bench: check failed")?;
+        let decided = started.elapsed();
+        let t = director.flush()?.context("a failed backend changes the fast path")?;
+        withdraw.push((decided + t.withdraw).as_secs_f64() * 1e6);
+        total.push((decided + t.total).as_secs_f64() * 1e3);
+        std::thread::sleep(Duration::from_millis(40));
+        director.on_health(id, true, None, "bench")?;
+        director.flush()?;
+    }
+    Ok((median(&withdraw), median(&total)))
 }

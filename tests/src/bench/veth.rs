@@ -60,6 +60,9 @@ const NFT_TABLE: &str = "lbbench";
 pub enum Setup {
     /// `bench_redirect` on d0 to d1: the forwarding floor.
     Floor,
+    /// `bench_redirect_swap` on d0 to d1: the floor plus a first touch of
+    /// each frame (swap its MACs), as any forwarder reads its frames.
+    FloorSwap,
     /// `lb_xdp` on d0, two-armed DR out of d1.
     Lb,
     /// A Linux bridge over d0 and d1 (`bench_pass` on d0 for delivery).
@@ -69,11 +72,12 @@ pub enum Setup {
 }
 
 impl Setup {
-    pub const ALL: [Setup; 4] = [Setup::Floor, Setup::Lb, Setup::Bridge, Setup::Nft];
+    pub const ALL: [Setup; 5] = [Setup::Floor, Setup::FloorSwap, Setup::Lb, Setup::Bridge, Setup::Nft];
 
     pub fn label(self) -> &'static str {
         match self {
             Setup::Floor => "floor (bench_redirect d0 -> d1)",
+            Setup::FloorSwap => "floor + MAC swap (bench_redirect_swap d0 -> d1)",
             Setup::Lb => "lb_xdp (Maglev + flow table, redirect to d1)",
             Setup::Bridge => "Linux bridge (XDP_PASS on d0)",
             Setup::Nft => "nftables netdev jhash + fwd (XDP_PASS on d0)",
@@ -198,7 +202,7 @@ impl Lab {
         sink.ip(&["addr", "add", "10.211.1.3/24", "dev", "s0"])?;
 
         let mut dp = Dataplane::load(DataplaneOptions::default()).context("loading the XDP object")?;
-        for name in ["bench_pass", "bench_sink", "bench_gen", "bench_redirect"] {
+        for name in ["bench_pass", "bench_sink", "bench_gen", "bench_redirect", "bench_redirect_swap"] {
             xdp_mut(&mut dp, name)?.load().with_context(|| format!("loading {name}"))?;
         }
         let mut lab = Self {
@@ -285,6 +289,7 @@ impl Lab {
     fn start(&mut self, setup: Setup) -> anyhow::Result<Option<Attached>> {
         match setup {
             Setup::Floor => Ok(Some(self.attach_in(Where::Dir, "bench_redirect", "d0")?)),
+            Setup::FloorSwap => Ok(Some(self.attach_in(Where::Dir, "bench_redirect_swap", "d0")?)),
             Setup::Lb => Ok(Some(self.attach_in(Where::Dir, lb_common::names::PROGRAM, "d0")?)),
             Setup::Bridge => {
                 let a = self.attach_in(Where::Dir, "bench_pass", "d0")?;
@@ -328,7 +333,7 @@ impl Lab {
             Setup::Nft => {
                 self.dir.exec("nft", &["delete", "table", "netdev", NFT_TABLE])?;
             }
-            Setup::Floor | Setup::Lb => {}
+            Setup::Floor | Setup::FloorSwap | Setup::Lb => {}
         }
         if let Some(a) = attached {
             self.detach(a)?;

@@ -34,6 +34,9 @@ const LB_MIN_VS_FLOOR: f64 = 0.85;
 const LB_MIN_VS_NFT: f64 = 5.0;
 /// A 65537-slot ring for 1000 backends computed and installed within this.
 const RING_MAX_MS: f64 = 5.0;
+/// A failed check reaching the fast path (1000 backends): "well under a
+/// millisecond".
+const DECISION_MAX_US: f64 = 250.0;
 /// Health-checking 10000 backends at 1 s within this share of one core.
 const HEALTHCHECK_MAX_PCT: f64 = 5.0;
 /// The agent's resident memory.
@@ -44,8 +47,9 @@ const FAILOVER_MAX_VS_BOUND: f64 = 1.1;
 /// moved too much for the figures to be compared across runs (`unstable`).
 const UNSTABLE_SPREAD: f64 = 1.25;
 /// Keys the JSON always has, null when their part did not run (`--only`).
-const KEYS: [&str; 27] = [
+const KEYS: [&str; 28] = [
     "ring_build_ms_1000",
+    "backend_down_to_map_us_1000",
     "healthcheck_cpu_pct_10000",
     "healthcheck_cpu_pct_1000",
     "healthcheck_floor_pct_10000",
@@ -383,6 +387,17 @@ fn real_main() -> anyhow::Result<()> {
         // the floor itself is under 5x nftables on a testbed, so is lb.
         let floor_nft = r.ratio(Setup::Floor, Setup::Nft);
         say(format!("  the bare redirect floor is {floor_nft:.2}x nftables on this testbed (the ceiling for lb/nft)"));
+        // What the first touch of each frame costs: the bare redirect reads
+        // none of it, every forwarder must.
+        let (swap_floor, lb_swap) = (r.ratio(Setup::FloorSwap, Setup::Floor), r.ratio(Setup::Lb, Setup::FloorSwap));
+        say(format!(
+            "  swapping the MACs alone costs the floor {:.1} ns per frame ({swap_floor:.3}x); lb is {lb_swap:.3}x the \
+             floor + MAC swap",
+            1e3 / m(Setup::FloorSwap) - 1e3 / floor
+        ));
+        out.insert("veth_mpps_floor_swap".into(), num(m(Setup::FloorSwap), 3));
+        out.insert("veth_floor_swap_vs_floor".into(), num(swap_floor, 3));
+        out.insert("veth_lb_vs_floor_swap".into(), num(lb_swap, 3));
         say("  (ratios: within each round, median over rounds)".to_owned());
         all_pass &= vs_floor_ok != Some(false) && vs_nft_ok != Some(false);
         if r.spread() > UNSTABLE_SPREAD {
@@ -427,6 +442,23 @@ fn real_main() -> anyhow::Result<()> {
                 }
                 Err(e) => say(format!("  {n} backends: {e:#}")),
             }
+        }
+        say("== a backend fails its check (1000 backends, the agent's Director): verdict to the backend marked dead \
+             in the fast path, and to the new ring published; median of 9"
+            .to_owned());
+        match ring::decision(1000, 9) {
+            Ok((withdraw_us, total_ms)) => {
+                let ok = withdraw_us <= DECISION_MAX_US;
+                say(format!(
+                    "  marked dead after {withdraw_us:.1} us (target well under 1 ms: {DECISION_MAX_US} us) {}; \
+                     ring without it published after {total_ms:.2} ms",
+                    verdict(Some(ok))
+                ));
+                out.insert("backend_down_to_map_us_1000".into(), num(withdraw_us, 1));
+                out.insert("backend_down_to_ring_ms_1000".into(), num(total_ms, 3));
+                all_pass &= ok;
+            }
+            Err(e) => say(format!("  {e:#}")),
         }
     }
 

@@ -115,13 +115,14 @@ fn build(c: &RawCheck, table: Span, mode: Mode, cx: Context<'_>, problems: &mut 
 
     let Some((ty, type_span)) = kind else {
         if mode == Mode::Backend {
-            problems.push(table, "check has no `type`: expected tcp, http, https, udp, script or none");
+            problems.push(table, "check has no `type`: expected tcp, tcp-half-open, http, https, udp, script or none");
         }
         return None;
     };
     let kind = match ty {
         CheckType::None => return None,
         CheckType::Tcp => CheckKind::Tcp { port: port(c, ty, &type_span, mode, cx, problems) },
+        CheckType::TcpHalfOpen => CheckKind::TcpHalfOpen { port: port(c, ty, &type_span, mode, cx, problems) },
         CheckType::Http => CheckKind::Http(http(c, ty, &type_span, mode, cx, problems)),
         CheckType::Https => {
             CheckKind::Https { http: http(c, ty, &type_span, mode, cx, problems), tls: tls(c, problems) }
@@ -135,10 +136,10 @@ fn build(c: &RawCheck, table: Span, mode: Mode, cx: Context<'_>, problems: &mut 
 /// Refuses keys that belong to another kind of check, naming the kinds
 /// they do belong to.
 fn not_applicable(c: &RawCheck, ty: Option<CheckType>, problems: &mut Problems) {
-    use CheckType::{Http, Https, Script, Tcp, Udp};
+    use CheckType::{Http, Https, Script, Tcp, TcpHalfOpen, Udp};
     let Some(ty) = ty else { return };
     let keys: [(&str, Option<Span>, &[CheckType]); 16] = [
-        ("port", c.port.as_ref().map(Spanned::span), &[Tcp, Http, Https, Udp]),
+        ("port", c.port.as_ref().map(Spanned::span), &[Tcp, TcpHalfOpen, Http, Https, Udp]),
         ("path", c.path.as_ref().map(Spanned::span), &[Http, Https]),
         ("host", c.host.as_ref().map(Spanned::span), &[Http, Https]),
         ("status", c.status.as_ref().map(Spanned::span), &[Http, Https]),

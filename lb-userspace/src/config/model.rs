@@ -68,6 +68,9 @@ pub(crate) struct RawBackend {
 #[serde(rename_all = "lowercase")]
 pub(crate) enum CheckType {
     Tcp,
+    /// A SYN, answered by a SYN-ACK (up) or an RST (down); no connection.
+    #[serde(rename = "tcp-half-open")]
+    TcpHalfOpen,
     Http,
     Https,
     Udp,
@@ -80,6 +83,7 @@ impl CheckType {
     pub(crate) fn name(self) -> &'static str {
         match self {
             CheckType::Tcp => "tcp",
+            CheckType::TcpHalfOpen => "tcp-half-open",
             CheckType::Http => "http",
             CheckType::Https => "https",
             CheckType::Udp => "udp",

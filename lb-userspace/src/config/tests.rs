@@ -364,7 +364,7 @@ fn check_keys_must_fit_the_type() {
     assert_eq!(error(&text), "lb.toml:7:10: `expect` does not apply to a tcp check (only to udp)");
     assert_eq!(
         error(&with_vip("[[vip.backend]]\naddress = \"10.0.1.1\"\ncheck = { interval = \"1s\" }\n")),
-        "lb.toml:7:9: check has no `type`: expected tcp, http, https, udp, script or none"
+        "lb.toml:7:9: check has no `type`: expected tcp, tcp-half-open, http, https, udp, script or none"
     );
 }
 
@@ -593,5 +593,22 @@ fn vrrp_interfaces_are_checked_too() {
          lb.toml:5:1: [[vrrp]] VI_1: track_interface: unknown interface \"eth2\"\n\
          lb.toml:5:1: [[vrrp]] VI_1: virtual_ipaddress dev: unknown interface \"eth3\"\n\
          lb.toml:5:1: [[vrrp]] VI_1: virtual_routes dev: unknown interface \"eth4\""
+    );
+}
+
+#[test]
+fn half_open_check_takes_a_port_and_nothing_of_other_kinds() {
+    let config = parse(&with_vip(
+        "[vip.check]\ntype = \"tcp-half-open\"\ninterval = \"1s\"\n\
+         [[vip.backend]]\naddress = \"10.0.1.1\"\n\
+         [[vip.backend]]\naddress = \"10.0.1.2\"\ncheck = { port = 8080 }\n",
+    ));
+    let b = &config.vips[0].backends;
+    let kinds: Vec<CheckKind> = b.iter().map(|b| b.check.as_ref().unwrap().kind.clone()).collect();
+    assert_eq!(kinds, [CheckKind::TcpHalfOpen { port: 80 }, CheckKind::TcpHalfOpen { port: 8080 }]);
+    assert_eq!(kinds[0].name(), "tcp-half-open");
+    assert_eq!(
+        error(&with_vip("[vip.check]\ntype = \"tcp-half-open\"\npath = \"/\"\n")),
+        "lb.toml:7:8: `path` does not apply to a tcp-half-open check (only to http, https)"
     );
 }

@@ -150,6 +150,12 @@ pub enum CheckKind {
     Tcp {
         port: u16,
     },
+    /// A SYN to `port`: up on a SYN-ACK, down on an RST; the director's
+    /// kernel resets the half-open connection. No socket, no handshake to
+    /// finish or close: the cheapest check for thousands of backends.
+    TcpHalfOpen {
+        port: u16,
+    },
     Http(HttpCheck),
     Https {
         http: HttpCheck,
@@ -163,6 +169,7 @@ impl CheckKind {
     pub fn name(&self) -> &'static str {
         match self {
             CheckKind::Tcp { .. } => "tcp",
+            CheckKind::TcpHalfOpen { .. } => "tcp-half-open",
             CheckKind::Http(_) => "http",
             CheckKind::Https { .. } => "https",
             CheckKind::Udp(_) => "udp",

@@ -15,6 +15,7 @@
 //! so thousands of backends at a 1 s interval cost a few tasks' worth of
 //! memory and a bounded number of sockets or processes at a time.
 
+mod half_open;
 mod http;
 #[cfg(test)]
 mod monitor_tests;
@@ -124,7 +125,7 @@ impl CheckResult {
 pub struct TargetStatus {
     pub id: TargetId,
     pub address: IpAddr,
-    /// "tcp", "http", "https", "udp" or "script".
+    /// "tcp", "tcp-half-open", "http", "https", "udp" or "script".
     pub kind: &'static str,
     pub up: bool,
     pub weight: Option<u32>,
@@ -247,6 +248,8 @@ pub enum HealthError {
     Tls { source: rustls::Error },
     #[error("HTTP {what} \"{value}\" cannot be sent in a request line or header")]
     InvalidRequest { what: &'static str, value: String },
+    #[error("half-open checks: {source}")]
+    HalfOpen { source: half_open::SetupError },
 }
 
 /// Runs the checks; see the [module documentation](self).
@@ -261,6 +264,9 @@ pub struct Monitor {
     connections: Arc<Semaphore>,
     scripts: Arc<Semaphore>,
     tls: http::TlsConfigs,
+    /// The raw sockets of half-open checks, IPv4 and IPv6, opened when the
+    /// first check of the family starts.
+    half_open: [Option<half_open::HalfOpen>; 2],
     running: HashMap<TargetId, Running>,
 }
 
@@ -293,6 +299,7 @@ impl Monitor {
             connections: Arc::new(Semaphore::new(options.max_connections.max(1))),
             scripts: Arc::new(Semaphore::new(options.max_scripts.max(1))),
             tls: http::TlsConfigs::default(),
+            half_open: [None, None],
             running: HashMap::new(),
         };
         (monitor, rx)
@@ -380,6 +387,16 @@ impl Monitor {
     fn arm(&mut self, address: IpAddr, check: &Check) -> Result<Armed, HealthError> {
         let probe = match &check.kind {
             CheckKind::Tcp { port } => Probe::Net(Net::Tcp(tcp::TcpProbe::new(SocketAddr::new(address, *port)))),
+            CheckKind::TcpHalfOpen { port } => {
+                let prober = match &mut self.half_open[usize::from(address.is_ipv6())] {
+                    Some(p) => p,
+                    slot => slot.insert(
+                        half_open::HalfOpen::open(address.is_ipv6())
+                            .map_err(|source| HealthError::HalfOpen { source })?,
+                    ),
+                };
+                Probe::Net(Net::HalfOpen(prober.probe(SocketAddr::new(address, *port))))
+            }
             CheckKind::Http(http) => {
                 Probe::Net(Net::Http(http::HttpProbe::new(address, http, None, self.options.body_cap)?))
             }
@@ -438,6 +455,7 @@ enum Probe {
 /// Checks that use one socket.
 enum Net {
     Tcp(tcp::TcpProbe),
+    HalfOpen(half_open::HalfOpenProbe),
     Http(http::HttpProbe),
     Udp(udp::UdpProbe),
 }
@@ -446,6 +464,7 @@ impl Net {
     fn addr(&self) -> SocketAddr {
         match self {
             Net::Tcp(p) => p.addr,
+            Net::HalfOpen(p) => p.addr,
             Net::Http(p) => p.addr,
             Net::Udp(p) => p.addr,
         }
@@ -454,6 +473,7 @@ impl Net {
     async fn attempt(&self, progress: &Progress) -> CheckResult {
         match self {
             Net::Tcp(p) => p.attempt(progress).await,
+            Net::HalfOpen(p) => p.attempt(progress).await,
             // Boxed: its TLS and parsing state is kilobytes, which every
             // attempt of every kind would otherwise carry and copy as its
             // future moves (a TCP check's own state is a few dozen bytes).
@@ -580,6 +600,7 @@ enum Phase {
     Headers,
     Body,
     Reply,
+    SynAck,
 }
 
 impl Progress {
@@ -601,6 +622,7 @@ impl Progress {
             }
             p if p == Phase::Body as u8 => format!("reading the body from {addr} ({received} bytes received)"),
             p if p == Phase::Reply as u8 => format!("waiting for a reply from {addr}"),
+            p if p == Phase::SynAck as u8 => format!("waiting for a SYN-ACK from {addr}"),
             _ => format!("connecting to {addr}"),
         }
     }

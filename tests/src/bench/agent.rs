@@ -1,7 +1,8 @@
 //! What the agent costs to run: CPU for health-checking many backends (TCP
-//! connect checks every second against loopback listeners served by a child
-//! process, so that only the checking side is counted), against a floor in
-//! the same run, and the resident memory of a running `lb run`.
+//! connect or half-open checks every second against loopback listeners
+//! served by a child process, so that only the checking side is counted),
+//! against a floor in the same run, and the resident memory of a running
+//! `lb run`.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _},
@@ -70,13 +71,23 @@ impl CpuPct {
     }
 }
 
+/// Which check the targets get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// `type = "tcp"`: a full connect and close, keepalived's `TCP_CHECK`.
+    Connect,
+    /// `type = "tcp-half-open"`: a SYN from a shared raw socket.
+    HalfOpen,
+}
+
 /// One round of [`healthcheck_cpu`]: the agent's checks and the floor.
 #[derive(Clone, Copy, Debug)]
 pub struct HealthcheckRound {
     /// The process running a [`Monitor`] over the targets.
     pub agent: CpuPct,
-    /// A bare blocking loop doing the same connects per second.
-    pub floor: CpuPct,
+    /// A bare blocking loop doing the same connects per second (connect
+    /// checks only).
+    pub floor: Option<CpuPct>,
     /// Checks finished per second during the agent's window.
     pub checks_per_sec: f64,
 }
@@ -159,27 +170,44 @@ impl Drop for Listeners {
 /// runs the floor at the same rate against the same listeners. The agent's
 /// CPU is this process's (the listeners are another); the floor's is its
 /// thread's.
-pub fn healthcheck_cpu(targets: u32, window: Duration, rounds: usize) -> anyhow::Result<Vec<HealthcheckRound>> {
+pub fn healthcheck_cpu(
+    targets: u32,
+    flavor: Flavor,
+    window: Duration,
+    rounds: usize,
+) -> anyhow::Result<Vec<HealthcheckRound>> {
     let listeners = Listeners::spawn()?;
     let mut out = Vec::new();
     for _ in 0..rounds {
-        let (agent, checks_per_sec) = agent_window(&listeners, targets, window)?;
+        let (agent, checks_per_sec) = agent_window(&listeners, targets, flavor, window)?;
         // The agent's runtime is gone: only this thread runs now.
-        let floor = floor_window(&listeners, targets, window)?;
+        let floor = match flavor {
+            Flavor::Connect => Some(floor_window(&listeners, targets, window)?),
+            Flavor::HalfOpen => None,
+        };
         out.push(HealthcheckRound { agent, floor, checks_per_sec });
     }
     Ok(out)
 }
 
-fn agent_window(listeners: &Listeners, targets: u32, window: Duration) -> anyhow::Result<(CpuPct, f64)> {
+fn agent_window(
+    listeners: &Listeners,
+    targets: u32,
+    flavor: Flavor,
+    window: Duration,
+) -> anyhow::Result<(CpuPct, f64)> {
     // As `lb run` builds it.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let result = rt.block_on(async move {
         let (mut monitor, mut events) = Monitor::new(MonitorOptions::default());
         for i in 0..targets {
             let addr = listeners.addr(i);
+            let kind = match flavor {
+                Flavor::Connect => CheckKind::Tcp { port: addr.port() },
+                Flavor::HalfOpen => CheckKind::TcpHalfOpen { port: addr.port() },
+            };
             let check = Check {
-                kind: CheckKind::Tcp { port: addr.port() },
+                kind,
                 interval: Duration::from_secs(1),
                 timeout: Duration::from_secs(1),
                 fall: 2,
@@ -200,11 +228,14 @@ fn agent_window(listeners: &Listeners, targets: u32, window: Duration) -> anyhow
         tokio::time::sleep(window).await;
         let (cpu, wall) = (Cpu::now(libc::RUSAGE_SELF).since(cpu0), t0.elapsed());
         let done = checks() - n0;
-        let down = board.all().iter().filter(|s| !s.up).count();
+        let all = board.all();
+        let down: Vec<_> = all.iter().filter(|s| !s.up).collect();
+        let why = down.first().and_then(|s| s.last.as_ref()).map(|l| l.reason.to_string()).unwrap_or_default();
+        let down = down.len();
         monitor.shutdown().await;
         drain.abort();
         if down > 0 {
-            bail!("{down} of {targets} targets went down: the measurement is not of healthy checks");
+            bail!("{down} of {targets} targets went down ({why}): the measurement is not of healthy checks");
         }
         Ok((CpuPct::over(cpu, wall), done as f64 / wall.as_secs_f64()))
     });

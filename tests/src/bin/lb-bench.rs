@@ -467,16 +467,18 @@ fn real_main() -> anyhow::Result<()> {
              floor: a blocking connect+close loop at the same rate; medians of 3 rounds of 4 s"
             .to_owned());
         for n in [1000u32, 10000] {
-            match agent::healthcheck_cpu(n, Duration::from_secs(4), 3) {
+            match agent::healthcheck_cpu(n, agent::Flavor::Connect, Duration::from_secs(4), 3) {
                 Ok(rounds) => {
                     let med = |f: &dyn Fn(&agent::HealthcheckRound) -> f64| {
                         lb_tests::bench::median(&rounds.iter().map(f).collect::<Vec<_>>())
                     };
                     let (pct, user, sys) =
                         (med(&|r| r.agent.total()), med(&|r| r.agent.user), med(&|r| r.agent.system));
+                    let floor_of =
+                        |r: &agent::HealthcheckRound| r.floor.unwrap_or(agent::CpuPct { user: 0.0, system: 0.0 });
                     let (floor, floor_user, floor_sys) =
-                        (med(&|r| r.floor.total()), med(&|r| r.floor.user), med(&|r| r.floor.system));
-                    let ratio = med(&|r| r.agent.total() / r.floor.total());
+                        (med(&|r| floor_of(r).total()), med(&|r| floor_of(r).user), med(&|r| floor_of(r).system));
+                    let ratio = med(&|r| r.agent.total() / floor_of(r).total());
                     let rate = med(&|r| r.checks_per_sec);
                     say(format!(
                         "  {n:>5} backends ({rate:.0} checks/s): agent {pct:.1}% of one core (user {user:.1}, sys {sys:.1}); \
@@ -498,6 +500,33 @@ fn real_main() -> anyhow::Result<()> {
                     }
                 }
                 Err(e) => say(format!("  {n} backends: {e:#}")),
+            }
+        }
+        say("  half-open checks (type = \"tcp-half-open\": one SYN from a shared raw socket, SYN-ACK up, RST down), \
+             same listeners, medians of 3 rounds of 4 s"
+            .to_owned());
+        for n in [1000u32, 10000] {
+            match agent::healthcheck_cpu(n, agent::Flavor::HalfOpen, Duration::from_secs(4), 3) {
+                Ok(rounds) => {
+                    let med = |f: &dyn Fn(&agent::HealthcheckRound) -> f64| {
+                        lb_tests::bench::median(&rounds.iter().map(f).collect::<Vec<_>>())
+                    };
+                    let (pct, user, sys) =
+                        (med(&|r| r.agent.total()), med(&|r| r.agent.user), med(&|r| r.agent.system));
+                    let rate = med(&|r| r.checks_per_sec);
+                    say(format!(
+                        "  {n:>5} backends ({rate:.0} checks/s): agent {pct:.1}% of one core (user {user:.1}, sys {sys:.1})"
+                    ));
+                    out.insert(format!("healthcheck_half_open_cpu_pct_{n}"), num(pct, 2));
+                    if n == 10000 {
+                        let ok = pct <= HEALTHCHECK_MAX_PCT;
+                        say(format!(
+                            "  target: 10000 backends within {HEALTHCHECK_MAX_PCT}% of a core with half-open checks: {}",
+                            verdict(Some(ok))
+                        ));
+                    }
+                }
+                Err(e) => say(format!("  {n} backends, half-open: {e:#}")),
             }
         }
         let lb = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("lb-under-test")));

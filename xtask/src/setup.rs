@@ -27,6 +27,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     // Wireshark's dissector is the second opinion on the VRRP adverts we send
     // (tests/tests/vrrp_tshark.rs).
     "tshark",
+    // The data-plane tracking test detaches the agent's XDP link as an operator
+    // would (tests/tests/vrrp.rs).
+    "bpftool",
 ];
 
 /// Debian packages `cargo xtask bench` needs on top of [`TEST_PACKAGES`]

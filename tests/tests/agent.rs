@@ -808,3 +808,36 @@ fn established_connections_survive_other_backends_going_down_and_up() -> anyhow:
         Ok(())
     })
 }
+
+#[test]
+fn half_open_checks_through_the_director() -> anyhow::Result<()> {
+    run_test("half-open", &server_names(2, &[]), 62000, |env| {
+        // The director's NIC carries the XDP program: the backends' SYN-ACKs
+        // and RSTs must pass it to the kernel and reach the check's socket.
+        let text = env.config_text(&[1, 1], "").replace("type = \"http\"", "type = \"tcp-half-open\"");
+        env.write_config(&text)?;
+        env.start_agent()?;
+        let t = env.wait_state(&[0, 1], "up")?;
+        println!("[half-open] both backends up {t:?} after the agent was serving");
+
+        env.stop_server(1);
+        let t = env.wait_state(&[1], "down")?;
+        let status = env.status()?;
+        let why = backend(&status, env.addr(1))?["why"].as_str().unwrap_or_default().to_owned();
+        println!("[half-open] b2 down {t:?} after its server stopped: {why}");
+        ensure!(
+            why.contains("connection refused") && why.contains(&env.addr(1).to_string()),
+            "b2 is down for {why:?}, expected a refused SYN"
+        );
+        ensure!(state_of(&status, env.addr(0))? == "up", "b1 went {}", state_of(&status, env.addr(0))?);
+        let tally = env.connect(30)?;
+        tally.ensure_all_from(&["b1"], "with b2 down")?;
+
+        env.restart_server(1, "b2")?;
+        let t = env.wait_state(&[1], "up")?;
+        println!("[half-open] b2 up again {t:?} after its server restarted");
+        let tally = env.connect(30)?;
+        tally.ensure_all_from(&["b1", "b2"], "after b2 came back")?;
+        Ok(())
+    })
+}

@@ -264,16 +264,26 @@ pub struct Monitor {
     connections: Arc<Semaphore>,
     scripts: Arc<Semaphore>,
     tls: http::TlsConfigs,
-    /// The raw sockets of half-open checks, IPv4 and IPv6, opened when the
-    /// first check of the family starts.
-    half_open: [Option<half_open::HalfOpen>; 2],
+    /// The one task of every half-open check, started with the first.
+    half_open: Option<half_open::Engine>,
     running: HashMap<TargetId, Running>,
 }
 
 #[derive(Debug)]
 struct Running {
     target: Target,
-    task: AbortOnDrop,
+    task: Handle,
+}
+
+/// What keeps a target checked; dropping it stops the checks.
+#[derive(Debug)]
+enum Handle {
+    Task(AbortOnDrop),
+    /// A target of the half-open engine.
+    Engine(
+        #[expect(dead_code, reason = "held for its Drop, which takes the target out of the engine")]
+        half_open::Registration,
+    ),
 }
 
 /// A task's handle that aborts the task when dropped: the task is cancelled
@@ -299,7 +309,7 @@ impl Monitor {
             connections: Arc::new(Semaphore::new(options.max_connections.max(1))),
             scripts: Arc::new(Semaphore::new(options.max_scripts.max(1))),
             tls: http::TlsConfigs::default(),
-            half_open: [None, None],
+            half_open: None,
             running: HashMap::new(),
         };
         (monitor, rx)
@@ -374,7 +384,15 @@ impl Monitor {
 
     /// Stops every task and waits until they are gone (and their scripts killed).
     pub async fn shutdown(mut self) {
-        let mut tasks: Vec<AbortOnDrop> = self.running.drain().map(|(_, running)| running.task).collect();
+        // Engine targets go with their registrations.
+        let mut tasks: Vec<AbortOnDrop> = self
+            .running
+            .drain()
+            .filter_map(|(_, running)| match running.task {
+                Handle::Task(task) => Some(task),
+                Handle::Engine(_) => None,
+            })
+            .collect();
         for task in &tasks {
             task.0.abort();
         }
@@ -388,14 +406,10 @@ impl Monitor {
         let probe = match &check.kind {
             CheckKind::Tcp { port } => Probe::Net(Net::Tcp(tcp::TcpProbe::new(SocketAddr::new(address, *port)))),
             CheckKind::TcpHalfOpen { port } => {
-                let prober = match &mut self.half_open[usize::from(address.is_ipv6())] {
-                    Some(p) => p,
-                    slot => slot.insert(
-                        half_open::HalfOpen::open(address.is_ipv6())
-                            .map_err(|source| HealthError::HalfOpen { source })?,
-                    ),
-                };
-                Probe::Net(Net::HalfOpen(prober.probe(SocketAddr::new(address, *port))))
+                let events = &self.events;
+                let engine = self.half_open.get_or_insert_with(|| half_open::Engine::start(events.clone()));
+                let engine = engine.open(address.is_ipv6()).map_err(|source| HealthError::HalfOpen { source })?;
+                Probe::HalfOpen { addr: SocketAddr::new(address, *port), engine }
             }
             CheckKind::Http(http) => {
                 Probe::Net(Net::Http(http::HttpProbe::new(address, http, None, self.options.body_cap)?))
@@ -436,7 +450,17 @@ impl Monitor {
             status,
             next: on_tick(Instant::now() + warmup_delay(target.check.warmup)),
         };
-        let task = AbortOnDrop(tokio::spawn(supervisor.run()));
+        let task = match supervisor.probe.probe {
+            Probe::HalfOpen { addr, ref engine } => Handle::Engine(engine.add(half_open::NewTarget {
+                target: Checked { id: supervisor.id, address: supervisor.address, kind: supervisor.kind },
+                addr,
+                timeout: supervisor.probe.timeout,
+                tracker: supervisor.tracker,
+                status: supervisor.status,
+                first: supervisor.next,
+            })),
+            _ => Handle::Task(AbortOnDrop(tokio::spawn(supervisor.run()))),
+        };
         self.running.insert(target.id, Running { target, task });
     }
 }
@@ -450,12 +474,17 @@ trait Attempt: Send + Sync + 'static {
 enum Probe {
     Net(Net),
     Script(script::ScriptProbe),
+    /// Scheduled by the engine; an [`Armed`] of it runs only for
+    /// [`Monitor::probe_once`].
+    HalfOpen {
+        addr: SocketAddr,
+        engine: half_open::EngineHandle,
+    },
 }
 
 /// Checks that use one socket.
 enum Net {
     Tcp(tcp::TcpProbe),
-    HalfOpen(half_open::HalfOpenProbe),
     Http(http::HttpProbe),
     Udp(udp::UdpProbe),
 }
@@ -464,7 +493,6 @@ impl Net {
     fn addr(&self) -> SocketAddr {
         match self {
             Net::Tcp(p) => p.addr,
-            Net::HalfOpen(p) => p.addr,
             Net::Http(p) => p.addr,
             Net::Udp(p) => p.addr,
         }
@@ -473,7 +501,6 @@ impl Net {
     async fn attempt(&self, progress: &Progress) -> CheckResult {
         match self {
             Net::Tcp(p) => p.attempt(progress).await,
-            Net::HalfOpen(p) => p.attempt(progress).await,
             // Boxed: its TLS and parsing state is kilobytes, which every
             // attempt of every kind would otherwise carry and copy as its
             // future moves (a TCP check's own state is a few dozen bytes).
@@ -494,6 +521,8 @@ struct Armed {
 impl Attempt for Armed {
     async fn run(&self) -> CheckResult {
         match &self.probe {
+            // The engine times the attempt out itself.
+            Probe::HalfOpen { addr, engine } => engine.once(*addr, self.timeout).await,
             Probe::Script(script) => {
                 // The script's timeout runs inside: it has to kill the process group.
                 let Ok(_permit) = self.scripts.acquire().await else {
@@ -551,37 +580,78 @@ impl<A: Attempt> Supervisor<A> {
         let started = Instant::now();
         let result = self.probe.run().await;
         let ended = Instant::now();
-        let step = self.tracker.observe(result.ok, result.weight);
-        let (up, weight) = (self.tracker.is_up(), self.tracker.weight());
-        {
-            let mut s = lock(&self.status);
-            s.up = up;
-            s.weight = weight;
-            if step.transition.is_some() {
-                s.since = at;
-            }
-            s.last = Some(LastCheck { ok: result.ok, reason: result.reason.clone(), at, took: ended - started });
-            s.consecutive_successes = self.tracker.consecutive_successes();
-            s.consecutive_failures = self.tracker.consecutive_failures();
-            s.checks += 1;
-        }
-        let Some(transition) = step.transition else {
+        let (step, event) = record(
+            Checked { id: self.id, address: self.address, kind: self.kind },
+            &mut self.tracker,
+            &self.status,
+            &result,
+            at,
+            ended - started,
+        );
+        let Some(event) = event else {
             self.next = on_tick(ended + step.next);
             return;
         };
-        let (id, backend, check, reason) = (self.id, self.address, self.kind, &*result.reason);
-        match transition {
-            Transition::Down => tracing::warn!(%id, %backend, check, reason, "backend down"),
-            Transition::Up => tracing::info!(%id, %backend, check, reason, ?weight, "backend up"),
-            Transition::Weight => tracing::info!(%id, %backend, check, reason, ?weight, "backend weight changed"),
-        }
-        let event = HealthEvent { target: self.id, up, weight, reason: result.reason.to_string() };
         // An agent that dropped its receiver is shutting down; the board
         // stays current until it stops the tasks.
         let _ = self.events.send(event).await;
         // The send may have waited for a slow agent: the delay counts from now.
         self.next = on_tick(Instant::now() + step.next);
     }
+}
+
+/// Which target an attempt was of, for the board and the logs.
+#[derive(Clone, Copy, Debug)]
+struct Checked {
+    id: TargetId,
+    address: IpAddr,
+    kind: &'static str,
+}
+
+/// Feeds a finished attempt to the target's tracker and board, logs a change
+/// of state, and returns the step and the event to send for it.
+fn record(
+    target: Checked,
+    tracker: &mut Tracker,
+    status: &Slot,
+    result: &CheckResult,
+    at: SystemTime,
+    took: Duration,
+) -> (Step, Option<HealthEvent>) {
+    let step = tracker.observe(result.ok, result.weight);
+    let (up, weight) = (tracker.is_up(), tracker.weight());
+    {
+        let mut s = lock(status);
+        s.up = up;
+        s.weight = weight;
+        if step.transition.is_some() {
+            s.since = at;
+        }
+        match &mut s.last {
+            // The same reason as last time (a target's shared success text):
+            // keep it rather than touch its reference count.
+            Some(last) if Arc::ptr_eq(&last.reason, &result.reason) => {
+                last.ok = result.ok;
+                last.at = at;
+                last.took = took;
+            }
+            last => *last = Some(LastCheck { ok: result.ok, reason: result.reason.clone(), at, took }),
+        }
+        s.consecutive_successes = tracker.consecutive_successes();
+        s.consecutive_failures = tracker.consecutive_failures();
+        s.checks += 1;
+    }
+    let Some(transition) = step.transition else {
+        return (step, None);
+    };
+    let Checked { id, address: backend, kind: check } = target;
+    let reason = &*result.reason;
+    match transition {
+        Transition::Down => tracing::warn!(%id, %backend, check, reason, "backend down"),
+        Transition::Up => tracing::info!(%id, %backend, check, reason, ?weight, "backend up"),
+        Transition::Weight => tracing::info!(%id, %backend, check, reason, ?weight, "backend weight changed"),
+    }
+    (step, Some(HealthEvent { target: id, up, weight, reason: result.reason.to_string() }))
 }
 
 /// Where an attempt was when its timeout fired, for the failure reason.
@@ -600,7 +670,6 @@ enum Phase {
     Headers,
     Body,
     Reply,
-    SynAck,
 }
 
 impl Progress {
@@ -622,7 +691,6 @@ impl Progress {
             }
             p if p == Phase::Body as u8 => format!("reading the body from {addr} ({received} bytes received)"),
             p if p == Phase::Reply as u8 => format!("waiting for a reply from {addr}"),
-            p if p == Phase::SynAck as u8 => format!("waiting for a SYN-ACK from {addr}"),
             _ => format!("connecting to {addr}"),
         }
     }

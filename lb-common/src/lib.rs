@@ -66,6 +66,11 @@ pub const fn v4_mapped(addr_ne: u32) -> [u32; 4] {
     [V4_MAPPED_PREFIX[0], V4_MAPPED_PREFIX[1], V4_MAPPED_PREFIX[2], addr_ne]
 }
 
+/// Whether `addr` is an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`).
+pub const fn is_v4_mapped(addr: &[u32; 4]) -> bool {
+    addr[0] == V4_MAPPED_PREFIX[0] && addr[1] == V4_MAPPED_PREFIX[1] && addr[2] == V4_MAPPED_PREFIX[2]
+}
+
 /// Protocol numbers the fast path understands.
 pub mod proto {
     pub const ICMP: u8 = 1;
@@ -156,9 +161,10 @@ pub struct VipCtl {
 }
 const _: () = assert!(size_of::<VipCtl>() == 32);
 
-/// A flow as the agent and the tests name it; the flow table is keyed by
-/// its 64-bit digest (`FlowKey::digest`). Ports are as on the wire; for
-/// L3-hashed VIPs and fragments they are zero.
+/// A flow as the agent and the tests name it; the ring slot comes from its
+/// 64-bit digest (`FlowKey::digest`), the flow table is keyed by
+/// `FlowKey::table_key`. Ports are as on the wire; for L3-hashed VIPs and
+/// fragments they are zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub src: [u32; 4],
@@ -172,9 +178,20 @@ impl FlowKey {
     pub const fn digest(&self) -> u64 {
         hash::digest_5tuple(&self.src, &self.dst, self.sport, self.dport, self.proto)
     }
+
+    /// The flow table's key, as the XDP program computes it: the cheaper
+    /// `hash::flow_key_v4` for IPv4, the digest for IPv6.
+    pub const fn table_key(&self) -> u64 {
+        let key = if is_v4_mapped(&self.src) && is_v4_mapped(&self.dst) {
+            hash::flow_key_v4(self.src[3], self.dst[3], self.sport, self.dport, self.proto)
+        } else {
+            self.digest()
+        };
+        if key == 0 { 1 } else { key }
+    }
 }
 
-/// One remembered flow: its digest (0 = empty way), backend, and the VIP it
+/// One remembered flow: its table key (0 = empty way), backend, and the VIP it
 /// was recorded for (an established flow is found before the VIP table is
 /// read; the backend must still belong to that VIP).
 #[repr(C)]

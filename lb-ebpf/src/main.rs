@@ -42,8 +42,8 @@ static VIP_CTL: Array<VipCtl> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 static RINGS: Array<[u32; 2]> = Array::with_max_entries(DEFAULT_RING_SIZE, BPF_F_MMAPABLE);
 #[map]
 static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
-/// The flow table: per CPU, sets of `FLOW_WAYS` (digest -> backend)
-/// entries, indexed by the digest's low bits, least recently used way
+/// The flow table: per CPU, sets of `FLOW_WAYS` (flow key -> backend)
+/// entries, indexed by the key's low bits, least recently used way
 /// replaced. A kernel LRU hash map costs a helper call, a hash and a bucket
 /// walk per packet, and list surgery per insert; this is one cache line
 /// read with plain array access, and an insert is one store. Per CPU, so
@@ -142,43 +142,49 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     };
     let cfg = &ctl.config;
     // Established flows of 5-tuple VIPs (nearly all packets) are found by
-    // their digest before the VIP table is read: the digest covers the
+    // their flow key before the VIP table is read: the key covers the
     // VIP's address, port and protocol, the entry names its VIP, and the
     // agent marks a removed VIP's backends dead, so a hit is this flow of a
-    // configured VIP (two flows sharing a 64-bit digest aside, as always).
-    let digest5 = nonzero(A::digest_5tuple(p.src, p.dst, p.sport, p.dport, p.proto));
+    // configured VIP (two flows sharing a 64-bit key aside). The key is the
+    // director's own; the ring's digest, the contract between directors, is
+    // computed only for flows the table does not know.
+    let key5 = nonzero(A::flow_key(p.src, p.dst, p.sport, p.dport, p.proto));
     let mut probed = 0;
     if !p.syn && !p.fragment && !p.icmp_error {
-        if let Some(flows) = Flows::new(digest5, cfg.flow_sets) {
-            if let Some(e) = flows.get(digest5) {
+        if let Some(flows) = Flows::new(key5, cfg.flow_sets) {
+            if let Some(e) = flows.get(key5) {
                 if let Some(b) = live_backend(e.backend, e.vip_index) {
                     return transmit(ctx, cfg, e.backend, e.vip_index, b, out);
                 }
                 event(Stat::FlowStale);
             }
-            probed = digest5;
+            probed = key5;
         }
     }
     let Some(meta) = classify(ctl, p) else {
         return Ok(());
     };
-    let digest = if meta.flags & VIP_F_SRC_HASH != 0 {
-        nonzero(A::digest_src(p.src))
+    // Persistence and L3 hashing key the table by their ring digest: every
+    // flow of a client (or every fragment) is one entry.
+    let (key, digest) = if meta.flags & VIP_F_SRC_HASH != 0 {
+        let d = nonzero(A::digest_src(p.src));
+        (d, d)
     } else if meta.flags & VIP_F_L3_HASH != 0 || p.fragment {
-        nonzero(A::digest_l3(p.src, p.dst, p.proto))
+        let d = nonzero(A::digest_l3(p.src, p.dst, p.proto));
+        (d, d)
     } else {
-        digest5
+        (key5, A::digest_5tuple(p.src, p.dst, p.sport, p.dport, p.proto))
     };
-    let Some(flows) = Flows::new(digest, cfg.flow_sets) else {
+    let Some(flows) = Flows::new(key, cfg.flow_sets) else {
         return Ok(());
     };
-    // A SYN starts a new connection; a digest probed above missed already.
-    let skip_table = p.syn || digest == probed;
-    let (id, backend) = pick_backend(&meta, digest, skip_table, &flows, cfg.max_new_flows_per_sec)?;
+    // A SYN starts a new connection; a key probed above missed already.
+    let skip_table = p.syn || key == probed;
+    let (id, backend) = pick_backend(&meta, key, digest, skip_table, &flows, cfg.max_new_flows_per_sec)?;
     transmit(ctx, cfg, id, meta.vip_index, backend, out)
 }
 
-/// 0 marks an empty way; a digest of 0 (one in 2^64) becomes 1.
+/// 0 marks an empty way; a key of 0 (one in 2^64) becomes 1.
 #[inline(always)]
 fn nonzero(digest: u64) -> u64 {
     if digest == 0 { 1 } else { digest }
@@ -225,6 +231,8 @@ trait Addr: Family {
     fn is(self, key: &[u32; 4]) -> bool;
     fn vip_slot(self, port: u16, proto: u8, kind: u8, seed: u32) -> u32;
     fn digest_5tuple(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> u64;
+    /// The flow table's key of a 5-tuple (`FlowKey::table_key`).
+    fn flow_key(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> u64;
     fn digest_l3(src: Self, dst: Self, proto: u8) -> u64;
     fn digest_src(src: Self) -> u64;
 }
@@ -243,6 +251,11 @@ impl Addr for u32 {
     #[inline(always)]
     fn digest_5tuple(src: u32, dst: u32, sport: u16, dport: u16, proto: u8) -> u64 {
         hash::digest_5tuple_v4(src, dst, sport, dport, proto)
+    }
+
+    #[inline(always)]
+    fn flow_key(src: u32, dst: u32, sport: u16, dport: u16, proto: u8) -> u64 {
+        hash::flow_key_v4(src, dst, sport, dport, proto)
     }
 
     #[inline(always)]
@@ -269,6 +282,12 @@ impl Addr for [u32; 4] {
 
     #[inline(always)]
     fn digest_5tuple(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> u64 {
+        hash::digest_5tuple(&src, &dst, sport, dport, proto)
+    }
+
+    /// IPv6 keys the table by the digest itself.
+    #[inline(always)]
+    fn flow_key(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> u64 {
         hash::digest_5tuple(&src, &dst, sport, dport, proto)
     }
 
@@ -332,19 +351,20 @@ fn live_backend(id: u32, vip_index: u32) -> Option<&'static Backend> {
     }
 }
 
-/// Flow table first (unless `skip_table`), then the ring. A TCP SYN skips
-/// the table (as Katran does): a new connection that reuses a 5-tuple
-/// follows the current ring.
+/// Flow table first (by `key`, unless `skip_table`), then the ring (by
+/// `digest`). A TCP SYN skips the table (as Katran does): a new connection
+/// that reuses a 5-tuple follows the current ring.
 #[inline(always)]
 fn pick_backend(
     meta: &VipMeta,
+    key: u64,
     digest: u64,
     skip_table: bool,
     flows: &Flows,
     max_new_flows_per_sec: u32,
 ) -> Result<(u32, &'static Backend), Error> {
     if !skip_table {
-        if let Some(e) = flows.get(digest) {
+        if let Some(e) = flows.get(key) {
             if let Some(b) = live_backend(e.backend, meta.vip_index) {
                 return Ok((e.backend, b));
             }
@@ -376,7 +396,7 @@ fn pick_backend(
         event(Stat::RingRetry);
     }
     if flood_guard_allows_insert(max_new_flows_per_sec) {
-        flows.insert(digest, id, meta.vip_index);
+        flows.insert(key, id, meta.vip_index);
     } else {
         event(Stat::FloodSkip);
     }
@@ -393,7 +413,7 @@ fn ring_at(meta: &VipMeta, slot: u32) -> u32 {
     }
 }
 
-/// This CPU's set of the flow table for one digest. The ways of a set are
+/// This CPU's set of the flow table for one key. The ways of a set are
 /// kept in recency order, most recent first: a hit moves its way to the
 /// front (nothing to write for a flow already there, the steady case), an
 /// insert takes the front and drops the last way, the least recently used.
@@ -403,25 +423,25 @@ struct Flows {
 
 impl Flows {
     #[inline(always)]
-    fn new(digest: u64, sets: u32) -> Option<Self> {
+    fn new(key: u64, sets: u32) -> Option<Self> {
         if sets == 0 {
             return None;
         }
-        let set = FLOWS.get_ptr_mut((digest as u32) & (sets - 1))?;
+        let set = FLOWS.get_ptr_mut((key as u32) & (sets - 1))?;
         Some(Self { set })
     }
 
     #[inline(always)]
-    fn get(&self, digest: u64) -> Option<FlowEntry> {
+    fn get(&self, key: u64) -> Option<FlowEntry> {
         // SAFETY: this CPU's element of a per-CPU array; XDP runs with
         // preemption off, so only this program on this CPU touches it now.
         let set = unsafe { &mut *self.set };
         let ways = &mut set.ways;
-        if ways[0].digest == digest {
+        if ways[0].digest == key {
             return Some(ways[0]);
         }
         for k in 1..FLOW_WAYS {
-            if ways[k].digest == digest {
+            if ways[k].digest == key {
                 let hit = ways[k];
                 shift_down(ways, k);
                 ways[0] = hit;
@@ -431,22 +451,22 @@ impl Flows {
         None
     }
 
-    /// Records the flow at the front. A way already holding the digest (a
-    /// stale or re-hashed flow) is reused, so a digest is never in a set twice.
+    /// Records the flow at the front. A way already holding the key (a
+    /// stale or re-hashed flow) is reused, so a key is never in a set twice.
     #[inline(always)]
-    fn insert(&self, digest: u64, backend: u32, vip_index: u32) {
+    fn insert(&self, key: u64, backend: u32, vip_index: u32) {
         // SAFETY: as in `get`.
         let set = unsafe { &mut *self.set };
         let ways = &mut set.ways;
         let mut last = FLOW_WAYS - 1;
         for k in 0..FLOW_WAYS {
-            if ways[k].digest == digest {
+            if ways[k].digest == key {
                 last = k;
                 break;
             }
         }
         shift_down(ways, last);
-        ways[0] = FlowEntry { digest, backend, vip_index };
+        ways[0] = FlowEntry { digest: key, backend, vip_index };
     }
 }
 

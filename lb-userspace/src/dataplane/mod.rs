@@ -430,14 +430,11 @@ impl Dataplane {
 
     /// The backend recorded for `key`, if any CPU's flow table has it.
     pub fn flow(&self, key: &FlowKey) -> Result<Option<u32>, DataplaneError> {
-        let digest = match key.digest() {
-            0 => 1,
-            d => d,
-        };
+        let table_key = key.table_key();
         let sets = lb_common::flow_sets(self.opts.flows_per_cpu);
         let map: PerCpuArray<_, FlowSet> = self.map(names::FLOWS)?;
-        let per_cpu = map.get(&((digest as u32) & (sets - 1)), 0).map_err(map_err(names::FLOWS))?;
-        Ok(per_cpu.iter().flat_map(|set| set.ways).find(|w| w.digest == digest).map(|w| w.backend))
+        let per_cpu = map.get(&((table_key as u32) & (sets - 1)), 0).map_err(map_err(names::FLOWS))?;
+        Ok(per_cpu.iter().flat_map(|set| set.ways).find(|w| w.digest == table_key).map(|w| w.backend))
     }
 
     /// Flow-table entries per backend id (all CPUs). Reads the whole table:

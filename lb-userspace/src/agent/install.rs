@@ -5,8 +5,16 @@
 //! other slots of the ring, `hash::ring_retry_slot`), backends that become
 //! usable are written before the ring that names them, and the ring is
 //! swapped in one update.
+//!
+//! Rings are kept for a while after they are replaced: a backend that fails
+//! and comes back (the usual flap), or one drained and undrained, gets its
+//! old ring back without a build (a ring is a pure function of what it is
+//! built from).
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
 
 use lb_common::BACKEND_F_ALIVE;
 
@@ -24,11 +32,37 @@ pub enum InstallError {
     Maps { vip: String, source: DataplaneError },
 }
 
+/// Rings kept, most recently used first: 256 KB each at the default size.
+const RING_CACHE: usize = 8;
+
+/// A ring and what it was built from.
+#[derive(Debug)]
+struct CachedRing {
+    ring_size: u32,
+    entries: Vec<maglev::Entry>,
+    ring: Vec<u32>,
+    /// Slots per backend id, counted once.
+    slots: Vec<(u32, u32)>,
+}
+
+/// Slots per backend id in `ring` (ids are small and dense).
+fn count_slots(ring: &[u32]) -> Vec<(u32, u32)> {
+    let mut counts: Vec<u32> = Vec::new();
+    for &id in ring {
+        let i = id as usize;
+        if counts.len() <= i {
+            counts.resize(i + 1, 0);
+        }
+        counts[i] += 1;
+    }
+    counts.iter().enumerate().skip(1).filter(|(_, c)| **c > 0).map(|(id, c)| (id as u32, *c)).collect()
+}
+
 /// Remembers what the maps hold, so only changes are written.
 #[derive(Debug, Default)]
 pub struct Installer {
     builder: maglev::Builder,
-    ring: Vec<u32>,
+    rings: VecDeque<CachedRing>,
     /// By backend id (ids are small and dense): no hashing on the path
     /// from a failed check to the fast path.
     written: Vec<Option<lb_common::Backend>>,
@@ -91,19 +125,33 @@ impl Installer {
                 self.record(id, entry);
             }
         }
-        self.builder
-            .build_into(&service.ring_entries(), service.vip.ring_size, &mut self.ring)
-            .map_err(|source| InstallError::Ring { vip: vip(), source })?;
+        let (entries, ring_size) = (service.ring_entries(), service.vip.ring_size);
+        match self.rings.iter().position(|c| c.ring_size == ring_size && c.entries == entries) {
+            Some(i) => {
+                let cached = self.rings.remove(i).expect("position is in range");
+                self.rings.push_front(cached);
+            }
+            None => {
+                // The least recently used ring's memory is reused.
+                let mut ring = if self.rings.len() >= RING_CACHE {
+                    self.rings.pop_back().map(|c| c.ring).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                self.builder
+                    .build_into(&entries, ring_size, &mut ring)
+                    .map_err(|source| InstallError::Ring { vip: vip(), source })?;
+                let slots = count_slots(&ring);
+                self.rings.push_front(CachedRing { ring_size, entries, ring, slots });
+            }
+        }
+        let current = &self.rings[0];
         let build = started.elapsed();
         for &id in &service.ids() {
             self.slots.insert(id, 0);
         }
-        for &id in &self.ring {
-            if id != 0 {
-                *self.slots.entry(id).or_default() += 1;
-            }
-        }
-        dp.stage_vip(&service.keys(), service.vip_index, service.flags(), &self.ring).map_err(maps)?;
+        self.slots.extend(current.slots.iter().copied());
+        dp.stage_vip(&service.keys(), service.vip_index, service.flags(), &current.ring).map_err(maps)?;
         Ok(Staged { build, started })
     }
 

@@ -61,7 +61,7 @@ pub fn measure(backends: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
 /// median microseconds from the verdict to the backend marked dead in the
 /// fast path (`Director::on_health` and the withdraw step of `flush`), and
 /// median milliseconds to the whole update (ring rebuilt and published).
-pub fn decision(backends: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
+pub fn decision(backends: u32, rounds: usize) -> anyhow::Result<Decision> {
     let mut toml = String::from(
         "[[vip]]\naddress = \"10.0.0.100\"\nport = 80\nprotocol = \"tcp\"\ninterface = \"lo\"\n\n[vip.check]\ntype = \"tcp\"\n",
     );
@@ -85,7 +85,7 @@ pub fn decision(backends: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
         director.on_health(id, true, None, "bench")?;
     }
     director.flush()?;
-    let (mut withdraw, mut total) = (Vec::new(), Vec::new());
+    let (mut withdraw, mut total, mut back) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let (id, _) = addresses[round * 7 % addresses.len()];
         std::thread::sleep(Duration::from_millis(40));
@@ -96,8 +96,22 @@ pub fn decision(backends: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
         withdraw.push((decided + t.withdraw).as_secs_f64() * 1e6);
         total.push((decided + t.total).as_secs_f64() * 1e3);
         std::thread::sleep(Duration::from_millis(40));
+        let started = Instant::now();
         director.on_health(id, true, None, "bench")?;
-        director.flush()?;
+        director.flush()?.context("a returning backend changes the fast path")?;
+        back.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    Ok((median(&withdraw), median(&total)))
+    Ok(Decision { withdraw_us: median(&withdraw), ring_ms: median(&total), back_ms: median(&back) })
+}
+
+/// What [`decision`] measured, medians.
+#[derive(Clone, Copy, Debug)]
+pub struct Decision {
+    /// A failed check to the backend marked dead in the fast path.
+    pub withdraw_us: f64,
+    /// To the ring without it published.
+    pub ring_ms: f64,
+    /// The backend passes its check again: to the ring with it published
+    /// (the ring it had before, kept by the installer).
+    pub back_ms: f64,
 }

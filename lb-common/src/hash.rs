@@ -3,10 +3,11 @@
 //!
 //! Both directors of a pair (and a restarted one) must map a flow to the same
 //! ring slot, so the flow hash has no per-host seed: it is part of the
-//! contract between directors. One 64-bit digest per flow serves twice: its
-//! high half picks the ring slot, and the whole digest is the flow table's
-//! key (8 bytes for the kernel to hash and compare instead of 40; two flows
-//! sharing a digest, about 1 in 2^64, would only share a backend).
+//! contract between directors: the high half of a flow's 64-bit digest
+//! picks its ring slot. The flow table, local to one director, is keyed by
+//! a cheaper 64-bit hash for IPv4 ([`flow_key_v4`]) and by the digest for
+//! IPv6 (8 bytes to compare instead of 40; two flows sharing a key, about 1
+//! in 2^64, would only share a backend).
 //!
 //! Words are mixed constant-first: for IPv4 (stored IPv4-mapped) the first
 //! six words are the same for every packet, so the compiler folds them away.

@@ -197,7 +197,7 @@ impl FlowKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct FlowEntry {
-    pub digest: u64,
+    pub key: u64,
     pub backend: u32,
     pub vip_index: u32,
 }

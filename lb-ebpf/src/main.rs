@@ -172,6 +172,8 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     } else if meta.flags & VIP_F_L3_HASH != 0 || p.fragment {
         let d = nonzero(A::digest_l3(p.src, p.dst, p.proto));
         (d, d)
+    } else if A::KEY_IS_DIGEST {
+        (key5, key5)
     } else {
         (key5, A::digest_5tuple(p.src, p.dst, p.sport, p.dport, p.proto))
     };
@@ -233,11 +235,16 @@ trait Addr: Family {
     fn digest_5tuple(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> u64;
     /// The flow table's key of a 5-tuple (`FlowKey::table_key`).
     fn flow_key(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> u64;
+    /// Whether `flow_key` is `digest_5tuple` (made non-zero): then a miss
+    /// need not hash the 5-tuple again.
+    const KEY_IS_DIGEST: bool;
     fn digest_l3(src: Self, dst: Self, proto: u8) -> u64;
     fn digest_src(src: Self) -> u64;
 }
 
 impl Addr for u32 {
+    const KEY_IS_DIGEST: bool = false;
+
     #[inline(always)]
     fn is(self, key: &[u32; 4]) -> bool {
         key[3] == self && key[2] == V4_MAPPED_PREFIX[2] && key[1] == 0 && key[0] == 0
@@ -270,6 +277,8 @@ impl Addr for u32 {
 }
 
 impl Addr for [u32; 4] {
+    const KEY_IS_DIGEST: bool = true;
+
     #[inline(always)]
     fn is(self, key: &[u32; 4]) -> bool {
         *key == self
@@ -437,11 +446,11 @@ impl Flows {
         // preemption off, so only this program on this CPU touches it now.
         let set = unsafe { &mut *self.set };
         let ways = &mut set.ways;
-        if ways[0].digest == key {
+        if ways[0].key == key {
             return Some(ways[0]);
         }
         for k in 1..FLOW_WAYS {
-            if ways[k].digest == key {
+            if ways[k].key == key {
                 let hit = ways[k];
                 shift_down(ways, k);
                 ways[0] = hit;
@@ -460,13 +469,13 @@ impl Flows {
         let ways = &mut set.ways;
         let mut last = FLOW_WAYS - 1;
         for k in 0..FLOW_WAYS {
-            if ways[k].digest == key {
+            if ways[k].key == key {
                 last = k;
                 break;
             }
         }
         shift_down(ways, last);
-        ways[0] = FlowEntry { digest: key, backend, vip_index };
+        ways[0] = FlowEntry { key, backend, vip_index };
     }
 }
 

@@ -11,4 +11,5 @@ pub mod neigh;
 pub mod netns;
 pub mod rtnl;
 pub mod script;
+mod sock;
 pub mod vrrp;

@@ -107,7 +107,7 @@ impl Director {
         let withdraw = started.elapsed();
         let mut build = std::time::Duration::ZERO;
         for &i in &dirty {
-            build += self.installer.stage(&mut self.dp, &self.services[i])?.build;
+            build += self.installer.stage(&mut self.dp, &self.services[i])?;
         }
         self.dp.publish()?;
         let t = InstallTime { withdraw, build, total: started.elapsed() };

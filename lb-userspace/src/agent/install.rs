@@ -70,13 +70,6 @@ pub struct Installer {
     slots: HashMap<u32, u32>,
 }
 
-/// A staged service, for the caller's timing.
-#[derive(Debug)]
-pub struct Staged {
-    pub build: Duration,
-    pub started: std::time::Instant,
-}
-
 /// How long an install took, for logs and the bench.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InstallTime {
@@ -110,15 +103,15 @@ impl Installer {
         Ok(withdrawn)
     }
 
-    /// Withdraws what fails (if [`withdraw`](Self::withdraw) has not), writes
-    /// every other changed backend entry (those that become usable, before
-    /// the ring that names them) and stages the new ring. Nothing else
-    /// changes for packets until the caller publishes.
-    pub fn stage(&mut self, dp: &mut Dataplane, service: &Service) -> Result<Staged, InstallError> {
+    /// Writes every changed backend entry (those that become usable before
+    /// the ring that names them; those that fail at once, if
+    /// [`withdraw`](Self::withdraw) has not) and stages the new ring; returns
+    /// how long getting the ring took. Nothing else changes for packets until
+    /// the caller publishes.
+    pub fn stage(&mut self, dp: &mut Dataplane, service: &Service) -> Result<Duration, InstallError> {
         let started = std::time::Instant::now();
         let vip = || service.name();
         let maps = |source| InstallError::Maps { vip: vip(), source };
-        self.withdraw(dp, service)?;
         for (id, entry) in service.entries() {
             if self.written(id) != Some(entry) {
                 dp.set_backend(id, entry).map_err(maps)?;
@@ -152,7 +145,7 @@ impl Installer {
         }
         self.slots.extend(current.slots.iter().copied());
         dp.stage_vip(&service.keys(), service.vip_index, service.flags(), &current.ring).map_err(maps)?;
-        Ok(Staged { build, started })
+        Ok(build)
     }
 
     /// Withdraw, stage and publish one service.
@@ -160,9 +153,9 @@ impl Installer {
         let started = std::time::Instant::now();
         self.withdraw(dp, service)?;
         let withdraw = started.elapsed();
-        let staged = self.stage(dp, service)?;
+        let build = self.stage(dp, service)?;
         dp.publish().map_err(|source| InstallError::Maps { vip: service.name(), source })?;
-        Ok(InstallTime { withdraw, build: staged.build, total: started.elapsed() })
+        Ok(InstallTime { withdraw, build, total: started.elapsed() })
     }
 
     fn written(&self, id: u32) -> Option<lb_common::Backend> {

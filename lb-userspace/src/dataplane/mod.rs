@@ -434,7 +434,7 @@ impl Dataplane {
         let sets = lb_common::flow_sets(self.opts.flows_per_cpu);
         let map: PerCpuArray<_, FlowSet> = self.map(names::FLOWS)?;
         let per_cpu = map.get(&((table_key as u32) & (sets - 1)), 0).map_err(map_err(names::FLOWS))?;
-        Ok(per_cpu.iter().flat_map(|set| set.ways).find(|w| w.digest == table_key).map(|w| w.backend))
+        Ok(per_cpu.iter().flat_map(|set| set.ways).find(|w| w.key == table_key).map(|w| w.backend))
     }
 
     /// Flow-table entries per backend id (all CPUs). Reads the whole table:
@@ -444,7 +444,7 @@ impl Dataplane {
         let mut counts = StdHashMap::new();
         for set in map.iter().filter_map(Result::ok) {
             for way in set.iter().flat_map(|s| s.ways) {
-                if way.digest != 0 {
+                if way.key != 0 {
                     *counts.entry(way.backend).or_default() += 1;
                 }
             }

@@ -441,9 +441,7 @@ impl Monitor {
             target.initially_up,
         ));
         let supervisor = Supervisor {
-            id: target.id,
-            address: target.address,
-            kind: target.check.kind.name(),
+            target: Checked { id: target.id, address: target.address, kind: target.check.kind.name() },
             probe,
             tracker,
             events: self.events.clone(),
@@ -452,7 +450,7 @@ impl Monitor {
         };
         let task = match supervisor.probe.probe {
             Probe::HalfOpen { addr, ref engine } => Handle::Engine(engine.add(half_open::NewTarget {
-                target: Checked { id: supervisor.id, address: supervisor.address, kind: supervisor.kind },
+                target: supervisor.target,
                 addr,
                 timeout: supervisor.probe.timeout,
                 tracker: supervisor.tracker,
@@ -553,9 +551,7 @@ impl Attempt for Armed {
 
 /// The long-lived task of one target.
 struct Supervisor<A> {
-    id: TargetId,
-    address: IpAddr,
-    kind: &'static str,
+    target: Checked,
     probe: A,
     tracker: Tracker,
     events: mpsc::Sender<HealthEvent>,
@@ -581,7 +577,7 @@ impl<A: Attempt> Supervisor<A> {
         let result = self.probe.run().await;
         let ended = Instant::now();
         let (step, event) = record(
-            Checked { id: self.id, address: self.address, kind: self.kind },
+            self.target,
             &mut self.tracker,
             &self.status,
             &result,
@@ -808,9 +804,7 @@ mod tests {
         let address = IpAddr::from([127, 0, 0, 1]);
         let status = StatusBoard::default().insert(TargetStatus::starting(id, address, "scripted", up));
         let supervisor = Supervisor {
-            id,
-            address: IpAddr::from([127, 0, 0, 1]),
-            kind: "scripted",
+            target: Checked { id, address, kind: "scripted" },
             probe: scripted.clone(),
             tracker: Tracker::new(Timing::from(check), up),
             events,

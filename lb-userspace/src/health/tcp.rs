@@ -41,23 +41,12 @@ mod tests {
 
     use crate::{
         config::CheckKind,
-        health::testutil::{LOCALHOST, check, expect_event, expect_no_event, monitor, target},
+        health::testutil::{LOCALHOST, check, expect_event, expect_no_event, monitor, serve, serving, target},
     };
-
-    /// Accepts and drops connections until the listener's task is aborted.
-    fn serve(listener: TcpListener) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                drop(stream);
-            }
-        })
-    }
 
     #[tokio::test]
     async fn listener_up_closed_port_down_after_fall_back_up_after_rise() {
-        let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = serve(listener);
+        let (port, server, _) = serving().await;
         let mut c = check(CheckKind::Tcp { port });
         c.fall = 3;
         c.rise = 2;
@@ -89,9 +78,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_healthy_backend_sends_no_events() {
-        let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _server = serve(listener);
+        let (port, _server, _) = serving().await;
         let (mut monitor, mut rx) = monitor();
         monitor.start(target(1, check(CheckKind::Tcp { port }), true)).unwrap();
         expect_no_event(&mut rx, Duration::from_millis(300)).await;

@@ -82,6 +82,28 @@ pub(crate) async fn wait_status(
     }
 }
 
+/// Accepts and drops connections on `listener` until the returned task is
+/// aborted; counts what it accepted.
+pub(crate) fn serve(listener: TcpListener) -> (JoinHandle<()>, Arc<AtomicUsize>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+        }
+    });
+    (task, accepted)
+}
+
+/// A loopback listener served by [`serve`]: its port, task and count.
+pub(crate) async fn serving() -> (u16, JoinHandle<()>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind((LOCALHOST, 0)).await.expect("a loopback port");
+    let port = listener.local_addr().expect("a bound listener").port();
+    let (task, accepted) = serve(listener);
+    (port, task, accepted)
+}
+
 /// How a test HTTP server answers every request.
 #[derive(Clone, Debug)]
 pub(crate) enum Reply {

@@ -21,11 +21,12 @@ use std::{
     io,
     mem::{self, MaybeUninit},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd},
+    os::fd::{AsRawFd, OwnedFd, RawFd},
     ptr,
 };
 
 use super::packet::{IP_PROTO_VRRP, TTL};
+use crate::sock::setsockopt;
 
 /// Traffic class / TOS of adverts: DSCP CS6 (network control), as keepalived sends.
 pub const TOS_NETWORK_CONTROL: libc::c_int = 0xc0;
@@ -59,12 +60,6 @@ impl AsRawFd for VrrpSocket {
     }
 }
 
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a live T and the length passed is its size.
-    let rc = unsafe { libc::setsockopt(fd, level, name, ptr::from_ref(value).cast(), mem::size_of::<T>() as u32) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
-
 fn with_op(op: &'static str) -> impl FnOnce(io::Error) -> io::Error {
     move |e| io::Error::new(e.kind(), format!("{op}: {e}"))
 }
@@ -81,19 +76,7 @@ pub(crate) fn bind_to_device(fd: RawFd, ifname: &str) -> io::Result<()> {
 }
 
 fn raw_socket(family: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the descriptor is owned right away.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            libc::c_int::from(IP_PROTO_VRRP),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    crate::sock::socket(family, libc::SOCK_RAW, libc::c_int::from(IP_PROTO_VRRP))
 }
 
 impl VrrpSocket {

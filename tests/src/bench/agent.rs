@@ -19,7 +19,10 @@ use lb_userspace::{
     netns::{self, Netns},
 };
 
-use crate::bench::sys::{online_cpus, pin_to_cpu};
+use crate::bench::{
+    median,
+    sys::{online_cpus, pin_to_cpu},
+};
 
 /// The hidden first argument that makes `lb-bench` serve the listeners
 /// instead of benchmarking (see [`serve_listeners`]).
@@ -90,6 +93,40 @@ pub struct HealthcheckRound {
     pub floor: Option<CpuPct>,
     /// Checks finished per second during the agent's window.
     pub checks_per_sec: f64,
+}
+
+/// Medians over the rounds of [`healthcheck_cpu`].
+#[derive(Clone, Copy, Debug)]
+pub struct Medians {
+    pub agent: Split,
+    pub checks_per_sec: f64,
+    /// The floor, and the agent's CPU over it within each round (connect
+    /// checks only).
+    pub floor: Option<(Split, f64)>,
+}
+
+/// Medians of a CPU share: of the totals, and of each part.
+#[derive(Clone, Copy, Debug)]
+pub struct Split {
+    pub total: f64,
+    pub user: f64,
+    pub system: f64,
+}
+
+impl Medians {
+    pub fn of(rounds: &[HealthcheckRound]) -> Medians {
+        let med = |f: &dyn Fn(&HealthcheckRound) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
+        let split = |cpu: &dyn Fn(&HealthcheckRound) -> CpuPct| Split {
+            total: med(&|r| cpu(r).total()),
+            user: med(&|r| cpu(r).user),
+            system: med(&|r| cpu(r).system),
+        };
+        let floor = rounds.iter().all(|r| r.floor.is_some()).then(|| {
+            let floor_of = |r: &HealthcheckRound| r.floor.unwrap_or(CpuPct { user: 0.0, system: 0.0 });
+            (split(&floor_of), med(&|r| r.agent.total() / floor_of(r).total()))
+        });
+        Medians { agent: split(&|r| r.agent), checks_per_sec: med(&|r| r.checks_per_sec), floor }
+    }
 }
 
 /// Entry point of the listener child: binds [`LISTENERS`] loopback listeners,

@@ -3,7 +3,8 @@
 //! measured as one isolated change, as the agent meets them, after the
 //! previous flip's grace period has passed; and, through the agent's own
 //! `Director`, how long a failed check takes to reach the fast path (the
-//! backend marked dead, before its ring is rebuilt).
+//! backend marked dead, before its ring is rebuilt) and a passing one to
+//! put the backend back.
 
 use std::{
     net::Ipv6Addr,
@@ -57,10 +58,11 @@ pub fn measure(backends: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
     Ok((median(&build), median(&total)))
 }
 
-/// One backend of `backends` fails its check, in the agent's `Director`:
-/// median microseconds from the verdict to the backend marked dead in the
-/// fast path (`Director::on_health` and the withdraw step of `flush`), and
-/// median milliseconds to the whole update (ring rebuilt and published).
+/// One backend of `backends` fails its check and later passes it again, in
+/// the agent's `Director`, `rounds` times: how long from the failed verdict
+/// to the backend marked dead in the fast path (`Director::on_health` and the
+/// withdraw step of `flush`) and to the whole update (ring rebuilt and
+/// published), and from the passing verdict to its ring published again.
 pub fn decision(backends: u32, rounds: usize) -> anyhow::Result<Decision> {
     let mut toml = String::from(
         "[[vip]]\naddress = \"10.0.0.100\"\nport = 80\nprotocol = \"tcp\"\ninterface = \"lo\"\n\n[vip.check]\ntype = \"tcp\"\n",

@@ -482,12 +482,8 @@ fn real_main() -> anyhow::Result<()> {
         for n in [1000u32, 10000] {
             match agent::healthcheck_cpu(n, agent::Flavor::HalfOpen, Duration::from_secs(4), 5) {
                 Ok(rounds) => {
-                    let med = |f: &dyn Fn(&agent::HealthcheckRound) -> f64| {
-                        lb_tests::bench::median(&rounds.iter().map(f).collect::<Vec<_>>())
-                    };
-                    let (pct, user, sys) =
-                        (med(&|r| r.agent.total()), med(&|r| r.agent.user), med(&|r| r.agent.system));
-                    let rate = med(&|r| r.checks_per_sec);
+                    let m = agent::Medians::of(&rounds);
+                    let (pct, user, sys, rate) = (m.agent.total, m.agent.user, m.agent.system, m.checks_per_sec);
                     say(format!(
                         "  {n:>5} backends ({rate:.0} checks/s): agent {pct:.1}% of one core (user {user:.1}, sys {sys:.1}; \
                          rounds {})",
@@ -512,17 +508,10 @@ fn real_main() -> anyhow::Result<()> {
         for n in [1000u32, 10000] {
             match agent::healthcheck_cpu(n, agent::Flavor::Connect, Duration::from_secs(4), 3) {
                 Ok(rounds) => {
-                    let med = |f: &dyn Fn(&agent::HealthcheckRound) -> f64| {
-                        lb_tests::bench::median(&rounds.iter().map(f).collect::<Vec<_>>())
-                    };
-                    let (pct, user, sys) =
-                        (med(&|r| r.agent.total()), med(&|r| r.agent.user), med(&|r| r.agent.system));
-                    let floor_of =
-                        |r: &agent::HealthcheckRound| r.floor.unwrap_or(agent::CpuPct { user: 0.0, system: 0.0 });
-                    let (floor, floor_user, floor_sys) =
-                        (med(&|r| floor_of(r).total()), med(&|r| floor_of(r).user), med(&|r| floor_of(r).system));
-                    let ratio = med(&|r| r.agent.total() / floor_of(r).total());
-                    let rate = med(&|r| r.checks_per_sec);
+                    let m = agent::Medians::of(&rounds);
+                    let (pct, user, sys, rate) = (m.agent.total, m.agent.user, m.agent.system, m.checks_per_sec);
+                    let (f, ratio) = m.floor.context("connect rounds measure the floor")?;
+                    let (floor, floor_user, floor_sys) = (f.total, f.user, f.system);
                     say(format!(
                         "  {n:>5} backends ({rate:.0} checks/s): agent {pct:.1}% of one core (user {user:.1}, sys {sys:.1}); \
                          floor {floor:.1}% (user {floor_user:.1}, sys {floor_sys:.1}); agent/floor {ratio:.2}x"
@@ -533,7 +522,7 @@ fn real_main() -> anyhow::Result<()> {
                     out.insert(format!("healthcheck_floor_pct_{n}"), num(floor, 2));
                     if n == 10000 {
                         out.insert("healthcheck_vs_floor".into(), num(ratio, 2));
-                        // The target is judged on the half-open check below, the
+                        // The target is judged on the half-open check above, the
                         // one built for pools this large; connect checks cannot
                         // go below the kernel's own cost of a connect.
                         say(format!(

@@ -39,15 +39,8 @@ use super::{
     show_duration,
 };
 use packet::{Reply, SYN_LEN, fill_checksum_v4, parse_reply, syn};
+pub use socket::SetupError;
 use socket::{RawSocket, SOURCE_PORTS, route_source};
-
-/// Why half-open checks could not be set up.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
-pub struct SetupError {
-    what: &'static str,
-    source: io::Error,
-}
 
 /// The monitor's side of the engine task; dropping it stops the task.
 #[derive(Debug)]
@@ -124,7 +117,7 @@ impl Engine {
     pub(super) fn open(&mut self, ipv6: bool) -> Result<EngineHandle, SetupError> {
         let family = usize::from(ipv6);
         if !self.opened[family] {
-            let socket = RawSocket::open(ipv6).map_err(|(what, source)| SetupError { what, source })?;
+            let socket = RawSocket::open(ipv6)?;
             let _ = self.handle.commands.send(Command::Socket(Box::new(socket)));
             self.opened[family] = true;
         }
@@ -141,8 +134,8 @@ impl EngineHandle {
             target: new.target,
             tracker: new.tracker,
             status: new.status,
-            answered: CheckResult::up(format!("SYN-ACK from {addr}")),
-            refused: CheckResult::down(format!("connect to {addr}: connection refused")),
+            answered: answered(addr),
+            refused: refused(addr),
         }));
         let entry = Entry { addr, timeout: new.timeout, job, source: None, in_flight: None, next: new.first };
         let _ = self.commands.send(Command::Add(serial, Box::new(entry)));
@@ -437,8 +430,8 @@ impl State {
         match &mut entry.job {
             Job::Once(reply) => {
                 let result = match outcome {
-                    Outcome::SynAck => CheckResult::up(format!("SYN-ACK from {}", entry.addr)),
-                    Outcome::Refused => CheckResult::down(format!("connect to {}: connection refused", entry.addr)),
+                    Outcome::SynAck => answered(entry.addr),
+                    Outcome::Refused => refused(entry.addr),
                     Outcome::Failed(result) => result,
                 };
                 if let Some(reply) = reply.take() {
@@ -472,6 +465,16 @@ impl State {
             }
         }
     }
+}
+
+/// A SYN-ACK's result.
+fn answered(addr: SocketAddr) -> CheckResult {
+    CheckResult::up(format!("SYN-ACK from {addr}"))
+}
+
+/// An RST's result, worded as a connect check's refusal.
+fn refused(addr: SocketAddr) -> CheckResult {
+    CheckResult::down(format!("connect to {addr}: connection refused"))
 }
 
 /// How an attempt ended.

@@ -9,13 +9,26 @@ use std::{
     io,
     mem::{self, MaybeUninit},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
-    os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd},
+    os::fd::{AsRawFd, OwnedFd},
     ptr,
 };
 
 use tokio::io::unix::AsyncFd;
 
 use super::packet::{CHECKSUM_OFFSET, SYN_LEN, filter_program};
+use crate::sock::{setsockopt, sockaddr, socket, socket_addr};
+
+/// Why half-open checks could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct SetupError {
+    what: &'static str,
+    source: io::Error,
+}
+
+fn setup(what: &'static str) -> impl FnOnce(io::Error) -> SetupError {
+    move |source| SetupError { what, source }
+}
 
 /// The most segments one `sendmmsg` or `recvmmsg` takes (the kernel's
 /// UIO_MAXIOV).
@@ -41,32 +54,32 @@ pub(super) struct RawSocket {
 
 impl RawSocket {
     /// Needs CAP_NET_RAW and a Tokio runtime.
-    pub(super) fn open(ipv6: bool) -> Result<RawSocket, (&'static str, io::Error)> {
+    pub(super) fn open(ipv6: bool) -> Result<RawSocket, SetupError> {
         let family = if ipv6 { libc::AF_INET6 } else { libc::AF_INET };
         let mut reserved = Vec::with_capacity(SOURCE_PORTS);
         let mut ports = [0u16; SOURCE_PORTS];
         for port in &mut ports {
-            let (fd, p) = reserve_port(family).map_err(|e| ("reserving a source port", e))?;
+            let (fd, p) = reserve_port(family).map_err(setup("reserving a source port"))?;
             reserved.push(fd);
             *port = p;
         }
-        let raw = socket(family, libc::SOCK_RAW, libc::IPPROTO_TCP).map_err(|e| ("opening a raw TCP socket", e))?;
+        let raw = socket(family, libc::SOCK_RAW, libc::IPPROTO_TCP).map_err(setup("opening a raw TCP socket"))?;
         let fd = raw.as_raw_fd();
         if ipv6 {
             // The kernel fills in the checksum with the source it picks.
             setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM, &(CHECKSUM_OFFSET as libc::c_int))
-                .map_err(|e| ("IPV6_CHECKSUM", e))?;
+                .map_err(setup("IPV6_CHECKSUM"))?;
         }
         let program = filter_program(ipv6, &ports);
         let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog).map_err(|e| ("SO_ATTACH_FILTER", e))?;
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog).map_err(setup("SO_ATTACH_FILTER"))?;
         // FORCE passes net.core.rmem_max, for root; otherwise take what we get.
         if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RECEIVE_BUFFER).is_err() {
             let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RECEIVE_BUFFER);
         }
         // SAFETY: the OwnedFd is moved into the AsyncFd, which closes it only
         // when dropped, after deregistering it.
-        let fd = unsafe { AsyncFd::register(raw) }.map_err(|e| ("registering with tokio", e.into_parts().1))?;
+        let fd = unsafe { AsyncFd::register(raw) }.map_err(|e| setup("registering with tokio")(e.into_parts().1))?;
         Ok(RawSocket { fd, ipv6, ports, _reserved: reserved })
     }
 
@@ -191,22 +204,6 @@ pub(super) fn route_source(dst: SocketAddr) -> io::Result<Ipv4Addr> {
     }
 }
 
-fn socket(family: libc::c_int, kind: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the descriptor is owned right away.
-    let fd = unsafe { libc::socket(family, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, protocol) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a live T and the length passed is its size.
-    let rc = unsafe { libc::setsockopt(fd, level, name, ptr::from_ref(value).cast(), mem::size_of::<T>() as u32) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
-
 /// A TCP socket bound to a free port of the wildcard address, and the port.
 fn reserve_port(family: libc::c_int) -> io::Result<(OwnedFd, u16)> {
     let fd = socket(family, libc::SOCK_STREAM, 0)?;
@@ -230,51 +227,4 @@ fn reserve_port(family: libc::c_int) -> io::Result<(OwnedFd, u16)> {
     let bound = unsafe { bound.assume_init() };
     let port = socket_addr(&bound).map(|a| a.port()).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
     Ok((fd, port))
-}
-
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: an all-zero sockaddr_storage is valid.
-    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { ptr::write(ptr::from_mut(&mut storage).cast(), sin) };
-            mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { ptr::write(ptr::from_mut(&mut storage).cast(), sin6) };
-            mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match libc::c_int::from(storage.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin = unsafe { &*ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::from((Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)), u16::from_be(sin.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6 = unsafe { &*ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::from((Ipv6Addr::from(sin6.sin6_addr.s6_addr), u16::from_be(sin6.sin6_port))))
-        }
-        _ => None,
-    }
 }

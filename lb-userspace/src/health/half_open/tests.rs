@@ -2,10 +2,7 @@
 
 use std::{
     net::{IpAddr, Ipv6Addr, SocketAddr},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU32, Ordering},
-    },
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
 };
 
@@ -19,29 +16,13 @@ use crate::{
     config::CheckKind,
     health::{
         Checked, Slot, TargetStatus, Timing, Tracker,
-        testutil::{LOCALHOST, check, expect_event, id, monitor, target},
+        testutil::{LOCALHOST, check, expect_event, id, monitor, serve, serving, target},
     },
 };
 
-/// Accepts and drops connections until the listener's task is aborted;
-/// counts what it accepted.
-fn serve(listener: TcpListener) -> (tokio::task::JoinHandle<()>, Arc<AtomicU32>) {
-    let accepted = Arc::new(AtomicU32::new(0));
-    let count = accepted.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::Relaxed);
-            drop(stream);
-        }
-    });
-    (task, accepted)
-}
-
 #[tokio::test]
 async fn up_on_syn_ack_down_on_reset_and_the_backend_never_accepts() {
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (server, accepted) = serve(listener);
+    let (port, server, accepted) = serving().await;
     let mut c = check(CheckKind::TcpHalfOpen { port });
     c.fall = 2;
     let (mut monitor, mut rx) = monitor();
@@ -67,9 +48,7 @@ async fn up_on_syn_ack_down_on_reset_and_the_backend_never_accepts() {
 
 #[tokio::test]
 async fn many_targets_of_one_port_each_get_their_own_answer() {
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (_server, _) = serve(listener);
+    let (port, _server, _) = serving().await;
     let (mut monitor, mut rx) = monitor();
     // More targets than source ports, all due in the same tick.
     let n = 40;
@@ -93,9 +72,7 @@ async fn many_targets_of_one_port_each_get_their_own_answer() {
 
 #[tokio::test]
 async fn a_dropped_registration_stops_its_checks() {
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (_server, _) = serve(listener);
+    let (port, _server, _) = serving().await;
     let (events, _rx) = tokio::sync::mpsc::channel(16);
     let mut engine = Engine::start(events);
     let handle = engine.open(false).unwrap();

@@ -96,13 +96,17 @@ impl Engine {
         let (commands, rx) = mpsc::unbounded_channel();
         let state = State {
             sockets: [None, None],
-            entries: HashMap::default(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            slots: HashMap::default(),
+            next_generation: 0,
             due: Timeline::default(),
             deadlines: Timeline::default(),
             waiting: HashMap::default(),
             events,
             unsent: VecDeque::new(),
             next_port: random_u64() as usize,
+            answers: Vec::new(),
         };
         let task = AbortOnDrop(tokio::spawn(state.run(rx)));
         Engine {
@@ -130,14 +134,15 @@ impl EngineHandle {
     pub(super) fn add(&self, new: NewTarget) -> Registration {
         let serial = self.serials.fetch_add(1, Ordering::Relaxed);
         let addr = new.addr;
-        let job = Job::Scheduled(Box::new(Scheduled {
+        let job = Job::Scheduled(Scheduled {
             target: new.target,
             tracker: new.tracker,
             status: new.status,
             answered: answered(addr),
             refused: refused(addr),
-        }));
-        let entry = Entry { addr, timeout: new.timeout, job, source: None, in_flight: None, next: new.first };
+        });
+        let entry =
+            Entry { addr, timeout: new.timeout, job, source: None, in_flight: None, next: new.first, generation: 0 };
         let _ = self.commands.send(Command::Add(serial, Box::new(entry)));
         Registration { commands: self.commands.clone(), serial }
     }
@@ -146,8 +151,8 @@ impl EngineHandle {
     pub(super) fn once(&self, addr: SocketAddr, timeout: Duration) -> impl Future<Output = CheckResult> + use<> {
         let serial = self.serials.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        let entry =
-            Entry { addr, timeout, job: Job::Once(Some(tx)), source: None, in_flight: None, next: Instant::now() };
+        let job = Job::Once(Box::new(Some(tx)));
+        let entry = Entry { addr, timeout, job, source: None, in_flight: None, next: Instant::now(), generation: 0 };
         let sent = self.commands.send(Command::Add(serial, Box::new(entry)));
         async move {
             if sent.is_err() {
@@ -178,12 +183,17 @@ struct Entry {
     in_flight: Option<InFlight>,
     /// When the next attempt is due; `due` entries that differ are stale.
     next: Instant,
+    /// Tells this entry from earlier ones of its slot (see [`Ref`]).
+    generation: u32,
 }
 
+/// Scheduled targets' state lives in the entry itself, not behind a box:
+/// finishing an attempt touches it, and a second pointer to follow was the
+/// engine's costliest cache miss.
 #[derive(Debug)]
 enum Job {
-    Scheduled(Box<Scheduled>),
-    Once(Option<oneshot::Sender<CheckResult>>),
+    Scheduled(Scheduled),
+    Once(Box<Option<oneshot::Sender<CheckResult>>>),
 }
 
 #[derive(Debug)]
@@ -206,20 +216,40 @@ struct InFlight {
     deadline: Instant,
 }
 
-/// The engine task's tables. `due` and `deadlines` hold serials by the tick
-/// they fall on (every instant here is on the tick grid, so a second of
-/// schedule is about a hundred keys, whatever the number of targets) and are
-/// cleaned lazily: a serial whose entry is gone or has moved on is skipped.
+/// An entry's place in [`State::entries`] and its generation: a reference
+/// left in a timeline or in `waiting` after its entry went (and the slot
+/// was reused) names an older generation and is skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ref {
+    slot: u32,
+    generation: u32,
+}
+
+/// The engine task's tables. Entries sit in one vector, reached by slot
+/// from the timelines and from `waiting`: a tick touches thousands of them,
+/// and a dense array lets their cache misses overlap (see `touch`) where a
+/// hash map's buckets would be looked up one after another. `due` and
+/// `deadlines` hold references by the tick they fall on (every instant here
+/// is on the tick grid, so a second of schedule is about a hundred keys,
+/// whatever the number of targets) and are cleaned lazily: a reference
+/// whose entry is gone or has moved on is skipped.
 struct State {
     sockets: [Option<RawSocket>; 2],
-    entries: HashMap<u64, Entry, Fast>,
+    entries: Vec<Option<Entry>>,
+    /// Empty slots of `entries`, reused first.
+    free: Vec<u32>,
+    /// Where each registered target's entry is (for `Remove`).
+    slots: HashMap<u64, Ref, Fast>,
+    next_generation: u32,
     due: Timeline,
     deadlines: Timeline,
-    waiting: HashMap<Key, u64, Fast>,
+    waiting: HashMap<Key, Ref, Fast>,
     events: mpsc::Sender<HealthEvent>,
     /// Events the agent has no room for yet, in order.
     unsent: VecDeque<HealthEvent>,
     next_port: usize,
+    /// [`deliver`](Self::deliver)'s matches, kept for their allocation.
+    answers: Vec<(Ref, Reply)>,
 }
 
 impl State {
@@ -254,21 +284,72 @@ impl State {
                 self.sockets[family] = Some(*socket);
             }
             Command::Add(serial, entry) => {
-                self.due.add(entry.next, serial);
-                self.entries.insert(serial, *entry);
-                // A one-off attempt should not wait for the next tick.
-                if matches!(self.entries[&serial].job, Job::Once(_)) {
+                let once = matches!(entry.job, Job::Once(_));
+                let r = self.insert(*entry);
+                if once {
+                    // A one-off attempt should not wait for the next tick.
                     let now = Instant::now();
                     let mut batch = Batch::default();
-                    self.start(serial, now, &mut batch);
+                    self.start(r, now, &mut batch);
                     self.flush(batch, now);
+                } else {
+                    self.slots.insert(serial, r);
                 }
             }
             Command::Remove(serial) => {
-                if let Some(entry) = self.entries.remove(&serial)
-                    && let Some(f) = entry.in_flight
-                {
-                    self.waiting.remove(&f.key);
+                if let Some(r) = self.slots.remove(&serial) {
+                    self.remove(r);
+                }
+            }
+        }
+    }
+
+    /// Puts an entry in a free slot and on the schedule.
+    fn insert(&mut self, mut entry: Entry) -> Ref {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        entry.generation = self.next_generation;
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.entries.push(None);
+                u32::try_from(self.entries.len() - 1).expect("fewer than 2^32 targets")
+            }
+        };
+        let r = Ref { slot, generation: entry.generation };
+        self.due.add(entry.next, r);
+        self.entries[slot as usize] = Some(entry);
+        r
+    }
+
+    fn remove(&mut self, r: Ref) {
+        if self.get(r).is_none() {
+            return;
+        }
+        let entry = self.entries[r.slot as usize].take();
+        if let Some(f) = entry.and_then(|e| e.in_flight) {
+            self.waiting.remove(&f.key);
+        }
+        self.free.push(r.slot);
+    }
+
+    fn get(&self, r: Ref) -> Option<&Entry> {
+        self.entries.get(r.slot as usize)?.as_ref().filter(|e| e.generation == r.generation)
+    }
+
+    fn get_mut(&mut self, r: Ref) -> Option<&mut Entry> {
+        entry_mut(&mut self.entries, r)
+    }
+
+    /// Loads every entry of `refs` (and, for finishing, its board slot)
+    /// before they are worked on one by one: the loads do not depend on
+    /// each other, so the CPU overlaps their cache misses, where the work
+    /// on each would otherwise wait for its own in turn.
+    fn touch(&self, refs: impl Iterator<Item = Ref>, status: bool) {
+        for r in refs {
+            if let Some(entry) = self.get(r) {
+                std::hint::black_box(entry.next);
+                if status && let Job::Scheduled(s) = &entry.job {
+                    std::hint::black_box(s.status.is_poisoned());
                 }
             }
         }
@@ -276,9 +357,9 @@ impl State {
 
     fn tick(&mut self, now: Instant) {
         // Timeouts first: they free source ports.
-        while let Some((deadline, serials)) = self.deadlines.take_due(now) {
-            for serial in serials {
-                let Some(entry) = self.entries.get_mut(&serial) else { continue };
+        while let Some((deadline, refs)) = self.deadlines.take_due(now) {
+            for r in refs {
+                let Some(entry) = self.get_mut(r) else { continue };
                 if entry.in_flight.as_ref().is_some_and(|f| f.deadline == deadline) {
                     entry.source = None;
                     let reason = format!(
@@ -286,15 +367,16 @@ impl State {
                         show_duration(entry.timeout),
                         entry.addr
                     );
-                    self.finish(serial, CheckResult::down(reason), now);
+                    self.finish(r, CheckResult::down(reason), now);
                 }
             }
         }
         let mut batch = Batch::default();
-        while let Some((due, serials)) = self.due.take_due(now) {
-            for serial in serials {
-                if self.entries.get(&serial).is_some_and(|e| e.next == due && e.in_flight.is_none()) {
-                    self.start(serial, now, &mut batch);
+        while let Some((due, refs)) = self.due.take_due(now) {
+            self.touch(refs.iter().copied(), false);
+            for r in refs {
+                if self.get(r).is_some_and(|e| e.next == due && e.in_flight.is_none()) {
+                    self.start(r, now, &mut batch);
                 }
             }
         }
@@ -303,22 +385,24 @@ impl State {
 
     /// Puts the SYN of an attempt into `batch`, puts the attempt off to the
     /// next tick, or finishes it at once when it cannot be sent.
-    fn start(&mut self, serial: u64, now: Instant, batch: &mut Batch) {
-        match self.prepare(serial, now) {
-            Ok(Some((family, dst, segment))) => batch.0[family].push((serial, dst, segment)),
-            Ok(None) => self.defer(serial, now),
-            Err(failed) => self.finish(serial, failed, now),
+    fn start(&mut self, r: Ref, now: Instant, batch: &mut Batch) {
+        match self.prepare(r, now) {
+            Ok(Some((family, dst, segment))) => batch.0[family].push((r, dst, segment)),
+            Ok(None) => self.defer(r, now),
+            Err(failed) => self.finish(r, failed, now),
         }
     }
 
     /// Not now: the next tick tries again.
-    fn defer(&mut self, serial: u64, now: Instant) {
-        if let Some(entry) = self.entries.get_mut(&serial) {
-            if let Some(f) = entry.in_flight.take() {
+    fn defer(&mut self, r: Ref, now: Instant) {
+        if let Some(entry) = self.get_mut(r) {
+            let in_flight = entry.in_flight.take();
+            entry.next = on_tick(now + TICK);
+            let next = entry.next;
+            if let Some(f) = in_flight {
                 self.waiting.remove(&f.key);
             }
-            entry.next = on_tick(now + TICK);
-            self.due.add(entry.next, serial);
+            self.due.add(next, r);
         }
     }
 
@@ -336,18 +420,18 @@ impl State {
                     Ok(n) => rest = &rest[n..],
                     Err(_) => {}
                 }
-                let (serial, dst, segment) = rest[0];
+                let (r, dst, segment) = rest[0];
                 match socket.send_to(dst, &segment) {
                     Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.defer(serial, now),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.defer(r, now),
                     Err(e) => {
-                        let addr = self.entries.get_mut(&serial).map(|entry| {
+                        let addr = self.get_mut(r).map(|entry| {
                             entry.source = None;
                             entry.addr
                         });
                         if let Some(addr) = addr {
                             let reason = format!("sending a SYN to {addr}: {}", io_reason(&e));
-                            self.finish(serial, CheckResult::down(reason), now);
+                            self.finish(r, CheckResult::down(reason), now);
                         }
                     }
                 }
@@ -358,14 +442,16 @@ impl State {
 
     /// The family, destination and SYN of an attempt, registered as in
     /// flight; `None`: not now (no free source port).
-    fn prepare(&mut self, serial: u64, now: Instant) -> Result<Option<(usize, IpAddr, [u8; SYN_LEN])>, CheckResult> {
-        let Some(entry) = self.entries.get_mut(&serial) else { return Ok(None) };
+    fn prepare(&mut self, r: Ref, now: Instant) -> Result<Option<(usize, IpAddr, [u8; SYN_LEN])>, CheckResult> {
+        let start = self.next_port;
+        self.next_port = self.next_port.wrapping_add(1);
+        let Some(entry) = entry_mut(&mut self.entries, r) else {
+            return Ok(None);
+        };
         let Some(socket) = &self.sockets[usize::from(entry.addr.is_ipv6())] else {
             return Err(CheckResult::down("half-open checks of this address family are not set up"));
         };
         let ip = entry.addr.ip();
-        let start = self.next_port;
-        self.next_port = self.next_port.wrapping_add(1);
         // Every source port busy with this backend port (more targets of
         // it than ports, all due at once): wait for the next tick.
         let Some(key) = (0..SOURCE_PORTS)
@@ -392,34 +478,44 @@ impl State {
         let deadline = on_tick(now + entry.timeout);
         entry.in_flight =
             Some(InFlight { key, ack: seq.wrapping_add(1), at: SystemTime::now(), started: now, deadline });
-        self.waiting.insert(key, serial);
-        self.deadlines.add(deadline, serial);
-        Ok(Some((usize::from(entry.addr.is_ipv6()), ip, segment)))
+        let family = usize::from(entry.addr.is_ipv6());
+        self.waiting.insert(key, r);
+        self.deadlines.add(deadline, r);
+        Ok(Some((family, ip, segment)))
     }
 
     fn deliver(&mut self, replies: &mut Vec<(IpAddr, packet::ParsedReply)>) {
         let now = Instant::now();
+        // Matched first, finished after: the matching loads every entry the
+        // batch answers, overlapping their misses (see `touch`).
+        let mut answers = std::mem::take(&mut self.answers);
         for (from, reply) in replies.drain(..) {
             let key = Key { addr: from, port: reply.source_port, source_port: reply.dest_port };
-            let Some(&serial) = self.waiting.get(&key) else { continue };
-            let Some(entry) = self.entries.get(&serial) else { continue };
+            let Some(&r) = self.waiting.get(&key) else { continue };
             // A reply to an earlier SYN of the same ports (after a timeout)
             // acknowledges another sequence number: not this attempt's answer.
-            if entry.in_flight.as_ref().is_none_or(|f| f.ack != reply.ack) {
+            if self.get(r).and_then(|e| e.in_flight.as_ref()).is_none_or(|f| f.ack != reply.ack) {
                 continue;
             }
-            let outcome = match reply.kind {
+            answers.push((r, reply.kind));
+        }
+        self.touch(answers.iter().map(|(r, _)| *r), true);
+        for (r, kind) in answers.drain(..) {
+            let outcome = match kind {
                 Reply::SynAck => Outcome::SynAck,
                 Reply::Reset => Outcome::Refused,
             };
-            self.finish(serial, outcome, now);
+            self.finish(r, outcome, now);
         }
+        self.answers = answers;
     }
 
     /// Ends the attempt in flight (if any).
-    fn finish(&mut self, serial: u64, outcome: impl Into<Outcome>, now: Instant) {
+    fn finish(&mut self, r: Ref, outcome: impl Into<Outcome>, now: Instant) {
         let outcome = outcome.into();
-        let Some(entry) = self.entries.get_mut(&serial) else { return };
+        let Some(entry) = entry_mut(&mut self.entries, r) else {
+            return;
+        };
         let (at, took) = match entry.in_flight.take() {
             Some(f) => {
                 self.waiting.remove(&f.key);
@@ -437,10 +533,9 @@ impl State {
                 if let Some(reply) = reply.take() {
                     let _ = reply.send(result);
                 }
-                self.entries.remove(&serial);
+                self.remove(r);
             }
-            Job::Scheduled(s) => {
-                let Scheduled { target, tracker, status, answered, refused } = &mut **s;
+            Job::Scheduled(Scheduled { target, tracker, status, answered, refused }) => {
                 let failed;
                 // The shared results of a target: the board keeps the same
                 // reason, untouched, while the answers stay the same.
@@ -454,7 +549,7 @@ impl State {
                 };
                 let (step, event) = record(*target, tracker, status, result, at, took);
                 entry.next = on_tick(now + step.next);
-                self.due.add(entry.next, serial);
+                self.due.add(entry.next, r);
                 if let Some(event) = event {
                     if !self.unsent.is_empty() {
                         self.unsent.push_back(event);
@@ -465,6 +560,11 @@ impl State {
             }
         }
     }
+}
+
+/// [`State::get_mut`] for a caller that also borrows other tables.
+fn entry_mut(entries: &mut [Option<Entry>], r: Ref) -> Option<&mut Entry> {
+    entries.get_mut(r.slot as usize)?.as_mut().filter(|e| e.generation == r.generation)
 }
 
 /// A SYN-ACK's result.
@@ -491,21 +591,21 @@ impl From<CheckResult> for Outcome {
     }
 }
 
-/// SYNs to send at the end of a tick, per family: serial, destination, bytes.
+/// SYNs to send at the end of a tick, per family: entry, destination, bytes.
 #[derive(Default)]
-struct Batch([Vec<(u64, IpAddr, [u8; SYN_LEN])>; 2]);
+struct Batch([Vec<(Ref, IpAddr, [u8; SYN_LEN])>; 2]);
 
-/// Serials by the instant they are due.
+/// Entries by the instant they are due.
 #[derive(Debug, Default)]
-struct Timeline(BTreeMap<Instant, Vec<u64>>);
+struct Timeline(BTreeMap<Instant, Vec<Ref>>);
 
 impl Timeline {
-    fn add(&mut self, at: Instant, serial: u64) {
-        self.0.entry(at).or_default().push(serial);
+    fn add(&mut self, at: Instant, r: Ref) {
+        self.0.entry(at).or_default().push(r);
     }
 
-    /// The earliest instant not after `now` and its serials, taken out.
-    fn take_due(&mut self, now: Instant) -> Option<(Instant, Vec<u64>)> {
+    /// The earliest instant not after `now` and its entries, taken out.
+    fn take_due(&mut self, now: Instant) -> Option<(Instant, Vec<Ref>)> {
         let entry = self.0.first_entry()?;
         if *entry.key() > now {
             return None;

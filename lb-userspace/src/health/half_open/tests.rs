@@ -70,30 +70,42 @@ async fn many_targets_of_one_port_each_get_their_own_answer() {
     monitor.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_dropped_registration_stops_its_checks() {
-    let (port, _server, _) = serving().await;
-    let (events, _rx) = tokio::sync::mpsc::channel(16);
-    let mut engine = Engine::start(events);
-    let handle = engine.open(false).unwrap();
-    let status: Slot = Arc::new(Mutex::new(TargetStatus::starting(id(1), LOCALHOST, "tcp-half-open", true)));
+fn register(handle: &super::EngineHandle, backend: u32, port: u16) -> (super::Registration, Slot) {
+    let status: Slot = Arc::new(Mutex::new(TargetStatus::starting(id(backend), LOCALHOST, "tcp-half-open", true)));
     let c = check(CheckKind::TcpHalfOpen { port });
     let registration = handle.add(NewTarget {
-        target: Checked { id: id(1), address: LOCALHOST, kind: "tcp-half-open" },
+        target: Checked { id: id(backend), address: LOCALHOST, kind: "tcp-half-open" },
         addr: SocketAddr::new(LOCALHOST, port),
         timeout: c.timeout,
         tracker: Tracker::new(Timing::from(&c), true),
         status: status.clone(),
         first: Instant::now(),
     });
-    let checks = || status.lock().unwrap().checks;
+    (registration, status)
+}
+
+#[tokio::test]
+async fn a_dropped_registration_stops_its_checks_and_its_slot_serves_the_next() {
+    let (port, _server, _) = serving().await;
+    let (events, _rx) = tokio::sync::mpsc::channel(16);
+    let mut engine = Engine::start(events);
+    let handle = engine.open(false).unwrap();
+    let (registration, status) = register(&handle, 1, port);
+    let checks = |s: &Slot| s.lock().unwrap().checks;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(checks() >= 3, "{:?}", status.lock().unwrap());
+    assert!(checks(&status) >= 3, "{:?}", status.lock().unwrap());
     drop(registration);
+    // The next target takes the freed slot while the first one's schedule
+    // and deadline are still on the timelines: they must not drive it.
+    let (_next, next) = register(&handle, 2, port);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let stopped_at = checks();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(checks(), stopped_at);
+    let stopped_at = checks(&status);
+    let next_from = checks(&next);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(checks(&status), stopped_at);
+    // Every 50 ms: about 10 in 500 ms, not twice that.
+    let done = checks(&next) - next_from;
+    assert!((2..=13).contains(&done), "{done} checks in 500 ms");
 }
 
 #[tokio::test]

@@ -399,6 +399,35 @@ fn flow_table_keeps_flows_across_ring_changes() {
     assert!(f.stat(Stat::FlowStale) >= 1);
 }
 
+/// A ring staged with a tag the VIP's spare region already holds (the ring
+/// it had before the last flip, as when a backend fails and returns) is not
+/// copied again: the flip alone brings it back.
+#[test]
+fn a_vip_going_back_to_its_previous_ring_flips_without_copying_it() {
+    let mut f = Fixture::new();
+    let (c4, v4): (IpAddr, IpAddr) = (CLIENT.into(), VIP_TCP.into());
+    let vip = key(v4, 80, proto::TCP, VIP_KIND_SERVICE);
+    let drained = [2, 3, 2, 3, 2, 3, 2];
+    // A SYN re-hashes, so each one shows the ring published at the time.
+    let sport = (20000..).find(|&p| ring_pick(&RING, c4, v4, p, 80, proto::TCP) == 1).unwrap();
+    let syn = tcp4(CLIENT, VIP_TCP, sport, 80, TCP_SYN);
+    let flip = |f: &mut Fixture, ring: &[u32], tag: u64| {
+        f.dp.stage_vip(&[vip], 0, 0, ring, Some(tag)).unwrap();
+        f.dp.publish().unwrap();
+    };
+    flip(&mut f, &RING, 1);
+    flip(&mut f, &drained, 2);
+    flip(&mut f, &RING, 1);
+    run_table(&f, &[tx("back on the first ring", syn.clone(), 1)]);
+    // Tag 2 promises the drained ring, which the spare region still holds:
+    // what is passed is not written.
+    flip(&mut f, &[1; 7], 2);
+    run_table(&f, &[tx("the region kept its ring", syn.clone(), ring_pick(&drained, c4, v4, sport, 80, proto::TCP))]);
+    // A new tag is written.
+    flip(&mut f, &[1; 7], 3);
+    run_table(&f, &[tx("a new ring is copied", syn, 1)]);
+}
+
 /// Established flows are found before the VIP table is read: once a VIP is
 /// removed (the agent marks its backends dead), or a recorded backend id
 /// belongs to another VIP, the recorded flow must not forward.

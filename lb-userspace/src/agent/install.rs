@@ -11,10 +11,7 @@
 //! old ring back without a build (a ring is a pure function of what it is
 //! built from).
 
-use std::{
-    collections::{HashMap, VecDeque},
-    time::Duration,
-};
+use std::{collections::VecDeque, time::Duration};
 
 use lb_common::BACKEND_F_ALIVE;
 
@@ -43,6 +40,8 @@ struct CachedRing {
     ring: Vec<u32>,
     /// Slots per backend id, counted once.
     slots: Vec<(u32, u32)>,
+    /// Names this ring's content for the fast path (`Dataplane::stage_vip`).
+    tag: u64,
 }
 
 /// Slots per backend id in `ring` (ids are small and dense).
@@ -66,8 +65,11 @@ pub struct Installer {
     /// By backend id (ids are small and dense): no hashing on the path
     /// from a failed check to the fast path.
     written: Vec<Option<lb_common::Backend>>,
-    /// Slots per backend id in the ring last built.
-    slots: HashMap<u32, u32>,
+    /// Slots per backend id (ids are small and dense) in its service's
+    /// current ring.
+    slots: Vec<u32>,
+    /// The tag the next ring built gets.
+    next_tag: u64,
 }
 
 /// How long an install took, for logs and the bench.
@@ -135,16 +137,25 @@ impl Installer {
                     .build_into(&entries, ring_size, &mut ring)
                     .map_err(|source| InstallError::Ring { vip: vip(), source })?;
                 let slots = count_slots(&ring);
-                self.rings.push_front(CachedRing { ring_size, entries, ring, slots });
+                self.next_tag += 1;
+                self.rings.push_front(CachedRing { ring_size, entries, ring, slots, tag: self.next_tag });
             }
         }
         let current = &self.rings[0];
         let build = started.elapsed();
-        for &id in &service.ids() {
-            self.slots.insert(id, 0);
+        let ids = service.ids();
+        let grow = ids.iter().chain(current.slots.iter().map(|(id, _)| id)).max().map_or(0, |&id| id as usize + 1);
+        if self.slots.len() < grow {
+            self.slots.resize(grow, 0);
         }
-        self.slots.extend(current.slots.iter().copied());
-        dp.stage_vip(&service.keys(), service.vip_index, service.flags(), &current.ring).map_err(maps)?;
+        for &id in &ids {
+            self.slots[id as usize] = 0;
+        }
+        for &(id, n) in &current.slots {
+            self.slots[id as usize] = n;
+        }
+        let (keys, index, flags) = (service.keys(), service.vip_index, service.flags());
+        dp.stage_vip(&keys, index, flags, &current.ring, Some(current.tag)).map_err(maps)?;
         Ok(build)
     }
 
@@ -172,7 +183,7 @@ impl Installer {
 
     /// Slots backend `id` got in the ring last built.
     pub fn slots_of(&self, id: u32) -> u32 {
-        self.slots.get(&id).copied().unwrap_or(0)
+        self.slots.get(id as usize).copied().unwrap_or(0)
     }
 
     /// Forgets a removed service's backends (their ids may be reused).

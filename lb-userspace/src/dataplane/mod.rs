@@ -12,6 +12,7 @@ pub mod vip_table;
 use std::{
     collections::HashMap as StdHashMap,
     os::fd::{AsRawFd as _, FromRawFd as _},
+    sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
 };
 
 use aya::{
@@ -107,31 +108,106 @@ struct VipSlot {
     /// `None` before the first publish.
     active_region: Option<u32>,
     meta: VipMeta,
+    /// The tag of the ring each region holds, when its writer gave one.
+    regions: [Option<u64>; 2],
 }
 
-/// A grace period (RCU) running in the background after a flip: until it
-/// ends, an XDP program that read the old generation may still be reading
-/// what the flip retired, so nothing retired may be overwritten.
-struct Grace(Option<std::thread::JoinHandle<()>>);
+/// Grace periods (RCU) after flips, run in the background by one helper
+/// thread: until the one after a flip ends, an XDP program that read the old
+/// generation may still be reading what the flip retired, so nothing
+/// retired may be overwritten. One long-lived thread, not one per flip:
+/// starting a thread took tens of microseconds on the way from a check's
+/// verdict to the fast path.
+#[derive(Default)]
+struct Grace {
+    shared: Arc<GraceShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
-impl Grace {
-    fn start() -> Self {
-        Self(Some(std::thread::spawn(|| {
-            // membarrier(MEMBARRIER_CMD_GLOBAL) returns after synchronize_rcu():
-            // every XDP program that started before it has finished.
-            // SAFETY: a plain syscall with no pointer arguments.
-            let rc = unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_GLOBAL, 0, 0) };
-            if rc != 0 {
-                // Without it (nohz_full kernels refuse), wait far longer than
-                // any XDP program runs.
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        })))
+#[derive(Default)]
+struct GraceShared {
+    state: Mutex<GraceState>,
+    changed: Condvar,
+}
+
+/// Grace periods asked for and ended, counted: the helper ends the latest
+/// asked for, which ends every earlier one with it.
+#[derive(Default)]
+struct GraceState {
+    asked: u64,
+    ended: u64,
+    stop: bool,
+}
+
+impl GraceShared {
+    fn lock(&self) -> MutexGuard<'_, GraceState> {
+        // The state is three counters written in single statements: a panic
+        // elsewhere cannot leave it half-changed.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wait(&mut self) {
-        if let Some(t) = self.0.take() {
-            let _ = t.join();
+    fn run(&self) {
+        loop {
+            let target = {
+                let mut state = self.lock();
+                while state.asked == state.ended && !state.stop {
+                    state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+                }
+                if state.asked == state.ended {
+                    return;
+                }
+                state.asked
+            };
+            synchronize();
+            self.lock().ended = target;
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// Returns after a grace period: membarrier(MEMBARRIER_CMD_GLOBAL) returns
+/// after synchronize_rcu(), when every XDP program that started before it
+/// has finished.
+fn synchronize() {
+    // SAFETY: a plain syscall with no pointer arguments.
+    let rc = unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if rc != 0 {
+        // Without it (nohz_full kernels refuse), wait far longer than any
+        // XDP program runs.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+impl Grace {
+    /// Starts a grace period now (the helper thread the first time).
+    fn start(&mut self) {
+        if self.thread.is_none() {
+            let shared = Arc::clone(&self.shared);
+            match std::thread::Builder::new().name("lb-grace".into()).spawn(move || shared.run()) {
+                Ok(thread) => self.thread = Some(thread),
+                // No thread: this grace period passes here instead.
+                Err(_) => return synchronize(),
+            }
+        }
+        self.shared.lock().asked += 1;
+        self.shared.changed.notify_all();
+    }
+
+    /// Returns once every grace period started so far has ended.
+    fn wait(&self) {
+        let mut state = self.shared.lock();
+        while state.ended < state.asked {
+            state = self.shared.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for Grace {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -221,7 +297,7 @@ impl Dataplane {
             vips: StdHashMap::new(),
             keys: StdHashMap::new(),
             generation: 0,
-            grace: Grace(None),
+            grace: Grace::default(),
             dirty: false,
             links: Vec::new(),
         };
@@ -317,19 +393,25 @@ impl Dataplane {
         flags: u32,
         ring: &[u32],
     ) -> Result<(), DataplaneError> {
-        self.stage_vip(keys, vip_index, flags, ring)?;
+        self.stage_vip(keys, vip_index, flags, ring, None)?;
         self.publish()
     }
 
     /// Writes `ring` into VIP `vip_index`'s spare region and records its
     /// keys; nothing changes for packets until [`publish`](Self::publish).
     /// Staging many VIPs and publishing once makes one flip of them all.
+    ///
+    /// `tag`, if given, names the ring's content (one tag, one ring, always):
+    /// when the spare region already holds that ring (a VIP going back to
+    /// the ring it had before the last flip, as when a backend fails and
+    /// returns) nothing is copied and no grace period is waited for.
     pub fn stage_vip(
         &mut self,
         keys: &[VipKey],
         vip_index: u32,
         flags: u32,
         ring: &[u32],
+        tag: Option<u64>,
     ) -> Result<(), DataplaneError> {
         let max = self.opts.max_vips.min(MAX_VIPS);
         if vip_index >= max {
@@ -338,15 +420,20 @@ impl Dataplane {
         if ring.len() > self.opts.max_ring_size as usize {
             return Err(DataplaneError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
         }
-        // The spare region was retired by an earlier flip; a program that
-        // read the table before that flip may still be reading it.
-        self.grace.wait();
-        let active = self.vips.get(&vip_index).and_then(|v| v.active_region);
-        let region = vip_index * 2 + active.map_or(0, |r| (r + 1) % 2);
-        let base = region * self.opts.max_ring_size;
-        self.rings.write_words(base as usize, ring);
+        let slot = self.vips.get(&vip_index);
+        let active = slot.and_then(|v| v.active_region);
+        let mut regions = slot.map_or([None; 2], |v| v.regions);
+        let spare = active.map_or(0, |r| (r + 1) % 2);
+        let base = (vip_index * 2 + spare) * self.opts.max_ring_size;
+        if tag.is_none() || regions[spare as usize] != tag {
+            // The spare region was retired by an earlier flip; a program that
+            // read the table before that flip may still be reading it.
+            self.grace.wait();
+            self.rings.write_words(base as usize, ring);
+            regions[spare as usize] = tag;
+        }
         let meta = VipMeta { flags, vip_index, ring_base: base, ring_size: ring.len() as u32 };
-        self.vips.insert(vip_index, VipSlot { active_region: active, meta });
+        self.vips.insert(vip_index, VipSlot { active_region: active, meta, regions });
         self.keys.retain(|_, v| *v != vip_index);
         for key in keys {
             self.keys.insert(*key, vip_index);
@@ -381,7 +468,7 @@ impl Dataplane {
         self.vip_ctl.store_release(seed_offset, seed);
         self.vip_ctl.store_release(std::mem::offset_of!(VipCtl, active), spare);
         self.generation = spare;
-        self.grace = Grace::start();
+        self.grace.start();
         for v in self.vips.values_mut() {
             v.active_region = Some((v.meta.ring_base / self.opts.max_ring_size) % 2);
         }

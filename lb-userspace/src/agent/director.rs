@@ -23,6 +23,8 @@ use crate::{
 pub enum DirectorError {
     #[error(transparent)]
     Install(#[from] InstallError),
+    #[error("{vip}: {source}")]
+    Prepare { vip: String, source: super::install::PrepareError },
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
     #[error("out of backend ids: at most {max} backends in all")]
@@ -50,7 +52,14 @@ pub struct Director {
     dirty: std::collections::BTreeSet<usize>,
     /// How long the last flush took, for logs and the bench.
     pub last_install: Option<InstallTime>,
+    /// Rings built ahead this second ([`prepare`](Self::prepare)).
+    prepared: (std::time::Instant, u32),
 }
+
+/// Rings [`Director::prepare`] builds a second at most: a burst of
+/// heads-ups (a switch failing under many backends) costs a few
+/// milliseconds, and the installs build the rest as they would anyway.
+const PREPARES_PER_SEC: u32 = 8;
 
 impl std::fmt::Debug for Director {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,7 +77,16 @@ impl Director {
             services.push(new_service(vip.clone(), index as u32, &mut ids)?);
         }
         let dirty = (0..services.len()).collect();
-        let mut d = Self { config, dp, services, installer: Installer::new(), ids, dirty, last_install: None };
+        let mut d = Self {
+            config,
+            dp,
+            services,
+            installer: Installer::new(),
+            ids,
+            dirty,
+            last_install: None,
+            prepared: (std::time::Instant::now(), 0),
+        };
         d.flush()?;
         Ok(d)
     }
@@ -185,6 +203,46 @@ impl Director {
             break;
         }
         Ok(transitions)
+    }
+
+    /// A heads-up from the health checks: backend `id` is one result from
+    /// `up` (with `weight`, a script's dynamic weight). Builds the ring its
+    /// VIP will need then, so that the install after the verdict only
+    /// copies it (a fall or rise of 2, keepalived's default `retry 1`, gives
+    /// a `delay_before_retry` of warning). Returns whether a ring was built:
+    /// not when it is kept already or the budget of the second is spent.
+    pub fn prepare(&mut self, id: u32, up: bool, weight: Option<u32>) -> Result<bool, DirectorError> {
+        let Some(s) = self.services.iter().find(|s| s.backends.iter().chain(&s.sorry).any(|b| b.id == id)) else {
+            return Ok(false);
+        };
+        let now = std::time::Instant::now();
+        if now.duration_since(self.prepared.0) >= std::time::Duration::from_secs(1) {
+            self.prepared = (now, 0);
+        }
+        if self.prepared.1 >= PREPARES_PER_SEC {
+            return Ok(false);
+        }
+        // The service as it will be, on a copy: nothing of it is installed.
+        let mut next = s.clone();
+        if let Some(b) = next.backends.iter_mut().chain(next.sorry.as_mut()).find(|b| b.id == id) {
+            b.healthy = up;
+            if weight.is_some() {
+                b.dynamic_weight = weight;
+            }
+        }
+        next.update_quorum();
+        let (vip_index, ring_size) = (next.vip_index, next.vip.ring_size);
+        let built = self
+            .installer
+            .prepare(&mut self.dp, vip_index, next.ring_entries(), ring_size)
+            .map_err(|source| DirectorError::Prepare { vip: next.name(), source })?;
+        self.prepared.1 += u32::from(built);
+        Ok(built)
+    }
+
+    /// Rings built so far (installs and [`prepare`](Self::prepare)).
+    pub fn ring_builds(&self) -> u64 {
+        self.installer.builds()
     }
 
     fn address_of(&self, id: u32) -> Option<IpAddr> {

@@ -21,6 +21,21 @@ use crate::{
     maglev::{self, MaglevError},
 };
 
+/// Why [`Installer::prepare`] could not build or place a ring ahead.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("building a ring ahead: {source}")]
+    Ring {
+        #[from]
+        source: MaglevError,
+    },
+    #[error("placing a ring ahead: {source}")]
+    Maps {
+        #[from]
+        source: DataplaneError,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     #[error("building the ring of {vip}: {source}")]
@@ -68,7 +83,7 @@ pub struct Installer {
     /// Slots per backend id (ids are small and dense) in its service's
     /// current ring.
     slots: Vec<u32>,
-    /// The tag the next ring built gets.
+    /// The tag the next ring built gets; also how many rings were built.
     next_tag: u64,
 }
 
@@ -121,25 +136,12 @@ impl Installer {
             }
         }
         let (entries, ring_size) = (service.ring_entries(), service.vip.ring_size);
-        match self.rings.iter().position(|c| c.ring_size == ring_size && c.entries == entries) {
+        match self.cached(&entries, ring_size) {
             Some(i) => {
                 let cached = self.rings.remove(i).expect("position is in range");
                 self.rings.push_front(cached);
             }
-            None => {
-                // The least recently used ring's memory is reused.
-                let mut ring = if self.rings.len() >= RING_CACHE {
-                    self.rings.pop_back().map(|c| c.ring).unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                self.builder
-                    .build_into(&entries, ring_size, &mut ring)
-                    .map_err(|source| InstallError::Ring { vip: vip(), source })?;
-                let slots = count_slots(&ring);
-                self.next_tag += 1;
-                self.rings.push_front(CachedRing { ring_size, entries, ring, slots, tag: self.next_tag });
-            }
+            None => self.build(entries, ring_size).map_err(|source| InstallError::Ring { vip: vip(), source })?,
         }
         let current = &self.rings[0];
         let build = started.elapsed();
@@ -157,6 +159,55 @@ impl Installer {
         let (keys, index, flags) = (service.keys(), service.vip_index, service.flags());
         dp.stage_vip(&keys, index, flags, &current.ring, Some(current.tag)).map_err(maps)?;
         Ok(build)
+    }
+
+    /// Builds the ring for `entries` ahead of its install, unless it is kept
+    /// already, and writes it into VIP `vip_index`'s spare region; returns
+    /// whether it built one. The agent calls this when a health check is one
+    /// result from changing a backend's state: the install that follows
+    /// finds the ring built and in place, and only flips.
+    pub fn prepare(
+        &mut self,
+        dp: &mut Dataplane,
+        vip_index: u32,
+        entries: Vec<maglev::Entry>,
+        ring_size: u32,
+    ) -> Result<bool, PrepareError> {
+        let built = match self.cached(&entries, ring_size) {
+            Some(_) => false,
+            None => {
+                self.build(entries.clone(), ring_size)?;
+                true
+            }
+        };
+        let i = self.cached(&entries, ring_size).expect("kept just now or before");
+        let ring = &self.rings[i];
+        dp.preload_vip(vip_index, &ring.ring, ring.tag)?;
+        Ok(built)
+    }
+
+    /// Rings built so far.
+    pub fn builds(&self) -> u64 {
+        self.next_tag
+    }
+
+    fn cached(&self, entries: &[maglev::Entry], ring_size: u32) -> Option<usize> {
+        self.rings.iter().position(|c| c.ring_size == ring_size && c.entries == entries)
+    }
+
+    /// Builds a ring and keeps it first.
+    fn build(&mut self, entries: Vec<maglev::Entry>, ring_size: u32) -> Result<(), MaglevError> {
+        // The least recently used ring's memory is reused.
+        let mut ring = if self.rings.len() >= RING_CACHE {
+            self.rings.pop_back().map(|c| c.ring).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        self.builder.build_into(&entries, ring_size, &mut ring)?;
+        let slots = count_slots(&ring);
+        self.next_tag += 1;
+        self.rings.push_front(CachedRing { ring_size, entries, ring, slots, tag: self.next_tag });
+        Ok(())
     }
 
     /// Withdraw, stage and publish one service.

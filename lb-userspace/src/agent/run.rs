@@ -89,7 +89,8 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         let mode = director.dataplane_mut().attach(iface)?;
         info!(interface = %iface, ?mode, "fast path attached");
     }
-    let (mut monitor, mut health) = Monitor::new(MonitorOptions::default());
+    // Heads-ups let the director build a ring before the verdict that needs it.
+    let (mut monitor, mut health) = Monitor::new(MonitorOptions { heads_up: true, ..MonitorOptions::default() });
     monitor.sync(targets(&director))?;
     let (neighbors, mut macs) = NeighborWatcher::spawn(neighbor_targets(&director))?;
     // The fast path runs on every director all the time with the same maps;
@@ -225,6 +226,14 @@ fn vips_without_backend(director: &Director) -> Vec<IpAddr> {
 }
 
 fn on_health(director: &mut Director, event: HealthEvent) {
+    if event.heads_up {
+        let (id, up) = (event.target.backend, event.up);
+        match director.prepare(id, up, event.weight) {
+            Ok(built) => debug!(%id, up, built, reason = event.reason, "one check from a change: ring built ahead"),
+            Err(e) => warn!("building a ring ahead: {e}"),
+        }
+        return;
+    }
     match director.on_health(event.target.backend, event.up, event.weight, &event.reason) {
         Ok(transitions) => log_transitions(&transitions),
         Err(e) => error!("applying a health change: {e}"),

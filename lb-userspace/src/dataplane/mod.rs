@@ -442,6 +442,32 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Writes `ring`, named by `tag`, into VIP `vip_index`'s spare region
+    /// ahead of the [`stage_vip`](Self::stage_vip) that will name it, which
+    /// then copies nothing. Nothing changes for packets, and nothing a
+    /// publish would show. Does nothing (returns false) for a VIP never
+    /// staged, or while a stage waits for its publish: the spare region is
+    /// spoken for then.
+    pub fn preload_vip(&mut self, vip_index: u32, ring: &[u32], tag: u64) -> Result<bool, DataplaneError> {
+        if ring.len() > self.opts.max_ring_size as usize {
+            return Err(DataplaneError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
+        }
+        if self.dirty {
+            return Ok(false);
+        }
+        let Some(slot) = self.vips.get_mut(&vip_index) else { return Ok(false) };
+        let spare = slot.active_region.map_or(0, |r| (r + 1) % 2);
+        if slot.regions[spare as usize] == Some(tag) {
+            return Ok(true);
+        }
+        let base = (vip_index * 2 + spare) * self.opts.max_ring_size;
+        // Retired by the last flip: wait until no program reads it.
+        self.grace.wait();
+        self.rings.write_words(base as usize, ring);
+        slot.regions[spare as usize] = Some(tag);
+        Ok(true)
+    }
+
     /// Removes VIP `vip_index` and its keys (at the next publish).
     pub fn unstage_vip(&mut self, vip_index: u32) {
         self.vips.remove(&vip_index);

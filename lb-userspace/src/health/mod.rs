@@ -95,6 +95,11 @@ pub struct HealthEvent {
     pub weight: Option<u32>,
     /// The result that caused the change, e.g. "HTTP status 503 not in 200-299".
     pub reason: String,
+    /// Not a change yet: the next result like this one makes `up` the
+    /// target's state (`fall` or `rise` is one away). Sent only when
+    /// [`MonitorOptions::heads_up`] asks for it, once per approach, so that
+    /// the agent can build the ring of the coming state before it comes.
+    pub heads_up: bool,
 }
 
 /// The result of one check attempt.
@@ -227,11 +232,19 @@ pub struct MonitorOptions {
     pub event_capacity: usize,
     /// The most of an HTTP body read for a `body` or `digest` match.
     pub body_cap: usize,
+    /// Also send [`HealthEvent::heads_up`] events.
+    pub heads_up: bool,
 }
 
 impl Default for MonitorOptions {
     fn default() -> Self {
-        MonitorOptions { max_connections: 1024, max_scripts: 32, event_capacity: 1024, body_cap: 1 << 20 }
+        MonitorOptions {
+            max_connections: 1024,
+            max_scripts: 32,
+            event_capacity: 1024,
+            body_cap: 1 << 20,
+            heads_up: false,
+        }
     }
 }
 
@@ -441,7 +454,12 @@ impl Monitor {
             target.initially_up,
         ));
         let supervisor = Supervisor {
-            target: Checked { id: target.id, address: target.address, kind: target.check.kind.name() },
+            target: Checked {
+                id: target.id,
+                address: target.address,
+                kind: target.check.kind.name(),
+                heads_up: self.options.heads_up,
+            },
             probe,
             tracker,
             events: self.events.clone(),
@@ -602,6 +620,8 @@ struct Checked {
     id: TargetId,
     address: IpAddr,
     kind: &'static str,
+    /// Whether to send heads-up events ([`MonitorOptions::heads_up`]).
+    heads_up: bool,
 }
 
 /// Feeds a finished attempt to the target's tracker and board, logs a change
@@ -638,16 +658,23 @@ fn record(
         s.checks += 1;
     }
     let Some(transition) = step.transition else {
-        return (step, None);
+        let event = match step.heads_up {
+            Some(next) if target.heads_up => {
+                let reason = result.reason.to_string();
+                Some(HealthEvent { target: target.id, up: next, weight: tracker.weight(), reason, heads_up: true })
+            }
+            _ => None,
+        };
+        return (step, event);
     };
-    let Checked { id, address: backend, kind: check } = target;
+    let Checked { id, address: backend, kind: check, heads_up: _ } = target;
     let reason = &*result.reason;
     match transition {
         Transition::Down => tracing::warn!(%id, %backend, check, reason, "backend down"),
         Transition::Up => tracing::info!(%id, %backend, check, reason, ?weight, "backend up"),
         Transition::Weight => tracing::info!(%id, %backend, check, reason, ?weight, "backend weight changed"),
     }
-    (step, Some(HealthEvent { target: id, up, weight, reason: result.reason.to_string() }))
+    (step, Some(HealthEvent { target: id, up, weight, reason: result.reason.to_string(), heads_up: false }))
 }
 
 /// Where an attempt was when its timeout fired, for the failure reason.
@@ -798,13 +825,18 @@ mod tests {
         }
     }
 
-    fn supervise(scripted: &Scripted, check: &Check, up: bool) -> (mpsc::Receiver<HealthEvent>, AbortOnDrop) {
+    fn supervise(
+        scripted: &Scripted,
+        check: &Check,
+        up: bool,
+        heads_up: bool,
+    ) -> (mpsc::Receiver<HealthEvent>, AbortOnDrop) {
         let (events, rx) = mpsc::channel(16);
         let id = TargetId { vip: 0, backend: 0 };
         let address = IpAddr::from([127, 0, 0, 1]);
         let status = StatusBoard::default().insert(TargetStatus::starting(id, address, "scripted", up));
         let supervisor = Supervisor {
-            target: Checked { id, address, kind: "scripted" },
+            target: Checked { id, address, kind: "scripted", heads_up },
             probe: scripted.clone(),
             tracker: Tracker::new(Timing::from(check), up),
             events,
@@ -824,7 +856,7 @@ mod tests {
         let scripted = Scripted::default();
         scripted.results.lock().unwrap().extend([true, false, false, false, false, true]);
         let t0 = Instant::now();
-        let (mut rx, _stop) = supervise(&scripted, &c, true);
+        let (mut rx, _stop) = supervise(&scripted, &c, true, false);
         let down = expect_event(&mut rx, Duration::from_secs(60)).await;
         assert!(!down.up);
         assert_eq!(down.reason, "broken");
@@ -836,13 +868,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_heads_up_comes_one_result_before_each_change_when_asked_for() {
+        let mut c = check(CheckKind::Tcp { port: 1 });
+        (c.fall, c.rise, c.warmup) = (2, 2, Duration::ZERO);
+        let scripted = Scripted::default();
+        scripted.results.lock().unwrap().extend([false, false, true, true]);
+        let (mut rx, _stop) = supervise(&scripted, &c, true, true);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let e = expect_event(&mut rx, Duration::from_secs(60)).await;
+            seen.push((e.up, e.heads_up, e.reason));
+        }
+        let broken = || "broken".to_owned();
+        let fine = || "fine".to_owned();
+        assert_eq!(seen, [(false, true, broken()), (false, false, broken()), (true, true, fine()), (true, false, fine())]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn warmup_delays_the_first_attempt_within_its_bound() {
         let mut c = check(CheckKind::Tcp { port: 1 });
         c.warmup = Duration::from_secs(10);
         c.interval = Duration::from_secs(100);
         let scripted = Scripted::default();
         let t0 = Instant::now();
-        let (_rx, _stop) = supervise(&scripted, &c, true);
+        let (_rx, _stop) = supervise(&scripted, &c, true, false);
         time::sleep(Duration::from_secs(11)).await;
         let starts = scripted.starts.lock().unwrap().clone();
         assert_eq!(starts.len(), 1);
@@ -855,7 +904,7 @@ mod tests {
         c.interval = Duration::from_secs(5);
         let scripted = Scripted::default();
         scripted.results.lock().unwrap().extend([false; 10]);
-        let (mut rx, stop) = supervise(&scripted, &c, true);
+        let (mut rx, stop) = supervise(&scripted, &c, true, false);
         expect_event(&mut rx, Duration::from_secs(1)).await;
         drop(stop);
         time::sleep(Duration::from_secs(60)).await;

@@ -50,6 +50,11 @@ pub struct Step {
     pub transition: Option<Transition>,
     /// Wait this long, counted from the end of the attempt, before the next one.
     pub next: Duration,
+    /// No change yet, but the next result like this one changes the state
+    /// to this (`false`: down, `true`: up); said once, when the target gets
+    /// there, so that the ring for the new state can be built before it is
+    /// needed.
+    pub heads_up: Option<bool>,
 }
 
 /// Up/down state with its consecutive counters.
@@ -108,18 +113,20 @@ impl Tracker {
             } else {
                 None
             };
-            Step { transition, next: self.timing.interval }
+            let heads_up = (!self.up && self.successes + 1 == rise).then_some(true);
+            Step { transition, next: self.timing.interval, heads_up }
         } else {
             self.successes = 0;
             self.failures = self.failures.saturating_add(1);
             if !self.up {
-                return Step { transition: None, next: self.timing.interval };
+                return Step { transition: None, next: self.timing.interval, heads_up: None };
             }
             if self.failures >= fall {
                 self.up = false;
-                Step { transition: Some(Transition::Down), next: self.timing.interval }
+                Step { transition: Some(Transition::Down), next: self.timing.interval, heads_up: None }
             } else {
-                Step { transition: None, next: self.timing.delay_before_retry }
+                let heads_up = (self.failures + 1 == fall).then_some(false);
+                Step { transition: None, next: self.timing.delay_before_retry, heads_up }
             }
         }
     }
@@ -137,14 +144,37 @@ mod tests {
     }
 
     fn step(transition: Option<Transition>, next: Duration) -> Step {
-        Step { transition, next }
+        Step { transition, next, heads_up: None }
+    }
+
+    /// A step without its heads-up, which `heads_up_once_one_result_before_a_change` checks.
+    fn plain(s: Step) -> Step {
+        Step { heads_up: None, ..s }
+    }
+
+    #[test]
+    fn heads_up_once_one_result_before_a_change() {
+        let mut t = Tracker::new(timing(3, 2), true);
+        let heads = |t: &mut Tracker, ok| t.observe(ok, None).heads_up;
+        assert_eq!(heads(&mut t, false), None);
+        assert_eq!(heads(&mut t, false), Some(false), "one failure from down");
+        let down = t.observe(false, None);
+        assert_eq!((down.transition, down.heads_up), (Some(Transition::Down), None));
+        assert_eq!(heads(&mut t, false), None);
+        assert_eq!(heads(&mut t, true), Some(true), "one success from up");
+        let up = t.observe(true, None);
+        assert_eq!((up.transition, up.heads_up), (Some(Transition::Up), None));
+        // fall = 1 and rise = 1 change at once: nothing to say first.
+        let mut t = Tracker::new(timing(1, 1), true);
+        assert_eq!(heads(&mut t, false), None);
+        assert_eq!(heads(&mut t, true), None);
     }
 
     #[test]
     fn successes_while_up_change_nothing() {
         let mut t = Tracker::new(timing(3, 2), true);
         for _ in 0..5 {
-            assert_eq!(t.observe(true, None), step(None, INTERVAL));
+            assert_eq!(plain(t.observe(true, None)), step(None, INTERVAL));
         }
         assert!(t.is_up());
         assert_eq!(t.consecutive_successes(), 5);
@@ -153,39 +183,39 @@ mod tests {
     #[test]
     fn goes_down_after_fall_failures_spaced_by_delay_before_retry() {
         let mut t = Tracker::new(timing(3, 1), true);
-        assert_eq!(t.observe(false, None), step(None, RETRY));
-        assert_eq!(t.observe(false, None), step(None, RETRY));
-        assert_eq!(t.observe(false, None), step(Some(Transition::Down), INTERVAL));
+        assert_eq!(plain(t.observe(false, None)), step(None, RETRY));
+        assert_eq!(plain(t.observe(false, None)), step(None, RETRY));
+        assert_eq!(plain(t.observe(false, None)), step(Some(Transition::Down), INTERVAL));
         assert!(!t.is_up());
         // Once down, keepalived goes back to its delay_loop.
-        assert_eq!(t.observe(false, None), step(None, INTERVAL));
+        assert_eq!(plain(t.observe(false, None)), step(None, INTERVAL));
         assert_eq!(t.consecutive_failures(), 4);
     }
 
     #[test]
     fn a_success_between_failures_resets_the_count() {
         let mut t = Tracker::new(timing(2, 1), true);
-        assert_eq!(t.observe(false, None), step(None, RETRY));
-        assert_eq!(t.observe(true, None), step(None, INTERVAL));
-        assert_eq!(t.observe(false, None), step(None, RETRY));
-        assert_eq!(t.observe(false, None), step(Some(Transition::Down), INTERVAL));
+        assert_eq!(plain(t.observe(false, None)), step(None, RETRY));
+        assert_eq!(plain(t.observe(true, None)), step(None, INTERVAL));
+        assert_eq!(plain(t.observe(false, None)), step(None, RETRY));
+        assert_eq!(plain(t.observe(false, None)), step(Some(Transition::Down), INTERVAL));
     }
 
     #[test]
     fn fall_one_goes_down_at_once() {
         let mut t = Tracker::new(timing(1, 1), true);
-        assert_eq!(t.observe(false, None), step(Some(Transition::Down), INTERVAL));
+        assert_eq!(plain(t.observe(false, None)), step(Some(Transition::Down), INTERVAL));
     }
 
     #[test]
     fn comes_back_after_rise_successes() {
         let mut t = Tracker::new(timing(1, 3), false);
-        assert_eq!(t.observe(true, None), step(None, INTERVAL));
-        assert_eq!(t.observe(true, None), step(None, INTERVAL));
-        assert_eq!(t.observe(false, None), step(None, INTERVAL));
-        assert_eq!(t.observe(true, None), step(None, INTERVAL));
-        assert_eq!(t.observe(true, None), step(None, INTERVAL));
-        assert_eq!(t.observe(true, None), step(Some(Transition::Up), INTERVAL));
+        assert_eq!(plain(t.observe(true, None)), step(None, INTERVAL));
+        assert_eq!(plain(t.observe(true, None)), step(None, INTERVAL));
+        assert_eq!(plain(t.observe(false, None)), step(None, INTERVAL));
+        assert_eq!(plain(t.observe(true, None)), step(None, INTERVAL));
+        assert_eq!(plain(t.observe(true, None)), step(None, INTERVAL));
+        assert_eq!(plain(t.observe(true, None)), step(Some(Transition::Up), INTERVAL));
         assert!(t.is_up());
     }
 
@@ -202,7 +232,7 @@ mod tests {
         assert_eq!(t.observe(true, Some(5)), step(Some(Transition::Weight), INTERVAL));
         assert_eq!(t.observe(true, Some(5)), step(None, INTERVAL));
         // Exit 0 under misc_dynamic leaves the weight alone, as in keepalived.
-        assert_eq!(t.observe(true, None), step(None, INTERVAL));
+        assert_eq!(plain(t.observe(true, None)), step(None, INTERVAL));
         assert_eq!(t.weight(), Some(5));
         assert_eq!(t.observe(true, Some(7)).transition, Some(Transition::Weight));
         assert_eq!(t.weight(), Some(7));
@@ -211,8 +241,8 @@ mod tests {
     #[test]
     fn weight_learned_while_down_is_carried_by_the_up_transition() {
         let mut t = Tracker::new(timing(1, 2), false);
-        assert_eq!(t.observe(true, Some(3)), step(None, INTERVAL));
-        assert_eq!(t.observe(true, None), step(Some(Transition::Up), INTERVAL));
+        assert_eq!(plain(t.observe(true, Some(3))), step(None, INTERVAL));
+        assert_eq!(plain(t.observe(true, None)), step(Some(Transition::Up), INTERVAL));
         assert_eq!(t.weight(), Some(3));
     }
 

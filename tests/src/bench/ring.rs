@@ -87,7 +87,7 @@ pub fn decision(backends: u32, rounds: usize) -> anyhow::Result<Decision> {
         director.on_health(id, true, None, "bench")?;
     }
     director.flush()?;
-    let (mut withdraw, mut total, mut back) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut withdraw, mut total, mut back, mut ahead) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let (id, _) = addresses[round * 7 % addresses.len()];
         std::thread::sleep(Duration::from_millis(40));
@@ -102,8 +102,26 @@ pub fn decision(backends: u32, rounds: usize) -> anyhow::Result<Decision> {
         director.on_health(id, true, None, "bench")?;
         director.flush()?.context("a returning backend changes the fast path")?;
         back.push(started.elapsed().as_secs_f64() * 1e3);
+        // Another backend fails with a fall of 2: its first failure's
+        // heads-up builds the ring ahead (untimed; the agent does it a
+        // delay_before_retry before the verdict), then the verdict.
+        let (id, _) = addresses[(round * 7 + 3) % addresses.len()];
+        director.prepare(id, false, None)?;
+        std::thread::sleep(Duration::from_millis(40));
+        let started = Instant::now();
+        director.on_health(id, false, None, "bench: check failed")?;
+        director.flush()?.context("a failed backend changes the fast path")?;
+        ahead.push(started.elapsed().as_secs_f64() * 1e3);
+        std::thread::sleep(Duration::from_millis(40));
+        director.on_health(id, true, None, "bench")?;
+        director.flush()?.context("a returning backend changes the fast path")?;
     }
-    Ok(Decision { withdraw_us: median(&withdraw), ring_ms: median(&total), back_ms: median(&back) })
+    Ok(Decision {
+        withdraw_us: median(&withdraw),
+        ring_ms: median(&total),
+        back_ms: median(&back),
+        ahead_ms: median(&ahead),
+    })
 }
 
 /// What [`decision`] measured, medians.
@@ -116,4 +134,7 @@ pub struct Decision {
     /// The backend passes its check again: to the ring with it published
     /// (the ring it had before, kept by the installer).
     pub back_ms: f64,
+    /// A failed verdict whose ring was built ahead on the heads-up of the
+    /// failure before it (`fall` 2 or more): to the ring without it published.
+    pub ahead_ms: f64,
 }

@@ -74,7 +74,7 @@ fn register(handle: &super::EngineHandle, backend: u32, port: u16) -> (super::Re
     let status: Slot = Arc::new(Mutex::new(TargetStatus::starting(id(backend), LOCALHOST, "tcp-half-open", true)));
     let c = check(CheckKind::TcpHalfOpen { port });
     let registration = handle.add(NewTarget {
-        target: Checked { id: id(backend), address: LOCALHOST, kind: "tcp-half-open" },
+        target: Checked { id: id(backend), address: LOCALHOST, kind: "tcp-half-open", heads_up: false },
         addr: SocketAddr::new(LOCALHOST, port),
         timeout: c.timeout,
         tracker: Tracker::new(Timing::from(&c), true),

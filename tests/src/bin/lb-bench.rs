@@ -47,9 +47,10 @@ const FAILOVER_MAX_VS_BOUND: f64 = 1.1;
 /// moved too much for the figures to be compared across runs (`unstable`).
 const UNSTABLE_SPREAD: f64 = 1.25;
 /// Keys the JSON always has, null when their part did not run (`--only`).
-const KEYS: [&str; 32] = [
+const KEYS: [&str; 33] = [
     "ring_build_ms_1000",
     "backend_down_to_map_us_1000",
+    "backend_down_to_ring_ahead_us_1000",
     "backend_up_to_ring_us_1000",
     "healthcheck_cpu_pct_10000",
     "healthcheck_cpu_pct_1000",

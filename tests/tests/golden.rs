@@ -428,6 +428,28 @@ fn a_vip_going_back_to_its_previous_ring_flips_without_copying_it() {
     run_table(&f, &[tx("a new ring is copied", syn, 1)]);
 }
 
+/// A ring preloaded into the spare region (on a health check's heads-up) is
+/// what the stage naming its tag publishes: nothing is copied then.
+#[test]
+fn a_preloaded_ring_is_published_by_the_stage_that_names_it() {
+    let mut f = Fixture::new();
+    let (c4, v4): (IpAddr, IpAddr) = (CLIENT.into(), VIP_TCP.into());
+    let vip = key(v4, 80, proto::TCP, VIP_KIND_SERVICE);
+    let sport = (20000..).find(|&p| ring_pick(&RING, c4, v4, p, 80, proto::TCP) == 1).unwrap();
+    let syn = tcp4(CLIENT, VIP_TCP, sport, 80, TCP_SYN);
+    let drained = [2, 3, 2, 3, 2, 3, 2];
+    // Refused while the last flip's grace period runs: it is not worth a wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !f.dp.preload_vip(0, &drained, 7).unwrap() {
+        assert!(std::time::Instant::now() < deadline, "the grace period never ended");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    run_table(&f, &[tx("nothing a packet sees changed", syn.clone(), 1)]);
+    f.dp.stage_vip(&[vip], 0, 0, &[1; 7], Some(7)).unwrap();
+    f.dp.publish().unwrap();
+    run_table(&f, &[tx("the preloaded ring", syn, ring_pick(&drained, c4, v4, sport, 80, proto::TCP))]);
+}
+
 /// Established flows are found before the VIP table is read: once a VIP is
 /// removed (the agent marks its backends dead), or a recorded backend id
 /// belongs to another VIP, the recorded flow must not forward.

@@ -193,6 +193,12 @@ impl Grace {
         self.shared.changed.notify_all();
     }
 
+    /// Whether every grace period started so far has ended.
+    fn is_over(&self) -> bool {
+        let state = self.shared.lock();
+        state.ended >= state.asked
+    }
+
     /// Returns once every grace period started so far has ended.
     fn wait(&self) {
         let mut state = self.shared.lock();
@@ -447,12 +453,13 @@ impl Dataplane {
     /// then copies nothing. Nothing changes for packets, and nothing a
     /// publish would show. Does nothing (returns false) for a VIP never
     /// staged, or while a stage waits for its publish: the spare region is
-    /// spoken for then.
+    /// spoken for then, nor while the last flip's grace period runs: this
+    /// is an optimization, not worth a wait.
     pub fn preload_vip(&mut self, vip_index: u32, ring: &[u32], tag: u64) -> Result<bool, DataplaneError> {
         if ring.len() > self.opts.max_ring_size as usize {
             return Err(DataplaneError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
         }
-        if self.dirty {
+        if self.dirty || !self.grace.is_over() {
             return Ok(false);
         }
         let Some(slot) = self.vips.get_mut(&vip_index) else { return Ok(false) };
@@ -460,9 +467,9 @@ impl Dataplane {
         if slot.regions[spare as usize] == Some(tag) {
             return Ok(true);
         }
+        // Retired by the last flip, whose grace period is over: no program
+        // reads it any more.
         let base = (vip_index * 2 + spare) * self.opts.max_ring_size;
-        // Retired by the last flip: wait until no program reads it.
-        self.grace.wait();
         self.rings.write_words(base as usize, ring);
         slot.regions[spare as usize] = Some(tag);
         Ok(true)

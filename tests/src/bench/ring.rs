@@ -106,6 +106,7 @@ pub fn decision(backends: u32, rounds: usize) -> anyhow::Result<Decision> {
         // heads-up builds the ring ahead (untimed; the agent does it a
         // delay_before_retry before the verdict), then the verdict.
         let (id, _) = addresses[(round * 7 + 3) % addresses.len()];
+        std::thread::sleep(Duration::from_millis(40));
         director.prepare(id, false, None)?;
         std::thread::sleep(Duration::from_millis(40));
         let started = Instant::now();

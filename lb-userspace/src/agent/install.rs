@@ -145,8 +145,9 @@ impl Installer {
         }
         let current = &self.rings[0];
         let build = started.elapsed();
+        // The ring names only the service's own ids.
         let ids = service.ids();
-        let grow = ids.iter().chain(current.slots.iter().map(|(id, _)| id)).max().map_or(0, |&id| id as usize + 1);
+        let grow = ids.iter().max().map_or(0, |&id| id as usize + 1);
         if self.slots.len() < grow {
             self.slots.resize(grow, 0);
         }
@@ -173,14 +174,13 @@ impl Installer {
         entries: Vec<maglev::Entry>,
         ring_size: u32,
     ) -> Result<bool, PrepareError> {
-        let built = match self.cached(&entries, ring_size) {
-            Some(_) => false,
+        let (i, built) = match self.cached(&entries, ring_size) {
+            Some(i) => (i, false),
             None => {
-                self.build(entries.clone(), ring_size)?;
-                true
+                self.build(entries, ring_size)?;
+                (0, true)
             }
         };
-        let i = self.cached(&entries, ring_size).expect("kept just now or before");
         let ring = &self.rings[i];
         dp.preload_vip(vip_index, &ring.ring, ring.tag)?;
         Ok(built)
@@ -195,7 +195,7 @@ impl Installer {
         self.rings.iter().position(|c| c.ring_size == ring_size && c.entries == entries)
     }
 
-    /// Builds a ring and keeps it first.
+    /// Builds a ring and keeps it first (at index 0).
     fn build(&mut self, entries: Vec<maglev::Entry>, ring_size: u32) -> Result<(), MaglevError> {
         // The least recently used ring's memory is reused.
         let mut ring = if self.rings.len() >= RING_CACHE {
@@ -208,16 +208,6 @@ impl Installer {
         self.next_tag += 1;
         self.rings.push_front(CachedRing { ring_size, entries, ring, slots, tag: self.next_tag });
         Ok(())
-    }
-
-    /// Withdraw, stage and publish one service.
-    pub fn install(&mut self, dp: &mut Dataplane, service: &Service) -> Result<InstallTime, InstallError> {
-        let started = std::time::Instant::now();
-        self.withdraw(dp, service)?;
-        let withdraw = started.elapsed();
-        let build = self.stage(dp, service)?;
-        dp.publish().map_err(|source| InstallError::Maps { vip: service.name(), source })?;
-        Ok(InstallTime { withdraw, build, total: started.elapsed() })
     }
 
     fn written(&self, id: u32) -> Option<lb_common::Backend> {

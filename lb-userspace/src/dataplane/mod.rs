@@ -165,6 +165,13 @@ impl GraceShared {
     }
 }
 
+/// The region (0 or 1) of VIP `vip_index`'s two that the published table
+/// does not point at (`active`), and its first word in the rings array.
+fn spare_region(max_ring_size: u32, vip_index: u32, active: Option<u32>) -> (usize, u32) {
+    let spare = active.map_or(0, |r| (r + 1) % 2);
+    (spare as usize, (vip_index * 2 + spare) * max_ring_size)
+}
+
 /// Returns after a grace period: membarrier(MEMBARRIER_CMD_GLOBAL) returns
 /// after synchronize_rcu(), when every XDP program that started before it
 /// has finished.
@@ -429,14 +436,13 @@ impl Dataplane {
         let slot = self.vips.get(&vip_index);
         let active = slot.and_then(|v| v.active_region);
         let mut regions = slot.map_or([None; 2], |v| v.regions);
-        let spare = active.map_or(0, |r| (r + 1) % 2);
-        let base = (vip_index * 2 + spare) * self.opts.max_ring_size;
-        if tag.is_none() || regions[spare as usize] != tag {
+        let (spare, base) = spare_region(self.opts.max_ring_size, vip_index, active);
+        if tag.is_none() || regions[spare] != tag {
             // The spare region was retired by an earlier flip; a program that
             // read the table before that flip may still be reading it.
             self.grace.wait();
             self.rings.write_words(base as usize, ring);
-            regions[spare as usize] = tag;
+            regions[spare] = tag;
         }
         let meta = VipMeta { flags, vip_index, ring_base: base, ring_size: ring.len() as u32 };
         self.vips.insert(vip_index, VipSlot { active_region: active, meta, regions });
@@ -463,15 +469,13 @@ impl Dataplane {
             return Ok(false);
         }
         let Some(slot) = self.vips.get_mut(&vip_index) else { return Ok(false) };
-        let spare = slot.active_region.map_or(0, |r| (r + 1) % 2);
-        if slot.regions[spare as usize] == Some(tag) {
-            return Ok(true);
+        let (spare, base) = spare_region(self.opts.max_ring_size, vip_index, slot.active_region);
+        if slot.regions[spare] != Some(tag) {
+            // Retired by the last flip, whose grace period is over: no
+            // program reads it any more.
+            self.rings.write_words(base as usize, ring);
+            slot.regions[spare] = Some(tag);
         }
-        // Retired by the last flip, whose grace period is over: no program
-        // reads it any more.
-        let base = (vip_index * 2 + spare) * self.opts.max_ring_size;
-        self.rings.write_words(base as usize, ring);
-        slot.regions[spare as usize] = Some(tag);
         Ok(true)
     }
 

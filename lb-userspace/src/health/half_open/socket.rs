@@ -6,14 +6,13 @@
 //! backend drops the half-open connection.
 
 use std::{
-    io,
-    mem::{self, MaybeUninit},
+    io, mem,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     os::fd::{AsRawFd, OwnedFd},
     ptr,
 };
 
-use tokio::io::unix::AsyncFd;
+use tokio::{io::unix::AsyncFd, net::TcpSocket};
 
 use super::packet::{CHECKSUM_OFFSET, SYN_LEN, filter_program};
 use crate::sock::{setsockopt, sockaddr, socket, socket_addr};
@@ -49,7 +48,7 @@ pub(super) struct RawSocket {
     pub ipv6: bool,
     pub ports: [u16; SOURCE_PORTS],
     /// Held open for as long as the ports are used.
-    _reserved: Vec<OwnedFd>,
+    _reserved: Vec<TcpSocket>,
 }
 
 impl RawSocket {
@@ -59,8 +58,8 @@ impl RawSocket {
         let mut reserved = Vec::with_capacity(SOURCE_PORTS);
         let mut ports = [0u16; SOURCE_PORTS];
         for port in &mut ports {
-            let (fd, p) = reserve_port(family).map_err(setup("reserving a source port"))?;
-            reserved.push(fd);
+            let (socket, p) = reserve_port(ipv6).map_err(setup("reserving a source port"))?;
+            reserved.push(socket);
             *port = p;
         }
         let raw = socket(family, libc::SOCK_RAW, libc::IPPROTO_TCP).map_err(setup("opening a raw TCP socket"))?;
@@ -204,27 +203,15 @@ pub(super) fn route_source(dst: SocketAddr) -> io::Result<Ipv4Addr> {
     }
 }
 
-/// A TCP socket bound to a free port of the wildcard address, and the port.
-fn reserve_port(family: libc::c_int) -> io::Result<(OwnedFd, u16)> {
-    let fd = socket(family, libc::SOCK_STREAM, 0)?;
-    let addr = if family == libc::AF_INET6 {
-        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+/// A TCP socket bound (not listening) to a free port of the wildcard
+/// address, and the port. Without SO_REUSEADDR nothing else can bind it.
+fn reserve_port(ipv6: bool) -> io::Result<(TcpSocket, u16)> {
+    let (socket, any) = if ipv6 {
+        (TcpSocket::new_v6()?, SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
     } else {
-        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        (TcpSocket::new_v4()?, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
     };
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: `storage` holds a sockaddr of `len` bytes.
-    if unsafe { libc::bind(fd.as_raw_fd(), ptr::from_ref(&storage).cast(), len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut bound = MaybeUninit::<libc::sockaddr_storage>::zeroed();
-    let mut bound_len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: `bound` is writable for `bound_len` bytes.
-    if unsafe { libc::getsockname(fd.as_raw_fd(), bound.as_mut_ptr().cast(), &raw mut bound_len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: zeroed, then filled by the kernel: valid either way.
-    let bound = unsafe { bound.assume_init() };
-    let port = socket_addr(&bound).map(|a| a.port()).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
-    Ok((fd, port))
+    socket.bind(any)?;
+    let port = socket.local_addr()?.port();
+    Ok((socket, port))
 }

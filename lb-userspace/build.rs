@@ -54,7 +54,10 @@ fn main() -> anyhow::Result<()> {
         // v3 gives 32-bit ALU and jumps. Not `allows-misaligned-mem-access`:
         // LLVM then also merges stack stores at unaligned offsets, which the
         // verifier always rejects.
-        .env("CARGO_ENCODED_RUSTFLAGS", ["-Ctarget-cpu=v3", "-Ctarget-feature=+allows-misaligned-mem-access"].join("\x1f"));
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            ["-Ctarget-cpu=v3", "-Ctarget-feature=+allows-misaligned-mem-access"].join("\x1f"),
+        );
     for var in [
         "RUSTC",
         "RUSTC_WRAPPER",

@@ -157,7 +157,7 @@ pub struct VipCtl {
     pub seeds: [u32; 2],
     /// The agent's settings: one array read per packet gives the table
     /// generation and the settings together.
-    pub config: Config,
+    pub settings: Settings,
 }
 const _: () = assert!(size_of::<VipCtl>() == 32);
 
@@ -230,10 +230,10 @@ pub struct Iface {
 pub const IFACE_F_ACTIVE: u16 = 1;
 const _: () = assert!(size_of::<Iface>() == 8);
 
-/// The agent's settings for the fast path, in `VipCtl::config`.
+/// The agent's settings for the fast path, in `VipCtl::settings`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
-pub struct Config {
+pub struct Settings {
     /// Flood guard: at most this many flow-table inserts per second per CPU;
     /// 0 disables the guard.
     pub max_new_flows_per_sec: u32,
@@ -246,9 +246,9 @@ pub struct Config {
     pub flow_sets: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 16);
+const _: () = assert!(size_of::<Settings>() == 16);
 
-impl Config {
+impl Settings {
     /// The agent's settings; the loader fills in `flow_sets`.
     pub const fn new(max_new_flows_per_sec: u32, tx_ifindex: u32) -> Self {
         Self { max_new_flows_per_sec, tx_ifindex, flow_sets: 0, _pad: 0 }
@@ -363,7 +363,7 @@ mod user {
     // SAFETY: as above.
     unsafe impl aya::Pod for Iface {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for Settings {}
     // SAFETY: as above.
     unsafe impl aya::Pod for FloodState {}
     // SAFETY: as above.

@@ -19,8 +19,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    BACKEND_F_ALIVE, Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FLOW_WAYS, FloodState,
-    FlowEntry, FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, RING_RETRIES, Stat,
+    BACKEND_F_ALIVE, Backend, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FLOW_WAYS, FloodState, FlowEntry,
+    FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, RING_RETRIES, Settings, Stat,
     V4_MAPPED_PREFIX, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE, VIP_PROBES, VIP_TABLE_SIZE,
     VipCtl, VipEntry, VipMeta, hash,
 };
@@ -140,7 +140,7 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     let Some(ctl) = VIP_CTL.get(0) else {
         return Ok(());
     };
-    let cfg = &ctl.config;
+    let cfg = &ctl.settings;
     // Established flows of 5-tuple VIPs (nearly all packets) are found by
     // their flow key before the VIP table is read: the key covers the
     // VIP's address, port and protocol, the entry names its VIP, and the
@@ -197,7 +197,7 @@ fn nonzero(digest: u64) -> u64 {
 #[inline(always)]
 fn transmit(
     ctx: &XdpContext,
-    cfg: &Config,
+    cfg: &Settings,
     backend_id: u32,
     vip_index: u32,
     backend: &Backend,

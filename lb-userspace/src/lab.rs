@@ -270,7 +270,11 @@ impl Lab {
             .stdin(Stdio::null())
             .spawn()
             .map_err(io(format!("starting the agent {}", agent_exe.display())))?;
-        println!("lab: started the agent on the director: {} run --config {}", agent_exe.display(), config_path.display());
+        println!(
+            "lab: started the agent on the director: {} run --config {}",
+            agent_exe.display(),
+            config_path.display()
+        );
         Ok(Self {
             agent: Agent(child),
             _peer_pass: peer_pass,
@@ -422,37 +426,39 @@ pub fn run(opts: LabOptions) -> Result<LabReport, LabError> {
     let mut stopped = false;
     let mut restarted = false;
     let mut last = Tally::default();
-    let result = ready.and_then(|()| loop {
-        if STOP.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
-            break Ok(());
-        }
-        if let Ok(Some(status)) = lab.agent.0.try_wait() {
-            break Err(LabError::AgentExited { status });
-        }
-        let (name, addr, _) = BACKENDS[VICTIM];
-        if !stopped && started.elapsed() >= opts.stop_at {
-            stopped = true;
-            serving[VICTIM].store(false, Ordering::SeqCst);
-            if let Ok(mut t) = tally.lock() {
-                t.stopped_at = Some(Instant::now());
+    let result = ready.and_then(|()| {
+        loop {
+            if STOP.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
+                break Ok(());
             }
-            println!("\nlab: stopped {name}'s HTTP server ({addr}): its health check will fail and take it out");
-        }
-        if stopped && !restarted && started.elapsed() >= opts.restart_at {
-            restarted = true;
-            serving[VICTIM].store(true, Ordering::SeqCst);
-            if let Ok(mut t) = tally.lock() {
-                t.restarted_at = Some(Instant::now());
+            if let Ok(Some(status)) = lab.agent.0.try_wait() {
+                break Err(LabError::AgentExited { status });
             }
-            println!("\nlab: started {name}'s HTTP server again: one good check brings it back");
+            let (name, addr, _) = BACKENDS[VICTIM];
+            if !stopped && started.elapsed() >= opts.stop_at {
+                stopped = true;
+                serving[VICTIM].store(false, Ordering::SeqCst);
+                if let Ok(mut t) = tally.lock() {
+                    t.stopped_at = Some(Instant::now());
+                }
+                println!("\nlab: stopped {name}'s HTTP server ({addr}): its health check will fail and take it out");
+            }
+            if stopped && !restarted && started.elapsed() >= opts.restart_at {
+                restarted = true;
+                serving[VICTIM].store(true, Ordering::SeqCst);
+                if let Ok(mut t) = tally.lock() {
+                    t.restarted_at = Some(Instant::now());
+                }
+                println!("\nlab: started {name}'s HTTP server again: one good check brings it back");
+            }
+            if Instant::now() >= next_print {
+                next_print += opts.interval;
+                let now = tally.lock().map(|t| t.clone()).unwrap_or_default();
+                print_status(&lab, started.elapsed(), &now, &last);
+                last = now;
+            }
+            thread::sleep(Duration::from_millis(50));
         }
-        if Instant::now() >= next_print {
-            next_print += opts.interval;
-            let now = tally.lock().map(|t| t.clone()).unwrap_or_default();
-            print_status(&lab, started.elapsed(), &now, &last);
-            last = now;
-        }
-        thread::sleep(Duration::from_millis(50));
     });
     stop.store(true, Ordering::SeqCst);
     let _ = client.join();
@@ -460,10 +466,8 @@ pub fn run(opts: LabOptions) -> Result<LabReport, LabError> {
         let _ = s.join();
     }
     let t = tally.lock().map(|t| t.clone()).unwrap_or_default();
-    let forwarded = lab
-        .status()
-        .map(|s| s.counters.iter().find(|(k, _)| k == "tx").map_or(0, |(_, n)| *n))
-        .unwrap_or_default();
+    let forwarded =
+        lab.status().map(|s| s.counters.iter().find(|(k, _)| k == "tx").map_or(0, |(_, n)| *n)).unwrap_or_default();
     println!("lab: stopped; stopping the agent and removing the namespaces");
     let _ = &lab.dir;
     drop(lab);

@@ -12,4 +12,5 @@ pub mod netns;
 pub mod rtnl;
 pub mod script;
 mod sock;
+pub mod task;
 pub mod vrrp;

@@ -17,11 +17,7 @@ pub enum NetnsError {
     #[error("could not run {cmd}: {source}")]
     Spawn { cmd: String, source: std::io::Error },
     #[error("{cmd} failed ({status}): {stderr}")]
-    Failed {
-        cmd: String,
-        status: std::process::ExitStatus,
-        stderr: String,
-    },
+    Failed { cmd: String, status: std::process::ExitStatus, stderr: String },
     #[error("opening namespace {path}: {source}")]
     Open { path: String, source: std::io::Error },
     #[error("entering namespace {name}: {source}")]
@@ -36,10 +32,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Runs a command and fails with its stderr when it fails.
 pub fn run(cmd: &mut Command) -> Result<Output, NetnsError> {
-    let out = cmd.output().map_err(|source| NetnsError::Spawn {
-        cmd: format!("{cmd:?}"),
-        source,
-    })?;
+    let out = cmd.output().map_err(|source| NetnsError::Spawn { cmd: format!("{cmd:?}"), source })?;
     if !out.status.success() {
         return Err(NetnsError::Failed {
             cmd: format!("{cmd:?}"),
@@ -98,10 +91,8 @@ impl Netns {
     /// MAC address of `iface` in this namespace.
     pub fn mac(&self, iface: &str) -> Result<[u8; 6], NetnsError> {
         let text = self.exec("cat", &[&format!("/sys/class/net/{iface}/address")])?;
-        crate::dataplane::parse_mac(text.trim()).ok_or_else(|| NetnsError::Mac {
-            iface: iface.to_owned(),
-            text: text.trim().to_owned(),
-        })
+        crate::dataplane::parse_mac(text.trim())
+            .ok_or_else(|| NetnsError::Mac { iface: iface.to_owned(), text: text.trim().to_owned() })
     }
 
     /// Runs `f` on a fresh thread that has entered the namespace: sockets,
@@ -206,18 +197,7 @@ pub fn remove_stale(prefix: &str) -> Vec<String> {
 /// directly in its namespace so names never meet in the root namespace.
 /// Both ends are left up.
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<(), NetnsError> {
-    a.ip(&[
-        "link",
-        "add",
-        a_if,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b.name(),
-    ])?;
+    a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.name()])?;
     a.ip(&["link", "set", a_if, "up"])?;
     b.ip(&["link", "set", b_if, "up"])?;
     Ok(())

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
-    BACKEND_F_ALIVE, Backend, Config, FlowKey, RING_RETRIES, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS,
+    BACKEND_F_ALIVE, Backend, FlowKey, RING_RETRIES, Settings, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS,
     VIP_KIND_SERVICE, VipKey, hash, proto,
 };
 use lb_tests::packet::{self as pkt, Ipv4, TCP_ACK, TCP_PSH, TCP_SYN, addr16};
@@ -63,7 +63,7 @@ impl Fixture {
         let opts = DataplaneOptions { max_vips: 8, max_ring_size: 257, flows_per_cpu: 1024 };
         let mut dp = Dataplane::load(opts).expect("load the XDP program");
         dp.set_iface(LO_IFINDEX, DIRECTOR_MAC).unwrap();
-        dp.set_config(Config::new(0, 0)).unwrap();
+        dp.set_settings(Settings::new(0, 0)).unwrap();
         let mut f = Self { dp };
         f.backends(0, &[1, 2, 3]);
         f.dp.install_vip(&[key(VIP_TCP.into(), 80, proto::TCP, VIP_KIND_SERVICE)], 0, 0, &RING).unwrap();
@@ -543,7 +543,7 @@ fn a_backend_marked_dead_before_its_new_ring_gets_nothing() {
 #[test]
 fn flood_guard_stops_inserts_but_not_forwarding() {
     let mut f = Fixture::new();
-    f.dp.set_config(Config::new(3, 0)).unwrap();
+    f.dp.set_settings(Settings::new(3, 0)).unwrap();
     let c4: IpAddr = CLIENT.into();
     let v4: IpAddr = VIP_TCP.into();
     let cases: Vec<Case> = (50000..50010)

@@ -17,22 +17,10 @@ pub struct Args {
 pub fn main(args: &Args) -> anyhow::Result<ExitCode> {
     setup::require_root("bench")?;
     setup::ensure_toolchain()?;
-    let packages: Vec<&str> = setup::TEST_PACKAGES
-        .iter()
-        .chain(setup::BENCH_PACKAGES)
-        .copied()
-        .collect();
+    let packages: Vec<&str> = setup::TEST_PACKAGES.iter().chain(setup::BENCH_PACKAGES).copied().collect();
     setup::ensure_packages(&packages)?;
 
-    let mut cmd = workspace::cargo([
-        "run",
-        "--release",
-        "-p",
-        "lb-tests",
-        "--bin",
-        "lb-bench",
-        "--",
-    ]);
+    let mut cmd = workspace::cargo(["run", "--release", "-p", "lb-tests", "--bin", "lb-bench", "--"]);
     if args.json {
         cmd.arg("--json");
     }

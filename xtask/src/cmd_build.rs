@@ -33,10 +33,6 @@ pub fn build(release: bool) -> anyhow::Result<PathBuf> {
 
     let profile = if release { "release" } else { "debug" };
     let lb = workspace::target_dir().join(profile).join("lb");
-    anyhow::ensure!(
-        lb.is_file(),
-        "the build succeeded but {} does not exist",
-        lb.display()
-    );
+    anyhow::ensure!(lb.is_file(), "the build succeeded but {} does not exist", lb.display());
     Ok(lb)
 }

@@ -15,11 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cargo xtask",
-    bin_name = "cargo xtask",
-    about = "Build, test, run and benchmark the load balancer"
-)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Build, test, run and benchmark the load balancer")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

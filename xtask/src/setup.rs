@@ -90,18 +90,11 @@ pub fn ensure_packages(packages: &[&str]) -> anyhow::Result<()> {
     if !UPDATED.swap(true, Ordering::Relaxed) {
         workspace::run(apt_get().arg("update")).context("apt-get update")?;
     }
-    workspace::run(
-        apt_get()
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing),
-    )
-    .with_context(|| format!("apt-get install {list}"))?;
+    workspace::run(apt_get().args(["install", "-y", "--no-install-recommends"]).args(&missing))
+        .with_context(|| format!("apt-get install {list}"))?;
 
     for &pkg in &missing {
-        ensure!(
-            package_installed(pkg)?,
-            "{pkg} is still not installed after apt-get install"
-        );
+        ensure!(package_installed(pkg)?, "{pkg} is still not installed after apt-get install");
     }
     Ok(())
 }
@@ -118,13 +111,11 @@ fn package_installed(pkg: &str) -> anyhow::Result<bool> {
         .output()
         .context("running dpkg-query (xtask's package set-up needs a Debian-based system)")?;
     // dpkg-query fails for packages it has never heard of; that just means "missing".
-    Ok(out.status.success()
-        && String::from_utf8_lossy(&out.stdout).trim() == "install ok installed")
+    Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "install ok installed")
 }
 
 fn is_root() -> anyhow::Result<bool> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     // "Uid: real effective saved fs"; the effective uid is what the kernel checks.
     let euid = status
         .lines()
@@ -141,39 +132,18 @@ fn ensure_nightly() -> anyhow::Result<()> {
     )?;
     let host = host_triple()?;
     let nightly = format!("nightly-{host}");
-    let have_nightly = toolchains
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(nightly.as_str()));
+    let have_nightly = toolchains.lines().any(|l| l.split_whitespace().next() == Some(nightly.as_str()));
     if !have_nightly {
         println!("xtask: installing the nightly toolchain (lb-ebpf needs -Z build-std)");
-        workspace::run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-        ]))?;
+        workspace::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
     }
 
-    let components = output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--toolchain",
-        "nightly",
-        "--installed",
-    ]))?;
-    let have_src = components
-        .lines()
-        .any(|l| l.trim() == "rust-src" || l.starts_with("rust-src-"));
+    let components =
+        output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    let have_src = components.lines().any(|l| l.trim() == "rust-src" || l.starts_with("rust-src-"));
     if !have_src {
         println!("xtask: installing rust-src for nightly (-Z build-std=core builds core for BPF)");
-        workspace::run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
+        workspace::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
     }
     Ok(())
 }
@@ -200,10 +170,7 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
         format!("{FORCE_BPF_LINKER_ENV}=1")
     } else {
         match &candidate {
-            Some(path) => format!(
-                "{} is not a working {BPF_LINKER_VERSION_PREFIX}",
-                path.display()
-            ),
+            Some(path) => format!("{} is not a working {BPF_LINKER_VERSION_PREFIX}", path.display()),
             None => "not found".to_owned(),
         }
     };
@@ -227,21 +194,14 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
             installed.parent().unwrap_or(&installed).display()
         );
     }
-    bail!(
-        "bpf-linker at {} still does not run after installing it; see `{} --version`",
-        path.display(),
-        path.display()
-    )
+    bail!("bpf-linker at {} still does not run after installing it; see `{} --version`", path.display(), path.display())
 }
 
 /// The bpf-linker lb-userspace's build script will use: the first on PATH, else the one in
 /// cargo's bin directory.
 fn bpf_linker_path() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("bpf-linker"))
-            .find(|p| p.is_file())
-    });
+    let on_path = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("bpf-linker")).find(|p| p.is_file()));
     on_path.or_else(|| {
         let p = cargo_home().ok()?.join("bin/bpf-linker");
         p.is_file().then_some(p)
@@ -251,10 +211,7 @@ fn bpf_linker_path() -> Option<PathBuf> {
 fn bpf_linker_works(path: &Path) -> bool {
     // A bpf-linker whose libLLVM went away with a nightly update fails to start here.
     Command::new(path).arg("--version").output().is_ok_and(|o| {
-        o.status.success()
-            && String::from_utf8_lossy(&o.stdout)
-                .trim_start()
-                .starts_with(BPF_LINKER_VERSION_PREFIX)
+        o.status.success() && String::from_utf8_lossy(&o.stdout).trim_start().starts_with(BPF_LINKER_VERSION_PREFIX)
     })
 }
 
@@ -268,19 +225,13 @@ fn install_bpf_linker() -> anyhow::Result<()> {
     std::fs::create_dir_all(&lib_dir).with_context(|| format!("creating {}", lib_dir.display()))?;
 
     let libllvm = nightly_libllvm()?;
-    let name = libllvm
-        .file_name()
-        .context("libLLVM path has no file name")?
-        .to_owned();
+    let name = libllvm.file_name().context("libLLVM path has no file name")?.to_owned();
     // Symlinks from older nightlies would dangle; drop them so the directory stays honest.
-    for entry in
-        std::fs::read_dir(&lib_dir).with_context(|| format!("reading {}", lib_dir.display()))?
-    {
+    for entry in std::fs::read_dir(&lib_dir).with_context(|| format!("reading {}", lib_dir.display()))? {
         let entry = entry?;
         let is_link = entry.file_type()?.is_symlink();
         if is_link && entry.file_name().to_string_lossy().starts_with("libLLVM") {
-            std::fs::remove_file(entry.path())
-                .with_context(|| format!("removing {}", entry.path().display()))?;
+            std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
         }
     }
     for link_name in [OsString::from("libLLVM.so"), name] {
@@ -305,8 +256,7 @@ fn install_bpf_linker() -> anyhow::Result<()> {
     cmd.env("LLVM_PREFIX", &prefix);
     // `cargo install` puts the binary in $CARGO_HOME/bin; pin it to the directory we
     // derived the prefix from, and keep an inherited install root from redirecting it.
-    cmd.env("CARGO_HOME", cargo_home()?)
-        .env_remove("CARGO_INSTALL_ROOT");
+    cmd.env("CARGO_HOME", cargo_home()?).env_remove("CARGO_INSTALL_ROOT");
     println!("xtask: LLVM_PREFIX={}", prefix.display());
     workspace::run(&mut cmd).context("cargo install bpf-linker")
 }
@@ -334,10 +284,7 @@ fn nightly_libllvm() -> anyhow::Result<PathBuf> {
              BPF_LINKER_VERSION/LLVM_FEATURE in xtask/src/setup.rs",
             lib.display()
         ),
-        many => bail!(
-            "several libLLVM candidates in {}: {many:?}; cannot tell which one rustc uses",
-            lib.display()
-        ),
+        many => bail!("several libLLVM candidates in {}: {many:?}; cannot tell which one rustc uses", lib.display()),
     }
 }
 
@@ -345,23 +292,14 @@ fn cargo_home() -> anyhow::Result<PathBuf> {
     if let Some(home) = std::env::var_os("CARGO_HOME").filter(|h| !h.is_empty()) {
         return Ok(PathBuf::from(home));
     }
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .context("neither CARGO_HOME nor HOME is set")?;
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("neither CARGO_HOME nor HOME is set")?;
     Ok(PathBuf::from(home).join(".cargo"))
 }
 
 /// Runs `cmd` and returns its stdout; an error with its stderr if it fails.
 fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd
-        .output()
-        .with_context(|| format!("failed to start {program}"))?;
-    ensure!(
-        out.status.success(),
-        "{program} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    let out = cmd.output().with_context(|| format!("failed to start {program}"))?;
+    ensure!(out.status.success(), "{program} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     String::from_utf8(out.stdout).with_context(|| format!("{program} printed non-UTF-8"))
 }

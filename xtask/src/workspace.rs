@@ -10,9 +10,7 @@ use anyhow::Context;
 /// The workspace root: xtask sits one level below it. Taken at compile time so xtask
 /// works whatever directory `cargo xtask` is started from.
 pub fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask's manifest dir has a parent")
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask's manifest dir has a parent")
 }
 
 /// Cargo's target directory for this workspace.
@@ -40,28 +38,20 @@ where
 
 /// Prints the command line, so logs show exactly what xtask ran.
 pub fn announce(cmd: &Command) {
-    let args: Vec<_> = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(OsStr::to_string_lossy)
-        .collect();
+    let args: Vec<_> = std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(OsStr::to_string_lossy).collect();
     println!("xtask: running: {}", args.join(" "));
 }
 
 /// Runs `cmd` to completion; an error if it could not start.
 pub fn status(cmd: &mut Command) -> anyhow::Result<ExitStatus> {
     announce(cmd);
-    cmd.status()
-        .with_context(|| format!("failed to start {}", cmd.get_program().to_string_lossy()))
+    cmd.status().with_context(|| format!("failed to start {}", cmd.get_program().to_string_lossy()))
 }
 
 /// Runs `cmd` and fails unless it succeeds.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let st = status(cmd)?;
-    anyhow::ensure!(
-        st.success(),
-        "{} failed: {st}",
-        cmd.get_program().to_string_lossy()
-    );
+    anyhow::ensure!(st.success(), "{} failed: {st}", cmd.get_program().to_string_lossy());
     Ok(())
 }
 

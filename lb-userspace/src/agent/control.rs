@@ -39,10 +39,20 @@ pub enum ControlError {
 pub enum Request {
     Status,
     /// No new flows for the backend; established flows stay.
-    Drain { vip: String, backend: IpAddr },
-    Undrain { vip: String, backend: IpAddr },
+    Drain {
+        vip: String,
+        backend: IpAddr,
+    },
+    Undrain {
+        vip: String,
+        backend: IpAddr,
+    },
     /// Overrides the configured weight until the next reload or restart.
-    Weight { vip: String, backend: IpAddr, weight: u32 },
+    Weight {
+        vip: String,
+        backend: IpAddr,
+        weight: u32,
+    },
     /// Re-read the configuration file; a bad file leaves the old one serving.
     Reload,
 }

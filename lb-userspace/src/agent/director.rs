@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use lb_common::{Config as FastPathConfig, MAX_BACKENDS};
+use lb_common::{MAX_BACKENDS, Settings as FastPathSettings};
 
 use super::{
     control::{Request, Response},
@@ -70,7 +70,7 @@ impl std::fmt::Debug for Director {
 impl Director {
     /// Builds the services of `config` and installs them into `dp`.
     pub fn new(config: Config, mut dp: Dataplane) -> Result<Self, DirectorError> {
-        dp.set_config(FastPathConfig::new(config.global.max_new_flows_per_sec, 0))?;
+        dp.set_settings(FastPathSettings::new(config.global.max_new_flows_per_sec, 0))?;
         let mut ids = Ids::new(MAX_BACKENDS);
         let mut services = Vec::new();
         for (index, vip) in config.vips.iter().enumerate() {
@@ -282,10 +282,7 @@ impl Director {
             }
             Request::Weight { vip, backend, weight } => {
                 if *weight > crate::config::MAX_WEIGHT {
-                    return Response::error(format!(
-                        "weight {weight} out of range 0..={}",
-                        crate::config::MAX_WEIGHT
-                    ));
+                    return Response::error(format!("weight {weight} out of range 0..={}", crate::config::MAX_WEIGHT));
                 }
                 (vip, backend, "weight set", self.update(Some(vip), *backend, |b| b.admin_weight = Some(*weight)))
             }
@@ -340,7 +337,7 @@ impl Director {
         }
         self.ids = ids;
         self.services = next;
-        self.dp.set_config(FastPathConfig::new(config.global.max_new_flows_per_sec, 0))?;
+        self.dp.set_settings(FastPathSettings::new(config.global.max_new_flows_per_sec, 0))?;
         self.config = config;
         self.touch_all();
         self.flush()?;
@@ -410,7 +407,6 @@ impl Director {
         let flows = flow_counts.values().sum();
         Ok(StatusReport { vips, attached, counters, flows, vrrp: Vec::new() })
     }
-
 }
 
 fn new_service(vip: crate::config::Vip, index: u32, ids: &mut Ids) -> Result<Service, DirectorError> {

@@ -10,6 +10,7 @@ mod check;
 mod duration;
 mod error;
 mod model;
+mod route;
 mod span;
 mod types;
 mod validate;
@@ -21,6 +22,7 @@ mod tests;
 use std::path::Path;
 
 pub use error::{ConfigError, Diagnostic};
+pub use route::{RouteKind, Scope, TABLE_MAIN, VirtualRoute};
 pub use types::{
     Backend, BodyMatch, Check, CheckKind, Config, Global, HashMode, HttpCheck, MAX_WEIGHT, Position, Protocol,
     ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,

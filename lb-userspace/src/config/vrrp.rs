@@ -58,15 +58,15 @@ use serde::{
 };
 use toml::Spanned;
 
+use super::route::{RouteKind, Scope, TABLE_MAIN, VirtualRoute};
 use super::{
     duration,
     model::{RawCommand, RawDuration},
     span::{Problems, Span, position},
     validate::int_in,
 };
-use crate::vrrp::{
-    packet::{Auth, Centiseconds, ChecksumKind, MAX_ADDRESSES, MAX_V3_INTERVAL, MULTICAST_V4, MULTICAST_V6, Version},
-    routes::{RouteKind, Scope, TABLE_MAIN, VirtualRoute},
+use crate::vrrp::packet::{
+    Auth, Centiseconds, ChecksumKind, MAX_ADDRESSES, MAX_V3_INTERVAL, MULTICAST_V4, MULTICAST_V6, Version,
 };
 
 /// IFNAMSIZ less the terminating NUL.

@@ -21,8 +21,8 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use lb_common::{
-    Backend, Config, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FlowKey, FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS,
-    MAX_IFINDEX, MAX_VIPS, Stat, VIP_TABLE_SIZE, VipCtl, VipEntry, VipKey, VipMeta, names,
+    Backend, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FlowKey, FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS,
+    MAX_IFINDEX, MAX_VIPS, Settings, Stat, VIP_TABLE_SIZE, VipCtl, VipEntry, VipKey, VipMeta, names,
 };
 use mmap::MmapArray;
 
@@ -38,15 +38,9 @@ pub enum DataplaneError {
     #[error("loading the eBPF object failed: {source}")]
     Load { source: Box<aya::EbpfError> },
     #[error("program {name}: {source}")]
-    Program {
-        name: &'static str,
-        source: Box<ProgramError>,
-    },
+    Program { name: &'static str, source: Box<ProgramError> },
     #[error("map {name}: {source}")]
-    Map {
-        name: &'static str,
-        source: Box<aya::maps::MapError>,
-    },
+    Map { name: &'static str, source: Box<aya::maps::MapError> },
     #[error("map {name} is missing from the eBPF object")]
     MissingMap { name: &'static str },
     #[error("mapping the ring array into memory failed: {source}")]
@@ -56,11 +50,7 @@ pub enum DataplaneError {
     #[error("reading the MAC address of {name}: {source}")]
     InterfaceMac { name: String, source: std::io::Error },
     #[error("attaching XDP to {iface} failed in both native and generic mode: native: {native}; generic: {generic}")]
-    Attach {
-        iface: String,
-        native: Box<ProgramError>,
-        generic: Box<ProgramError>,
-    },
+    Attach { iface: String, native: Box<ProgramError>, generic: Box<ProgramError> },
     #[error("VIP index {index} out of range (at most {max} VIPs)")]
     VipIndex { index: u32, max: u32 },
     #[error("ring of {size} slots does not fit the ring regions of {max} slots")]
@@ -86,11 +76,7 @@ pub struct DataplaneOptions {
 
 impl Default for DataplaneOptions {
     fn default() -> Self {
-        Self {
-            max_vips: 16,
-            max_ring_size: DEFAULT_RING_SIZE,
-            flows_per_cpu: DEFAULT_FLOWS_PER_CPU,
-        }
+        Self { max_vips: 16, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: DEFAULT_FLOWS_PER_CPU }
     }
 }
 
@@ -247,30 +233,20 @@ pub struct Dataplane {
 
 impl std::fmt::Debug for Dataplane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dataplane")
-            .field("opts", &self.opts)
-            .finish_non_exhaustive()
+        f.debug_struct("Dataplane").field("opts", &self.opts).finish_non_exhaustive()
     }
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
-    move |source| DataplaneError::Map {
-        name,
-        source: Box::new(source),
-    }
+    move |source| DataplaneError::Map { name, source: Box::new(source) }
 }
 
 fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> DataplaneError {
-    move |source| DataplaneError::Program {
-        name,
-        source: Box::new(source),
-    }
+    move |source| DataplaneError::Program { name, source: Box::new(source) }
 }
 
 fn load_err(source: aya::EbpfError) -> DataplaneError {
-    DataplaneError::Load {
-        source: Box::new(source),
-    }
+    DataplaneError::Load { source: Box::new(source) }
 }
 
 impl Dataplane {
@@ -314,8 +290,8 @@ impl Dataplane {
             dirty: false,
             links: Vec::new(),
         };
-        // The set count the program needs; set_config keeps it.
-        dp.set_config(Config::new(0, 0))?;
+        // The set count the program needs; set_settings keeps it.
+        dp.set_settings(Settings::new(0, 0))?;
         Ok(dp)
     }
 
@@ -378,13 +354,17 @@ impl Dataplane {
     }
 
     /// Writes the fast path's settings (`flow_sets` is the loader's own).
-    pub fn set_config(&mut self, cfg: Config) -> Result<(), DataplaneError> {
+    pub fn set_settings(&mut self, cfg: Settings) -> Result<(), DataplaneError> {
         // Each field is one atomic store: the fast path reads them while
         // they change, and each is meaningful on its own.
-        let at = |field: usize| std::mem::offset_of!(VipCtl, config) + field;
-        self.vip_ctl.store_release(at(std::mem::offset_of!(Config, max_new_flows_per_sec)), cfg.max_new_flows_per_sec);
-        self.vip_ctl.store_release(at(std::mem::offset_of!(Config, tx_ifindex)), cfg.tx_ifindex);
-        self.vip_ctl.store_release(at(std::mem::offset_of!(Config, flow_sets)), lb_common::flow_sets(self.opts.flows_per_cpu));
+        let at = |field: usize| std::mem::offset_of!(VipCtl, settings) + field;
+        self.vip_ctl
+            .store_release(at(std::mem::offset_of!(Settings, max_new_flows_per_sec)), cfg.max_new_flows_per_sec);
+        self.vip_ctl.store_release(at(std::mem::offset_of!(Settings, tx_ifindex)), cfg.tx_ifindex);
+        self.vip_ctl.store_release(
+            at(std::mem::offset_of!(Settings, flow_sets)),
+            lb_common::flow_sets(self.opts.flows_per_cpu),
+        );
         Ok(())
     }
 
@@ -599,10 +579,9 @@ impl Dataplane {
 }
 
 fn sum(values: &PerCpuValues<Counters>) -> Counters {
-    values.iter().fold(Counters::default(), |acc, c| Counters {
-        packets: acc.packets + c.packets,
-        bytes: acc.bytes + c.bytes,
-    })
+    values
+        .iter()
+        .fold(Counters::default(), |acc, c| Counters { packets: acc.packets + c.packets, bytes: acc.bytes + c.bytes })
 }
 
 /// Index of `iface` in the current network namespace.
@@ -621,10 +600,7 @@ pub fn ifindex(iface: &str) -> Result<u32, DataplaneError> {
 /// socket, not sysfs: sysfs shows the namespace it was mounted in, which is
 /// not the thread's after `setns`.
 pub fn interface_mac(iface: &str) -> Result<[u8; 6], DataplaneError> {
-    let err = |source| DataplaneError::InterfaceMac {
-        name: iface.to_owned(),
-        source,
-    };
+    let err = |source| DataplaneError::InterfaceMac { name: iface.to_owned(), source };
     if iface.len() >= libc::IFNAMSIZ {
         return Err(DataplaneError::UnknownInterface { name: iface.to_owned() });
     }
@@ -698,8 +674,7 @@ impl PeerPass {
             .try_into()
             .map_err(prog_err(NAME))?;
         prog.load().map_err(prog_err(NAME))?;
-        prog.attach_to_if_index(ifindex, XdpMode::Driver)
-            .map_err(prog_err(NAME))?;
+        prog.attach_to_if_index(ifindex, XdpMode::Driver).map_err(prog_err(NAME))?;
         Ok(Self { _ebpf: ebpf })
     }
 }

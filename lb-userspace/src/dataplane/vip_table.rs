@@ -51,7 +51,12 @@ mod tests {
     use lb_common::{MAX_VIPS, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE, VIP_TABLE_SIZE, v4_mapped};
 
     fn key(i: u32, kind: u8) -> VipKey {
-        VipKey { addr: v4_mapped(u32::from_ne_bytes([10, 0, (i >> 8) as u8, i as u8])), port: 80u16.to_be(), proto: 6, kind }
+        VipKey {
+            addr: v4_mapped(u32::from_ne_bytes([10, 0, (i >> 8) as u8, i as u8])),
+            port: 80u16.to_be(),
+            proto: 6,
+            kind,
+        }
     }
 
     #[test]

@@ -41,13 +41,14 @@ use std::{
 
 use tokio::{
     sync::{Semaphore, mpsc},
-    task::JoinHandle,
     time::{self, Instant},
 };
 
-use crate::config::{Check, CheckKind};
+use crate::{
+    config::{Check, CheckKind},
+    task::AbortOnDrop,
+};
 
-pub use crate::script::{Account, resolve_user};
 pub use state::{Step, Timing, Tracker, Transition};
 
 /// Which backend a check belongs to: its position in the configuration.
@@ -297,19 +298,6 @@ enum Handle {
         #[expect(dead_code, reason = "held for its Drop, which takes the target out of the engine")]
         half_open::Registration,
     ),
-}
-
-/// A task's handle that aborts the task when dropped: the task is cancelled
-/// at its next wake-up (or at once when idle), dropping its timer and any
-/// attempt in flight. Cheaper than a stop channel every task would poll on
-/// every wake-up.
-#[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl Monitor {
@@ -594,14 +582,7 @@ impl<A: Attempt> Supervisor<A> {
         let started = Instant::now();
         let result = self.probe.run().await;
         let ended = Instant::now();
-        let (step, event) = record(
-            self.target,
-            &mut self.tracker,
-            &self.status,
-            &result,
-            at,
-            ended - started,
-        );
+        let (step, event) = record(self.target, &mut self.tracker, &self.status, &result, at, ended - started);
         let Some(event) = event else {
             self.next = on_tick(ended + step.next);
             return;
@@ -881,7 +862,10 @@ mod tests {
         }
         let broken = || "broken".to_owned();
         let fine = || "fine".to_owned();
-        assert_eq!(seen, [(false, true, broken()), (false, false, broken()), (true, true, fine()), (true, false, fine())]);
+        assert_eq!(
+            seen,
+            [(false, true, broken()), (false, false, broken()), (true, true, fine()), (true, false, fine())]
+        );
     }
 
     #[tokio::test(start_paused = true)]

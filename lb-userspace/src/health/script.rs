@@ -72,12 +72,17 @@ mod tests {
     use super::*;
     use crate::{
         config::CheckKind,
-        script::PATH,
         health::testutil::{LOCALHOST, check, expect_event, monitor, target},
+        script::PATH,
     };
 
     fn script(command: ScriptCommand, dynamic_weight: bool) -> CheckKind {
-        CheckKind::Script(ScriptCheck { command, user: String::from("nobody"), dynamic_weight, command_at: Default::default() })
+        CheckKind::Script(ScriptCheck {
+            command,
+            user: String::from("nobody"),
+            dynamic_weight,
+            command_at: Default::default(),
+        })
     }
 
     fn argv(args: &[&str]) -> ScriptCommand {

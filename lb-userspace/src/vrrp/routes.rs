@@ -8,7 +8,7 @@
 //! Routes are tagged `proto keepalived` (18) as keepalived tags them, so an
 //! operator's `ip route show proto keepalived` finds them after migrating.
 
-use std::{fmt, io, net::IpAddr};
+use std::io;
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST};
 use netlink_packet_route::{
@@ -19,159 +19,26 @@ use netlink_packet_route::{
 };
 
 use super::addresses::Rtnl;
+#[cfg(test)]
+use crate::config::TABLE_MAIN;
+use crate::config::{RouteKind, Scope, VirtualRoute};
 
-/// The main routing table, where a route without `table` goes.
-pub const TABLE_MAIN: u32 = 254;
-
-/// What a route does with matching packets (`ip route add TYPE PREFIX`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum RouteKind {
-    /// Forwarded: via a gateway or out of a device.
-    #[default]
-    Unicast,
-    /// Dropped silently.
-    Blackhole,
-    /// Dropped with ICMP host unreachable.
-    Unreachable,
-    /// Dropped with ICMP administratively prohibited.
-    Prohibit,
-}
-
-impl RouteKind {
-    /// The keyword in `ip route` and keepalived syntax.
-    pub fn keyword(self) -> &'static str {
-        match self {
-            RouteKind::Unicast => "unicast",
-            RouteKind::Blackhole => "blackhole",
-            RouteKind::Unreachable => "unreachable",
-            RouteKind::Prohibit => "prohibit",
-        }
-    }
-
-    fn route_type(self) -> RouteType {
-        match self {
-            RouteKind::Unicast => RouteType::Unicast,
-            RouteKind::Blackhole => RouteType::BlackHole,
-            RouteKind::Unreachable => RouteType::Unreachable,
-            RouteKind::Prohibit => RouteType::Prohibit,
-        }
+fn route_type(kind: RouteKind) -> RouteType {
+    match kind {
+        RouteKind::Unicast => RouteType::Unicast,
+        RouteKind::Blackhole => RouteType::BlackHole,
+        RouteKind::Unreachable => RouteType::Unreachable,
+        RouteKind::Prohibit => RouteType::Prohibit,
     }
 }
 
-/// `scope` as `ip route` names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    Global,
-    Site,
-    Link,
-    Host,
-    Nowhere,
-}
-
-impl Scope {
-    pub fn keyword(self) -> &'static str {
-        match self {
-            Scope::Global => "global",
-            Scope::Site => "site",
-            Scope::Link => "link",
-            Scope::Host => "host",
-            Scope::Nowhere => "nowhere",
-        }
-    }
-
-    /// `global` (or `universe`), `site`, `link`, `host`, `nowhere`.
-    pub fn from_keyword(word: &str) -> Option<Scope> {
-        Some(match word {
-            "global" | "universe" => Scope::Global,
-            "site" => Scope::Site,
-            "link" => Scope::Link,
-            "host" => Scope::Host,
-            "nowhere" => Scope::Nowhere,
-            _ => return None,
-        })
-    }
-
-    fn route_scope(self) -> RouteScope {
-        match self {
-            Scope::Global => RouteScope::Universe,
-            Scope::Site => RouteScope::Site,
-            Scope::Link => RouteScope::Link,
-            Scope::Host => RouteScope::Host,
-            Scope::Nowhere => RouteScope::NoWhere,
-        }
-    }
-}
-
-/// One entry of `virtual_routes`, validated: `to`, `via` and `src` are of
-/// one family, and a unicast route has a `via` or a `dev`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VirtualRoute {
-    pub kind: RouteKind,
-    /// The destination, host bits clear.
-    pub to: IpAddr,
-    pub prefix_len: u8,
-    /// The gateway (`via` / keepalived's `gw`); unicast routes only.
-    pub via: Option<IpAddr>,
-    /// The preferred source address (`src`), often a VIP.
-    pub src: Option<IpAddr>,
-    /// The output interface; unicast routes only.
-    pub dev: Option<String>,
-    /// `metric` (keepalived also says `priority` / `preference`); the
-    /// kernel's default when `None` (0 for IPv4, 1024 for IPv6).
-    pub metric: Option<u32>,
-    /// 1..=2^32-1; [`TABLE_MAIN`] unless configured.
-    pub table: u32,
-    /// `ip route`'s default when `None`: link for a unicast route without a
-    /// gateway, global otherwise.
-    pub scope: Option<Scope>,
-    /// `onlink`: the gateway is on the link even if no prefix says so.
-    pub onlink: bool,
-}
-
-impl VirtualRoute {
-    pub fn is_ipv6(&self) -> bool {
-        self.to.is_ipv6()
-    }
-
-    /// The scope the route is added with, as `ip route add` picks it.
-    pub fn effective_scope(&self) -> Scope {
-        match (self.scope, self.kind, self.via) {
-            (Some(s), _, _) => s,
-            (None, RouteKind::Unicast, None) if !self.is_ipv6() => Scope::Link,
-            _ => Scope::Global,
-        }
-    }
-}
-
-impl fmt::Display for VirtualRoute {
-    /// As `ip route` would print it, for logs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.kind != RouteKind::Unicast {
-            write!(f, "{} ", self.kind.keyword())?;
-        }
-        write!(f, "{}/{}", self.to, self.prefix_len)?;
-        if let Some(via) = self.via {
-            write!(f, " via {via}")?;
-        }
-        if let Some(dev) = &self.dev {
-            write!(f, " dev {dev}")?;
-        }
-        if let Some(src) = self.src {
-            write!(f, " src {src}")?;
-        }
-        if let Some(metric) = self.metric {
-            write!(f, " metric {metric}")?;
-        }
-        if self.table != TABLE_MAIN {
-            write!(f, " table {}", self.table)?;
-        }
-        if let Some(scope) = self.scope {
-            write!(f, " scope {}", scope.keyword())?;
-        }
-        if self.onlink {
-            f.write_str(" onlink")?;
-        }
-        Ok(())
+fn route_scope(scope: Scope) -> RouteScope {
+    match scope {
+        Scope::Global => RouteScope::Universe,
+        Scope::Site => RouteScope::Site,
+        Scope::Link => RouteScope::Link,
+        Scope::Host => RouteScope::Host,
+        Scope::Nowhere => RouteScope::NoWhere,
     }
 }
 
@@ -184,8 +51,8 @@ pub fn route_message(route: &VirtualRoute, oif: Option<u32>) -> RouteMessage {
     msg.header.address_family = if route.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
     msg.header.destination_prefix_length = route.prefix_len;
     msg.header.protocol = RouteProtocol::KeepAlived;
-    msg.header.scope = route.effective_scope().route_scope();
-    msg.header.kind = route.kind.route_type();
+    msg.header.scope = route_scope(route.effective_scope());
+    msg.header.kind = route_type(route.kind);
     if route.onlink {
         msg.header.flags = RouteFlags::Onlink;
     }

@@ -61,16 +61,14 @@ use super::{
     notify::{NOTIFY_TIMEOUT, Notifier, commands_for, group_commands},
     packet::{Addresses, Advertisement, DecodeError, PseudoHeader, Version},
     reload::{self, ReloadPlan},
-    routes::VirtualRoute,
     socket::{RecvInfo, VrrpSocket},
     sync::{self, SyncGroup},
-    track::{
-        AbortOnDrop, DataplaneHealth, ScriptState, contribution, dataplane_problems, effective_priority, spawn_script,
-    },
+    track::{DataplaneHealth, ScriptState, contribution, dataplane_problems, effective_priority, spawn_script},
 };
 use crate::{
-    config::{Notify, VirtualAddress, VrrpInstance, VrrpSyncGroup},
-    health::{Account, resolve_user},
+    config::{Notify, VirtualAddress, VirtualRoute, VrrpInstance, VrrpSyncGroup},
+    script::{Account, resolve_user},
+    task::AbortOnDrop,
 };
 
 /// How often tracked interfaces are polled.

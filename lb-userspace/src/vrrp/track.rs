@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     config::{TrackDataplane, TrackScript},
-    health::Account,
+    script::Account,
 };
 
 /// One script's state.
@@ -158,16 +158,6 @@ pub fn spawn_script(
             }
         }
     })
-}
-
-/// Aborts the task when dropped, so script runners end with their instance.
-#[derive(Debug)]
-pub struct AbortOnDrop(pub JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use aya::{
     maps::ProgramArray,
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
-use lb_common::{BACKEND_F_ALIVE, Backend, Config, Stat, VIP_KIND_SERVICE, VipKey, proto};
+use lb_common::{BACKEND_F_ALIVE, Backend, Settings, Stat, VIP_KIND_SERVICE, VipKey, proto};
 use lb_userspace::{
     dataplane::{Dataplane, DataplaneOptions},
     maglev,
@@ -222,7 +222,7 @@ impl Bench {
     fn new() -> anyhow::Result<Self> {
         let mut dp = Dataplane::load(DataplaneOptions::default()).context("loading the XDP object")?;
         dp.set_iface(LO_IFINDEX, DIRECTOR_MAC)?;
-        dp.set_config(Config::new(0, 0))?;
+        dp.set_settings(Settings::new(0, 0))?;
         let mut entries = Vec::new();
         for id in 1..=BACKENDS {
             let mac = [0x02, 0, 0, 0, 0xB0, id as u8];
@@ -259,7 +259,7 @@ impl Bench {
 
     fn call(&mut self, case: Case, repeat: u32) -> anyhow::Result<Call> {
         let max_new_flows_per_sec = if case.flood_guard() { GUARD_LIMIT } else { 0 };
-        self.dp.set_config(Config::new(max_new_flows_per_sec, 0))?;
+        self.dp.set_settings(Settings::new(max_new_flows_per_sec, 0))?;
         let prog = xdp(&mut self.dp, case.program())?;
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(match case {

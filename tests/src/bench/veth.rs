@@ -27,7 +27,7 @@ use aya::{
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use lb_common::{
-    BACKEND_F_ALIVE, Backend, Config, DEFAULT_FLOOD_NEW_FLOWS_PER_SEC, DEFAULT_RING_SIZE, Stat, VIP_KIND_SERVICE,
+    BACKEND_F_ALIVE, Backend, DEFAULT_FLOOD_NEW_FLOWS_PER_SEC, DEFAULT_RING_SIZE, Settings, Stat, VIP_KIND_SERVICE,
     VipKey, proto,
 };
 use lb_userspace::{
@@ -235,7 +235,7 @@ impl Lab {
     fn setup_balancer(&mut self) -> anyhow::Result<()> {
         let dp = &mut self.dp;
         dp.set_iface(self.d1, self.d1_mac)?;
-        dp.set_config(Config::new(DEFAULT_FLOOD_NEW_FLOWS_PER_SEC, self.d1))?;
+        dp.set_settings(Settings::new(DEFAULT_FLOOD_NEW_FLOWS_PER_SEC, self.d1))?;
         let mut entries = Vec::new();
         for id in 1..=BACKENDS {
             // Distinct MACs none of which is s0's: XDP on a veth runs before

@@ -26,15 +26,14 @@
 
 pub mod addresses;
 pub mod announce;
-pub mod fsm;
 pub mod notify;
-pub mod packet;
-pub mod reload;
+pub mod proto;
 pub mod routes;
 pub mod runtime;
 pub mod socket;
-pub mod sync;
 pub mod track;
+
+pub use proto::{fsm, packet, reload, sync};
 
 pub use fsm::{Action, Config, ConfigError, Counters, DiscardReason, Event, Instance, State};
 pub use packet::{

@@ -44,7 +44,7 @@ pub fn commands_for(notify: &Notify, instance: &str, state: State, priority: u8)
         argv.extend([
             "INSTANCE".to_owned(),
             instance.to_owned(),
-            state.keepalived_name().to_owned(),
+            state.name().to_owned(),
             priority.to_string(),
         ]);
         out.push(argv);

@@ -10,7 +10,7 @@
 //! let mut changes = vrrp.take_events().expect("first call");
 //! # let _ = &mut changes;
 //! for s in vrrp.status() {
-//!     println!("{} {:?} priority {} master {:?}", s.name, s.state, s.effective_priority, s.master);
+//!     println!("{} {} priority {} master {:?}", s.name, s.state.name(), s.effective_priority, s.master);
 //! }
 //! // A reloaded file: only what changed restarts.
 //! let plan = vrrp.reload(config.vrrp.clone(), config.vrrp_sync_groups.clone()).await?;
@@ -496,7 +496,7 @@ async fn run_group(
                     }
                 }
                 sync::Output::Notify(state) => {
-                    tracing::info!(group = group.name, "VRRP sync group {}: {}", group.name, state.keepalived_name());
+                    tracing::info!(group = group.name, "VRRP sync group {}: {}", group.name, state.name());
                     notifier.run(group_commands(&group.notify, &group.name, state));
                 }
             }
@@ -1098,8 +1098,8 @@ impl Task {
             priority,
             "VRRP instance {}: {} -> {}",
             self.cfg.name,
-            from.keepalived_name(),
-            state.keepalived_name()
+            from.name(),
+            state.name()
         );
         let _ = self.events.send(StateChange { instance: self.cfg.name.clone(), from, to: state, priority });
         notifier.run(commands_for(&self.cfg.notify, &self.cfg.name, state, priority));

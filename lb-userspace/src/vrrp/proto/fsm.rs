@@ -46,7 +46,7 @@ use super::packet::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum State {
     /// Not running: before [`Event::Startup`] and after [`Event::Shutdown`]
-    /// (RFC 5798 section 6.4.1). Notified as keepalived's STOP.
+    /// (RFC 5798 section 6.4.1). Named STOP, as in keepalived.
     Initialize,
     /// Monitoring the master, ready to take over (RFC 5798 section 6.4.2).
     Backup,
@@ -58,8 +58,10 @@ pub enum State {
 }
 
 impl State {
-    /// The word keepalived's `notify` scripts get.
-    pub const fn keepalived_name(self) -> &'static str {
+    /// keepalived's word for the state, the one name it has everywhere: in
+    /// notify scripts' arguments, the log and `lb status`. Initialize is
+    /// keepalived's STOP.
+    pub const fn name(self) -> &'static str {
         match self {
             Self::Initialize => "STOP",
             Self::Backup => "BACKUP",

@@ -571,8 +571,8 @@ fn transitions() {
 }
 
 #[test]
-fn notify_names() {
-    let names = [State::Initialize, State::Backup, State::Master, State::Fault].map(State::keepalived_name);
+fn state_names() {
+    let names = [State::Initialize, State::Backup, State::Master, State::Fault].map(State::name);
     assert_eq!(names, ["STOP", "BACKUP", "MASTER", "FAULT"]);
 }
 

@@ -35,7 +35,7 @@ pub mod track;
 
 pub use proto::{fsm, packet, reload, sync};
 
-pub use fsm::{Action, Config, ConfigError, Counters, DiscardReason, Event, Instance, State};
+pub use fsm::{Action, Counters, DiscardReason, Event, Instance, ParamsError, RouterParams, State};
 pub use packet::{
     Addresses, Advertisement, Auth, Centiseconds, ChecksumKind, DecodeError, EncodeError, PseudoHeader, Version,
 };

@@ -92,10 +92,10 @@ pub enum VrrpError {
     #[error("VRRP instance {instance}: {message}")]
     Setup { instance: String, message: String },
     #[error("VRRP instance {instance}: {source}")]
-    Config {
+    Params {
         instance: String,
         #[source]
-        source: fsm::ConfigError,
+        source: fsm::ParamsError,
     },
 }
 
@@ -584,7 +584,7 @@ fn prepare(
     for s in &cfg.track_scripts {
         script_accounts.push(user(&s.user)?);
     }
-    let fsm_config = fsm::Config {
+    let params = fsm::RouterParams {
         version: cfg.version,
         vrid: cfg.vrid,
         priority: cfg.priority,
@@ -595,7 +595,7 @@ fn prepare(
         primary_address: src,
         sync_group: group.is_some(),
     };
-    let fsm = Instance::new(fsm_config).map_err(|source| VrrpError::Config { instance: name.clone(), source })?;
+    let fsm = Instance::new(params).map_err(|source| VrrpError::Params { instance: name.clone(), source })?;
     let mut tracked = vec![cfg.interface.clone()];
     for t in &cfg.track_interfaces {
         if !tracked.contains(t) {

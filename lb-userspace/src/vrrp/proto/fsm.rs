@@ -74,7 +74,7 @@ impl State {
 /// Parameters per virtual router (RFC 5798 section 6.1) and the keepalived
 /// options that change the state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct RouterParams {
     /// Protocol version; v2 only over IPv4.
     pub version: Version,
     /// Virtual router ID, 1..=255.
@@ -100,7 +100,7 @@ pub struct Config {
     pub sync_group: bool,
 }
 
-impl Config {
+impl RouterParams {
     /// keepalived's defaults: priority 100, 1 s, preemption on, no delay.
     pub const fn new(version: Version, vrid: u8, primary_address: IpAddr) -> Self {
         Self {
@@ -122,13 +122,13 @@ impl Config {
     }
 
     /// Rejects what the wire or the protocol cannot express.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ParamsError> {
         if self.vrid == 0 {
-            return Err(ConfigError::ZeroVrid);
+            return Err(ParamsError::ZeroVrid);
         }
         // 0 means "master resigning" on the wire; it is never a configured priority.
         if self.priority == PRIORITY_STOP {
-            return Err(ConfigError::ZeroPriority);
+            return Err(ParamsError::ZeroPriority);
         }
         let (min, max) = match self.version {
             Version::V2 => (Centiseconds::from_secs(1), MAX_V2_INTERVAL),
@@ -136,23 +136,23 @@ impl Config {
         };
         let interval = self.advert_interval;
         if !(min..=max).contains(&interval) {
-            return Err(ConfigError::IntervalOutOfRange { version: self.version, interval, min, max });
+            return Err(ParamsError::IntervalOutOfRange { version: self.version, interval, min, max });
         }
         if self.version == Version::V2 {
             if interval.whole_secs().is_none() {
-                return Err(ConfigError::IntervalNotWholeSeconds { interval });
+                return Err(ParamsError::IntervalNotWholeSeconds { interval });
             }
             if self.primary_address.is_ipv6() {
-                return Err(ConfigError::V2NeedsIpv4 { primary: self.primary_address });
+                return Err(ParamsError::V2NeedsIpv4 { primary: self.primary_address });
             }
         }
         Ok(())
     }
 }
 
-/// Why a [`Config`] cannot run.
+/// Why a [`RouterParams`] cannot run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum ParamsError {
     #[error("virtual router ID 0 is invalid (1-255)")]
     ZeroVrid,
     #[error("priority 0 is reserved for a resigning master (1-255)")]
@@ -308,7 +308,7 @@ pub struct Counters {
 /// One virtual router: a VRID on an interface.
 #[derive(Clone, Debug)]
 pub struct Instance {
-    config: Config,
+    params: RouterParams,
     state: State,
     /// Effective priority: the base priority moved by tracking weights.
     priority: u8,
@@ -328,12 +328,12 @@ pub struct Instance {
 
 impl Instance {
     /// A new instance, in Initialize.
-    pub fn new(config: Config) -> Result<Self, ConfigError> {
-        config.validate()?;
+    pub fn new(params: RouterParams) -> Result<Self, ParamsError> {
+        params.validate()?;
         Ok(Self {
-            priority: config.priority,
-            master_adver_interval: config.advert_interval,
-            config,
+            priority: params.priority,
+            master_adver_interval: params.advert_interval,
+            params,
             state: State::Initialize,
             fault: false,
             preempt_delay_pending: false,
@@ -343,9 +343,9 @@ impl Instance {
         })
     }
 
-    /// The configuration it runs with.
-    pub const fn config(&self) -> &Config {
-        &self.config
+    /// The parameters it runs with.
+    pub const fn params(&self) -> &RouterParams {
+        &self.params
     }
 
     /// The current state.
@@ -375,7 +375,7 @@ impl Instance {
     /// in microseconds, and measured takeovers match the exact value.
     pub fn skew_time(&self) -> Duration {
         let weight = u64::from(256 - u16::from(self.priority));
-        let nanos = match self.config.version {
+        let nanos = match self.params.version {
             Version::V2 => weight * 1_000_000_000 / 256,
             Version::V3 => weight * u64::from(self.master_adver_interval.0) * 10_000_000 / 256,
         };
@@ -391,12 +391,12 @@ impl Instance {
 
     /// The advertisement that [`Action::SendAdvert`] asks for.
     pub fn advertisement(&self, priority: u8, auth: Auth, addresses: Addresses) -> Advertisement {
-        let auth = if self.config.version == Version::V2 { auth } else { Auth::None };
+        let auth = if self.params.version == Version::V2 { auth } else { Auth::None };
         Advertisement {
-            version: self.config.version,
-            vrid: self.config.vrid,
+            version: self.params.version,
+            vrid: self.params.vrid,
             priority,
-            interval: self.config.advert_interval,
+            interval: self.params.advert_interval,
             auth,
             addresses,
         }
@@ -466,10 +466,10 @@ impl Instance {
         self.counters.adverts_received += 1;
         let reason = if matches!(self.state, State::Initialize | State::Fault) {
             Some(DiscardReason::NotParticipating { state: self.state })
-        } else if from == self.config.primary_address {
+        } else if from == self.params.primary_address {
             Some(DiscardReason::OwnAdvert)
-        } else if self.config.version == Version::V2 && interval != self.config.advert_interval {
-            Some(DiscardReason::IntervalMismatch { ours: self.config.advert_interval, theirs: interval })
+        } else if self.params.version == Version::V2 && interval != self.params.advert_interval {
+            Some(DiscardReason::IntervalMismatch { ours: self.params.advert_interval, theirs: interval })
         } else {
             None
         };
@@ -501,7 +501,7 @@ impl Instance {
         if priority == PRIORITY_STOP {
             out.push(Action::StartMasterDownTimer(self.skew_time()));
         } else if !self.preempting() || priority >= self.priority {
-            if self.config.version == Version::V3 {
+            if self.params.version == Version::V3 {
                 self.master_adver_interval = interval;
             }
             out.push(Action::StartMasterDownTimer(self.master_down_interval()));
@@ -525,13 +525,13 @@ impl Instance {
     fn master_advert(&mut self, from: IpAddr, priority: u8, interval: Centiseconds, out: &mut Vec<Action>) {
         if priority == PRIORITY_STOP {
             self.send_advert(self.priority, out);
-            out.push(Action::StartAdverTimer(self.config.advert_interval.as_duration()));
-        } else if priority > self.priority || (priority == self.priority && from > self.config.primary_address) {
-            if self.config.version == Version::V3 {
+            out.push(Action::StartAdverTimer(self.params.advert_interval.as_duration()));
+        } else if priority > self.priority || (priority == self.priority && from > self.params.primary_address) {
+            if self.params.version == Version::V3 {
                 self.master_adver_interval = interval;
             }
             self.change_state(State::Backup, out);
-        } else if !self.config.lower_prio_no_advert {
+        } else if !self.params.lower_prio_no_advert {
             self.send_advert(self.priority, out);
             out.push(Action::Announce);
         }
@@ -548,7 +548,7 @@ impl Instance {
         if self.state != State::Backup {
             return;
         }
-        if !self.config.sync_group {
+        if !self.params.sync_group {
             self.change_state(State::Master, out);
             return;
         }
@@ -563,7 +563,7 @@ impl Instance {
     fn adver_timer_fired(&mut self, out: &mut Vec<Action>) {
         if self.state == State::Master {
             self.send_advert(self.priority, out);
-            out.push(Action::StartAdverTimer(self.config.advert_interval.as_duration()));
+            out.push(Action::StartAdverTimer(self.params.advert_interval.as_duration()));
         }
     }
 
@@ -617,7 +617,7 @@ impl Instance {
     fn sync_backup(&mut self, out: &mut Vec<Action>) {
         if self.state == State::Master {
             self.send_advert(PRIORITY_STOP, out);
-            self.master_adver_interval = self.config.advert_interval;
+            self.master_adver_interval = self.params.advert_interval;
             self.change_state(State::Backup, out);
         }
     }
@@ -639,22 +639,22 @@ impl Instance {
     /// here. A master whose priority drops below a backup's is preempted by
     /// that backup's timer, as in RFC 5798 section 6.4.2.
     fn priority_changed(&mut self, effective: u8) {
-        if !self.config.is_owner() {
+        if !self.params.is_owner() {
             self.priority = effective.clamp(1, PRIORITY_OWNER - 1);
         }
     }
 
     fn enter_backup_or_owner_master(&mut self, out: &mut Vec<Action>) {
-        if self.config.is_owner() {
+        if self.params.is_owner() {
             self.change_state(State::Master, out);
         } else {
-            self.master_adver_interval = self.config.advert_interval;
+            self.master_adver_interval = self.params.advert_interval;
             self.change_state(State::Backup, out);
         }
     }
 
     fn preempting(&self) -> bool {
-        self.config.preempt && !self.preempt_delay_pending
+        self.params.preempt && !self.preempt_delay_pending
     }
 
     fn send_advert(&mut self, priority: u8, out: &mut Vec<Action>) {
@@ -695,9 +695,9 @@ impl Instance {
             // start, the new master's when stepping down (v3).
             State::Backup => {
                 out.push(Action::StartMasterDownTimer(self.master_down_interval()));
-                if !self.config.preempt_delay.is_zero() {
+                if !self.params.preempt_delay.is_zero() {
                     self.preempt_delay_pending = true;
-                    out.push(Action::StartPreemptDelayTimer(self.config.preempt_delay));
+                    out.push(Action::StartPreemptDelayTimer(self.params.preempt_delay));
                 }
             }
             // RFC 5798 section 6.4.2, Master_Down_Timer fired: advertise first so
@@ -708,7 +708,7 @@ impl Instance {
                 self.send_advert(self.priority, out);
                 out.push(Action::AddVips);
                 out.push(Action::Announce);
-                out.push(Action::StartAdverTimer(self.config.advert_interval.as_duration()));
+                out.push(Action::StartAdverTimer(self.params.advert_interval.as_duration()));
             }
         }
         out.push(Action::Notify(to));

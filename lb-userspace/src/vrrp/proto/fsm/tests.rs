@@ -9,12 +9,12 @@ fn addr(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
 }
 
-fn cfg(version: Version, priority: u8, last: u8) -> Config {
-    Config { priority, ..Config::new(version, 51, addr(last)) }
+fn cfg(version: Version, priority: u8, last: u8) -> RouterParams {
+    RouterParams { priority, ..RouterParams::new(version, 51, addr(last)) }
 }
 
-fn v3(priority: u8, last: u8, interval_cs: u16) -> Config {
-    Config { advert_interval: Centiseconds(interval_cs), ..cfg(Version::V3, priority, last) }
+fn v3(priority: u8, last: u8, interval_cs: u16) -> RouterParams {
+    RouterParams { advert_interval: Centiseconds(interval_cs), ..cfg(Version::V3, priority, last) }
 }
 
 fn secs(s: f64) -> Duration {
@@ -62,32 +62,35 @@ fn timer_formulas() {
 }
 
 #[test]
-fn config_validation() {
+fn params_validation() {
     let ok = cfg(Version::V2, 100, 1);
     assert_eq!(ok.validate(), Ok(()));
-    assert_eq!(Config { vrid: 0, ..ok.clone() }.validate(), Err(ConfigError::ZeroVrid));
-    assert_eq!(Config { priority: 0, ..ok.clone() }.validate(), Err(ConfigError::ZeroPriority));
+    assert_eq!(RouterParams { vrid: 0, ..ok.clone() }.validate(), Err(ParamsError::ZeroVrid));
+    assert_eq!(RouterParams { priority: 0, ..ok.clone() }.validate(), Err(ParamsError::ZeroPriority));
     assert_eq!(
-        Config { advert_interval: Centiseconds(150), ..ok.clone() }.validate(),
-        Err(ConfigError::IntervalNotWholeSeconds { interval: Centiseconds(150) })
+        RouterParams { advert_interval: Centiseconds(150), ..ok.clone() }.validate(),
+        Err(ParamsError::IntervalNotWholeSeconds { interval: Centiseconds(150) })
     );
     assert!(matches!(
-        Config { advert_interval: Centiseconds(10), ..ok.clone() }.validate(),
-        Err(ConfigError::IntervalOutOfRange { .. })
+        RouterParams { advert_interval: Centiseconds(10), ..ok.clone() }.validate(),
+        Err(ParamsError::IntervalOutOfRange { .. })
     ));
-    assert!(matches!(v3(100, 1, 4096).validate(), Err(ConfigError::IntervalOutOfRange { .. })));
-    assert!(matches!(v3(100, 1, 0).validate(), Err(ConfigError::IntervalOutOfRange { .. })));
+    assert!(matches!(v3(100, 1, 4096).validate(), Err(ParamsError::IntervalOutOfRange { .. })));
+    assert!(matches!(v3(100, 1, 0).validate(), Err(ParamsError::IntervalOutOfRange { .. })));
     assert_eq!(v3(100, 1, 1).validate(), Ok(()));
     let v6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
-    assert_eq!(Config { primary_address: v6, ..ok.clone() }.validate(), Err(ConfigError::V2NeedsIpv4 { primary: v6 }));
-    assert!(Instance::new(Config { vrid: 0, ..ok }).is_err());
+    assert_eq!(
+        RouterParams { primary_address: v6, ..ok.clone() }.validate(),
+        Err(ParamsError::V2NeedsIpv4 { primary: v6 })
+    );
+    assert!(Instance::new(RouterParams { vrid: 0, ..ok }).is_err());
 }
 
 /// One transition: from the state `before` leads to, `event` must give
 /// exactly `actions` and end in `state`.
 struct Case {
     name: &'static str,
-    config: Config,
+    params: RouterParams,
     before: Vec<Event>,
     event: Event,
     actions: Vec<Action>,
@@ -98,14 +101,14 @@ fn cases() -> Vec<Case> {
     use Action::*;
     use Event::*;
     let v2 = |p| cfg(Version::V2, p, 5);
-    let synced = |p| Config { sync_group: true, ..cfg(Version::V2, p, 5) };
+    let synced = |p| RouterParams { sync_group: true, ..cfg(Version::V2, p, 5) };
     let backup = || vec![Startup];
     let master = || vec![Startup, MasterDownTimerFired];
     let discard = |reason| vec![Discarded(reason)];
     vec![
         Case {
             name: "6.4.1 startup: non-owner waits a master-down interval in Backup",
-            config: v2(100),
+            params: v2(100),
             before: vec![],
             event: Startup,
             actions: vec![CancelTimers, StartMasterDownTimer(MD_V2_100), Notify(State::Backup)],
@@ -113,7 +116,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.1 startup v3 0.1 s: master-down 0.3 s + 6.09 cs",
-            config: v3(100, 5, 10),
+            params: v3(100, 5, 10),
             before: vec![],
             event: Startup,
             actions: vec![CancelTimers, StartMasterDownTimer(nanos(360_937_500)), Notify(State::Backup)],
@@ -121,7 +124,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.1 startup: owner is master at once",
-            config: v2(255),
+            params: v2(255),
             before: vec![],
             event: Startup,
             actions: become_master(255),
@@ -129,7 +132,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "startup while a tracked object is down goes to Fault",
-            config: v2(100),
+            params: v2(100),
             before: vec![FaultDetected],
             event: Startup,
             actions: vec![CancelTimers, Notify(State::Fault)],
@@ -137,7 +140,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "startup twice is ignored",
-            config: v2(100),
+            params: v2(100),
             before: backup(),
             event: Startup,
             actions: vec![],
@@ -145,7 +148,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.2 master-down timer fires: Backup -> Master",
-            config: v2(100),
+            params: v2(100),
             before: backup(),
             event: MasterDownTimerFired,
             actions: become_master(100),
@@ -153,7 +156,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.2 priority 0 received: master-down := skew time",
-            config: v2(100),
+            params: v2(100),
             before: backup(),
             event: advert(9, 0, 100),
             actions: vec![StartMasterDownTimer(SKEW_V2_100)],
@@ -161,7 +164,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.2 higher priority: reset master-down",
-            config: v2(100),
+            params: v2(100),
             before: backup(),
             event: advert(9, 150, 100),
             actions: vec![StartMasterDownTimer(MD_V2_100)],
@@ -169,7 +172,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.2 equal priority, lower address: still accepted in Backup",
-            config: v2(100),
+            params: v2(100),
             before: backup(),
             event: advert(1, 100, 100),
             actions: vec![StartMasterDownTimer(MD_V2_100)],
@@ -177,7 +180,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.2 lower priority with preempt: ignored, so the timer preempts",
-            config: v2(150),
+            params: v2(150),
             before: backup(),
             event: advert(9, 100, 100),
             actions: vec![],
@@ -185,7 +188,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.2 lower priority with nopreempt: accepted",
-            config: Config { preempt: false, ..v2(150) },
+            params: RouterParams { preempt: false, ..v2(150) },
             before: backup(),
             event: advert(9, 100, 100),
             actions: vec![StartMasterDownTimer(MD_V2_150)],
@@ -193,7 +196,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "preempt_delay: lower priority accepted while the delay runs",
-            config: Config { preempt_delay: secs(30.0), ..v2(150) },
+            params: RouterParams { preempt_delay: secs(30.0), ..v2(150) },
             before: backup(),
             event: advert(9, 100, 100),
             actions: vec![StartMasterDownTimer(MD_V2_150)],
@@ -201,7 +204,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "preempt_delay: lower priority ignored once the delay is over",
-            config: Config { preempt_delay: secs(30.0), ..v2(150) },
+            params: RouterParams { preempt_delay: secs(30.0), ..v2(150) },
             before: vec![Startup, PreemptDelayTimerFired],
             event: advert(9, 100, 100),
             actions: vec![],
@@ -209,7 +212,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "preempt_delay: entering Backup starts the delay timer",
-            config: Config { preempt_delay: secs(30.0), ..v2(150) },
+            params: RouterParams { preempt_delay: secs(30.0), ..v2(150) },
             before: vec![],
             event: Startup,
             actions: vec![
@@ -222,7 +225,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "v2 (RFC 3768 7.1, keepalived): interval mismatch discarded in Backup",
-            config: v2(100),
+            params: v2(100),
             before: backup(),
             event: advert(9, 150, 200),
             actions: discard(DiscardReason::IntervalMismatch { ours: Centiseconds(100), theirs: Centiseconds(200) }),
@@ -230,7 +233,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "v2: interval mismatch discarded in Master too",
-            config: v2(100),
+            params: v2(100),
             before: master(),
             event: advert(9, 150, 300),
             actions: discard(DiscardReason::IntervalMismatch { ours: Centiseconds(100), theirs: Centiseconds(300) }),
@@ -238,7 +241,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "v3 6.4.2: Backup adopts the master's interval",
-            config: v3(100, 5, 100),
+            params: v3(100, 5, 100),
             before: backup(),
             // 3 * 50 cs + 156 * 50 / 256 cs = 150 + 30.46875 cs
             event: advert(9, 150, 50),
@@ -247,7 +250,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "own advert (looped back) is discarded",
-            config: v2(100),
+            params: v2(100),
             before: backup(),
             event: advert(5, 150, 100),
             actions: discard(DiscardReason::OwnAdvert),
@@ -255,7 +258,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "adverts before startup are discarded",
-            config: v2(100),
+            params: v2(100),
             before: vec![],
             event: advert(9, 150, 100),
             actions: discard(DiscardReason::NotParticipating { state: State::Initialize }),
@@ -263,7 +266,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.3 adver timer fires: advertise and restart",
-            config: v2(100),
+            params: v2(100),
             before: master(),
             event: AdverTimerFired,
             actions: vec![SendAdvert { priority: 100 }, StartAdverTimer(ONE_S)],
@@ -271,7 +274,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.3 priority 0 received: advertise at once, reset the timer",
-            config: v2(100),
+            params: v2(100),
             before: master(),
             event: advert(9, 0, 100),
             actions: vec![SendAdvert { priority: 100 }, StartAdverTimer(ONE_S)],
@@ -279,7 +282,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.3 higher priority: Master -> Backup, VIPs go",
-            config: v2(100),
+            params: v2(100),
             before: master(),
             event: advert(9, 150, 100),
             actions: vec![CancelTimers, RemoveVips, StartMasterDownTimer(MD_V2_100), Notify(State::Backup)],
@@ -287,7 +290,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.3 v3 higher priority: the new master's interval is adopted",
-            config: v3(100, 5, 100),
+            params: v3(100, 5, 100),
             before: master(),
             event: advert(9, 150, 50),
             actions: vec![CancelTimers, RemoveVips, StartMasterDownTimer(nanos(1_804_687_500)), Notify(State::Backup)],
@@ -295,7 +298,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.3 equal priority, higher address: Master -> Backup",
-            config: v2(100),
+            params: v2(100),
             before: master(),
             event: advert(9, 100, 100),
             actions: vec![CancelTimers, RemoveVips, StartMasterDownTimer(MD_V2_100), Notify(State::Backup)],
@@ -303,7 +306,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.3 equal priority, lower address: keepalived answers",
-            config: v2(100),
+            params: v2(100),
             before: master(),
             event: advert(1, 100, 100),
             actions: vec![SendAdvert { priority: 100 }, Announce],
@@ -311,7 +314,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "keepalived: lower priority is answered with an advert and GARP",
-            config: v2(150),
+            params: v2(150),
             before: master(),
             event: advert(9, 100, 100),
             actions: vec![SendAdvert { priority: 150 }, Announce],
@@ -319,7 +322,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "keepalived lower_prio_no_advert: lower priority ignored",
-            config: Config { lower_prio_no_advert: true, ..v2(150) },
+            params: RouterParams { lower_prio_no_advert: true, ..v2(150) },
             before: master(),
             event: advert(9, 100, 100),
             actions: vec![],
@@ -327,7 +330,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.3 shutdown: Master resigns with priority 0",
-            config: v2(100),
+            params: v2(100),
             before: master(),
             event: Shutdown,
             actions: vec![SendAdvert { priority: 0 }, CancelTimers, RemoveVips, Notify(State::Initialize)],
@@ -335,7 +338,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.4.2 shutdown: Backup just stops",
-            config: v2(100),
+            params: v2(100),
             before: backup(),
             event: Shutdown,
             actions: vec![CancelTimers, Notify(State::Initialize)],
@@ -343,7 +346,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "fault in Master: resign with priority 0, then drop the VIPs",
-            config: v2(100),
+            params: v2(100),
             before: master(),
             event: FaultDetected,
             actions: vec![SendAdvert { priority: 0 }, CancelTimers, RemoveVips, Notify(State::Fault)],
@@ -351,7 +354,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "fault in Backup",
-            config: v2(100),
+            params: v2(100),
             before: backup(),
             event: FaultDetected,
             actions: vec![CancelTimers, Notify(State::Fault)],
@@ -359,7 +362,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "fault cleared: Backup",
-            config: v2(100),
+            params: v2(100),
             before: vec![Startup, FaultDetected],
             event: FaultCleared,
             actions: vec![CancelTimers, StartMasterDownTimer(MD_V2_100), Notify(State::Backup)],
@@ -367,7 +370,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "fault cleared: owner goes straight to Master",
-            config: v2(255),
+            params: v2(255),
             before: vec![Startup, FaultDetected],
             event: FaultCleared,
             actions: become_master(255),
@@ -375,7 +378,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "Fault ignores adverts",
-            config: v2(100),
+            params: v2(100),
             before: vec![Startup, FaultDetected],
             event: advert(9, 0, 100),
             actions: discard(DiscardReason::NotParticipating { state: State::Fault }),
@@ -383,7 +386,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "Fault ignores timers",
-            config: v2(100),
+            params: v2(100),
             before: vec![Startup, FaultDetected],
             event: MasterDownTimerFired,
             actions: vec![],
@@ -391,7 +394,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "shutdown from Fault",
-            config: v2(100),
+            params: v2(100),
             before: vec![Startup, FaultDetected],
             event: Shutdown,
             actions: vec![CancelTimers, Notify(State::Initialize)],
@@ -399,7 +402,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "stale master-down fire in Master is ignored",
-            config: v2(100),
+            params: v2(100),
             before: master(),
             event: MasterDownTimerFired,
             actions: vec![],
@@ -407,7 +410,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "stale adver timer fire in Backup is ignored",
-            config: v2(100),
+            params: v2(100),
             before: backup(),
             event: AdverTimerFired,
             actions: vec![],
@@ -415,7 +418,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "priority change goes out with the next advert",
-            config: v2(150),
+            params: v2(150),
             before: vec![Startup, MasterDownTimerFired, PriorityChanged { effective: 130 }],
             event: AdverTimerFired,
             actions: vec![SendAdvert { priority: 130 }, StartAdverTimer(ONE_S)],
@@ -423,7 +426,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "effective priority is clamped to 1..=254",
-            config: v2(150),
+            params: v2(150),
             before: vec![Startup, MasterDownTimerFired, PriorityChanged { effective: 0 }],
             event: AdverTimerFired,
             actions: vec![SendAdvert { priority: 1 }, StartAdverTimer(ONE_S)],
@@ -431,7 +434,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "an owner's priority never changes",
-            config: v2(255),
+            params: v2(255),
             before: vec![Startup, PriorityChanged { effective: 100 }],
             event: AdverTimerFired,
             actions: vec![SendAdvert { priority: 255 }, StartAdverTimer(ONE_S)],
@@ -439,7 +442,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "sync group: master-down asks the group, re-arms, stays Backup",
-            config: synced(100),
+            params: synced(100),
             before: backup(),
             event: MasterDownTimerFired,
             actions: vec![StartMasterDownTimer(MD_V2_100), WantsMaster(true)],
@@ -447,7 +450,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "sync group: asking again does not repeat the wish",
-            config: synced(100),
+            params: synced(100),
             before: vec![Startup, MasterDownTimerFired],
             event: MasterDownTimerFired,
             actions: vec![StartMasterDownTimer(MD_V2_100)],
@@ -455,7 +458,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "sync group: a master heard again withdraws the wish",
-            config: synced(100),
+            params: synced(100),
             before: vec![Startup, MasterDownTimerFired],
             event: advert(9, 150, 100),
             actions: vec![StartMasterDownTimer(MD_V2_100), WantsMaster(false)],
@@ -463,7 +466,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "sync group: a resignation shortens the wait but asks the group too",
-            config: synced(100),
+            params: synced(100),
             before: vec![Startup, advert(9, 0, 100)],
             event: MasterDownTimerFired,
             actions: vec![StartMasterDownTimer(MD_V2_100), WantsMaster(true)],
@@ -471,7 +474,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "vrrp_sync_master: Backup -> Master at once",
-            config: synced(100),
+            params: synced(100),
             before: vec![Startup, MasterDownTimerFired],
             event: SyncMaster,
             actions: become_master(100),
@@ -479,7 +482,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "vrrp_sync_master in Fault is ignored",
-            config: synced(100),
+            params: synced(100),
             before: vec![Startup, FaultDetected],
             event: SyncMaster,
             actions: vec![],
@@ -487,7 +490,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "vrrp_sync_backup: Master resigns with priority 0 and becomes Backup",
-            config: synced(100),
+            params: synced(100),
             before: vec![Startup, MasterDownTimerFired, SyncMaster],
             event: SyncBackup,
             actions: vec![
@@ -501,7 +504,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "vrrp_sync_backup in Backup is ignored",
-            config: synced(100),
+            params: synced(100),
             before: backup(),
             event: SyncBackup,
             actions: vec![],
@@ -509,7 +512,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "vrrp_sync_fault in Master: resign, then Fault",
-            config: synced(100),
+            params: synced(100),
             before: vec![Startup, MasterDownTimerFired, SyncMaster],
             event: SyncFault { on: true },
             actions: vec![SendAdvert { priority: 0 }, CancelTimers, RemoveVips, Notify(State::Fault)],
@@ -517,7 +520,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "group fault cleared: Backup",
-            config: synced(100),
+            params: synced(100),
             before: vec![Startup, SyncFault { on: true }],
             event: SyncFault { on: false },
             actions: vec![CancelTimers, StartMasterDownTimer(MD_V2_100), Notify(State::Backup)],
@@ -525,7 +528,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "group fault cleared while the own tracking is down: stays Fault",
-            config: synced(100),
+            params: synced(100),
             before: vec![Startup, FaultDetected, SyncFault { on: true }],
             event: SyncFault { on: false },
             actions: vec![],
@@ -533,7 +536,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "own fault cleared while the group is in fault: stays Fault",
-            config: synced(100),
+            params: synced(100),
             before: vec![Startup, SyncFault { on: true }, FaultDetected],
             event: FaultCleared,
             actions: vec![],
@@ -541,7 +544,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "startup during a group fault goes to Fault",
-            config: synced(100),
+            params: synced(100),
             before: vec![SyncFault { on: true }],
             event: Startup,
             actions: vec![CancelTimers, Notify(State::Fault)],
@@ -549,7 +552,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "a backup's skew follows its effective priority",
-            config: v2(100),
+            params: v2(100),
             before: vec![Startup, PriorityChanged { effective: 200 }],
             event: advert(9, 0, 100),
             actions: vec![StartMasterDownTimer(nanos(218_750_000))],
@@ -561,7 +564,7 @@ fn cases() -> Vec<Case> {
 #[test]
 fn transitions() {
     for case in cases() {
-        let mut inst = Instance::new(case.config).unwrap();
+        let mut inst = Instance::new(case.params).unwrap();
         for ev in case.before {
             inst.handle(ev);
         }
@@ -669,8 +672,8 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(configs: Vec<Config>) -> Self {
-        let nodes = configs
+    fn new(params: Vec<RouterParams>) -> Self {
+        let nodes = params
             .into_iter()
             .map(|c| Node { inst: Instance::new(c).unwrap(), timers: BTreeMap::new(), frozen: false, vips: false })
             .collect();
@@ -678,8 +681,8 @@ impl Sim {
     }
 
     /// Starts all nodes now.
-    fn started(configs: Vec<Config>) -> Self {
-        let mut sim = Self::new(configs);
+    fn started(params: Vec<RouterParams>) -> Self {
+        let mut sim = Self::new(params);
         for i in 0..sim.nodes.len() {
             sim.event(i, Event::Startup);
         }
@@ -709,8 +712,8 @@ impl Sim {
             Action::AddVips => node.vips = true,
             Action::RemoveVips => node.vips = false,
             Action::SendAdvert { priority } => {
-                let from = node.inst.config().primary_address;
-                let max_adver_int = node.inst.config().advert_interval;
+                let from = node.inst.params().primary_address;
+                let max_adver_int = node.inst.params().advert_interval;
                 if !self.partitioned {
                     for j in (0..self.nodes.len()).filter(|&j| j != i) {
                         self.queue.push_back((j, Event::AdvertReceived { from, priority, max_adver_int }));
@@ -811,7 +814,7 @@ fn owner_is_master_at_once_and_takes_over() {
 
 /// Starts A (priority 150) and B (priority 100) together, v2 1 s, and
 /// returns once A is master.
-fn pair(a: Config, b: Config) -> Sim {
+fn pair(a: RouterParams, b: RouterParams) -> Sim {
     let mut sim = Sim::started(vec![a, b]);
     sim.advance_secs(5.0);
     assert_eq!((sim.state(0), sim.state(1)), (State::Master, State::Backup));
@@ -871,7 +874,7 @@ fn higher_priority_backup_preempts() {
     assert_eq!(sim.holders(), vec![1]);
 }
 
-fn late_joiner(b: Config, run: f64) -> Sim {
+fn late_joiner(b: RouterParams, run: f64) -> Sim {
     let mut sim = Sim::new(vec![cfg(Version::V2, 100, 1), b]);
     sim.event(0, Event::Startup);
     sim.advance_secs(10.0);
@@ -882,7 +885,7 @@ fn late_joiner(b: Config, run: f64) -> Sim {
 
 #[test]
 fn nopreempt_keeps_the_lower_priority_master() {
-    let sim = late_joiner(Config { preempt: false, ..cfg(Version::V2, 150, 2) }, 100.0);
+    let sim = late_joiner(RouterParams { preempt: false, ..cfg(Version::V2, 150, 2) }, 100.0);
     assert_eq!((sim.state(0), sim.state(1)), (State::Master, State::Backup));
     assert_eq!(sim.holders(), vec![0]);
 }
@@ -890,7 +893,7 @@ fn nopreempt_keeps_the_lower_priority_master() {
 #[test]
 fn preempt_delay_postpones_preemption() {
     let delay = secs(10.0);
-    let sim = late_joiner(Config { preempt_delay: delay, ..cfg(Version::V2, 150, 2) }, 30.0);
+    let sim = late_joiner(RouterParams { preempt_delay: delay, ..cfg(Version::V2, 150, 2) }, 30.0);
     // A advertises at 3.609375 + k s. B (started at 10 s) accepts them
     // until its delay ends at 20 s; the last it accepts is at 19.609375 s.
     let last_accepted = MD_V2_100 + 16 * ONE_S;
@@ -901,7 +904,7 @@ fn preempt_delay_postpones_preemption() {
 
 #[test]
 fn preempt_delay_restarts_on_entering_backup() {
-    let mut inst = Instance::new(Config { preempt_delay: secs(5.0), ..cfg(Version::V2, 150, 5) }).unwrap();
+    let mut inst = Instance::new(RouterParams { preempt_delay: secs(5.0), ..cfg(Version::V2, 150, 5) }).unwrap();
     inst.handle(Event::Startup);
     inst.handle(Event::PreemptDelayTimerFired);
     inst.handle(Event::MasterDownTimerFired);
@@ -957,7 +960,7 @@ fn v3_backup_adopts_the_masters_interval() {
 
 #[test]
 fn v2_interval_mismatch_is_split_brain_like_keepalived() {
-    let a = Config { advert_interval: Centiseconds::from_secs(2), ..cfg(Version::V2, 150, 1) };
+    let a = RouterParams { advert_interval: Centiseconds::from_secs(2), ..cfg(Version::V2, 150, 1) };
     let mut sim = Sim::started(vec![a, cfg(Version::V2, 100, 2)]);
     sim.advance_secs(20.0);
     assert_eq!((sim.state(0), sim.state(1)), (State::Master, State::Master));
@@ -1013,12 +1016,12 @@ fn random_schedules_converge() {
         (seed >> 33) % n
     };
     for _ in 0..50 {
-        let configs = vec![
-            Config { preempt: rand(3) != 0, ..cfg(Version::V2, 100 + rand(60) as u8, 1) },
-            Config { preempt_delay: secs(rand(3) as f64), ..cfg(Version::V2, 100 + rand(60) as u8, 2) },
+        let params = vec![
+            RouterParams { preempt: rand(3) != 0, ..cfg(Version::V2, 100 + rand(60) as u8, 1) },
+            RouterParams { preempt_delay: secs(rand(3) as f64), ..cfg(Version::V2, 100 + rand(60) as u8, 2) },
             cfg(Version::V2, if rand(4) == 0 { 255 } else { 50 }, 3),
         ];
-        let mut sim = Sim::started(configs);
+        let mut sim = Sim::started(params);
         for _ in 0..40 {
             let node = rand(3) as usize;
             let event = match rand(8) {

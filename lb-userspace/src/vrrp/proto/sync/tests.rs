@@ -5,7 +5,7 @@ use std::{
 };
 
 use super::*;
-use crate::vrrp::{Action, Config, Instance, Version, packet::Centiseconds};
+use crate::vrrp::{Action, Instance, RouterParams, Version, packet::Centiseconds};
 
 // ---- The group's rules, one input at a time.
 
@@ -185,16 +185,16 @@ impl Sim {
         for (director, priority) in [(A, a), (B, b)] {
             for member in 0..2 {
                 let primary = IpAddr::V4(Ipv4Addr::new(10, 0, member as u8, director as u8 + 1));
-                let config = Config {
+                let params = RouterParams {
                     priority,
                     advert_interval: Centiseconds(10),
                     sync_group: true,
-                    ..Config::new(Version::V3, member as u8 + 1, primary)
+                    ..RouterParams::new(Version::V3, member as u8 + 1, primary)
                 };
                 nodes.push(Node {
                     director,
                     member,
-                    inst: Instance::new(config).unwrap(),
+                    inst: Instance::new(params).unwrap(),
                     timers: BTreeMap::new(),
                     vips: false,
                 });
@@ -248,8 +248,8 @@ impl Sim {
             Action::AddVips => node.vips = true,
             Action::RemoveVips => node.vips = false,
             Action::SendAdvert { priority } => {
-                let from = node.inst.config().primary_address;
-                let max_adver_int = node.inst.config().advert_interval;
+                let from = node.inst.params().primary_address;
+                let max_adver_int = node.inst.params().advert_interval;
                 let peer = self.node(1 - d, member);
                 self.queue.push_back(Msg::Event(peer, Event::AdvertReceived { from, priority, max_adver_int }));
             }
@@ -374,7 +374,7 @@ fn a_master_stepping_down_takes_the_other_member_along() {
     // B's VI_1 is reconfigured to the owner's 255 and restarts: A's VI_1
     // steps down on its first advert, and vrrp_sync_backup resigns VI_2.
     let i = sim.node(B, 0);
-    let mut cfg = sim.nodes[i].inst.config().clone();
+    let mut cfg = sim.nodes[i].inst.params().clone();
     cfg.priority = 255;
     sim.nodes[i].inst = Instance::new(cfg).unwrap();
     sim.groups[B] = SyncGroup::new(2);

@@ -33,11 +33,9 @@
 //! timers are deadlines (`Option<Instant>`): a `Start*Timer` action
 //! overwrites the deadline, `CancelTimers` clears them, and each loop turn
 //! sleeps on the current values only, so a replaced or cancelled timer can
-//! never fire. Received packets go through the checks of RFC 5798 section
-//! 7.1 in this order, each failure counted in [`Rejected`]: VRID (another
-//! VRID is ignored silently, only counted), source (unicast peers only, when
-//! configured), TTL 255 (multicast mode), version, length, checksum,
-//! authentication, the address list.
+//! never fire. Received packets go through [`receive::accept`]; each
+//! refusal is counted in [`Rejected`] and logged, repeats of one kind at
+//! most every `LOG_EVERY`.
 
 use std::{
     collections::HashMap,
@@ -59,9 +57,10 @@ use super::{
     announce::{PacketSocket, garp_frame, unsolicited_na_frame},
     fsm::{self, Action, Counters, DiscardReason, Event, Instance, State},
     notify::{NOTIFY_TIMEOUT, Notifier, commands_for, group_commands},
-    packet::{Addresses, Advertisement, DecodeError, PseudoHeader, Version},
+    packet::{Addresses, PseudoHeader, Version},
+    receive::{self, Filter, IpHeader, Reason, Reject, Rejected},
     reload::{self, ReloadPlan},
-    socket::{RecvInfo, VrrpSocket},
+    socket::VrrpSocket,
     sync::{self, SyncGroup},
     track::{DataplaneHealth, ScriptState, contribution, dataplane_problems, effective_priority, spawn_script},
 };
@@ -97,66 +96,6 @@ pub enum VrrpError {
         #[source]
         source: fsm::ParamsError,
     },
-}
-
-/// Adverts dropped before the state machine saw them, by reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Rejected {
-    /// TTL / hop limit not 255 in multicast mode (keepalived's "invalid ttl").
-    pub bad_ttl: u64,
-    /// Not our configured VRRP version, or v2 over IPv6.
-    pub bad_version: u64,
-    /// Shorter than a header, or not the length its count says.
-    pub bad_length: u64,
-    /// Checksum wrong in every accepted form (IPv4; the kernel drops bad IPv6 ones).
-    pub bad_checksum: u64,
-    /// Not an advertisement, VRID or interval 0, or not a usable IP packet.
-    pub malformed: u64,
-    /// Authentication type or password does not match (v2).
-    pub bad_auth: u64,
-    /// The address list differs from ours (keepalived: "ip address
-    /// associated with VRID not present in MASTER advert").
-    pub address_mismatch: u64,
-    /// From an address that is not one of `unicast_peers`.
-    pub unknown_peer: u64,
-}
-
-impl Rejected {
-    /// `(reason, count)` for `lb status`, in a fixed order.
-    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
-        [
-            ("bad_ttl", self.bad_ttl),
-            ("bad_version", self.bad_version),
-            ("bad_length", self.bad_length),
-            ("bad_checksum", self.bad_checksum),
-            ("malformed", self.malformed),
-            ("bad_auth", self.bad_auth),
-            ("address_mismatch", self.address_mismatch),
-            ("unknown_peer", self.unknown_peer),
-        ]
-    }
-
-    /// All of them.
-    pub fn total(&self) -> u64 {
-        self.by_reason().iter().map(|(_, n)| n).sum()
-    }
-
-    fn count(&mut self, e: &DecodeError) -> &'static str {
-        let (counter, name) = match e {
-            DecodeError::TooShort { .. } | DecodeError::LengthMismatch { .. } => (&mut self.bad_length, "bad_length"),
-            DecodeError::BadVersion { .. } | DecodeError::V2OverIpv6 => (&mut self.bad_version, "bad_version"),
-            DecodeError::BadChecksum { .. } => (&mut self.bad_checksum, "bad_checksum"),
-            DecodeError::BadType { .. } | DecodeError::ZeroVrid | DecodeError::ZeroInterval => {
-                (&mut self.malformed, "malformed")
-            }
-            DecodeError::UnknownAuthType { .. } | DecodeError::AuthTypeMismatch { .. } | DecodeError::BadPassword => {
-                (&mut self.bad_auth, "bad_auth")
-            }
-            DecodeError::AddressMismatch { .. } => (&mut self.address_mismatch, "address_mismatch"),
-        };
-        *counter += 1;
-        name
-    }
 }
 
 /// One instance as `lb status` shows it.
@@ -627,7 +566,13 @@ fn prepare(
         fsm,
         src,
         destinations,
-        addresses,
+        filter: Filter {
+            version: cfg.version,
+            vrid: cfg.vrid,
+            auth: cfg.auth,
+            addresses,
+            unicast_peers: cfg.unicast_peers.clone(),
+        },
         rtnl,
         packet,
         ifctl,
@@ -678,8 +623,8 @@ struct Task {
     src: IpAddr,
     /// The group, or the unicast peers.
     destinations: Vec<IpAddr>,
-    /// The VIP list as adverts carry it.
-    addresses: Addresses,
+    /// What it accepts, and the VIP list its adverts carry.
+    filter: Filter,
     rtnl: Rtnl,
     packet: PacketSocket,
     ifctl: IfCtl,
@@ -808,7 +753,7 @@ impl Task {
                 Err(_would_block) => return,
                 Ok(Ok(Some(info))) => info,
                 Ok(Ok(None)) => {
-                    self.status.rejected.malformed += 1;
+                    self.status.rejected.add(Reason::Malformed);
                     continue;
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -821,64 +766,42 @@ impl Task {
             };
             let Some(payload) = buf.get(info.offset..info.offset + info.len) else { continue };
             let payload = payload.to_vec();
-            self.on_packet(info, &payload, guard.get_ref().get_ref(), notifier);
+            self.on_packet(&info.header, &payload, guard.get_ref().get_ref(), notifier);
         }
     }
 
-    fn on_packet(&mut self, info: RecvInfo, payload: &[u8], socket: &VrrpSocket, notifier: &Notifier) {
-        if payload.len() >= 2 && payload[1] != self.cfg.vrid {
-            self.status.other_vrid += 1;
-            return;
-        }
-        let unicast = !self.cfg.unicast_peers.is_empty();
-        if unicast && !self.cfg.unicast_peers.contains(&info.src) {
-            self.status.rejected.unknown_peer += 1;
-            self.log_reject("unknown_peer", format!("advert from {}, which is not a unicast peer", info.src));
-            return;
-        }
-        if !unicast && info.ttl != super::packet::TTL {
-            self.status.rejected.bad_ttl += 1;
-            self.log_reject("bad_ttl", format!("advert from {} with TTL {} (must be 255)", info.src, info.ttl));
-            return;
-        }
-        let Some(ph) = PseudoHeader::new(info.src, info.dst) else { return };
-        let advert = match Advertisement::decode(payload, &ph) {
-            Ok((advert, _)) => advert,
-            Err(e) => {
-                let reason = self.status.rejected.count(&e);
-                self.log_reject(reason, format!("advert from {}: {e}", info.src));
+    fn on_packet(&mut self, ip: &IpHeader, payload: &[u8], socket: &VrrpSocket, notifier: &Notifier) {
+        let advert = match receive::accept(&self.filter, ip, payload) {
+            Ok(advert) => advert,
+            Err(Reject::OtherVrid { .. }) => {
+                self.status.other_vrid += 1;
+                return;
+            }
+            Err(reject) => {
+                match reject.reason() {
+                    Some(reason) => {
+                        self.status.rejected.add(reason);
+                        self.log_reject(reason, &reject);
+                    }
+                    None => tracing::debug!(instance = self.cfg.name, "ignored {reject}"),
+                }
                 return;
             }
         };
-        if advert.version != self.cfg.version {
-            self.status.rejected.bad_version += 1;
-            self.log_reject(
-                "bad_version",
-                format!("{} advert from {}, but this instance runs {}", advert.version, info.src, self.cfg.version),
-            );
-            return;
-        }
-        let checked = advert.check_auth(&self.cfg.auth).and_then(|()| advert.check_addresses(&self.addresses));
-        if let Err(e) = checked {
-            let reason = self.status.rejected.count(&e);
-            self.log_reject(reason, format!("advert from {} (VRID {}): {e}", info.src, self.cfg.vrid));
-            return;
-        }
-        let priority = advert.priority;
-        self.handle(Event::advert(info.src, &advert), socket, notifier);
+        self.handle(Event::advert(ip.src, &advert), socket, notifier);
         if self.fsm.state() == State::Backup {
-            self.status.master = (priority != 0).then_some(info.src);
+            self.status.master = (advert.priority != 0).then_some(ip.src);
         }
     }
 
-    fn log_reject(&mut self, key: &'static str, message: String) {
-        if self.should_log(key) {
+    fn log_reject(&mut self, reason: Reason, reject: &Reject) {
+        if self.should_log(reason.name()) {
             tracing::warn!(
                 instance = self.cfg.name,
-                "rejected {message} (repeats are counted, logged every {LOG_EVERY:?})"
+                "rejected {reject} (repeats are counted, logged every {LOG_EVERY:?})"
             );
         } else {
-            tracing::debug!(instance = self.cfg.name, "rejected {message}");
+            tracing::debug!(instance = self.cfg.name, "rejected {reject}");
         }
     }
 
@@ -946,7 +869,7 @@ impl Task {
     }
 
     fn send_advert(&mut self, priority: u8, socket: &VrrpSocket) {
-        let advert = self.fsm.advertisement(priority, self.cfg.auth, self.addresses.clone());
+        let advert = self.fsm.advertisement(priority, self.cfg.auth, self.filter.addresses.clone());
         for dst in self.destinations.clone() {
             let Some(ph) = PseudoHeader::new(self.src, dst) else { continue };
             let sent = advert

@@ -4,5 +4,6 @@
 
 pub mod fsm;
 pub mod packet;
+pub mod receive;
 pub mod reload;
 pub mod sync;

@@ -33,7 +33,7 @@ pub mod runtime;
 pub mod socket;
 pub mod track;
 
-pub use proto::{fsm, packet, receive, reload, sync};
+pub use proto::{fsm, packet, receive, reload, sync, tracking};
 
 pub use fsm::{Action, Counters, DiscardReason, Event, Instance, ParamsError, RouterParams, State};
 pub use packet::{

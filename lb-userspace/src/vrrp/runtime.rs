@@ -62,7 +62,8 @@ use super::{
     reload::{self, ReloadPlan},
     socket::VrrpSocket,
     sync::{self, SyncGroup},
-    track::{DataplaneHealth, ScriptState, contribution, dataplane_problems, effective_priority, spawn_script},
+    track::spawn_script,
+    tracking::{DataplaneHealth, Tracking},
 };
 use crate::{
     config::{Notify, VirtualAddress, VirtualRoute, VrrpInstance, VrrpSyncGroup},
@@ -535,12 +536,6 @@ fn prepare(
         sync_group: group.is_some(),
     };
     let fsm = Instance::new(params).map_err(|source| VrrpError::Params { instance: name.clone(), source })?;
-    let mut tracked = vec![cfg.interface.clone()];
-    for t in &cfg.track_interfaces {
-        if !tracked.contains(t) {
-            tracked.push(t.clone());
-        }
-    }
     let destinations = if unicast { cfg.unicast_peers.clone() } else { vec![cfg.mcast_group] };
     let router =
         ipv6 && std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").is_ok_and(|s| s.trim() == "1");
@@ -561,7 +556,6 @@ fn prepare(
         route_errors: 0,
         since: None,
     };
-    let scripts = cfg.track_scripts.iter().map(ScriptState::new).collect();
     let task = Task {
         fsm,
         src,
@@ -578,11 +572,8 @@ fn prepare(
         ifctl,
         vips,
         router,
-        tracked,
-        links_down: Vec::new(),
-        scripts,
+        tracking: Tracking::for_instance(&cfg),
         script_accounts,
-        fault: false,
         timers: Timers::default(),
         shared: Arc::new(Mutex::new(status.clone())),
         status,
@@ -590,8 +581,6 @@ fn prepare(
         notify_account,
         logged: HashMap::new(),
         group,
-        dataplane: None,
-        dataplane_problems: Vec::new(),
         cfg,
     };
     Ok((task, socket))
@@ -631,12 +620,8 @@ struct Task {
     vips: Vec<VipTarget>,
     /// Set the router flag in unsolicited NAs.
     router: bool,
-    /// Interfaces whose link is tracked (the instance's first).
-    tracked: Vec<String>,
-    links_down: Vec<String>,
-    scripts: Vec<ScriptState>,
+    tracking: Tracking,
     script_accounts: Vec<Account>,
-    fault: bool,
     timers: Timers,
     status: InstanceStatus,
     shared: Arc<Mutex<InstanceStatus>>,
@@ -646,10 +631,6 @@ struct Task {
     logged: HashMap<&'static str, Instant>,
     /// The sync group, when the instance is in one.
     group: Option<GroupLink>,
-    /// The agent's last report (`track_dataplane`); `None` = healthy.
-    dataplane: Option<DataplaneHealth>,
-    /// The problems last logged, so a change is logged once.
-    dataplane_problems: Vec<String>,
 }
 
 impl Task {
@@ -679,8 +660,7 @@ impl Task {
                     Some(Command::Shutdown) | None => break,
                     Some(Command::Sync(event)) => self.handle(event, sock, &notifier),
                     Some(Command::Dataplane(health)) => {
-                        if self.dataplane.as_ref() != Some(&health) {
-                            self.dataplane = Some(health);
+                        if self.tracking.report_dataplane(health) {
                             self.reevaluate(sock, &notifier);
                         }
                     }
@@ -718,9 +698,7 @@ impl Task {
                     self.reevaluate(sock, &notifier);
                 }
                 Some((index, success)) = script_rx.recv() => {
-                    if let Some(s) = self.scripts.get_mut(index)
-                        && s.record(success)
-                    {
+                    if let Some(s) = self.tracking.script_result(index, success) {
                         tracing::info!(
                             instance = self.cfg.name,
                             script = s.name,
@@ -1029,40 +1007,29 @@ impl Task {
     }
 
     fn poll_links(&mut self) {
-        let down: Vec<String> = self.tracked.iter().filter(|n| self.ifctl.link(n) == Link::Down).cloned().collect();
-        if down != self.links_down {
-            for name in down.iter().filter(|n| !self.links_down.contains(n)) {
-                tracing::warn!(instance = self.cfg.name, interface = name, "tracked interface is down");
-            }
-            for name in self.links_down.iter().filter(|n| !down.contains(n)) {
-                tracing::info!(instance = self.cfg.name, interface = name, "tracked interface is up again");
-            }
-            self.links_down = down;
+        let down = (self.tracking.interfaces().iter()).filter(|n| self.ifctl.link(n) == Link::Down).cloned().collect();
+        let changes = self.tracking.links_down(down);
+        for name in &changes.down {
+            tracing::warn!(instance = self.cfg.name, interface = name, "tracked interface is down");
+        }
+        for name in &changes.up {
+            tracing::info!(instance = self.cfg.name, interface = name, "tracked interface is up again");
         }
     }
 
     /// Feeds tracking into the state machine: the priority first, so that
     /// leaving FAULT starts with the right one.
     fn reevaluate(&mut self, socket: &VrrpSocket, notifier: &Notifier) {
-        let dataplane = match self.cfg.track_dataplane {
-            Some(track) => {
-                let vips: Vec<IpAddr> = self.cfg.virtual_addresses.iter().map(|v| v.address).collect();
-                let problems = dataplane_problems(track, self.dataplane.as_ref(), &vips);
-                if problems != self.dataplane_problems {
-                    if problems.is_empty() {
-                        tracing::info!(instance = self.cfg.name, "data plane healthy again");
-                    } else {
-                        tracing::warn!(instance = self.cfg.name, weight = track.weight, "{}", problems.join(", "));
-                    }
-                    self.dataplane_problems.clone_from(&problems);
-                }
-                Some((track.weight, problems))
+        let update = self.tracking.evaluate();
+        if let Some(problems) = update.dataplane {
+            if problems.is_empty() {
+                tracing::info!(instance = self.cfg.name, "data plane healthy again");
+            } else {
+                let weight = self.cfg.track_dataplane.map(|t| t.weight);
+                tracing::warn!(instance = self.cfg.name, weight, "{}", problems.join(", "));
             }
-            None => None,
-        };
-        let extra = dataplane.as_ref().map_or(0, |(w, p)| contribution(*w, p.is_empty()));
-        let effective = effective_priority(self.cfg.priority, &self.scripts, extra);
-        if effective != self.fsm.priority() {
+        }
+        if let Some(effective) = update.priority {
             tracing::info!(
                 instance = self.cfg.name,
                 from = self.fsm.priority(),
@@ -1071,16 +1038,9 @@ impl Task {
             );
             self.handle(Event::PriorityChanged { effective }, socket, notifier);
         }
-        let mut reasons: Vec<String> = self.links_down.iter().map(|n| format!("interface {n} is down")).collect();
-        reasons.extend(self.scripts.iter().filter(|s| s.faults()).map(|s| format!("track_script {} failed", s.name)));
-        if let Some((0, problems)) = dataplane {
-            reasons.extend(problems);
-        }
-        let fault = !reasons.is_empty();
-        if fault != self.fault {
-            self.fault = fault;
+        if let Some(fault) = update.fault {
             if fault {
-                tracing::warn!(instance = self.cfg.name, "FAULT: {}", reasons.join(", "));
+                tracing::warn!(instance = self.cfg.name, "FAULT: {}", self.tracking.fault_reasons().join(", "));
                 self.handle(Event::FaultDetected, socket, notifier);
             } else {
                 tracing::info!(instance = self.cfg.name, "tracking healthy again; leaving FAULT");
@@ -1088,7 +1048,7 @@ impl Task {
             }
             self.tell_group(sync::Input::Tracking { member: 0, faulty: fault });
         }
-        self.status.fault_reasons = reasons;
+        self.status.fault_reasons = self.tracking.fault_reasons().to_vec();
     }
 
     /// Reports to the sync group; `member` in `input` is filled in here.

@@ -7,3 +7,4 @@ pub mod packet;
 pub mod receive;
 pub mod reload;
 pub mod sync;
+pub mod tracking;

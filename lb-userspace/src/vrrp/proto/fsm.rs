@@ -173,9 +173,8 @@ pub enum Event {
     Startup,
     /// Stop taking part; a master resigns with priority 0.
     Shutdown,
-    /// A valid advertisement for this VRID: it passed
-    /// [`Advertisement::decode`] and the per-instance checks, and came with
-    /// TTL 255. See [`Event::advert`].
+    /// A valid advertisement for this VRID: it passed the receive checks
+    /// ([`super::receive::accept`]). See [`Event::advert`].
     AdvertReceived {
         /// The sender's primary address (the IP source).
         from: IpAddr,
@@ -454,8 +453,8 @@ impl Instance {
     }
 
     /// RFC 5798 section 7.1 / RFC 3768 section 7.1, the checks that need the
-    /// state machine (the packet-level ones happened in
-    /// [`Advertisement::decode`]), then the per-state handling.
+    /// state machine (the others happened in [`super::receive::accept`]),
+    /// then the per-state handling.
     ///
     /// Deliberately not done: RFC 5798 section 7.1 has the address owner
     /// discard every advert for its VRID. Handling them like any master does

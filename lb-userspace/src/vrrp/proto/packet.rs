@@ -1,10 +1,11 @@
 //! VRRP advertisements on the wire: version 2 (RFC 3768, IPv4 only) and
 //! version 3 (RFC 5798, IPv4 and IPv6), as keepalived 2.2.7 sends them.
 //!
-//! Only the VRRP message is handled here, never the IP header: the socket
-//! layer checks TTL / hop limit 255 (RFC 5798 section 5.1, RFC 3768 section 5.2) and hands over
-//! the IP source and destination as a [`PseudoHeader`], because v3 checksums
-//! cover them and because the address family decides the address width.
+//! Only the VRRP message is handled here, never the IP header: the receive
+//! checks ([`super::receive`]) check TTL / hop limit 255 (RFC 5798 section
+//! 5.1, RFC 3768 section 5.2) and hand over the IP source and destination
+//! as a [`PseudoHeader`], because v3 checksums cover them and because the
+//! address family decides the address width.
 //!
 //! Intervals are [`Centiseconds`] in both versions so the state machine has a
 //! single unit; a v2 packet can only carry whole seconds, which

@@ -29,14 +29,14 @@ use super::fsm::{Event, State};
 /// What a member tells its group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
-    /// The member entered `state` (its [`super::Action::Notify`]).
+    /// The member entered `state` (its [`super::fsm::Action::Notify`]).
     State {
         /// Index of the member in the group.
         member: usize,
         /// The state entered.
         state: State,
     },
-    /// The member's [`super::Action::WantsMaster`].
+    /// The member's [`super::fsm::Action::WantsMaster`].
     WantsMaster {
         /// Index of the member in the group.
         member: usize,

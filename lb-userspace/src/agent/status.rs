@@ -25,6 +25,8 @@ pub struct VrrpStatus {
     pub name: String,
     pub interface: String,
     pub vrid: u8,
+    /// keepalived's name of the state ([`crate::vrrp::State::name`]):
+    /// MASTER, BACKUP, FAULT, or STOP before it started.
     pub state: String,
     pub priority: u8,
     pub effective_priority: u8,

@@ -41,12 +41,7 @@ pub fn commands_for(notify: &Notify, instance: &str, state: State, priority: u8)
     let mut out: Vec<Vec<String>> = own.iter().cloned().collect();
     if let Some(any) = &notify.any {
         let mut argv = any.clone();
-        argv.extend([
-            "INSTANCE".to_owned(),
-            instance.to_owned(),
-            state.keepalived_name().to_owned(),
-            priority.to_string(),
-        ]);
+        argv.extend(["INSTANCE".to_owned(), instance.to_owned(), state.name().to_owned(), priority.to_string()]);
         out.push(argv);
     }
     out

@@ -10,7 +10,7 @@
 //! let mut changes = vrrp.take_events().expect("first call");
 //! # let _ = &mut changes;
 //! for s in vrrp.status() {
-//!     println!("{} {:?} priority {} master {:?}", s.name, s.state, s.effective_priority, s.master);
+//!     println!("{} {} priority {} master {:?}", s.name, s.state.name(), s.effective_priority, s.master);
 //! }
 //! // A reloaded file: only what changed restarts.
 //! let plan = vrrp.reload(config.vrrp.clone(), config.vrrp_sync_groups.clone()).await?;
@@ -33,11 +33,9 @@
 //! timers are deadlines (`Option<Instant>`): a `Start*Timer` action
 //! overwrites the deadline, `CancelTimers` clears them, and each loop turn
 //! sleeps on the current values only, so a replaced or cancelled timer can
-//! never fire. Received packets go through the checks of RFC 5798 section
-//! 7.1 in this order, each failure counted in [`Rejected`]: VRID (another
-//! VRID is ignored silently, only counted), source (unicast peers only, when
-//! configured), TTL 255 (multicast mode), version, length, checksum,
-//! authentication, the address list.
+//! never fire. Received packets go through [`receive::accept`]; each
+//! refusal is counted in [`Rejected`] and logged, repeats of one kind at
+//! most every `LOG_EVERY`.
 
 use std::{
     collections::HashMap,
@@ -59,11 +57,13 @@ use super::{
     announce::{PacketSocket, garp_frame, unsolicited_na_frame},
     fsm::{self, Action, Counters, DiscardReason, Event, Instance, State},
     notify::{NOTIFY_TIMEOUT, Notifier, commands_for, group_commands},
-    packet::{Addresses, Advertisement, DecodeError, PseudoHeader, Version},
+    packet::{Addresses, PseudoHeader, Version},
+    receive::{self, Filter, IpHeader, Reason, Reject, Rejected},
     reload::{self, ReloadPlan},
-    socket::{RecvInfo, VrrpSocket},
+    socket::VrrpSocket,
     sync::{self, SyncGroup},
-    track::{DataplaneHealth, ScriptState, contribution, dataplane_problems, effective_priority, spawn_script},
+    track::spawn_script,
+    tracking::{DataplaneHealth, Tracking},
 };
 use crate::{
     config::{Notify, VirtualAddress, VirtualRoute, VrrpInstance, VrrpSyncGroup},
@@ -92,71 +92,11 @@ pub enum VrrpError {
     #[error("VRRP instance {instance}: {message}")]
     Setup { instance: String, message: String },
     #[error("VRRP instance {instance}: {source}")]
-    Config {
+    Params {
         instance: String,
         #[source]
-        source: fsm::ConfigError,
+        source: fsm::ParamsError,
     },
-}
-
-/// Adverts dropped before the state machine saw them, by reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Rejected {
-    /// TTL / hop limit not 255 in multicast mode (keepalived's "invalid ttl").
-    pub bad_ttl: u64,
-    /// Not our configured VRRP version, or v2 over IPv6.
-    pub bad_version: u64,
-    /// Shorter than a header, or not the length its count says.
-    pub bad_length: u64,
-    /// Checksum wrong in every accepted form (IPv4; the kernel drops bad IPv6 ones).
-    pub bad_checksum: u64,
-    /// Not an advertisement, VRID or interval 0, or not a usable IP packet.
-    pub malformed: u64,
-    /// Authentication type or password does not match (v2).
-    pub bad_auth: u64,
-    /// The address list differs from ours (keepalived: "ip address
-    /// associated with VRID not present in MASTER advert").
-    pub address_mismatch: u64,
-    /// From an address that is not one of `unicast_peers`.
-    pub unknown_peer: u64,
-}
-
-impl Rejected {
-    /// `(reason, count)` for `lb status`, in a fixed order.
-    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
-        [
-            ("bad_ttl", self.bad_ttl),
-            ("bad_version", self.bad_version),
-            ("bad_length", self.bad_length),
-            ("bad_checksum", self.bad_checksum),
-            ("malformed", self.malformed),
-            ("bad_auth", self.bad_auth),
-            ("address_mismatch", self.address_mismatch),
-            ("unknown_peer", self.unknown_peer),
-        ]
-    }
-
-    /// All of them.
-    pub fn total(&self) -> u64 {
-        self.by_reason().iter().map(|(_, n)| n).sum()
-    }
-
-    fn count(&mut self, e: &DecodeError) -> &'static str {
-        let (counter, name) = match e {
-            DecodeError::TooShort { .. } | DecodeError::LengthMismatch { .. } => (&mut self.bad_length, "bad_length"),
-            DecodeError::BadVersion { .. } | DecodeError::V2OverIpv6 => (&mut self.bad_version, "bad_version"),
-            DecodeError::BadChecksum { .. } => (&mut self.bad_checksum, "bad_checksum"),
-            DecodeError::BadType { .. } | DecodeError::ZeroVrid | DecodeError::ZeroInterval => {
-                (&mut self.malformed, "malformed")
-            }
-            DecodeError::UnknownAuthType { .. } | DecodeError::AuthTypeMismatch { .. } | DecodeError::BadPassword => {
-                (&mut self.bad_auth, "bad_auth")
-            }
-            DecodeError::AddressMismatch { .. } => (&mut self.address_mismatch, "address_mismatch"),
-        };
-        *counter += 1;
-        name
-    }
 }
 
 /// One instance as `lb status` shows it.
@@ -496,7 +436,7 @@ async fn run_group(
                     }
                 }
                 sync::Output::Notify(state) => {
-                    tracing::info!(group = group.name, "VRRP sync group {}: {}", group.name, state.keepalived_name());
+                    tracing::info!(group = group.name, "VRRP sync group {}: {}", group.name, state.name());
                     notifier.run(group_commands(&group.notify, &group.name, state));
                 }
             }
@@ -584,7 +524,7 @@ fn prepare(
     for s in &cfg.track_scripts {
         script_accounts.push(user(&s.user)?);
     }
-    let fsm_config = fsm::Config {
+    let params = fsm::RouterParams {
         version: cfg.version,
         vrid: cfg.vrid,
         priority: cfg.priority,
@@ -595,13 +535,7 @@ fn prepare(
         primary_address: src,
         sync_group: group.is_some(),
     };
-    let fsm = Instance::new(fsm_config).map_err(|source| VrrpError::Config { instance: name.clone(), source })?;
-    let mut tracked = vec![cfg.interface.clone()];
-    for t in &cfg.track_interfaces {
-        if !tracked.contains(t) {
-            tracked.push(t.clone());
-        }
-    }
+    let fsm = Instance::new(params).map_err(|source| VrrpError::Params { instance: name.clone(), source })?;
     let destinations = if unicast { cfg.unicast_peers.clone() } else { vec![cfg.mcast_group] };
     let router =
         ipv6 && std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").is_ok_and(|s| s.trim() == "1");
@@ -622,22 +556,24 @@ fn prepare(
         route_errors: 0,
         since: None,
     };
-    let scripts = cfg.track_scripts.iter().map(ScriptState::new).collect();
     let task = Task {
         fsm,
         src,
         destinations,
-        addresses,
+        filter: Filter {
+            version: cfg.version,
+            vrid: cfg.vrid,
+            auth: cfg.auth,
+            addresses,
+            unicast_peers: cfg.unicast_peers.clone(),
+        },
         rtnl,
         packet,
         ifctl,
         vips,
         router,
-        tracked,
-        links_down: Vec::new(),
-        scripts,
+        tracking: Tracking::for_instance(&cfg),
         script_accounts,
-        fault: false,
         timers: Timers::default(),
         shared: Arc::new(Mutex::new(status.clone())),
         status,
@@ -645,8 +581,6 @@ fn prepare(
         notify_account,
         logged: HashMap::new(),
         group,
-        dataplane: None,
-        dataplane_problems: Vec::new(),
         cfg,
     };
     Ok((task, socket))
@@ -678,20 +612,16 @@ struct Task {
     src: IpAddr,
     /// The group, or the unicast peers.
     destinations: Vec<IpAddr>,
-    /// The VIP list as adverts carry it.
-    addresses: Addresses,
+    /// What it accepts, and the VIP list its adverts carry.
+    filter: Filter,
     rtnl: Rtnl,
     packet: PacketSocket,
     ifctl: IfCtl,
     vips: Vec<VipTarget>,
     /// Set the router flag in unsolicited NAs.
     router: bool,
-    /// Interfaces whose link is tracked (the instance's first).
-    tracked: Vec<String>,
-    links_down: Vec<String>,
-    scripts: Vec<ScriptState>,
+    tracking: Tracking,
     script_accounts: Vec<Account>,
-    fault: bool,
     timers: Timers,
     status: InstanceStatus,
     shared: Arc<Mutex<InstanceStatus>>,
@@ -701,10 +631,6 @@ struct Task {
     logged: HashMap<&'static str, Instant>,
     /// The sync group, when the instance is in one.
     group: Option<GroupLink>,
-    /// The agent's last report (`track_dataplane`); `None` = healthy.
-    dataplane: Option<DataplaneHealth>,
-    /// The problems last logged, so a change is logged once.
-    dataplane_problems: Vec<String>,
 }
 
 impl Task {
@@ -734,8 +660,7 @@ impl Task {
                     Some(Command::Shutdown) | None => break,
                     Some(Command::Sync(event)) => self.handle(event, sock, &notifier),
                     Some(Command::Dataplane(health)) => {
-                        if self.dataplane.as_ref() != Some(&health) {
-                            self.dataplane = Some(health);
+                        if self.tracking.report_dataplane(health) {
                             self.reevaluate(sock, &notifier);
                         }
                     }
@@ -773,9 +698,7 @@ impl Task {
                     self.reevaluate(sock, &notifier);
                 }
                 Some((index, success)) = script_rx.recv() => {
-                    if let Some(s) = self.scripts.get_mut(index)
-                        && s.record(success)
-                    {
+                    if let Some(s) = self.tracking.script_result(index, success) {
                         tracing::info!(
                             instance = self.cfg.name,
                             script = s.name,
@@ -808,7 +731,7 @@ impl Task {
                 Err(_would_block) => return,
                 Ok(Ok(Some(info))) => info,
                 Ok(Ok(None)) => {
-                    self.status.rejected.malformed += 1;
+                    self.status.rejected.add(Reason::Malformed);
                     continue;
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -821,64 +744,42 @@ impl Task {
             };
             let Some(payload) = buf.get(info.offset..info.offset + info.len) else { continue };
             let payload = payload.to_vec();
-            self.on_packet(info, &payload, guard.get_ref().get_ref(), notifier);
+            self.on_packet(&info.header, &payload, guard.get_ref().get_ref(), notifier);
         }
     }
 
-    fn on_packet(&mut self, info: RecvInfo, payload: &[u8], socket: &VrrpSocket, notifier: &Notifier) {
-        if payload.len() >= 2 && payload[1] != self.cfg.vrid {
-            self.status.other_vrid += 1;
-            return;
-        }
-        let unicast = !self.cfg.unicast_peers.is_empty();
-        if unicast && !self.cfg.unicast_peers.contains(&info.src) {
-            self.status.rejected.unknown_peer += 1;
-            self.log_reject("unknown_peer", format!("advert from {}, which is not a unicast peer", info.src));
-            return;
-        }
-        if !unicast && info.ttl != super::packet::TTL {
-            self.status.rejected.bad_ttl += 1;
-            self.log_reject("bad_ttl", format!("advert from {} with TTL {} (must be 255)", info.src, info.ttl));
-            return;
-        }
-        let Some(ph) = PseudoHeader::new(info.src, info.dst) else { return };
-        let advert = match Advertisement::decode(payload, &ph) {
-            Ok((advert, _)) => advert,
-            Err(e) => {
-                let reason = self.status.rejected.count(&e);
-                self.log_reject(reason, format!("advert from {}: {e}", info.src));
+    fn on_packet(&mut self, ip: &IpHeader, payload: &[u8], socket: &VrrpSocket, notifier: &Notifier) {
+        let advert = match receive::accept(&self.filter, ip, payload) {
+            Ok(advert) => advert,
+            Err(Reject::OtherVrid { .. }) => {
+                self.status.other_vrid += 1;
+                return;
+            }
+            Err(reject) => {
+                match reject.reason() {
+                    Some(reason) => {
+                        self.status.rejected.add(reason);
+                        self.log_reject(reason, &reject);
+                    }
+                    None => tracing::debug!(instance = self.cfg.name, "ignored {reject}"),
+                }
                 return;
             }
         };
-        if advert.version != self.cfg.version {
-            self.status.rejected.bad_version += 1;
-            self.log_reject(
-                "bad_version",
-                format!("{} advert from {}, but this instance runs {}", advert.version, info.src, self.cfg.version),
-            );
-            return;
-        }
-        let checked = advert.check_auth(&self.cfg.auth).and_then(|()| advert.check_addresses(&self.addresses));
-        if let Err(e) = checked {
-            let reason = self.status.rejected.count(&e);
-            self.log_reject(reason, format!("advert from {} (VRID {}): {e}", info.src, self.cfg.vrid));
-            return;
-        }
-        let priority = advert.priority;
-        self.handle(Event::advert(info.src, &advert), socket, notifier);
+        self.handle(Event::advert(ip.src, &advert), socket, notifier);
         if self.fsm.state() == State::Backup {
-            self.status.master = (priority != 0).then_some(info.src);
+            self.status.master = (advert.priority != 0).then_some(ip.src);
         }
     }
 
-    fn log_reject(&mut self, key: &'static str, message: String) {
-        if self.should_log(key) {
+    fn log_reject(&mut self, reason: Reason, reject: &Reject) {
+        if self.should_log(reason.name()) {
             tracing::warn!(
                 instance = self.cfg.name,
-                "rejected {message} (repeats are counted, logged every {LOG_EVERY:?})"
+                "rejected {reject} (repeats are counted, logged every {LOG_EVERY:?})"
             );
         } else {
-            tracing::debug!(instance = self.cfg.name, "rejected {message}");
+            tracing::debug!(instance = self.cfg.name, "rejected {reject}");
         }
     }
 
@@ -946,7 +847,7 @@ impl Task {
     }
 
     fn send_advert(&mut self, priority: u8, socket: &VrrpSocket) {
-        let advert = self.fsm.advertisement(priority, self.cfg.auth, self.addresses.clone());
+        let advert = self.fsm.advertisement(priority, self.cfg.auth, self.filter.addresses.clone());
         for dst in self.destinations.clone() {
             let Some(ph) = PseudoHeader::new(self.src, dst) else { continue };
             let sent = advert
@@ -1098,48 +999,37 @@ impl Task {
             priority,
             "VRRP instance {}: {} -> {}",
             self.cfg.name,
-            from.keepalived_name(),
-            state.keepalived_name()
+            from.name(),
+            state.name()
         );
         let _ = self.events.send(StateChange { instance: self.cfg.name.clone(), from, to: state, priority });
         notifier.run(commands_for(&self.cfg.notify, &self.cfg.name, state, priority));
     }
 
     fn poll_links(&mut self) {
-        let down: Vec<String> = self.tracked.iter().filter(|n| self.ifctl.link(n) == Link::Down).cloned().collect();
-        if down != self.links_down {
-            for name in down.iter().filter(|n| !self.links_down.contains(n)) {
-                tracing::warn!(instance = self.cfg.name, interface = name, "tracked interface is down");
-            }
-            for name in self.links_down.iter().filter(|n| !down.contains(n)) {
-                tracing::info!(instance = self.cfg.name, interface = name, "tracked interface is up again");
-            }
-            self.links_down = down;
+        let down = (self.tracking.interfaces().iter()).filter(|n| self.ifctl.link(n) == Link::Down).cloned().collect();
+        let changes = self.tracking.links_down(down);
+        for name in &changes.down {
+            tracing::warn!(instance = self.cfg.name, interface = name, "tracked interface is down");
+        }
+        for name in &changes.up {
+            tracing::info!(instance = self.cfg.name, interface = name, "tracked interface is up again");
         }
     }
 
     /// Feeds tracking into the state machine: the priority first, so that
     /// leaving FAULT starts with the right one.
     fn reevaluate(&mut self, socket: &VrrpSocket, notifier: &Notifier) {
-        let dataplane = match self.cfg.track_dataplane {
-            Some(track) => {
-                let vips: Vec<IpAddr> = self.cfg.virtual_addresses.iter().map(|v| v.address).collect();
-                let problems = dataplane_problems(track, self.dataplane.as_ref(), &vips);
-                if problems != self.dataplane_problems {
-                    if problems.is_empty() {
-                        tracing::info!(instance = self.cfg.name, "data plane healthy again");
-                    } else {
-                        tracing::warn!(instance = self.cfg.name, weight = track.weight, "{}", problems.join(", "));
-                    }
-                    self.dataplane_problems.clone_from(&problems);
-                }
-                Some((track.weight, problems))
+        let update = self.tracking.evaluate();
+        if let Some(problems) = update.dataplane {
+            if problems.is_empty() {
+                tracing::info!(instance = self.cfg.name, "data plane healthy again");
+            } else {
+                let weight = self.cfg.track_dataplane.map(|t| t.weight);
+                tracing::warn!(instance = self.cfg.name, weight, "{}", problems.join(", "));
             }
-            None => None,
-        };
-        let extra = dataplane.as_ref().map_or(0, |(w, p)| contribution(*w, p.is_empty()));
-        let effective = effective_priority(self.cfg.priority, &self.scripts, extra);
-        if effective != self.fsm.priority() {
+        }
+        if let Some(effective) = update.priority {
             tracing::info!(
                 instance = self.cfg.name,
                 from = self.fsm.priority(),
@@ -1148,16 +1038,9 @@ impl Task {
             );
             self.handle(Event::PriorityChanged { effective }, socket, notifier);
         }
-        let mut reasons: Vec<String> = self.links_down.iter().map(|n| format!("interface {n} is down")).collect();
-        reasons.extend(self.scripts.iter().filter(|s| s.faults()).map(|s| format!("track_script {} failed", s.name)));
-        if let Some((0, problems)) = dataplane {
-            reasons.extend(problems);
-        }
-        let fault = !reasons.is_empty();
-        if fault != self.fault {
-            self.fault = fault;
+        if let Some(fault) = update.fault {
             if fault {
-                tracing::warn!(instance = self.cfg.name, "FAULT: {}", reasons.join(", "));
+                tracing::warn!(instance = self.cfg.name, "FAULT: {}", self.tracking.fault_reasons().join(", "));
                 self.handle(Event::FaultDetected, socket, notifier);
             } else {
                 tracing::info!(instance = self.cfg.name, "tracking healthy again; leaving FAULT");
@@ -1165,7 +1048,7 @@ impl Task {
             }
             self.tell_group(sync::Input::Tracking { member: 0, faulty: fault });
         }
-        self.status.fault_reasons = reasons;
+        self.status.fault_reasons = self.tracking.fault_reasons().to_vec();
     }
 
     /// Reports to the sync group; `member` in `input` is filled in here.

@@ -25,7 +25,10 @@ use std::{
     ptr,
 };
 
-use super::packet::{IP_PROTO_VRRP, TTL};
+use super::{
+    packet::{IP_PROTO_VRRP, TTL},
+    receive::IpHeader,
+};
 use crate::sock::setsockopt;
 
 /// Traffic class / TOS of adverts: DSCP CS6 (network control), as keepalived sends.
@@ -42,12 +45,7 @@ pub struct VrrpSocket {
 /// What came with a received advert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecvInfo {
-    /// The IP source.
-    pub src: IpAddr,
-    /// The IP destination: the group or one of our addresses.
-    pub dst: IpAddr,
-    /// TTL / hop limit as received.
-    pub ttl: u8,
+    pub header: IpHeader,
     /// Where the VRRP message is in the buffer (after the IPv4 header).
     pub offset: usize,
     /// Its length.
@@ -262,9 +260,7 @@ impl VrrpSocket {
         }
         let (Some(ttl), Some(dst)) = (ttl, dst) else { return Ok(None) };
         Ok(Some(RecvInfo {
-            src: IpAddr::V6(src),
-            dst: IpAddr::V6(dst),
-            ttl: u8::try_from(ttl).unwrap_or(0),
+            header: IpHeader { src: IpAddr::V6(src), dst: IpAddr::V6(dst), ttl: u8::try_from(ttl).unwrap_or(0) },
             offset: 0,
             len: n as usize,
         }))
@@ -285,7 +281,8 @@ pub fn parse_ipv4(pkt: &[u8]) -> Option<RecvInfo> {
     }
     let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
     let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
-    Some(RecvInfo { src: IpAddr::V4(src), dst: IpAddr::V4(dst), ttl: pkt[8], offset: ihl, len: total - ihl })
+    let header = IpHeader { src: IpAddr::V4(src), dst: IpAddr::V4(dst), ttl: pkt[8] };
+    Some(RecvInfo { header, offset: ihl, len: total - ihl })
 }
 
 #[cfg(test)]
@@ -297,9 +294,9 @@ mod tests {
         let mut pkt = vec![0x45, 0xc0, 0, 40, 0, 0, 0, 0, 255, 112, 0, 0, 10, 203, 0, 2, 224, 0, 0, 18];
         pkt.extend_from_slice(&[0x21, 0x33, 0x64, 0x01, 0, 1, 0x6f, 0x9b, 10, 203, 0, 100, 0, 0, 0, 0, 0, 0, 0, 0]);
         let info = parse_ipv4(&pkt).unwrap();
-        assert_eq!(info.src, IpAddr::V4(Ipv4Addr::new(10, 203, 0, 2)));
-        assert_eq!(info.dst, IpAddr::V4(super::super::packet::MULTICAST_V4));
-        assert_eq!((info.ttl, info.offset, info.len), (255, 20, 20));
+        assert_eq!(info.header.src, IpAddr::V4(Ipv4Addr::new(10, 203, 0, 2)));
+        assert_eq!(info.header.dst, IpAddr::V4(super::super::packet::MULTICAST_V4));
+        assert_eq!((info.header.ttl, info.offset, info.len), (255, 20, 20));
         // Ethernet padding past the total length is not payload.
         let mut padded = pkt.clone();
         padded.extend_from_slice(&[0; 6]);

@@ -9,6 +9,7 @@
 mod check;
 mod duration;
 mod error;
+mod fields;
 mod model;
 mod route;
 mod span;

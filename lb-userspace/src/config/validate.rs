@@ -4,7 +4,6 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    ops::RangeInclusive,
     path::PathBuf,
 };
 
@@ -13,6 +12,7 @@ use toml::Spanned;
 
 use super::{
     check::{self, Context},
+    fields::{int_in, interface_name},
     model::{RawConfig, RawGlobal, RawVip},
     span::{Problems, Span, position},
     types::{Backend, Config, Global, MAX_WEIGHT, Protocol, Vip},
@@ -25,8 +25,6 @@ const DEFAULT_MAX_VIPS: u32 = 16;
 const MAX_FLOWS_PER_CPU: i64 = 1 << 24;
 /// `sun_path` holds 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
-/// IFNAMSIZ less the terminating NUL.
-const MAX_INTERFACE_NAME: usize = 15;
 
 /// Builds the configuration, recording every problem in `problems`; the
 /// result is only meaningful when `problems` stays empty.
@@ -162,18 +160,7 @@ fn vip(v: &RawVip, global: &Global, text: &str, problems: &mut Problems) -> Opti
     let port = int_in(&v.port, "port", 0..=65535, problems).unwrap_or(0);
     let protocol = v.protocol.unwrap_or(Protocol::Tcp);
     let interface = v.interface.get_ref();
-    if interface.is_empty()
-        || interface.len() > MAX_INTERFACE_NAME
-        || interface.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control())
-    {
-        problems.push(
-            v.interface.span(),
-            format!(
-                "bad interface name \"{}\": expected 1 to {MAX_INTERFACE_NAME} bytes without '/' or spaces",
-                interface.escape_debug()
-            ),
-        );
-    }
+    interface_name(&v.interface, problems);
     let ring_size = v.ring_size.as_ref().map_or(DEFAULT_RING_SIZE, |r| ring_size(r, problems));
     let quorum = v.quorum.as_ref().map_or(1, |q| match u64::try_from(*q.get_ref()) {
         Ok(n) if n >= 1 => n,
@@ -274,23 +261,6 @@ fn ring_memory(vips: &[Vip], ring_spans: &[Span], global: &Global, problems: &mu
                 u32::MAX
             ),
         );
-    }
-}
-
-/// An integer in `range`, converted; `None` (and a problem) otherwise.
-pub(crate) fn int_in<T: TryFrom<i64>>(
-    v: &Spanned<i64>,
-    key: &str,
-    range: RangeInclusive<i64>,
-    problems: &mut Problems,
-) -> Option<T> {
-    let n = *v.get_ref();
-    match T::try_from(n) {
-        Ok(t) if range.contains(&n) => Some(t),
-        _ => {
-            problems.push(v.span(), format!("{key} {n} out of range {}..={}", range.start(), range.end()));
-            None
-        }
     }
 }
 

@@ -61,24 +61,20 @@ use toml::Spanned;
 use super::route::{RouteKind, Scope, TABLE_MAIN, VirtualRoute};
 use super::{
     duration,
+    fields::{MAX_INTERFACE_NAME, fall_rise, int_in, interface_name},
     model::{RawCommand, RawDuration},
     span::{Problems, Span, position},
-    validate::int_in,
 };
 use crate::vrrp::packet::{
     Auth, Centiseconds, ChecksumKind, MAX_ADDRESSES, MAX_V3_INTERVAL, MULTICAST_V4, MULTICAST_V6, Version,
 };
 
-/// IFNAMSIZ less the terminating NUL.
-const MAX_INTERFACE_NAME: usize = 15;
 /// keepalived's limit for `preempt_delay`.
 const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(1000);
 /// A tracking weight moves the priority by at most this much (keepalived: -253..=253).
 pub const MAX_TRACK_WEIGHT: i32 = 253;
 /// Up to a thousand repeats covers any sane use; more is a typo.
 const MAX_GARP_REPEAT: i64 = 1000;
-/// Same bound as health checks' `rise`/`fall`.
-const MAX_RISE_FALL: i64 = 1000;
 
 /// keepalived's `vrrp_garp_master_delay` default.
 pub const DEFAULT_GARP_MASTER_DELAY: Duration = Duration::from_secs(5);
@@ -775,7 +771,7 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
         let interval = duration::spanned(&ts.interval, "interval", true, problems).unwrap_or(Duration::from_secs(1));
         let timeout = duration::spanned(&ts.timeout, "timeout", true, problems).unwrap_or(interval);
         let count = |v: &Option<Spanned<i64>>, key, problems: &mut Problems| {
-            v.as_ref().map_or(Some(1), |v| int_in(v, key, 1..=MAX_RISE_FALL, problems)).unwrap_or(1)
+            v.as_ref().map_or(Some(1), |v| fall_rise(v, key, problems)).unwrap_or(1)
         };
         let rise = count(&ts.rise, "rise", problems);
         let fall = count(&ts.fall, "fall", problems);
@@ -907,24 +903,6 @@ fn weight(w: &Option<Spanned<i64>>, problems: &mut Problems) -> i32 {
     w.as_ref()
         .map_or(Some(0), |w| int_in(w, "weight", -i64::from(MAX_TRACK_WEIGHT)..=i64::from(MAX_TRACK_WEIGHT), problems))
         .unwrap_or(0)
-}
-
-fn interface_name(v: &Spanned<String>, problems: &mut Problems) -> bool {
-    let name = v.get_ref();
-    if name.is_empty()
-        || name.len() > MAX_INTERFACE_NAME
-        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-    {
-        problems.push(
-            v.span(),
-            format!(
-                "bad interface name \"{}\": expected 1 to {MAX_INTERFACE_NAME} bytes without '/', ':' or spaces",
-                name.escape_debug()
-            ),
-        );
-        return false;
-    }
-    true
 }
 
 fn advert_int(v: Option<&Spanned<RawDuration>>, version: Version, problems: &mut Problems) -> Centiseconds {

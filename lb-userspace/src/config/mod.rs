@@ -20,17 +20,33 @@ mod vrrp;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Diagnostic};
 pub use route::{RouteKind, Scope, TABLE_MAIN, VirtualRoute};
 pub use types::{
-    Backend, BodyMatch, Check, CheckKind, Config, Global, HashMode, HttpCheck, MAX_WEIGHT, Position, Protocol,
-    ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
+    Backend, BodyMatch, Check, CheckKind, Global, HashMode, HttpCheck, MAX_WEIGHT, Position, Protocol, ScriptCheck,
+    ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
 };
 pub use vrrp::{Garp, Notify, TrackDataplane, TrackScript, VirtualAddress, VrrpInstance, VrrpSyncGroup};
 
 use span::Problems;
+
+/// A whole agent configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from, as given; positions in later errors refer to it.
+    pub source: PathBuf,
+    pub global: Global,
+    /// In file order; a VIP's position here is its `vip_index`.
+    pub vips: Vec<Vip>,
+    /// The `[[vrrp]]` instances, in file order.
+    pub vrrp: Vec<VrrpInstance>,
+    /// The `[[vrrp_sync_group]]`s, in file order.
+    pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
+    /// What is legal but suspicious (`lb check` prints these and passes).
+    pub warnings: Vec<Diagnostic>,
+}
 
 /// A commented configuration mirroring a keepalived LVS-DR setup.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -53,10 +69,10 @@ impl Config {
             problems.into_result(file, text).expect_err("one problem was recorded")
         })?;
         let mut problems = Problems::default();
-        let mut config = validate::validate(&raw, file.to_owned(), text, &mut problems);
-        config.warnings = problems.warnings(text);
+        let validate::Sections { global, vips, vrrp, vrrp_sync_groups } = validate::validate(&raw, text, &mut problems);
+        let warnings = problems.warnings(text);
         problems.into_result(file, text)?;
-        Ok(config)
+        Ok(Config { source: file.to_owned(), global, vips, vrrp, vrrp_sync_groups, warnings })
     }
 
     /// Reports every interface the file names that does not exist: a VIP's

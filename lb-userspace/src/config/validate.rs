@@ -1,5 +1,6 @@
-//! From what serde read to a [`Config`]: defaults, ranges, and the rules that
-//! span several values (duplicates, address families, limits).
+//! From what serde read to the validated sections of a whole file:
+//! defaults, ranges, and the rules that span several values (duplicates,
+//! address families, limits).
 
 use std::{
     collections::HashMap,
@@ -15,7 +16,8 @@ use super::{
     fields::{int_in, interface_name},
     model::{RawConfig, RawGlobal, RawVip},
     span::{Problems, Span, position},
-    types::{Backend, Config, Global, MAX_WEIGHT, Protocol, Vip},
+    types::{Backend, Global, MAX_WEIGHT, Protocol, Vip},
+    vrrp::{self, VrrpInstance, VrrpSyncGroup},
 };
 use crate::maglev::{MAX_RING_SIZE, is_prime};
 
@@ -26,9 +28,19 @@ const MAX_FLOWS_PER_CPU: i64 = 1 << 24;
 /// `sun_path` holds 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
 
-/// Builds the configuration, recording every problem in `problems`; the
-/// result is only meaningful when `problems` stays empty.
-pub(crate) fn validate(raw: &RawConfig, source: PathBuf, text: &str, problems: &mut Problems) -> Config {
+/// Every table of the file, validated: the configuration without where it
+/// came from and its warnings.
+#[derive(Debug)]
+pub(crate) struct Sections {
+    pub global: Global,
+    pub vips: Vec<Vip>,
+    pub vrrp: Vec<VrrpInstance>,
+    pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
+}
+
+/// Builds the sections, recording every problem in `problems`; the result
+/// is only meaningful when `problems` stays empty.
+pub(crate) fn validate(raw: &RawConfig, text: &str, problems: &mut Problems) -> Sections {
     let global = global(&raw.global, problems);
     let mut vips = Vec::new();
     let mut services: HashMap<(IpAddr, u16, Protocol), Span> = HashMap::new();
@@ -95,10 +107,9 @@ pub(crate) fn validate(raw: &RawConfig, source: PathBuf, text: &str, problems: &
         vips.push(vip);
     }
     ring_memory(&vips, &ring_spans, &global, problems);
-    let vrrp = super::vrrp::validate(&raw.vrrp, &global.script_user, text, problems);
-    let vrrp_sync_groups =
-        super::vrrp::validate_sync_groups(&raw.vrrp_sync_group, &vrrp, &global.script_user, text, problems);
-    Config { source, global, vips, vrrp, vrrp_sync_groups, warnings: Vec::new() }
+    let vrrp = vrrp::validate(&raw.vrrp, &global.script_user, text, problems);
+    let vrrp_sync_groups = vrrp::validate_sync_groups(&raw.vrrp_sync_group, &vrrp, &global.script_user, text, problems);
+    Sections { global, vips, vrrp, vrrp_sync_groups }
 }
 
 fn global(raw: &RawGlobal, problems: &mut Problems) -> Global {

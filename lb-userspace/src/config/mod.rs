@@ -11,7 +11,6 @@ mod duration;
 mod error;
 mod fields;
 mod model;
-mod route;
 mod span;
 mod types;
 mod validate;
@@ -23,12 +22,14 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Diagnostic};
-pub use route::{RouteKind, Scope, TABLE_MAIN, VirtualRoute};
 pub use types::{
     Backend, BodyMatch, Check, CheckKind, Global, HashMode, HttpCheck, MAX_WEIGHT, Position, Protocol, ScriptCheck,
     ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
 };
-pub use vrrp::{Garp, Notify, TrackDataplane, TrackScript, VirtualAddress, VrrpInstance, VrrpSyncGroup};
+pub use vrrp::{
+    Garp, Notify, RouteKind, Scope, TABLE_MAIN, TrackDataplane, TrackScript, VirtualAddress, VirtualRoute,
+    VrrpInstance, VrrpSyncGroup,
+};
 
 use span::Problems;
 

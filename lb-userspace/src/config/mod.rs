@@ -6,6 +6,21 @@
 //! once when the file parses; a syntax error or a wrong type stops at the
 //! first. [`EXAMPLE`] is a commented file that shows every table.
 
+// Layers, bottom-up: a file uses only files listed before it.
+//   0. `error`, `types`, then `span`: errors, the validated VIP and check types,
+//      positions and the list of problems found.
+//   1. `fields`: rules for single values that several tables share
+//      (integer ranges, interface names, fall/rise).
+//   2. `model`: the file as serde reads it (`value`, then `check`, `vrrp`).
+//   3. `duration`: durations as written.
+//   4. `check` (health checks) and `vrrp` (the VRRP sections: `route`,
+//      `types`, `command`, `virtual_ipaddress`, `virtual_routes`,
+//      `warnings`, `instance`, `sync_group`, in that order).
+//   5. `validate` (the whole file), then this file: `Config` and its API.
+// Tests read whole files through `Config::from_str`, so they sit on top.
+// Outside the module, only the pure `crate::maglev` and
+// `crate::vrrp::packet` are used: no sockets, netlink or BPF maps.
+
 mod check;
 mod duration;
 mod error;

@@ -8,10 +8,10 @@ use toml::Spanned;
 
 use super::{
     duration,
+    fields::{fall_rise, int_in},
     model::{CheckType, RawCheck, RawCommand, RawStatus, StatusItem},
     span::{Problems, Span},
     types::{BodyMatch, Check, CheckKind, HttpCheck, ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck},
-    validate::int_in,
 };
 
 /// keepalived's `delay_loop` is 60 s, too slow for a load balancer that is
@@ -27,8 +27,6 @@ pub(crate) const DEFAULT_RISE: u32 = 1;
 pub(crate) const DEFAULT_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
 /// keepalived's HTTP_GET and SSL_GET wait longer before a retry.
 pub(crate) const DEFAULT_HTTP_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(3);
-/// Up to a thousand retries covers any sane interval; more is a typo.
-const MAX_FALL_RISE: i64 = 1000;
 /// The largest UDP payload that fits one IPv4 datagram.
 const MAX_UDP_PAYLOAD: usize = 65_507;
 
@@ -168,7 +166,7 @@ fn not_applicable(c: &RawCheck, ty: Option<CheckType>, problems: &mut Problems) 
 }
 
 fn count(v: &Option<Spanned<i64>>, key: &str, problems: &mut Problems) -> Option<u32> {
-    int_in(v.as_ref()?, key, 1..=MAX_FALL_RISE, problems)
+    fall_rise(v.as_ref()?, key, problems)
 }
 
 /// The port to probe: the check's own, else the VIP's.

@@ -6,11 +6,26 @@
 //! once when the file parses; a syntax error or a wrong type stops at the
 //! first. [`EXAMPLE`] is a commented file that shows every table.
 
+// Layers, bottom-up: a file uses only files listed before it.
+//   0. `error`, `types`, then `span`: errors, the validated VIP and check types,
+//      positions and the list of problems found.
+//   1. `fields`: rules for single values that several tables share
+//      (integer ranges, interface names, fall/rise).
+//   2. `model`: the file as serde reads it (`value`, then `check`, `vrrp`).
+//   3. `duration`: durations as written.
+//   4. `check` (health checks) and `vrrp` (the VRRP sections: `route`,
+//      `types`, `command`, `virtual_ipaddress`, `virtual_routes`,
+//      `warnings`, `instance`, `sync_group`, in that order).
+//   5. `validate` (the whole file), then this file: `Config` and its API.
+// Tests read whole files through `Config::from_str`, so they sit on top.
+// Outside the module, only the pure `crate::maglev` and
+// `crate::vrrp::packet` are used: no sockets, netlink or BPF maps.
+
 mod check;
 mod duration;
 mod error;
+mod fields;
 mod model;
-mod route;
 mod span;
 mod types;
 mod validate;
@@ -19,17 +34,35 @@ mod vrrp;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Diagnostic};
-pub use route::{RouteKind, Scope, TABLE_MAIN, VirtualRoute};
 pub use types::{
-    Backend, BodyMatch, Check, CheckKind, Config, Global, HashMode, HttpCheck, MAX_WEIGHT, Position, Protocol,
-    ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
+    Backend, BodyMatch, Check, CheckKind, Global, HashMode, HttpCheck, MAX_WEIGHT, Position, Protocol, ScriptCheck,
+    ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
 };
-pub use vrrp::{Garp, Notify, TrackDataplane, TrackScript, VirtualAddress, VrrpInstance, VrrpSyncGroup};
+pub use vrrp::{
+    Garp, Notify, RouteKind, Scope, TABLE_MAIN, TrackDataplane, TrackScript, VirtualAddress, VirtualRoute,
+    VrrpInstance, VrrpSyncGroup,
+};
 
 use span::Problems;
+
+/// A whole agent configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from, as given; positions in later errors refer to it.
+    pub source: PathBuf,
+    pub global: Global,
+    /// In file order; a VIP's position here is its `vip_index`.
+    pub vips: Vec<Vip>,
+    /// The `[[vrrp]]` instances, in file order.
+    pub vrrp: Vec<VrrpInstance>,
+    /// The `[[vrrp_sync_group]]`s, in file order.
+    pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
+    /// What is legal but suspicious (`lb check` prints these and passes).
+    pub warnings: Vec<Diagnostic>,
+}
 
 /// A commented configuration mirroring a keepalived LVS-DR setup.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -52,10 +85,10 @@ impl Config {
             problems.into_result(file, text).expect_err("one problem was recorded")
         })?;
         let mut problems = Problems::default();
-        let mut config = validate::validate(&raw, file.to_owned(), text, &mut problems);
-        config.warnings = problems.warnings(text);
+        let validate::Sections { global, vips, vrrp, vrrp_sync_groups } = validate::validate(&raw, text, &mut problems);
+        let warnings = problems.warnings(text);
         problems.into_result(file, text)?;
-        Ok(config)
+        Ok(Config { source: file.to_owned(), global, vips, vrrp, vrrp_sync_groups, warnings })
     }
 
     /// Reports every interface the file names that does not exist: a VIP's

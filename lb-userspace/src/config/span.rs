@@ -3,7 +3,10 @@
 
 use std::{ops::Range, path::Path};
 
-use super::{ConfigError, Diagnostic, Position};
+use super::{
+    error::{ConfigError, Diagnostic},
+    types::Position,
+};
 
 /// Where in the text a value lies, as the `toml` crate reports it.
 pub(crate) type Span = Range<usize>;

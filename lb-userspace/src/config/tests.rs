@@ -490,7 +490,8 @@ fn global_values() {
 fn interface_names() {
     assert_eq!(
         error("[[vip]]\naddress = \"10.0.0.1\"\nport = 80\ninterface = \"a-very-long-interface\"\n"),
-        "lb.toml:4:13: bad interface name \"a-very-long-interface\": expected 1 to 15 bytes without '/' or spaces"
+        "lb.toml:4:13: bad interface name \"a-very-long-interface\": expected 1 to 15 bytes, not \".\" or \"..\", \
+         without '/', ':', '%' or spaces"
     );
     let text = format!("{VIP}[[vip]]\naddress = \"10.0.0.2\"\nport = 80\ninterface = \"bond0\"\n");
     let config = parse(&text);
@@ -498,6 +499,26 @@ fn interface_names() {
     let e = config.check_interfaces(|name| name == "eth0").unwrap_err();
     assert_eq!(e.to_string(), "lb.toml:8:13: unknown interface \"bond0\"");
     assert_eq!(e.diagnostics(), [Diagnostic { line: 8, column: 13, message: "unknown interface \"bond0\"".into() }]);
+}
+
+#[test]
+fn one_interface_name_rule_wherever_an_interface_is_named() {
+    // Lines 1-4: a VIP on eth0:1; 5-12: a VRRP instance naming eth0:1 in
+    // each of its other places. The label "eth2:vip" is a label, not an
+    // interface, and stays legal.
+    let text = "[[vip]]\naddress = \"10.0.0.1\"\nport = 80\ninterface = \"eth0:1\"\n\
+                [[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0:1\"\nvirtual_router_id = 51\n\
+                track_interface = [\"eth0:1\"]\n\
+                virtual_ipaddress = [{ address = \"10.0.0.9/24\", dev = \"eth0:1\" }, \
+                { address = \"10.0.0.8/24\", dev = \"eth2\", label = \"eth2:vip\" }]\n\
+                virtual_routes = [\"192.0.2.0/24 dev eth0:1\"]\n";
+    let bad = "bad interface name \"eth0:1\": expected 1 to 15 bytes, not \".\" or \"..\", without '/', ':', '%' or \
+               spaces (\"eth0:1\" looks like an address label: labels go in virtual_ipaddress `label`)";
+    let want: Vec<String> =
+        ["4:13", "7:13", "9:20", "10:22", "11:37"].iter().map(|at| format!("lb.toml:{at}: {bad}")).collect();
+    assert_eq!(error(text), want.join("\n"));
+    let fixed = text.replace("eth0:1", "eth0");
+    assert_eq!(parse(&fixed).vrrp[0].virtual_addresses[1].label.as_deref(), Some("eth2:vip"));
 }
 
 #[test]

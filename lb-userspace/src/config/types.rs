@@ -1,26 +1,10 @@
-//! The validated configuration: plain typed data, every default applied.
-//! Nothing here can hold a value that validation would refuse, except by
-//! building it by hand.
+//! The validated configuration of VIPs, backends and health checks: plain
+//! typed data, every default applied. Nothing here can hold a value that
+//! validation would refuse, except by building it by hand.
 
 use std::{net::IpAddr, ops::RangeInclusive, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
-
-/// A whole agent configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// The file it came from, as given; positions in later errors refer to it.
-    pub source: PathBuf,
-    pub global: Global,
-    /// In file order; a VIP's position here is its `vip_index`.
-    pub vips: Vec<Vip>,
-    /// The `[[vrrp]]` instances, in file order.
-    pub vrrp: Vec<super::VrrpInstance>,
-    /// The `[[vrrp_sync_group]]`s, in file order.
-    pub vrrp_sync_groups: Vec<super::VrrpSyncGroup>,
-    /// What is legal but suspicious (`lb check` prints these and passes).
-    pub warnings: Vec<super::Diagnostic>,
-}
 
 /// The `[global]` table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +29,7 @@ pub struct Vip {
     pub protocol: Protocol,
     /// The interface the fast path is attached to for this VIP.
     pub interface: String,
-    /// Where `interface` was written, for [`Config::check_interfaces`](super::Config::check_interfaces).
+    /// Where `interface` was written, for `Config::check_interfaces`.
     pub interface_at: Position,
     /// Maglev ring slots; a prime.
     pub ring_size: u32,
@@ -245,7 +229,7 @@ pub struct ScriptCheck {
     pub command: ScriptCommand,
     pub user: String,
     pub dynamic_weight: bool,
-    /// Where `command` was written, for [`Config::check_scripts`](super::Config::check_scripts).
+    /// Where `command` was written, for `Config::check_scripts`.
     pub command_at: Position,
 }
 

@@ -1,10 +1,10 @@
-//! From what serde read to a [`Config`]: defaults, ranges, and the rules that
-//! span several values (duplicates, address families, limits).
+//! From what serde read to the validated sections of a whole file:
+//! defaults, ranges, and the rules that span several values (duplicates,
+//! address families, limits).
 
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    ops::RangeInclusive,
     path::PathBuf,
 };
 
@@ -13,9 +13,11 @@ use toml::Spanned;
 
 use super::{
     check::{self, Context},
+    fields::{int_in, interface_name},
     model::{RawConfig, RawGlobal, RawVip},
     span::{Problems, Span, position},
-    types::{Backend, Config, Global, MAX_WEIGHT, Protocol, Vip},
+    types::{Backend, Global, MAX_WEIGHT, Protocol, Vip},
+    vrrp::{self, VrrpInstance, VrrpSyncGroup},
 };
 use crate::maglev::{MAX_RING_SIZE, is_prime};
 
@@ -25,12 +27,20 @@ const DEFAULT_MAX_VIPS: u32 = 16;
 const MAX_FLOWS_PER_CPU: i64 = 1 << 24;
 /// `sun_path` holds 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
-/// IFNAMSIZ less the terminating NUL.
-const MAX_INTERFACE_NAME: usize = 15;
 
-/// Builds the configuration, recording every problem in `problems`; the
-/// result is only meaningful when `problems` stays empty.
-pub(crate) fn validate(raw: &RawConfig, source: PathBuf, text: &str, problems: &mut Problems) -> Config {
+/// Every table of the file, validated: the configuration without where it
+/// came from and its warnings.
+#[derive(Debug)]
+pub(crate) struct Sections {
+    pub global: Global,
+    pub vips: Vec<Vip>,
+    pub vrrp: Vec<VrrpInstance>,
+    pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
+}
+
+/// Builds the sections, recording every problem in `problems`; the result
+/// is only meaningful when `problems` stays empty.
+pub(crate) fn validate(raw: &RawConfig, text: &str, problems: &mut Problems) -> Sections {
     let global = global(&raw.global, problems);
     let mut vips = Vec::new();
     let mut services: HashMap<(IpAddr, u16, Protocol), Span> = HashMap::new();
@@ -97,10 +107,9 @@ pub(crate) fn validate(raw: &RawConfig, source: PathBuf, text: &str, problems: &
         vips.push(vip);
     }
     ring_memory(&vips, &ring_spans, &global, problems);
-    let vrrp = super::vrrp::validate(&raw.vrrp, &global.script_user, text, problems);
-    let vrrp_sync_groups =
-        super::vrrp::validate_sync_groups(&raw.vrrp_sync_group, &vrrp, &global.script_user, text, problems);
-    Config { source, global, vips, vrrp, vrrp_sync_groups, warnings: Vec::new() }
+    let vrrp = vrrp::validate(&raw.vrrp, &global.script_user, text, problems);
+    let vrrp_sync_groups = vrrp::validate_sync_groups(&raw.vrrp_sync_group, &vrrp, &global.script_user, text, problems);
+    Sections { global, vips, vrrp, vrrp_sync_groups }
 }
 
 fn global(raw: &RawGlobal, problems: &mut Problems) -> Global {
@@ -162,18 +171,7 @@ fn vip(v: &RawVip, global: &Global, text: &str, problems: &mut Problems) -> Opti
     let port = int_in(&v.port, "port", 0..=65535, problems).unwrap_or(0);
     let protocol = v.protocol.unwrap_or(Protocol::Tcp);
     let interface = v.interface.get_ref();
-    if interface.is_empty()
-        || interface.len() > MAX_INTERFACE_NAME
-        || interface.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control())
-    {
-        problems.push(
-            v.interface.span(),
-            format!(
-                "bad interface name \"{}\": expected 1 to {MAX_INTERFACE_NAME} bytes without '/' or spaces",
-                interface.escape_debug()
-            ),
-        );
-    }
+    interface_name(&v.interface, problems);
     let ring_size = v.ring_size.as_ref().map_or(DEFAULT_RING_SIZE, |r| ring_size(r, problems));
     let quorum = v.quorum.as_ref().map_or(1, |q| match u64::try_from(*q.get_ref()) {
         Ok(n) if n >= 1 => n,
@@ -274,23 +272,6 @@ fn ring_memory(vips: &[Vip], ring_spans: &[Span], global: &Global, problems: &mu
                 u32::MAX
             ),
         );
-    }
-}
-
-/// An integer in `range`, converted; `None` (and a problem) otherwise.
-pub(crate) fn int_in<T: TryFrom<i64>>(
-    v: &Spanned<i64>,
-    key: &str,
-    range: RangeInclusive<i64>,
-    problems: &mut Problems,
-) -> Option<T> {
-    let n = *v.get_ref();
-    match T::try_from(n) {
-        Ok(t) if range.contains(&n) => Some(t),
-        _ => {
-            problems.push(v.span(), format!("{key} {n} out of range {}..={}", range.start(), range.end()));
-            None
-        }
     }
 }
 

@@ -1,7 +1,4 @@
-//! The file as serde reads it. Values that are checked after reading keep
-//! their [`Spanned`] position so that a problem found later still points at
-//! the right line and column. Integers are read as `i64` so that "70000" and
-//! "-1" get our range message, not serde's "expected u16".
+//! A health check's table (`[vip.check]`, a backend's `check`) as written.
 
 use std::fmt;
 
@@ -11,58 +8,7 @@ use serde::{
 };
 use toml::Spanned;
 
-use super::types::{HashMode, Protocol};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawConfig {
-    #[serde(default)]
-    pub global: RawGlobal,
-    #[serde(default, rename = "vip")]
-    pub vips: Vec<Spanned<RawVip>>,
-    #[serde(default)]
-    pub vrrp: Vec<Spanned<super::vrrp::RawVrrp>>,
-    #[serde(default)]
-    pub vrrp_sync_group: Vec<Spanned<super::vrrp::RawSyncGroup>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawGlobal {
-    pub flows_per_cpu: Option<Spanned<i64>>,
-    pub max_new_flows_per_sec: Option<Spanned<i64>>,
-    pub script_user: Option<Spanned<String>>,
-    pub control_socket: Option<Spanned<String>>,
-    pub max_vips: Option<Spanned<i64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawVip {
-    pub address: Spanned<String>,
-    /// Required: "every port" should be written down, not fallen into.
-    pub port: Spanned<i64>,
-    pub protocol: Option<Protocol>,
-    pub interface: Spanned<String>,
-    pub ring_size: Option<Spanned<i64>>,
-    pub hash: Option<HashMode>,
-    pub fragments: Option<Spanned<bool>>,
-    pub quorum: Option<Spanned<i64>>,
-    pub hysteresis: Option<Spanned<i64>>,
-    pub sorry_server: Option<Spanned<String>>,
-    pub check: Option<Spanned<RawCheck>>,
-    #[serde(default, rename = "backend")]
-    pub backends: Vec<Spanned<RawBackend>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawBackend {
-    pub address: Spanned<String>,
-    pub weight: Option<Spanned<i64>>,
-    pub inhibit_on_failure: Option<bool>,
-    pub check: Option<Spanned<RawCheck>>,
-}
+use super::value::{RawCommand, RawDuration};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,39 +71,6 @@ pub(crate) struct RawCheck {
     pub dynamic_weight: Option<Spanned<bool>>,
 }
 
-/// A duration as written; a bare number is kept so that validation can say
-/// which unit to add.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum RawDuration {
-    Text(String),
-    Number(String),
-}
-
-impl<'de> Deserialize<'de> for RawDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = RawDuration;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"5s\"")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
-                Ok(RawDuration::Text(v.to_owned()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawDuration, E> {
-                Ok(RawDuration::Number(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDuration, E> {
-                Ok(RawDuration::Number(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawDuration, E> {
-                Ok(RawDuration::Number(v.to_string()))
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}
-
 /// `status = 200`, `status = "200-299"`, or a list of either.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum RawStatus {
@@ -218,36 +131,6 @@ impl<'de> Deserialize<'de> for RawStatus {
                     items.push(item);
                 }
                 Ok(RawStatus::List(items))
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}
-
-/// A script check's `command`: an argv list, or one string for `shell = true`.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum RawCommand {
-    Argv(Vec<String>),
-    Text(String),
-}
-
-impl<'de> Deserialize<'de> for RawCommand {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawCommand;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of strings such as [\"/usr/local/bin/check\", \"--quick\"]")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCommand, E> {
-                Ok(RawCommand::Text(v.to_owned()))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawCommand, A::Error> {
-                let mut argv = Vec::new();
-                while let Some(arg) = seq.next_element::<String>()? {
-                    argv.push(arg);
-                }
-                Ok(RawCommand::Argv(argv))
             }
         }
         deserializer.deserialize_any(V)

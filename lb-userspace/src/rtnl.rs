@@ -164,8 +164,11 @@ mod tests {
         link.attributes
             .push(LinkAttribute::Xdp(vec![LinkXdp::Attached(netlink_packet_route::link::XdpAttached::None)]));
         assert_eq!(xdp_prog_id(&link), None);
-        link.attributes = vec![LinkAttribute::Xdp(vec![LinkXdp::SkbProgId(0), LinkXdp::SkbProgId(42)])];
-        assert_eq!(xdp_prog_id(&link), None, "the first id counts, and 0 is none");
+        link.attributes = vec![LinkAttribute::Xdp(vec![
+            LinkXdp::Attached(netlink_packet_route::link::XdpAttached::SocketBuffer),
+            LinkXdp::ProgId(42),
+        ])];
+        assert_eq!(xdp_prog_id(&link), Some(42));
         link.attributes = vec![LinkAttribute::Xdp(vec![LinkXdp::DrvProgId(7)])];
         assert_eq!(xdp_prog_id(&link), Some(7));
     }

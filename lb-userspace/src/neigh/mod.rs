@@ -199,10 +199,10 @@ enum Command {
     SetTargets(Vec<(u32, IpAddr)>),
 }
 
-/// What a request was, to act on its answer.
+/// What a request was, to act on its answer. The dump is not one of them:
+/// its answer comes with the changes.
 #[derive(Debug, Clone, Copy)]
 enum Request {
-    Dump,
     Link(u32),
     Use(Key),
     Probe(Key),
@@ -250,21 +250,23 @@ impl std::fmt::Debug for Requests {
 
 impl Requests {
     fn send(&mut self, request: Request) {
-        let rtnl = self.rtnl.clone();
+        let connection = self.rtnl.clone();
         self.in_flight.push(Box::pin(async move {
             let answer = tokio::time::timeout(PENDING_TTL, async {
                 match request {
-                    Request::Link(ifindex) => rtnl.link_name(ifindex).await.map(Some),
-                    Request::Use(key) => netlink::request_use(&rtnl, key).await.map(|()| None).map_err(rtnl::io_error),
-                    Request::Probe(key) => {
-                        netlink::request_probe(&rtnl, key).await.map(|()| None).map_err(rtnl::io_error)
+                    Request::Link(ifindex) => connection.link_name(ifindex).await.map(Some),
+                    Request::Use(key) => {
+                        netlink::request_use(&connection, key).await.map(|()| None).map_err(rtnl::io_error)
                     }
-                    Request::Dump => unreachable!("dumps are answered in the connection's messages"),
+                    Request::Probe(key) => {
+                        netlink::request_probe(&connection, key).await.map(|()| None).map_err(rtnl::io_error)
+                    }
                 }
             });
             let answer = match answer.await {
                 Ok(Ok(name)) => Answer::Done(name),
-                Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => Answer::Lost,
+                // A link's own, shorter wait ran out (not an errno from the kernel).
+                Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none() => Answer::Lost,
                 Ok(Err(e)) => Answer::Failed(e),
                 Err(_) => Answer::Lost,
             };
@@ -438,13 +440,14 @@ impl Watcher {
                 tracing::debug!(%addr, ifindex, error = %error, "probing a neighbour entry failed");
             }
             Request::Link(ifindex) => tracing::debug!(ifindex, error = %error, "no name for interface"),
-            Request::Dump => {
-                tracing::warn!(error = %error, "dumping the neighbour table failed; retrying");
-                self.dump = None;
-                self.dump_wanted = true;
-                self.dump_backoff = Some(Instant::now() + Duration::from_secs(1));
-            }
         }
+    }
+
+    fn dump_failed(&mut self, error: &io::Error) {
+        tracing::warn!(error = %error, "dumping the neighbour table failed; retrying");
+        self.dump = None;
+        self.dump_wanted = true;
+        self.dump_backoff = Some(Instant::now() + Duration::from_secs(1));
     }
 
     fn handle(&mut self, msg: netlink::Received) {
@@ -489,7 +492,7 @@ impl Watcher {
             }
             Incoming::Done => {}
             Incoming::Error { errno } if in_dump && errno != 0 => {
-                self.request_failed(Request::Dump, &io::Error::from_raw_os_error(errno));
+                self.dump_failed(&io::Error::from_raw_os_error(errno));
             }
             Incoming::Error { .. } => {}
             Incoming::Overrun => {

@@ -8,6 +8,7 @@ pub mod health;
 pub mod lab;
 pub mod maglev;
 pub mod neigh;
+pub mod netdev;
 pub mod netns;
 pub mod rtnl;
 pub mod script;

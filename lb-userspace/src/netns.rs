@@ -24,8 +24,8 @@ pub enum NetnsError {
     Setns { name: String, source: std::io::Error },
     #[error("starting a thread: {source}")]
     Thread { source: std::io::Error },
-    #[error("unparsable MAC address {text:?} of {iface}")]
-    Mac { iface: String, text: String },
+    #[error("MAC address of {iface}: {source}")]
+    Mac { iface: String, source: crate::netdev::MacError },
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -90,9 +90,11 @@ impl Netns {
 
     /// MAC address of `iface` in this namespace.
     pub fn mac(&self, iface: &str) -> Result<[u8; 6], NetnsError> {
+        // sysfs as `ip netns exec` mounts it shows the namespace's own interfaces.
         let text = self.exec("cat", &[&format!("/sys/class/net/{iface}/address")])?;
-        crate::dataplane::parse_mac(text.trim())
-            .ok_or_else(|| NetnsError::Mac { iface: iface.to_owned(), text: text.trim().to_owned() })
+        let mac: crate::netdev::Mac =
+            text.trim().parse().map_err(|source| NetnsError::Mac { iface: iface.to_owned(), source })?;
+        Ok(mac.0)
     }
 
     /// Runs `f` on a fresh thread that has entered the namespace: sockets,

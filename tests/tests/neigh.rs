@@ -12,7 +12,8 @@ use std::{
 };
 
 use lb_userspace::{
-    neigh::{Mac, NeighEvent, NeighborWatcher},
+    neigh::{NeighEvent, NeighborWatcher},
+    netdev::Mac,
     netns::{self, Netns},
 };
 use tokio::sync::mpsc;
@@ -45,13 +46,7 @@ fn wait_events(
     while found.iter().any(Option::is_none) {
         let left = deadline.checked_duration_since(Instant::now())?;
         let (at, ev) = rx.recv_timeout(left).ok()?;
-        eprintln!(
-            "event: {} on {}: {:?} ({})",
-            ev.target,
-            ev.ifindex,
-            ev.mac.as_ref().map(|m| Mac(m).to_string()),
-            ev.reason
-        );
+        eprintln!("event: {} on {}: {:?} ({})", ev.target, ev.ifindex, ev.mac.map(|m| Mac(m).to_string()), ev.reason);
         seen.push(ev.clone());
         if let Some(i) = targets.iter().position(|t| *t == ev.target)
             && found[i].is_none()
@@ -167,7 +162,7 @@ fn watcher_resolves_follows_and_reports_failures() {
     // (2) The backend moves to another MAC and says nothing: the periodic
     // probe finds out, and the backend is never reported down meanwhile.
     let moved = Instant::now();
-    backend.ip(&["link", "set", "eth0", "address", &Mac(&NEW_MAC).to_string()]).expect("change the backend's MAC");
+    backend.ip(&["link", "set", "eth0", "address", &Mac(NEW_MAC).to_string()]).expect("change the backend's MAC");
     let mut lost = Vec::new();
     let found = wait_events(&event_rx, &mut seen, &[v4, v6], Duration::from_secs(12), |e| {
         if e.mac.is_none() && (e.target == v4 || e.target == v6) {
@@ -177,8 +172,8 @@ fn watcher_resolves_follows_and_reports_failures() {
     });
     let found = found.unwrap_or_else(|| panic!("both followed to the new MAC within 12 s: {seen:?}"));
     for (ev, at) in found {
-        eprintln!("{} followed to {} after {:?}: {}", ev.target, Mac(&NEW_MAC), at - moved, ev.reason);
-        assert_eq!(ev.reason, format!("moved from {} on eth0", Mac(&old_mac)));
+        eprintln!("{} followed to {} after {:?}: {}", ev.target, Mac(NEW_MAC), at - moved, ev.reason);
+        assert_eq!(ev.reason, format!("moved from {} on eth0", Mac(old_mac)));
     }
     assert!(lost.is_empty(), "a backend that only moved was reported down: {lost:?}");
     let snap = snapshot(&control);

@@ -11,7 +11,6 @@ pub mod vip_table;
 
 use std::{
     collections::HashMap as StdHashMap,
-    os::fd::{AsRawFd as _, FromRawFd as _},
     sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
 };
 
@@ -584,59 +583,16 @@ fn sum(values: &PerCpuValues<Counters>) -> Counters {
         .fold(Counters::default(), |acc, c| Counters { packets: acc.packets + c.packets, bytes: acc.bytes + c.bytes })
 }
 
-/// Index of `iface` in the current network namespace.
+/// Index of `iface` in the calling thread's network namespace
+/// ([`crate::netdev::index`]).
 pub fn ifindex(iface: &str) -> Result<u32, DataplaneError> {
-    let name =
-        std::ffi::CString::new(iface).map_err(|_| DataplaneError::UnknownInterface { name: iface.to_owned() })?;
-    // SAFETY: if_nametoindex reads a NUL-terminated string we own.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if index == 0 {
-        return Err(DataplaneError::UnknownInterface { name: iface.to_owned() });
-    }
-    Ok(index)
+    crate::netdev::index(iface).map_err(|_| DataplaneError::UnknownInterface { name: iface.to_owned() })
 }
 
-/// MAC of `iface` in the calling thread's network namespace. An ioctl on a
-/// socket, not sysfs: sysfs shows the namespace it was mounted in, which is
-/// not the thread's after `setns`.
+/// MAC of `iface` in the calling thread's network namespace
+/// ([`crate::netdev::mac`]).
 pub fn interface_mac(iface: &str) -> Result<[u8; 6], DataplaneError> {
-    let err = |source| DataplaneError::InterfaceMac { name: iface.to_owned(), source };
-    if iface.len() >= libc::IFNAMSIZ {
-        return Err(DataplaneError::UnknownInterface { name: iface.to_owned() });
-    }
-    // SAFETY: plain socket creation; the fd is owned and closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(err(std::io::Error::last_os_error()));
-    }
-    // SAFETY: fd was just returned by socket() and is owned by nobody else.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    // SAFETY: ifreq is plain data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(iface.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFHWADDR reads ifr_name (NUL-terminated: zeroed, and the
-    // name is shorter than IFNAMSIZ) and writes ifr_hwaddr inside `req`.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } < 0 {
-        return Err(err(std::io::Error::last_os_error()));
-    }
-    // SAFETY: the ioctl succeeded, so ifr_hwaddr is the active union field.
-    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
-    let mut mac = [0u8; 6];
-    for (dst, src) in mac.iter_mut().zip(data) {
-        *dst = src as u8;
-    }
-    Ok(mac)
-}
-
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for byte in &mut mac {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
+    crate::netdev::mac(iface).map_err(|source| DataplaneError::InterfaceMac { name: iface.to_owned(), source })
 }
 
 /// A trivial XDP_PASS program attached to one interface, for as long as this

@@ -41,7 +41,7 @@
 //! # async fn f() -> Result<(), lb_userspace::neigh::NeighError> {
 //! use lb_userspace::neigh::NeighborWatcher;
 //!
-//! let eth0 = lb_userspace::dataplane::ifindex("eth0").expect("eth0");
+//! let eth0 = lb_userspace::netdev::index("eth0").expect("eth0");
 //! let (handle, mut events) = NeighborWatcher::spawn(vec![(eth0, "10.0.0.11".parse().unwrap())])?;
 //! while let Some(ev) = events.recv().await {
 //!     // Some(mac): point the backend's entry at it; None: take it out.
@@ -56,23 +56,27 @@ mod netlink;
 mod state;
 
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{BTreeSet, VecDeque},
     io,
     net::IpAddr,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
+use futures::{StreamExt as _, future::BoxFuture, stream::FuturesUnordered};
 use tokio::{
-    io::unix::AsyncFd,
     sync::mpsc,
     time::{Instant, MissedTickBehavior},
 };
 
-pub use self::state::{Mac, Recheck, Resolution, classify, recheck, state_name};
+pub use self::state::{Recheck, Resolution, classify, recheck, state_name};
 use self::{
-    netlink::{Incoming, NlSocket, RECV_BUFFER},
+    netlink::Incoming,
     state::{Action, Key, Tracker},
+};
+use crate::{
+    netdev::Mac,
+    rtnl::{self, Messages, Rtnl},
 };
 
 /// A target's resolution: sent whenever its MAC is learned, changes or is
@@ -138,7 +142,7 @@ impl NeighborWatcher {
         Self::spawn_with(targets, NeighborOptions::default())
     }
 
-    /// Opens a route netlink socket in the calling thread's network
+    /// Opens a route netlink connection in the calling thread's network
     /// namespace and spawns the watcher's task on the current tokio runtime,
     /// which needs its IO and time drivers. The task runs until the handle is
     /// dropped; the event channel closes when it ends.
@@ -147,14 +151,7 @@ impl NeighborWatcher {
         options: NeighborOptions,
     ) -> Result<(NeighborHandle, mpsc::Receiver<NeighEvent>), NeighError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|source| NeighError::NoRuntime { source })?;
-        let socket = NlSocket::open()?;
-        let socket = {
-            let _guard = runtime.enter();
-            // SAFETY: `NlSocket` owns its descriptor, closes it only when
-            // dropped, and always returns that one from `as_raw_fd`.
-            unsafe { AsyncFd::register(socket) }
-                .map_err(|e| NeighError::Socket { op: "registering with tokio", source: e.into_parts().1 })?
-        };
+        let (rtnl, messages) = netlink::connect(&runtime)?;
         let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let mut tracker = Tracker::new(options.resolve_timeout);
@@ -162,8 +159,6 @@ impl NeighborWatcher {
         let shared = Arc::new(Mutex::new(tracker.snapshot()));
         let watcher = Watcher {
             tracker,
-            seq: 0,
-            pending: HashMap::new(),
             dump: None,
             dump_wanted: false,
             dump_backoff: None,
@@ -171,7 +166,8 @@ impl NeighborWatcher {
             outbox: VecDeque::new(),
             shared: Arc::clone(&shared),
         };
-        runtime.spawn(watcher.run(socket, events_tx, commands_rx, options));
+        let requests = Requests { rtnl, in_flight: FuturesUnordered::new(), naming: BTreeSet::new() };
+        runtime.spawn(watcher.run(requests, messages, events_tx, commands_rx, options));
         Ok((NeighborHandle { commands: commands_tx, shared }, events_rx))
     }
 }
@@ -196,11 +192,6 @@ impl NeighborHandle {
     pub fn snapshot(&self) -> Vec<NeighEvent> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
-
-    /// Whether the watcher's task still runs.
-    pub fn is_running(&self) -> bool {
-        !self.commands.is_closed()
-    }
 }
 
 #[derive(Debug)]
@@ -208,36 +199,85 @@ enum Command {
     SetTargets(Vec<(u32, IpAddr)>),
 }
 
-/// What an outstanding request was, to act on its answer.
+/// What a request was, to act on its answer. The dump is not one of them:
+/// its answer comes with the changes.
 #[derive(Debug, Clone, Copy)]
 enum Request {
-    Dump,
     Link(u32),
     Use(Key),
     Probe(Key),
 }
 
+/// What came back for a request.
+#[derive(Debug)]
+enum Answer {
+    /// Done; a link's answer carries the interface's name.
+    Done(Option<String>),
+    Failed(io::Error),
+    /// Nothing within [`PENDING_TTL`]: lost to a receive-queue overrun.
+    Lost,
+}
+
 #[derive(Debug)]
 struct Dump {
-    seq: u32,
+    started: Instant,
     /// Targets the dump, or a change that arrived during it, reported.
     seen: BTreeSet<Key>,
     interrupted: bool,
 }
 
-/// Requests sent before the socket is read again, so a large target set
-/// cannot fill the receive queue with answers at once.
+/// Requests sent before the connection's messages are read again, so a
+/// large target set does not hold up what the kernel reports.
 const SEND_BATCH: usize = 64;
-/// Datagrams read before the other work gets a turn.
+/// Messages read before the other work gets a turn.
 const RECV_BATCH: usize = 256;
 /// An answer lost to a receive-queue overrun is not waited for longer.
 const PENDING_TTL: Duration = Duration::from_secs(30);
 
+/// The connection and the requests in flight on it.
+struct Requests {
+    rtnl: Rtnl,
+    in_flight: FuturesUnordered<BoxFuture<'static, (Request, Answer)>>,
+    /// Interfaces whose name has been asked for.
+    naming: BTreeSet<u32>,
+}
+
+impl std::fmt::Debug for Requests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requests").field("in_flight", &self.in_flight.len()).field("naming", &self.naming).finish()
+    }
+}
+
+impl Requests {
+    fn send(&mut self, request: Request) {
+        let connection = self.rtnl.clone();
+        self.in_flight.push(Box::pin(async move {
+            let answer = tokio::time::timeout(PENDING_TTL, async {
+                match request {
+                    Request::Link(ifindex) => connection.link_name(ifindex).await.map(Some),
+                    Request::Use(key) => {
+                        netlink::request_use(&connection, key).await.map(|()| None).map_err(rtnl::io_error)
+                    }
+                    Request::Probe(key) => {
+                        netlink::request_probe(&connection, key).await.map(|()| None).map_err(rtnl::io_error)
+                    }
+                }
+            });
+            let answer = match answer.await {
+                Ok(Ok(name)) => Answer::Done(name),
+                // A link's own, shorter wait ran out (not an errno from the kernel).
+                Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none() => Answer::Lost,
+                Ok(Err(e)) => Answer::Failed(e),
+                Err(_) => Answer::Lost,
+            };
+            (request, answer)
+        }));
+    }
+}
+
 #[derive(Debug)]
 struct Watcher {
     tracker: Tracker,
-    seq: u32,
-    pending: HashMap<u32, (Request, Instant)>,
     dump: Option<Dump>,
     /// Dump again once the current dump ends (or at the next tick if it
     /// could not be started).
@@ -252,35 +292,41 @@ struct Watcher {
 impl Watcher {
     async fn run(
         mut self,
-        socket: AsyncFd<NlSocket>,
+        mut requests: Requests,
+        mut messages: Messages,
         events: mpsc::Sender<NeighEvent>,
         mut commands: mpsc::UnboundedReceiver<Command>,
         options: NeighborOptions,
     ) {
         let mut reader_gone = false;
-        let mut buf = vec![0u8; RECV_BUFFER];
         let period = options.reprobe_interval.max(Duration::from_millis(100));
         let mut tick = tokio::time::interval_at(Instant::now() + period, period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        self.request_names(socket.get_ref());
-        self.start_dump(socket.get_ref());
+        self.request_names(&mut requests);
+        self.start_dump(&requests);
         let failure = loop {
             // A dump asked for while another ran starts once that one ended.
             if self.dump_wanted && self.dump.is_none() && self.dump_backoff.is_none_or(|t| Instant::now() >= t) {
-                self.start_dump(socket.get_ref());
+                self.start_dump(&requests);
             }
-            self.flush(socket.get_ref());
+            self.flush(&mut requests);
             self.publish();
             let deliver = !self.outbox.is_empty() && !reader_gone;
             tokio::select! {
                 biased;
-                ready = socket.readable() => {
-                    let mut guard = match ready {
-                        Ok(guard) => guard,
-                        Err(e) => break Some(e),
+                // Answers first: an interface's name, asked for before the
+                // dump, is known before the dump's lines are reported.
+                Some((request, answer)) = requests.in_flight.next(), if !requests.in_flight.is_empty() => {
+                    self.on_answer(&mut requests, request, answer);
+                }
+                message = messages.next() => {
+                    let Some((message, _)) = message else {
+                        break Some("its route netlink connection closed");
                     };
-                    if let Err(e) = self.read(&mut guard, &mut buf) {
-                        break Some(e);
+                    self.handle(netlink::received(message));
+                    for _ in 1..RECV_BATCH {
+                        let Ok((message, _)) = messages.try_recv() else { break };
+                        self.handle(netlink::received(message));
                     }
                 }
                 command = commands.recv() => match command {
@@ -288,15 +334,15 @@ impl Watcher {
                     Some(Command::SetTargets(targets)) => {
                         tracing::info!(count = targets.len(), "neighbour watcher: new target set");
                         self.tracker.set_targets(targets, std::time::Instant::now());
-                        self.request_names(socket.get_ref());
+                        self.request_names(&mut requests);
                         if self.dump.is_some() {
                             self.dump_wanted = true;
                         } else {
-                            self.start_dump(socket.get_ref());
+                            self.start_dump(&requests);
                         }
                     }
                 },
-                _ = tick.tick() => self.tick(socket.get_ref()),
+                _ = tick.tick() => self.tick(&mut requests),
                 permit = events.reserve(), if deliver => match permit {
                     Ok(permit) => {
                         if let Some(ev) = self.outbox.pop_front() {
@@ -313,7 +359,7 @@ impl Watcher {
             }
         };
         if let Some(e) = failure {
-            tracing::error!(error = %e, "neighbour watcher stopped: reading its netlink socket failed");
+            tracing::error!(error = %e, "neighbour watcher stopped");
             let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
             for s in shared.iter_mut() {
                 s.reason = format!("neighbour watcher stopped ({e}); last known: {}", s.reason);
@@ -321,17 +367,10 @@ impl Watcher {
         }
     }
 
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1).max(1);
-        self.seq
-    }
-
-    fn start_dump(&mut self, socket: &NlSocket) {
-        let seq = self.next_seq();
-        match socket.request_dump(seq) {
+    fn start_dump(&mut self, requests: &Requests) {
+        match netlink::request_dump(&requests.rtnl) {
             Ok(()) => {
-                self.pending.insert(seq, (Request::Dump, Instant::now()));
-                self.dump = Some(Dump { seq, seen: BTreeSet::new(), interrupted: false });
+                self.dump = Some(Dump { started: Instant::now(), seen: BTreeSet::new(), interrupted: false });
                 self.dump_wanted = false;
                 self.dump_backoff = None;
             }
@@ -343,52 +382,52 @@ impl Watcher {
         }
     }
 
-    fn request_names(&mut self, socket: &NlSocket) {
-        let asked: BTreeSet<u32> =
-            self.pending.values().filter_map(|(r, _)| if let Request::Link(i) = r { Some(*i) } else { None }).collect();
+    fn request_names(&mut self, requests: &mut Requests) {
         for ifindex in self.tracker.unnamed_ifindexes() {
-            if asked.contains(&ifindex) {
-                continue;
-            }
-            let seq = self.next_seq();
-            match socket.request_link(seq, ifindex) {
-                Ok(()) => {
-                    self.pending.insert(seq, (Request::Link(ifindex), Instant::now()));
-                }
-                Err(e) => tracing::debug!(ifindex, error = %e, "cannot ask for an interface's name"),
+            if requests.naming.insert(ifindex) {
+                requests.send(Request::Link(ifindex));
             }
         }
     }
 
-    fn tick(&mut self, socket: &NlSocket) {
+    fn tick(&mut self, requests: &mut Requests) {
         let now = Instant::now();
-        self.pending.retain(|_, (_, sent)| now.duration_since(*sent) < PENDING_TTL);
-        if self.dump.as_ref().is_some_and(|d| !self.pending.contains_key(&d.seq)) {
+        if self.dump.as_ref().is_some_and(|d| now.duration_since(d.started) >= PENDING_TTL) {
             // The dump's end was lost to an overrun.
             self.dump = None;
             self.dump_wanted = true;
         }
-        self.request_names(socket);
+        self.request_names(requests);
         let actions = self.tracker.tick(now.into_std());
         self.queue.extend(actions);
     }
 
     /// Sends up to a batch of queued requests.
-    fn flush(&mut self, socket: &NlSocket) {
+    fn flush(&mut self, requests: &mut Requests) {
         for _ in 0..SEND_BATCH {
             let Some(action) = self.queue.pop_front() else { break };
-            let seq = self.next_seq();
-            let (request, sent) = match action {
-                Action::Use(key) => (Request::Use(key), socket.request_use(seq, key)),
-                Action::Probe(key) => (Request::Probe(key), socket.request_probe(seq, key)),
+            let request = match action {
+                Action::Use(key) => Request::Use(key),
+                Action::Probe(key) => Request::Probe(key),
             };
-            match sent {
-                Ok(()) => {
-                    tracing::trace!(?request, seq, "neighbour request sent");
-                    self.pending.insert(seq, (request, Instant::now()));
+            tracing::trace!(?request, "neighbour request sent");
+            requests.send(request);
+        }
+    }
+
+    fn on_answer(&mut self, requests: &mut Requests, request: Request, answer: Answer) {
+        if let Request::Link(ifindex) = request {
+            requests.naming.remove(&ifindex);
+        }
+        match answer {
+            Answer::Done(Some(name)) => {
+                if let Request::Link(ifindex) = request {
+                    self.tracker.set_name(ifindex, name);
                 }
-                Err(e) => self.request_failed(request, &e),
             }
+            Answer::Done(None) => {}
+            Answer::Failed(e) => self.request_failed(request, &e),
+            Answer::Lost => tracing::debug!(?request, "no answer to a neighbour request; not waiting longer"),
         }
     }
 
@@ -401,49 +440,20 @@ impl Watcher {
                 tracing::debug!(%addr, ifindex, error = %error, "probing a neighbour entry failed");
             }
             Request::Link(ifindex) => tracing::debug!(ifindex, error = %error, "no name for interface"),
-            Request::Dump => {
-                tracing::warn!(error = %error, "dumping the neighbour table failed; retrying");
-                self.dump = None;
-                self.dump_wanted = true;
-                self.dump_backoff = Some(Instant::now() + Duration::from_secs(1));
-            }
         }
     }
 
-    /// Reads what the socket has, up to a batch of datagrams.
-    fn read(
-        &mut self,
-        guard: &mut tokio::io::unix::AsyncFdReadyGuard<'_, NlSocket>,
-        buf: &mut [u8],
-    ) -> Result<(), io::Error> {
-        for _ in 0..RECV_BATCH {
-            let n = match guard.try_io(|fd| fd.get_ref().recv(buf)) {
-                Err(_would_block) => return Ok(()),
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    tracing::warn!("the neighbour watcher's netlink queue overran; dumping the table again");
-                    match &mut self.dump {
-                        Some(dump) => dump.interrupted = true,
-                        None => self.dump_wanted = true,
-                    }
-                    continue;
-                }
-                Ok(Err(e)) => return Err(e),
-            };
-            for msg in netlink::parse(&buf[..n.min(buf.len())]) {
-                match msg {
-                    Ok(msg) => self.handle(msg),
-                    Err(e) => tracing::warn!(error = %e, "unparsable netlink message"),
-                }
-            }
-        }
-        Ok(())
+    fn dump_failed(&mut self, error: &io::Error) {
+        tracing::warn!(error = %error, "dumping the neighbour table failed; retrying");
+        self.dump = None;
+        self.dump_wanted = true;
+        self.dump_backoff = Some(Instant::now() + Duration::from_secs(1));
     }
 
     fn handle(&mut self, msg: netlink::Received) {
         let now = std::time::Instant::now();
-        let in_dump = self.dump.as_ref().is_some_and(|d| d.seq == msg.seq);
+        // The dump is the only request answered here; changes come with 0.
+        let in_dump = msg.is_answer() && self.dump.is_some();
         if in_dump
             && msg.dump_interrupted()
             && let Some(dump) = &mut self.dump
@@ -470,12 +480,7 @@ impl Watcher {
                 };
                 self.queue.extend(actions);
             }
-            Incoming::Link { ifindex, name } => {
-                self.pending.remove(&msg.seq);
-                self.tracker.set_name(ifindex, name);
-            }
             Incoming::Done if in_dump => {
-                self.pending.remove(&msg.seq);
                 let Some(dump) = self.dump.take() else { return };
                 if dump.interrupted {
                     // Entries may be missing from it: an absence proves nothing.
@@ -486,10 +491,15 @@ impl Watcher {
                 }
             }
             Incoming::Done => {}
-            Incoming::Ack { errno } => {
-                let Some((request, _)) = self.pending.remove(&msg.seq) else { return };
-                if errno != 0 {
-                    self.request_failed(request, &io::Error::from_raw_os_error(errno));
+            Incoming::Error { errno } if in_dump && errno != 0 => {
+                self.dump_failed(&io::Error::from_raw_os_error(errno));
+            }
+            Incoming::Error { .. } => {}
+            Incoming::Overrun => {
+                tracing::warn!("the neighbour watcher's netlink queue overran; dumping the table again");
+                match &mut self.dump {
+                    Some(dump) => dump.interrupted = true,
+                    None => self.dump_wanted = true,
                 }
             }
         }
@@ -500,7 +510,7 @@ impl Watcher {
         for ev in self.tracker.take_events() {
             match ev.mac {
                 Some(mac) => {
-                    tracing::info!(addr = %ev.target, ifindex = ev.ifindex, mac = %Mac(&mac), reason = %ev.reason, "backend MAC")
+                    tracing::info!(addr = %ev.target, ifindex = ev.ifindex, mac = %Mac(mac), reason = %ev.reason, "backend MAC")
                 }
                 None => {
                     tracing::warn!(addr = %ev.target, ifindex = ev.ifindex, reason = %ev.reason, "backend MAC unresolved")

@@ -4,12 +4,12 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    fmt,
     net::IpAddr,
     time::{Duration, Instant},
 };
 
 use super::NeighEvent;
+use crate::netdev::Mac;
 
 // NUD_* from include/uapi/linux/neighbour.h. Kept as raw bits because the
 // kernel's state is a bit set and netlink-packet-route maps any combination
@@ -116,17 +116,6 @@ pub fn state_name(state: u16) -> String {
     }
     let names: Vec<&str> = NAMES.iter().filter(|(bit, _)| state & bit != 0).map(|(_, n)| *n).collect();
     if names.is_empty() { format!("{state:#x}") } else { names.join("|") }
-}
-
-/// A MAC in the usual colon-separated form.
-#[derive(Debug, Clone, Copy)]
-pub struct Mac<'a>(pub &'a [u8; 6]);
-
-impl fmt::Display for Mac<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
 }
 
 /// A target: the interface the backend is reached through, and its address.
@@ -392,7 +381,7 @@ impl Tracker {
             return;
         }
         track.reason = match track.status {
-            Status::Resolved(old) => format!("moved from {} on {iface}", Mac(&old)),
+            Status::Resolved(old) => format!("moved from {} on {iface}", Mac(old)),
             Status::Pending | Status::Unresolved => format!("resolved on {iface}"),
         };
         track.status = Status::Resolved(mac);
@@ -466,7 +455,6 @@ mod tests {
         assert_eq!(state_name(NUD_STALE), "STALE");
         assert_eq!(state_name(NUD_NOARP | NUD_PERMANENT), "NOARP|PERMANENT");
         assert_eq!(state_name(0x100), "0x100");
-        assert_eq!(Mac(&[0x02, 0xab, 0, 1, 0x10, 0xff]).to_string(), "02:ab:00:01:10:ff");
     }
 
     fn tracker(now: Instant) -> Tracker {

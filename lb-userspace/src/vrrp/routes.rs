@@ -3,25 +3,23 @@
 //! becomes master (a route's `src` may be one of them) and removed
 //! (`RTM_DELROUTE`) before them when it stops being master, as keepalived's
 //! `vrrp_restore_interface` does. They go through the instance's
-//! [`Rtnl`] socket, so they land in the same namespace as its VIPs.
+//! [`Rtnl`](super::addresses::Rtnl) connection, so they land in the same
+//! namespace as its VIPs.
 //!
 //! Routes are tagged `proto keepalived` (18) as keepalived tags them, so an
 //! operator's `ip route show proto keepalived` finds them after migrating.
 
 use std::io;
 
-use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST};
-use netlink_packet_route::{
-    AddressFamily, RouteNetlinkMessage,
-    route::{
-        RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
-    },
-};
+use netlink_packet_route::route::{RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use rtnetlink::RouteMessageBuilder;
 
-use super::addresses::Rtnl;
 #[cfg(test)]
 use crate::config::TABLE_MAIN;
-use crate::config::{RouteKind, Scope, VirtualRoute};
+use crate::{
+    config::{RouteKind, Scope, VirtualRoute},
+    rtnl::{self, blocking},
+};
 
 fn route_type(kind: RouteKind) -> RouteType {
     match kind {
@@ -45,54 +43,61 @@ fn route_scope(scope: Scope) -> RouteScope {
 /// The `RTM_NEWROUTE` / `RTM_DELROUTE` body for `route`, `oif` being its
 /// `dev`'s index. Deletion sends the same body, so the kernel removes this
 /// route and not another one to the same prefix (another metric, table or
-/// protocol).
-pub fn route_message(route: &VirtualRoute, oif: Option<u32>) -> RouteMessage {
-    let mut msg = RouteMessage::default();
-    msg.header.address_family = if route.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
-    msg.header.destination_prefix_length = route.prefix_len;
-    msg.header.protocol = RouteProtocol::KeepAlived;
-    msg.header.scope = route_scope(route.effective_scope());
-    msg.header.kind = route_type(route.kind);
-    if route.onlink {
-        msg.header.flags = RouteFlags::Onlink;
-    }
-    // rtm_table is one byte: larger ids go in RTA_TABLE, as iproute2 sends them.
-    match u8::try_from(route.table) {
-        Ok(t) => msg.header.table = t,
-        Err(_) => {
-            msg.header.table = RouteHeader::RT_TABLE_UNSPEC;
-            msg.attributes.push(RouteAttribute::Table(route.table));
-        }
-    }
-    msg.attributes.push(RouteAttribute::Destination(RouteAddress::from(route.to)));
+/// protocol). A route whose addresses are not all of one family is refused
+/// here, with the address at fault.
+pub fn route_message(route: &VirtualRoute, oif: Option<u32>) -> io::Result<RouteMessage> {
+    // Attributes go in the order iproute2 sends them.
+    let mut builder = RouteMessageBuilder::<std::net::IpAddr>::new()
+        .table_id(route.table)
+        .destination_prefix(route.to, route.prefix_len)
+        .map_err(invalid(route))?;
     if let Some(src) = route.src {
-        msg.attributes.push(RouteAttribute::PrefSource(RouteAddress::from(src)));
+        builder = builder.pref_source(src).map_err(invalid(route))?;
     }
     if let Some(via) = route.via {
-        msg.attributes.push(RouteAttribute::Gateway(RouteAddress::from(via)));
+        builder = builder.gateway(via).map_err(invalid(route))?;
     }
     if let Some(oif) = oif {
-        msg.attributes.push(RouteAttribute::Oif(oif));
+        builder = builder.output_interface(oif);
     }
     if let Some(metric) = route.metric {
-        msg.attributes.push(RouteAttribute::Priority(metric));
+        builder = builder.priority(metric);
     }
-    msg
+    if route.onlink {
+        builder = builder.onlink();
+    }
+    let mut msg = builder
+        .protocol(RouteProtocol::KeepAlived)
+        .scope(route_scope(route.effective_scope()))
+        .kind(route_type(route.kind))
+        .build();
+    if route.table > u32::from(u8::MAX) {
+        // rtm_table is one byte: iproute2 leaves it unspecified when
+        // RTA_TABLE carries the id (the builder leaves it at main).
+        msg.header.table = RouteHeader::RT_TABLE_UNSPEC;
+    }
+    Ok(msg)
 }
 
-impl Rtnl {
+/// The builder's refusal, with the route it refused.
+fn invalid<E: std::fmt::Display>(route: &VirtualRoute) -> impl FnOnce(E) -> io::Error + '_ {
+    move |e| io::Error::new(io::ErrorKind::InvalidInput, format!("route {route}: {e}"))
+}
+
+impl rtnl::Rtnl {
     /// `ip route replace ROUTE`: added, or an existing route with the same
     /// key (prefix, table, metric) overwritten, as keepalived does, so a
     /// route left by a crashed run or added by hand does not fail the add.
-    pub fn add_route(&mut self, route: &VirtualRoute, oif: Option<u32>) -> io::Result<()> {
-        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-        self.request(flags, RouteNetlinkMessage::NewRoute(route_message(route, oif)))
+    pub async fn add_route(&self, route: &VirtualRoute, oif: Option<u32>) -> io::Result<()> {
+        let request = self.handle().route().add(route_message(route, oif)?).replace();
+        rtnl::within(request.execute()).await
     }
 
     /// `ip route del ROUTE`. `Ok(false)` when it was not there: the kernel
     /// already dropped it with its `src` address or its interface.
-    pub fn del_route(&mut self, route: &VirtualRoute, oif: Option<u32>) -> io::Result<bool> {
-        match self.request(NLM_F_REQUEST | NLM_F_ACK, RouteNetlinkMessage::DelRoute(route_message(route, oif))) {
+    pub async fn del_route(&self, route: &VirtualRoute, oif: Option<u32>) -> io::Result<bool> {
+        let request = self.handle().route().del(route_message(route, oif)?);
+        match rtnl::within(request.execute()).await {
             Ok(()) => Ok(true),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ENODEV | libc::ENOENT)) => Ok(false),
             Err(e) => Err(e),
@@ -100,8 +105,22 @@ impl Rtnl {
     }
 }
 
+impl blocking::Rtnl {
+    /// [`rtnl::Rtnl::add_route`].
+    pub fn add_route(&self, route: &VirtualRoute, oif: Option<u32>) -> io::Result<()> {
+        self.block_on(self.rtnl().add_route(route, oif))
+    }
+
+    /// [`rtnl::Rtnl::del_route`].
+    pub fn del_route(&self, route: &VirtualRoute, oif: Option<u32>) -> io::Result<bool> {
+        self.block_on(self.rtnl().del_route(route, oif))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use netlink_packet_core::Emitable as _;
+    use netlink_packet_route::route::RouteFlags;
 
     use super::*;
 
@@ -120,14 +139,11 @@ mod tests {
         }
     }
 
-    fn nlmsghdr(len: u32, kind: u16, flags: u16, seq: u32) -> Vec<u8> {
-        let mut b = Vec::new();
-        b.extend_from_slice(&len.to_ne_bytes());
-        b.extend_from_slice(&kind.to_ne_bytes());
-        b.extend_from_slice(&flags.to_ne_bytes());
-        b.extend_from_slice(&seq.to_ne_bytes());
-        b.extend_from_slice(&0u32.to_ne_bytes());
-        b
+    /// The message as it goes on the wire after the netlink header.
+    fn bytes(msg: &RouteMessage) -> Vec<u8> {
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.emit(&mut buf);
+        buf
     }
 
     fn rta(kind: u16, value: &[u8]) -> Vec<u8> {
@@ -139,8 +155,6 @@ mod tests {
         b
     }
 
-    const RTM_NEWROUTE: u16 = 24;
-    const RTM_DELROUTE: u16 = 25;
     const RTA_DST: u16 = 1;
     const RTA_OIF: u16 = 4;
     const RTA_GATEWAY: u16 = 5;
@@ -159,45 +173,44 @@ mod tests {
             table: 100,
             ..route("192.0.2.0", 24)
         };
-        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-        let got = crate::rtnl::encode(flags, 7, RouteNetlinkMessage::NewRoute(route_message(&r, Some(3))));
         // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags (u32).
-        let mut body = vec![libc::AF_INET as u8, 24, 0, 0, 100, 18, 0, 1];
-        body.extend_from_slice(&0u32.to_ne_bytes());
-        body.extend(rta(RTA_DST, &[192, 0, 2, 0]));
-        body.extend(rta(RTA_PREFSRC, &[10, 0, 0, 100]));
-        body.extend(rta(RTA_GATEWAY, &[10, 0, 0, 1]));
-        body.extend(rta(RTA_OIF, &3u32.to_ne_bytes()));
-        body.extend(rta(RTA_PRIORITY, &10u32.to_ne_bytes()));
-        // NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, as `ip route replace` sends.
-        let mut want = nlmsghdr(16 + body.len() as u32, RTM_NEWROUTE, 0x0001 | 0x0004 | 0x0400 | 0x0100, 7);
-        want.extend(body);
-        assert_eq!(got, want);
+        let mut want = vec![libc::AF_INET as u8, 24, 0, 0, 100, 18, 0, 1];
+        want.extend_from_slice(&0u32.to_ne_bytes());
+        want.extend(rta(RTA_DST, &[192, 0, 2, 0]));
+        want.extend(rta(RTA_PREFSRC, &[10, 0, 0, 100]));
+        want.extend(rta(RTA_GATEWAY, &[10, 0, 0, 1]));
+        want.extend(rta(RTA_OIF, &3u32.to_ne_bytes()));
+        want.extend(rta(RTA_PRIORITY, &10u32.to_ne_bytes()));
+        assert_eq!(bytes(&route_message(&r, Some(3)).unwrap()), want);
     }
 
     #[test]
     fn blackhole_ipv6_and_big_tables() {
         // ip -6 route del blackhole 2001:db8::/32 table 1000 proto keepalived
         let r = VirtualRoute { kind: RouteKind::Blackhole, table: 1000, ..route("2001:db8::", 32) };
-        let got =
-            crate::rtnl::encode(NLM_F_REQUEST | NLM_F_ACK, 1, RouteNetlinkMessage::DelRoute(route_message(&r, None)));
         // Table 1000 does not fit rtm_table: RT_TABLE_UNSPEC there, RTA_TABLE carries it. Type 6 = RTN_BLACKHOLE.
-        let mut body = vec![libc::AF_INET6 as u8, 32, 0, 0, 0, 18, 0, 6];
-        body.extend_from_slice(&0u32.to_ne_bytes());
-        body.extend(rta(RTA_TABLE, &1000u32.to_ne_bytes()));
+        let mut want = vec![libc::AF_INET6 as u8, 32, 0, 0, 0, 18, 0, 6];
+        want.extend_from_slice(&0u32.to_ne_bytes());
+        want.extend(rta(RTA_TABLE, &1000u32.to_ne_bytes()));
         let mut dst = [0u8; 16];
         dst[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-        body.extend(rta(RTA_DST, &dst));
-        let mut want = nlmsghdr(16 + body.len() as u32, RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, 1);
-        want.extend(body);
-        assert_eq!(got, want);
+        want.extend(rta(RTA_DST, &dst));
+        assert_eq!(bytes(&route_message(&r, None).unwrap()), want);
+    }
+
+    #[test]
+    fn mixed_families_are_refused_before_the_kernel() {
+        let r = VirtualRoute { src: Some("2001:db8::1".parse().unwrap()), ..route("192.0.2.0", 24) };
+        let e = route_message(&r, None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("192.0.2.0/24"), "{e}");
     }
 
     #[test]
     fn scope_defaults_follow_ip_route() {
         let dev_only = VirtualRoute { dev: Some("eth0".into()), ..route("192.0.2.0", 24) };
         assert_eq!(dev_only.effective_scope(), Scope::Link, "no gateway: on the link");
-        assert_eq!(route_message(&dev_only, Some(2)).header.scope, RouteScope::Link);
+        assert_eq!(route_message(&dev_only, Some(2)).unwrap().header.scope, RouteScope::Link);
         let via = VirtualRoute { via: Some("10.0.0.1".parse().unwrap()), ..route("192.0.2.0", 24) };
         assert_eq!(via.effective_scope(), Scope::Global);
         let black = VirtualRoute { kind: RouteKind::Blackhole, ..route("192.0.2.0", 24) };
@@ -207,7 +220,7 @@ mod tests {
         let set = VirtualRoute { scope: Some(Scope::Host), ..dev_only.clone() };
         assert_eq!(set.effective_scope(), Scope::Host);
         let onlink = VirtualRoute { onlink: true, ..via };
-        assert_eq!(route_message(&onlink, None).header.flags, RouteFlags::Onlink);
+        assert_eq!(route_message(&onlink, None).unwrap().header.flags, RouteFlags::Onlink);
     }
 
     #[test]

@@ -5,6 +5,9 @@ pub mod control;
 pub mod director;
 pub mod ids;
 pub mod install;
+pub mod maps;
+#[cfg(test)]
+pub mod memory_maps;
 pub mod run;
 pub mod service;
 pub mod status;

@@ -6,7 +6,7 @@
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::{
@@ -228,7 +228,7 @@ fn vips_without_backend(director: &Director) -> Vec<IpAddr> {
 fn on_health(director: &mut Director, event: HealthEvent) {
     if event.heads_up {
         let (id, up) = (event.target.backend, event.up);
-        match director.prepare(id, up, event.weight) {
+        match director.prepare(id, up, event.weight, Instant::now()) {
             Ok(built) => debug!(%id, up, built, reason = event.reason, "one check from a change: ring built ahead"),
             Err(e) => warn!("building a ring ahead: {e}"),
         }

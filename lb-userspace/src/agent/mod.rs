@@ -8,6 +8,8 @@ pub mod install;
 pub mod maps;
 #[cfg(test)]
 pub mod memory_maps;
+mod reload;
 pub mod run;
 pub mod service;
 pub mod status;
+pub mod targets;

@@ -1,9 +1,15 @@
 //! The director's state and every change to it: health results, resolved
 //! MACs, operator commands and reloads come in; ordered map writes go out.
 //! Synchronous and free of sockets and timers, so the agent's event loop
-//! stays a thin `select!` and tests can drive this directly.
+//! stays a thin `select!` and tests can drive this directly: the maps come
+//! in as a [`FastPathMaps`] (the loaded program, or an in-memory model) and
+//! the time as an argument.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use lb_common::{MAX_BACKENDS, Settings as FastPathSettings};
 
@@ -11,6 +17,7 @@ use super::{
     control::{Request, Response},
     ids::Ids,
     install::{InstallError, InstallTime, Installer},
+    maps::FastPathMaps,
     service::{Service, State},
     status::{BackendStatus, StatusReport, VipStatus},
 };
@@ -31,6 +38,8 @@ pub enum DirectorError {
     Ids { max: u32 },
     #[error("{what} cannot change without a restart (loaded with {loaded}, the new file wants {wanted})")]
     NeedsRestart { what: &'static str, loaded: u64, wanted: u64 },
+    #[error("{failed}; putting the previous configuration back failed too: {restoring}")]
+    Restore { failed: Box<DirectorError>, restoring: Box<DirectorError> },
 }
 
 /// What changed for a backend, for the log line.
@@ -42,18 +51,40 @@ pub struct Transition {
     pub to: State,
 }
 
-pub struct Director {
+/// The director over the maps `M` it writes: the loaded program in the
+/// agent, [`memory_maps`](super::memory_maps) in unit tests.
+pub struct Director<M = Dataplane> {
     config: Config,
-    dp: Dataplane,
+    dp: M,
     services: Vec<Service>,
     installer: Installer,
     ids: Ids,
     /// Services (by position) whose state changed since the last flush.
-    dirty: std::collections::BTreeSet<usize>,
+    dirty: BTreeSet<usize>,
     /// How long the last flush took, for logs and the bench.
     pub last_install: Option<InstallTime>,
-    /// Rings built ahead this second ([`prepare`](Self::prepare)).
-    prepared: (std::time::Instant, u32),
+    /// Rings built ahead ([`prepare`](Self::prepare)) in the current second:
+    /// when it started, and how many.
+    prepared: Option<(Instant, u32)>,
+}
+
+/// A configuration with the services and backend ids worked out from it:
+/// what [`Director::plan`] proposes and [`Director::snapshot`] keeps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setup {
+    config: Config,
+    services: Vec<Service>,
+    ids: Ids,
+}
+
+impl Setup {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
 }
 
 /// Rings [`Director::prepare`] builds a second at most: a burst of
@@ -61,15 +92,15 @@ pub struct Director {
 /// milliseconds, and the installs build the rest as they would anyway.
 const PREPARES_PER_SEC: u32 = 8;
 
-impl std::fmt::Debug for Director {
+impl<M> std::fmt::Debug for Director<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Director").field("services", &self.services.len()).finish_non_exhaustive()
     }
 }
 
-impl Director {
+impl<M: FastPathMaps> Director<M> {
     /// Builds the services of `config` and installs them into `dp`.
-    pub fn new(config: Config, mut dp: Dataplane) -> Result<Self, DirectorError> {
+    pub fn new(config: Config, mut dp: M) -> Result<Self, DirectorError> {
         dp.set_settings(FastPathSettings::new(config.global.max_new_flows_per_sec, 0))?;
         let mut ids = Ids::new(MAX_BACKENDS);
         let mut services = Vec::new();
@@ -77,16 +108,8 @@ impl Director {
             services.push(new_service(vip.clone(), index as u32, &mut ids)?);
         }
         let dirty = (0..services.len()).collect();
-        let mut d = Self {
-            config,
-            dp,
-            services,
-            installer: Installer::new(),
-            ids,
-            dirty,
-            last_install: None,
-            prepared: (std::time::Instant::now(), 0),
-        };
+        let mut d =
+            Self { config, dp, services, installer: Installer::new(), ids, dirty, last_install: None, prepared: None };
         d.flush()?;
         Ok(d)
     }
@@ -99,11 +122,11 @@ impl Director {
         &self.services
     }
 
-    pub fn dataplane(&self) -> &Dataplane {
+    pub fn dataplane(&self) -> &M {
         &self.dp
     }
 
-    pub fn dataplane_mut(&mut self) -> &mut Dataplane {
+    pub fn dataplane_mut(&mut self) -> &mut M {
         &mut self.dp
     }
 
@@ -114,7 +137,8 @@ impl Director {
         if self.dirty.is_empty() {
             return Ok(None);
         }
-        let started = std::time::Instant::now();
+        // Measured for logs and the bench only: no decision reads it.
+        let started = Instant::now();
         let dirty = std::mem::take(&mut self.dirty);
         // Every failure reaches the fast path before any ring is built.
         for &i in &dirty {
@@ -123,7 +147,7 @@ impl Director {
             self.installer.withdraw(&mut self.dp, s)?;
         }
         let withdraw = started.elapsed();
-        let mut build = std::time::Duration::ZERO;
+        let mut build = Duration::ZERO;
         for &i in &dirty {
             build += self.installer.stage(&mut self.dp, &self.services[i])?;
         }
@@ -210,16 +234,18 @@ impl Director {
     /// VIP will need then, so that the install after the verdict only
     /// copies it (a fall or rise of 2, keepalived's default `retry 1`, gives
     /// a `delay_before_retry` of warning). Returns whether a ring was built:
-    /// not when it is kept already or the budget of the second is spent.
-    pub fn prepare(&mut self, id: u32, up: bool, weight: Option<u32>) -> Result<bool, DirectorError> {
+    /// not when it is kept already or the budget of the second (counted
+    /// from the first prepare at or after `now` minus a second) is spent.
+    pub fn prepare(&mut self, id: u32, up: bool, weight: Option<u32>, now: Instant) -> Result<bool, DirectorError> {
         let Some(s) = self.services.iter().find(|s| s.backends.iter().chain(&s.sorry).any(|b| b.id == id)) else {
             return Ok(false);
         };
-        let now = std::time::Instant::now();
-        if now.duration_since(self.prepared.0) >= std::time::Duration::from_secs(1) {
-            self.prepared = (now, 0);
-        }
-        if self.prepared.1 >= PREPARES_PER_SEC {
+        let second = match self.prepared {
+            Some((start, built)) if now.saturating_duration_since(start) < Duration::from_secs(1) => (start, built),
+            _ => (now, 0),
+        };
+        self.prepared = Some(second);
+        if second.1 >= PREPARES_PER_SEC {
             return Ok(false);
         }
         // The service as it will be, on a copy: nothing of it is installed.
@@ -236,7 +262,7 @@ impl Director {
             .installer
             .prepare(&mut self.dp, vip_index, next.ring_entries(), ring_size)
             .map_err(|source| DirectorError::Prepare { vip: next.name(), source })?;
-        self.prepared.1 += u32::from(built);
+        self.prepared = Some((second.0, second.1 + u32::from(built)));
         Ok(built)
     }
 
@@ -295,11 +321,19 @@ impl Director {
         }
     }
 
-    /// Replaces the configuration. Backends that stay keep their health,
-    /// MAC and operator drain, but not an operator weight (`lb weight` lasts
-    /// until the next reload); new ones start as a fresh start would. On
-    /// error nothing has changed.
+    /// Replaces the configuration: [`plan`](Self::plan), then
+    /// [`apply`](Self::apply). On error nothing has changed.
     pub fn reload(&mut self, config: Config) -> Result<(), DirectorError> {
+        let next = self.plan(config)?;
+        self.apply(next)
+    }
+
+    /// Works out the services of `config` against the running ones, changing
+    /// nothing. Backends that stay keep their id, health, MAC and operator
+    /// drain, but not an operator weight (`lb weight` lasts until the next
+    /// reload); new ones start as a fresh start would. A VIP that stays keeps
+    /// its index (and so its flows' counters and its rings).
+    pub fn plan(&self, config: Config) -> Result<Setup, DirectorError> {
         let loaded = self.dp.options();
         if config.max_ring_size() > loaded.max_ring_size {
             return Err(DirectorError::NeedsRestart {
@@ -315,13 +349,12 @@ impl Director {
                 wanted: config.vips.len() as u64,
             });
         }
-        // Plan on copies, so that a failure leaves everything as it was.
         let mut ids = self.ids.clone();
         let mut old: HashMap<String, Service> = self.services.iter().map(|s| (s.name(), s.clone())).collect();
         let kept: Vec<u32> =
             config.vips.iter().filter_map(|v| old.get(&Service::name_of(v)).map(|s| s.vip_index)).collect();
         let mut free_indexes = (0..loaded.max_vips).filter(|i| !kept.contains(i));
-        let mut next = Vec::new();
+        let mut services = Vec::new();
         for vip in &config.vips {
             let service = match old.remove(&Service::name_of(vip)) {
                 Some(prev) => carry_over(prev, vip.clone(), &mut ids)?,
@@ -330,27 +363,72 @@ impl Director {
                     new_service(vip.clone(), index, &mut ids)?
                 }
             };
-            next.push(service);
+            services.push(service);
         }
-        for gone in old.values() {
-            self.dp.unstage_vip(gone.vip_index);
+        // Given back after the new services took theirs, in a fixed order:
+        // ids are reused as late as possible.
+        for gone in self.services.iter().filter(|s| old.contains_key(&s.name())) {
+            for id in gone.ids() {
+                ids.give_back(id);
+            }
         }
-        self.ids = ids;
-        self.services = next;
+        Ok(Setup { config, services, ids })
+    }
+
+    /// Switches to `next` (from [`plan`](Self::plan)) in one publish. The
+    /// backends of VIPs that go are marked dead once no table names them,
+    /// before their ids can be reused, so flows recorded for them are
+    /// re-hashed. On error the previous setup is put back.
+    pub fn apply(&mut self, next: Setup) -> Result<(), DirectorError> {
+        let staying: HashSet<String> = next.services.iter().map(Service::name).collect();
+        let retired = dead_entries(self.services.iter().filter(|s| !staying.contains(&s.name())), |_| true);
+        let previous = self.snapshot();
+        match self.switch_to(next, retired) {
+            Ok(()) => Ok(()),
+            Err(failed) => match self.restore(previous) {
+                Ok(()) => Err(failed),
+                Err(restoring) => {
+                    Err(DirectorError::Restore { failed: Box::new(failed), restoring: Box::new(restoring) })
+                }
+            },
+        }
+    }
+
+    /// The running setup, to go back to with [`restore`](Self::restore).
+    pub fn snapshot(&self) -> Setup {
+        Setup { config: self.config.clone(), services: self.services.clone(), ids: self.ids.clone() }
+    }
+
+    /// Goes back to `previous` (from [`snapshot`](Self::snapshot)): its
+    /// services as they were then, in one publish. Backends `previous` does
+    /// not have are marked dead: they were never part of a configuration in
+    /// force.
+    pub fn restore(&mut self, previous: Setup) -> Result<(), DirectorError> {
+        let named: HashSet<u32> = previous.services.iter().flat_map(Service::ids).collect();
+        let retired = dead_entries(self.services.iter(), |id| !named.contains(&id));
+        self.switch_to(previous, retired)
+    }
+
+    /// Installs every service of `next`, publishes, then writes `retired`.
+    fn switch_to(&mut self, next: Setup, retired: Vec<(u32, lb_common::Backend)>) -> Result<(), DirectorError> {
+        let staying: HashSet<u32> = next.services.iter().map(|s| s.vip_index).collect();
+        for s in &self.services {
+            if !staying.contains(&s.vip_index) {
+                self.dp.unstage_vip(s.vip_index);
+            }
+        }
+        let Setup { config, services, ids } = next;
         self.dp.set_settings(FastPathSettings::new(config.global.max_new_flows_per_sec, 0))?;
         self.config = config;
-        self.touch_all();
+        self.services = services;
+        self.ids = ids;
+        self.dirty = (0..self.services.len()).collect();
         self.flush()?;
+        // The flush publishes only when a service is left to install.
         self.dp.publish()?;
-        for gone in old.values() {
-            self.installer.forget(gone);
-            for b in gone.backends.iter().chain(&gone.sorry) {
-                // Dead once no table names it and before its id can be
-                // reused, so flows recorded for it are re-hashed.
-                let mut entry = b.entry(gone.vip_index);
-                entry.flags = 0;
-                self.dp.set_backend(b.id, entry)?;
-            }
+        for (id, entry) in retired {
+            self.installer.forget(id);
+            self.dp.set_backend(id, entry)?;
         }
         Ok(())
     }
@@ -403,10 +481,25 @@ impl Director {
             });
         }
         let counters = self.dp.stats()?.into_iter().map(|(s, c)| (s.name().to_owned(), c.packets)).collect();
-        let attached = self.dp.attachments().map(|(i, m)| (i.to_owned(), format!("{m:?}").to_lowercase())).collect();
+        let attached = self.dp.attachments().into_iter().map(|(i, m)| (i, format!("{m:?}").to_lowercase())).collect();
         let flows = flow_counts.values().sum();
         Ok(StatusReport { vips, attached, counters, flows, vrrp: Vec::new() })
     }
+}
+
+/// The entries that mark dead the backends of `services` whose id `retire`
+/// picks.
+fn dead_entries<'a>(
+    services: impl Iterator<Item = &'a Service>,
+    retire: impl Fn(u32) -> bool,
+) -> Vec<(u32, lb_common::Backend)> {
+    let mut out = Vec::new();
+    for s in services {
+        for b in s.backends.iter().chain(&s.sorry).filter(|b| retire(b.id)) {
+            out.push((b.id, lb_common::Backend { flags: 0, ..b.entry(s.vip_index) }));
+        }
+    }
+    out
 }
 
 fn new_service(vip: crate::config::Vip, index: u32, ids: &mut Ids) -> Result<Service, DirectorError> {
@@ -474,3 +567,6 @@ fn vip_matches(s: &Service, v: &str) -> bool {
     let addr_port = std::net::SocketAddr::new(s.vip.address, s.vip.port).to_string();
     v == addr_port || v.parse::<IpAddr>().is_ok_and(|a| a == s.vip.address)
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,9 +15,9 @@ use std::{collections::VecDeque, time::Duration};
 
 use lb_common::BACKEND_F_ALIVE;
 
-use super::service::Service;
+use super::{maps::FastPathMaps, service::Service};
 use crate::{
-    dataplane::{Dataplane, DataplaneError},
+    dataplane::DataplaneError,
     maglev::{self, MaglevError},
 };
 
@@ -55,7 +55,7 @@ struct CachedRing {
     ring: Vec<u32>,
     /// Slots per backend id, counted once.
     slots: Vec<(u32, u32)>,
-    /// Names this ring's content for the fast path (`Dataplane::stage_vip`).
+    /// Names this ring's content for the fast path (`FastPathMaps::stage_vip`).
     tag: u64,
 }
 
@@ -105,7 +105,7 @@ impl Installer {
     /// Marks dead, now, the backends of `service` that stop being usable;
     /// returns how many. The fast path stops sending them anything (new
     /// flows and recorded ones alike) before their ring is rebuilt.
-    pub fn withdraw(&mut self, dp: &mut Dataplane, service: &Service) -> Result<usize, InstallError> {
+    pub fn withdraw(&mut self, dp: &mut impl FastPathMaps, service: &Service) -> Result<usize, InstallError> {
         let mut withdrawn = 0;
         for (id, entry) in service.entries() {
             if let Some(old) = self.written(id)
@@ -125,7 +125,7 @@ impl Installer {
     /// [`withdraw`](Self::withdraw) has not) and stages the new ring; returns
     /// how long getting the ring took. Nothing else changes for packets until
     /// the caller publishes.
-    pub fn stage(&mut self, dp: &mut Dataplane, service: &Service) -> Result<Duration, InstallError> {
+    pub fn stage(&mut self, dp: &mut impl FastPathMaps, service: &Service) -> Result<Duration, InstallError> {
         let started = std::time::Instant::now();
         let vip = || service.name();
         let maps = |source| InstallError::Maps { vip: vip(), source };
@@ -169,7 +169,7 @@ impl Installer {
     /// finds the ring built and in place, and only flips.
     pub fn prepare(
         &mut self,
-        dp: &mut Dataplane,
+        dp: &mut impl FastPathMaps,
         vip_index: u32,
         entries: Vec<maglev::Entry>,
         ring_size: u32,
@@ -227,12 +227,11 @@ impl Installer {
         self.slots.get(id as usize).copied().unwrap_or(0)
     }
 
-    /// Forgets a removed service's backends (their ids may be reused).
-    pub fn forget(&mut self, service: &Service) {
-        for (id, _) in service.entries() {
-            if let Some(w) = self.written.get_mut(id as usize) {
-                *w = None;
-            }
+    /// Forgets what was written for backend `id`, removed (its id may be
+    /// reused).
+    pub fn forget(&mut self, id: u32) {
+        if let Some(w) = self.written.get_mut(id as usize) {
+            *w = None;
         }
     }
 }

@@ -5,6 +5,11 @@ pub mod control;
 pub mod director;
 pub mod ids;
 pub mod install;
+pub mod maps;
+#[cfg(test)]
+pub mod memory_maps;
+mod reload;
 pub mod run;
 pub mod service;
 pub mod status;
+pub mod targets;

@@ -6,7 +6,7 @@
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::{
@@ -18,12 +18,14 @@ use tracing::{debug, error, info, warn};
 use super::{
     control::{self, Command, ControlError, Request, Response},
     director::{Director, DirectorError, Transition},
+    reload::{self, HealthTargets, NeighborTargets, Parts, VrrpInstances},
     service::State,
+    targets::{health_targets, neighbor_targets},
 };
 use crate::{
     config::{Config, ConfigError},
     dataplane::{self, Dataplane, DataplaneError, DataplaneOptions},
-    health::{HealthError, HealthEvent, Monitor, MonitorOptions, Target, TargetId},
+    health::{HealthError, HealthEvent, Monitor, MonitorOptions, Target},
     neigh::{NeighError, NeighEvent, NeighborHandle, NeighborWatcher},
     vrrp::{
         addresses::Rtnl,
@@ -91,8 +93,8 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     }
     // Heads-ups let the director build a ring before the verdict that needs it.
     let (mut monitor, mut health) = Monitor::new(MonitorOptions { heads_up: true, ..MonitorOptions::default() });
-    monitor.sync(targets(&director))?;
-    let (neighbors, mut macs) = NeighborWatcher::spawn(neighbor_targets(&director))?;
+    monitor.sync(health_targets(director.services()))?;
+    let (mut neighbors, mut macs) = NeighborWatcher::spawn(neighbor_targets(director.services(), known_ifindex))?;
     // The fast path runs on every director all the time with the same maps;
     // VRRP only decides which one holds the VIPs (and so gets the traffic).
     let mut vrrp = start_vrrp(director.config())?;
@@ -127,12 +129,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                         Err(e) => Response::error(e.to_string()),
                     },
                     Request::Reload => {
-                        let before = vrrp_part(director.config());
-                        let r = reload(&mut director, &mut monitor, &neighbors, &opts.config);
-                        if r.ok && vrrp_part(director.config()) != before {
-                            restart_vrrp(&mut vrrp, director.config()).await;
-                        }
-                        r
+                        reload_file(&mut director, &mut monitor, &mut neighbors, &mut vrrp, &opts.config).await
                     }
                     other => {
                         let response = director.command(&other);
@@ -145,12 +142,9 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                 let _ = reply.send(response);
             }
             _ = hup.recv() => {
-                let before = vrrp_part(director.config());
-                let r = reload(&mut director, &mut monitor, &neighbors, &opts.config);
+                let r = reload_file(&mut director, &mut monitor, &mut neighbors, &mut vrrp, &opts.config).await;
                 if !r.ok {
                     warn!("reload on SIGHUP refused: {}", r.error.unwrap_or_default());
-                } else if vrrp_part(director.config()) != before {
-                    restart_vrrp(&mut vrrp, director.config()).await;
                 }
             }
             _ = dataplane_poll.tick(), if director.config().vrrp.iter().any(|v| v.track_dataplane.is_some()) => {
@@ -228,7 +222,7 @@ fn vips_without_backend(director: &Director) -> Vec<IpAddr> {
 fn on_health(director: &mut Director, event: HealthEvent) {
     if event.heads_up {
         let (id, up) = (event.target.backend, event.up);
-        match director.prepare(id, up, event.weight) {
+        match director.prepare(id, up, event.weight, Instant::now()) {
             Ok(built) => debug!(%id, up, built, reason = event.reason, "one check from a change: ring built ahead"),
             Err(e) => warn!("building a ring ahead: {e}"),
         }
@@ -280,7 +274,7 @@ fn take_in_and_flush(
     }
 }
 
-fn load(path: &Path) -> Result<Config, AgentError> {
+fn load(path: &Path) -> Result<Config, ConfigError> {
     let config = Config::from_file(path)?;
     config.check_interfaces(|name| dataplane::ifindex(name).is_ok())?;
     // keepalived's enable_script_security, always on: a script root runs
@@ -292,89 +286,63 @@ fn load(path: &Path) -> Result<Config, AgentError> {
     Ok(config)
 }
 
-/// A bad file, or one that would need a restart, leaves the running
-/// configuration serving and says why.
-fn reload(director: &mut Director, monitor: &mut Monitor, neighbors: &NeighborHandle, path: &Path) -> Response {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(e) => return Response::error(format!("{e}\nthe running configuration stays in force")),
-    };
-    let previous = director.config().clone();
-    if let Err(e) = director.reload(config) {
-        return Response::error(format!("{e}\nthe running configuration stays in force"));
-    }
-    if let Err(e) = monitor.sync(targets(director)) {
-        // The checks could not be set up (a script user that does not
-        // exist, say): put the previous file back so nothing is half applied.
-        // It was serving a moment ago, so it goes back in.
-        if let Err(back) = director.reload(previous) {
-            error!("restoring the previous configuration after a failed reload: {back}");
-        }
-        return Response::error(format!("health checks: {e}\nthe running configuration stays in force"));
-    }
-    if let Err(e) = neighbors.set_targets(neighbor_targets(director)) {
-        return Response::error(format!("neighbour table: {e}"));
-    }
-    info!(config = %path.display(), "configuration reloaded");
-    Response::ok(format!("reloaded {}", path.display()))
+fn known_ifindex(name: &str) -> Option<u32> {
+    dataplane::ifindex(name).ok()
 }
 
-/// One health target per checked backend, keyed by its fast-path id. A
-/// target starts in the state the director holds for its backend: the
-/// monitor reports transitions only, so a check restarted by a reload (its
-/// settings changed) that started up for a backend the director holds down
-/// would never report it up again.
-fn targets(director: &Director) -> Vec<Target> {
-    let mut out = Vec::new();
-    for s in director.services() {
-        for (b, cfg) in s.backends.iter().zip(&s.vip.backends) {
-            if let Some(check) = &cfg.check {
-                let id = TargetId { vip: s.vip_index, backend: b.id };
-                out.push(Target { initially_up: b.healthy, ..Target::new(id, b.address, check.clone()) });
+/// Re-reads the file into every part of the agent, or into none: a bad
+/// file, or one that would need a restart, leaves the running configuration
+/// serving and says why. SIGHUP and `lb reload` alike.
+async fn reload_file(
+    director: &mut Director,
+    monitor: &mut Monitor,
+    neighbors: &mut NeighborHandle,
+    vrrp: &mut Option<VrrpHandle>,
+    path: &Path,
+) -> Response {
+    let parts = Parts { director, health: monitor, neighbors, vrrp };
+    reload::reload(parts, path, load, known_ifindex).await
+}
+
+impl HealthTargets for Monitor {
+    fn set(&mut self, targets: Vec<Target>) -> Result<(), HealthError> {
+        self.sync(targets)
+    }
+}
+
+impl NeighborTargets for NeighborHandle {
+    fn set(&mut self, targets: Vec<(u32, IpAddr)>) -> Result<(), NeighError> {
+        self.set_targets(targets)
+    }
+}
+
+/// Only the changed, removed and new instances are touched
+/// ([`VrrpHandle::reload`]); the others keep running without a state change.
+impl VrrpInstances for Option<VrrpHandle> {
+    async fn set(&mut self, config: &Config) -> Result<(), VrrpError> {
+        match self {
+            Some(v) if !config.vrrp.is_empty() => {
+                let plan = v.reload(config.vrrp.clone(), config.vrrp_sync_groups.clone()).await?;
+                info!(kept = ?plan.keep, stopped = ?plan.stop, started = ?plan.start, "VRRP reloaded");
             }
+            Some(_) => {
+                if let Some(v) = self.take() {
+                    v.shutdown().await;
+                }
+            }
+            None => *self = start_vrrp(config)?,
         }
+        Ok(())
     }
-    out
 }
 
-type VrrpPart = (Vec<crate::config::VrrpInstance>, Vec<crate::config::VrrpSyncGroup>);
-
-/// What the VRRP runtime is started from.
-fn vrrp_part(config: &Config) -> VrrpPart {
-    (config.vrrp.clone(), config.vrrp_sync_groups.clone())
-}
-
-fn start_vrrp(config: &Config) -> Result<Option<VrrpHandle>, AgentError> {
+fn start_vrrp(config: &Config) -> Result<Option<VrrpHandle>, VrrpError> {
     if config.vrrp.is_empty() {
         return Ok(None);
     }
     let handle = vrrp::spawn_with_groups(config.vrrp.clone(), config.vrrp_sync_groups.clone())?;
     info!(instances = ?handle.names(), "VRRP started");
     Ok(Some(handle))
-}
-
-/// VRRP instances changed in a reload: only the changed, removed and new
-/// ones are touched ([`VrrpHandle::reload`]); the others keep running without
-/// a state change. A failure to start is logged and leaves VRRP as it was;
-/// the director keeps forwarding either way.
-async fn restart_vrrp(vrrp: &mut Option<VrrpHandle>, config: &Config) {
-    match vrrp {
-        Some(v) if !config.vrrp.is_empty() => {
-            match v.reload(config.vrrp.clone(), config.vrrp_sync_groups.clone()).await {
-                Ok(plan) => info!(kept = ?plan.keep, stopped = ?plan.stop, started = ?plan.start, "VRRP reloaded"),
-                Err(e) => error!("reloading VRRP: {e}; the instances run as before"),
-            }
-        }
-        Some(_) => {
-            if let Some(v) = vrrp.take() {
-                v.shutdown().await;
-            }
-        }
-        None => match start_vrrp(config) {
-            Ok(v) => *vrrp = v,
-            Err(e) => error!("starting VRRP after a reload: {e}"),
-        },
-    }
 }
 
 fn vrrp_status(vrrp: Option<&VrrpHandle>) -> Vec<super::status::VrrpStatus> {
@@ -400,18 +368,6 @@ fn vrrp_status(vrrp: Option<&VrrpHandle>) -> Vec<super::status::VrrpStatus> {
             route_errors: s.route_errors,
         })
         .collect()
-}
-
-/// Every backend's address on its VIP's interface: DR needs their MACs there.
-fn neighbor_targets(director: &Director) -> Vec<(u32, std::net::IpAddr)> {
-    let mut out = Vec::new();
-    for s in director.services() {
-        let Ok(ifindex) = dataplane::ifindex(&s.vip.interface) else { continue };
-        out.extend(s.backends.iter().chain(&s.sorry).map(|b| (ifindex, b.address)));
-    }
-    out.sort();
-    out.dedup();
-    out
 }
 
 fn interface_name(ifindex: u32) -> String {

@@ -143,7 +143,7 @@ impl Backend {
 }
 
 /// A VIP with its backends.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
     pub vip: config::Vip,
     pub vip_index: u32,

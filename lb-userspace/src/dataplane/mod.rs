@@ -152,7 +152,7 @@ impl GraceShared {
 
 /// The region (0 or 1) of VIP `vip_index`'s two that the published table
 /// does not point at (`active`), and its first word in the rings array.
-fn spare_region(max_ring_size: u32, vip_index: u32, active: Option<u32>) -> (usize, u32) {
+pub fn spare_region(max_ring_size: u32, vip_index: u32, active: Option<u32>) -> (usize, u32) {
     let spare = active.map_or(0, |r| (r + 1) % 2);
     (spare as usize, (vip_index * 2 + spare) * max_ring_size)
 }

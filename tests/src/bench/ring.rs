@@ -107,7 +107,7 @@ pub fn decision(backends: u32, rounds: usize) -> anyhow::Result<Decision> {
         // delay_before_retry before the verdict), then the verdict.
         let (id, _) = addresses[(round * 7 + 3) % addresses.len()];
         std::thread::sleep(Duration::from_millis(40));
-        director.prepare(id, false, None)?;
+        director.prepare(id, false, None, Instant::now())?;
         std::thread::sleep(Duration::from_millis(40));
         let started = Instant::now();
         director.on_health(id, false, None, "bench: check failed")?;

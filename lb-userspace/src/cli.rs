@@ -11,7 +11,7 @@ use crate::{
         run::{self as agent, RunOptions},
     },
     config::Config,
-    dataplane, lab,
+    lab,
 };
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -168,7 +168,7 @@ fn check(path: &std::path::Path, this_machine: bool) -> anyhow::Result<()> {
             anyhow::bail!("{} is not valid", path.display());
         }
     };
-    if this_machine && let Err(e) = config.check_interfaces(|name| dataplane::ifindex(name).is_ok()) {
+    if this_machine && let Err(e) = config.check_interfaces(|name| crate::netdev::index(name).is_ok()) {
         eprintln!("{e}");
         anyhow::bail!("{} names interfaces this machine does not have", path.display());
     }

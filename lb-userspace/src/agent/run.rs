@@ -24,13 +24,14 @@ use super::{
 };
 use crate::{
     config::{Config, ConfigError},
-    dataplane::{self, Dataplane, DataplaneError, DataplaneOptions},
+    dataplane::{Dataplane, DataplaneError, DataplaneOptions},
     health::{HealthError, HealthEvent, Monitor, MonitorOptions, Target},
     neigh::{NeighError, NeighEvent, NeighborHandle, NeighborWatcher},
+    netdev,
+    rtnl::blocking::Rtnl,
     vrrp::{
-        addresses::Rtnl,
         runtime::{self as vrrp, VrrpError, VrrpHandle},
-        track::DataplaneHealth,
+        tracking::DataplaneHealth,
     },
 };
 
@@ -193,7 +194,7 @@ impl DataplaneProbe {
         let mut detached = Vec::new();
         if let Some(rtnl) = &mut self.rtnl {
             for (iface, _) in director.dataplane().attachments() {
-                let attached = dataplane::ifindex(iface)
+                let attached = netdev::index(iface)
                     .ok()
                     .and_then(|ifindex| rtnl.xdp_prog_id(ifindex).ok().flatten())
                     .is_some_and(|id| self.prog_id.is_none_or(|ours| ours == id));
@@ -235,7 +236,7 @@ fn on_health(director: &mut Director, event: HealthEvent) {
 }
 
 fn on_mac(director: &mut Director, event: NeighEvent) {
-    let iface = interface_name(event.ifindex);
+    let iface = netdev::name(event.ifindex).unwrap_or_else(|_| format!("if{}", event.ifindex));
     match director.on_mac(&iface, event.target, event.mac, &event.reason) {
         Ok(transitions) => log_transitions(&transitions),
         Err(e) => error!("applying a neighbour change: {e}"),
@@ -276,7 +277,7 @@ fn take_in_and_flush(
 
 fn load(path: &Path) -> Result<Config, ConfigError> {
     let config = Config::from_file(path)?;
-    config.check_interfaces(|name| dataplane::ifindex(name).is_ok())?;
+    config.check_interfaces(|name| netdev::index(name).is_ok())?;
     // keepalived's enable_script_security, always on: a script root runs
     // that others can rewrite is refused, as is one that cannot run at all.
     config.check_scripts(crate::script::check_configured)?;
@@ -287,7 +288,7 @@ fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 fn known_ifindex(name: &str) -> Option<u32> {
-    dataplane::ifindex(name).ok()
+    netdev::index(name).ok()
 }
 
 /// Re-reads the file into every part of the agent, or into none: a bad
@@ -353,7 +354,7 @@ fn vrrp_status(vrrp: Option<&VrrpHandle>) -> Vec<super::status::VrrpStatus> {
             name: s.name,
             interface: s.interface,
             vrid: s.vrid,
-            state: format!("{:?}", s.state).to_uppercase(),
+            state: s.state.name().to_owned(),
             priority: s.base_priority,
             effective_priority: s.effective_priority,
             master: s.master,
@@ -368,18 +369,6 @@ fn vrrp_status(vrrp: Option<&VrrpHandle>) -> Vec<super::status::VrrpStatus> {
             route_errors: s.route_errors,
         })
         .collect()
-}
-
-fn interface_name(ifindex: u32) -> String {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes, NUL included,
-    // into a buffer of that size.
-    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return format!("if{ifindex}");
-    }
-    // SAFETY: on success the buffer holds a NUL-terminated name.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
 }
 
 fn log_transitions(transitions: &[Transition]) {

@@ -16,10 +16,6 @@ use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeade
 use rtnetlink::AddressMessageBuilder;
 
 use crate::rtnl::{self, blocking};
-pub use crate::{
-    netdev::{IfCtl, Link, ipv6_link_local},
-    rtnl::blocking::Rtnl,
-};
 
 impl rtnl::Rtnl {
     /// `ip addr add ADDR/PREFIX dev IFINDEX [label LABEL]` (IPv6: `nodad`).

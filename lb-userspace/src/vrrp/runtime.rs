@@ -53,7 +53,6 @@ use tokio::{
 };
 
 use super::{
-    addresses::{IfCtl, Link, Rtnl, ipv6_link_local},
     announce::{PacketSocket, garp_frame, unsolicited_na_frame},
     fsm::{self, Action, Counters, DiscardReason, Event, Instance, State},
     notify::{NOTIFY_TIMEOUT, Notifier, commands_for, group_commands},
@@ -67,6 +66,8 @@ use super::{
 };
 use crate::{
     config::{Notify, VirtualAddress, VirtualRoute, VrrpInstance, VrrpSyncGroup},
+    netdev::{IfCtl, Link, ipv6_link_local},
+    rtnl::blocking::Rtnl,
     script::{Account, resolve_user},
     task::AbortOnDrop,
 };

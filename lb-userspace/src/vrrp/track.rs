@@ -10,7 +10,6 @@ use super::notify::{describe, run_as};
 use crate::{config::TrackScript, script::Account};
 
 // The agent names the fast path's health by this path.
-pub use super::tracking::DataplaneHealth;
 
 /// Runs one script every `interval` and reports `(index, success)`.
 pub fn spawn_script(

@@ -460,3 +460,16 @@ fn config_ids() {
     assert_eq!(default_config_id("lb1.example.com\n"), "lb1");
     assert_eq!(default_config_id("director"), "director");
 }
+
+#[test]
+fn one_virtual_address_per_line() {
+    let out = imported(
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  10.0.0.100 10.0.0.101/24\n }\n}\n",
+    );
+    assert_eq!(out.config().vrrp[0].virtual_addresses.len(), 1);
+    assert_eq!(
+        out.said("10.0.0.101"),
+        "5:14: warning: 10.0.0.101/24 is read as an option of 10.0.0.100, not as an address: keepalived takes one \
+         address per line: not imported (write it on a line of its own)"
+    );
+}

@@ -496,6 +496,13 @@ fn vip(cx: &mut Cx<'_>, node: &Node) -> Option<Vip> {
                     ),
                 );
             }
+            other if other.split('/').next().is_some_and(|a| a.parse::<IpAddr>().is_ok()) => cx.report.warn(
+                opt.at,
+                format!(
+                    "{other} is read as an option of {text}, not as an address: keepalived takes one address per \
+                     line: not imported (write it on a line of its own)"
+                ),
+            ),
             _ => cx
                 .report
                 .warn(opt.at, format!("virtual address option `{}` is not imported: lb has no equivalent", opt.text)),

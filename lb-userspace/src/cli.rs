@@ -88,6 +88,24 @@ enum Command {
     },
     /// Print a commented example configuration.
     ExampleConfig,
+    /// Translate a keepalived.conf (as keepalived 2.2.7 reads it) into an
+    /// lb.toml: warnings and errors go to stderr as file:line:column; the
+    /// exit status is non-zero when something could not be carried over.
+    Import {
+        /// The keepalived.conf; the files it includes are read too.
+        file: PathBuf,
+        /// The config id `@ID` lines are kept for (keepalived's -i);
+        /// default: this machine's host name up to the first dot.
+        #[arg(long, short = 'i')]
+        config_id: Option<String>,
+        /// Write the lb.toml here instead of to stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The interface that receives a virtual server's traffic when no
+        /// vrrp_instance holds its address.
+        #[arg(long)]
+        interface: Option<String>,
+    },
     /// Start a self-contained lab in network namespaces: a client, a director
     /// running the fast path, and three HTTP backends.
     Lab {
@@ -148,6 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", crate::config::EXAMPLE);
             Ok(())
         }
+        Command::Import { file, config_id, output, interface } => import(&file, config_id, output, interface),
         Command::Lab { duration, interval } => lab::run(lab::LabOptions {
             duration: duration.map(Duration::from_secs),
             interval: Duration::from_secs(interval.max(1)),
@@ -182,6 +201,41 @@ fn check(path: &std::path::Path, this_machine: bool) -> anyhow::Result<()> {
     }
     let backends: usize = config.vips.iter().map(|v| v.backends.len()).sum();
     println!("{}: OK ({} VIPs, {backends} backends)", path.display(), config.vips.len());
+    Ok(())
+}
+
+fn import(
+    file: &std::path::Path,
+    config_id: Option<String>,
+    output: Option<PathBuf>,
+    interface: Option<String>,
+) -> anyhow::Result<()> {
+    use crate::import;
+    let config_id = match config_id {
+        Some(id) => id,
+        None => import::default_config_id(
+            &std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading this machine's host name")?,
+        ),
+    };
+    let options = import::Options { config_id, settings: import::Settings { interface } };
+    let imported = import::import(file, &options, &import::System)?;
+    for d in &imported.diagnostics {
+        eprintln!("{d}");
+    }
+    match &output {
+        Some(path) => std::fs::write(path, &imported.toml).with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{}", imported.toml),
+    }
+    if !imported.rejected.is_empty() {
+        for r in &imported.rejected {
+            eprintln!("lb.toml: {r}");
+        }
+        anyhow::bail!("lb refuses the imported lb.toml: this is a bug in lb import; please report it with the file");
+    }
+    let errors = imported.diagnostics.iter().filter(|d| d.severity == import::Severity::Error).count();
+    if errors > 0 {
+        anyhow::bail!("{errors} errors: the lb.toml leaves out what they name (listed at its end)");
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod health;
+pub mod import;
 pub mod lab;
 pub mod maglev;
 pub mod neigh;

@@ -28,7 +28,7 @@ use crate::{
     health::{HealthError, HealthEvent, Monitor, MonitorOptions, Target},
     neigh::{NeighError, NeighEvent, NeighborHandle, NeighborWatcher},
     netdev,
-    rtnl::blocking::Rtnl,
+    rtnl::Rtnl,
     vrrp::{
         runtime::{self as vrrp, VrrpError, VrrpHandle},
         tracking::DataplaneHealth,
@@ -39,6 +39,10 @@ use crate::{
 /// the 100 ms advert interval keepalived users run, so a detached program
 /// costs the master at most about one interval more than the failover itself.
 const DATAPLANE_POLL: Duration = Duration::from_millis(100);
+/// How long one attachment check may hold up the agent's loop. The kernel
+/// answers within the request; this only runs out when the connection's
+/// task is starved, well short of route netlink's own request limit.
+const DATAPLANE_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -99,7 +103,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     // The fast path runs on every director all the time with the same maps;
     // VRRP only decides which one holds the VIPs (and so gets the traffic).
     let mut vrrp = start_vrrp(director.config())?;
-    let mut probe = DataplaneProbe::new(&director);
+    let probe = DataplaneProbe::new(&director);
     let mut dataplane_poll = tokio::time::interval(DATAPLANE_POLL);
     dataplane_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (commands_tx, mut commands) = mpsc::channel::<Command>(64);
@@ -150,7 +154,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
             }
             _ = dataplane_poll.tick(), if director.config().vrrp.iter().any(|v| v.track_dataplane.is_some()) => {
                 if let Some(v) = &vrrp {
-                    v.report_dataplane(&probe.health(&director));
+                    v.report_dataplane(&probe.health(&director).await);
                 }
             }
             _ = term.recv() => break,
@@ -190,14 +194,19 @@ impl DataplaneProbe {
         Self { rtnl, prog_id }
     }
 
-    fn health(&mut self, director: &Director) -> DataplaneHealth {
+    /// The agent's loop waits for this, so the kernel's answers are waited
+    /// for [`DATAPLANE_PROBE_TIMEOUT`] at most, all interfaces together.
+    async fn health(&self, director: &Director) -> DataplaneHealth {
         let mut detached = Vec::new();
-        if let Some(rtnl) = &mut self.rtnl {
+        if let Some(rtnl) = &self.rtnl {
+            let deadline = tokio::time::Instant::now() + DATAPLANE_PROBE_TIMEOUT;
             for (iface, _) in director.dataplane().attachments() {
-                let attached = netdev::index(iface)
-                    .ok()
-                    .and_then(|ifindex| rtnl.xdp_prog_id(ifindex).ok().flatten())
-                    .is_some_and(|id| self.prog_id.is_none_or(|ours| ours == id));
+                let prog_id = match netdev::index(iface) {
+                    Ok(ifindex) => tokio::time::timeout_at(deadline, rtnl.xdp_prog_id(ifindex)).await,
+                    Err(_) => Ok(Ok(None)),
+                };
+                // No answer, like a failed query, counts as detached.
+                let attached = matches!(prog_id, Ok(Ok(Some(id))) if self.prog_id.is_none_or(|ours| ours == id));
                 if !attached {
                     detached.push(iface.to_owned());
                 }

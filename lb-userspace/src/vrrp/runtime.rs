@@ -36,6 +36,13 @@
 //! never fire. Received packets go through [`receive::accept`]; each
 //! refusal is counted in [`Rejected`] and logged, repeats of one kind at
 //! most every `LOG_EVERY`.
+//!
+//! The actions of one decision are performed in the order the state machine
+//! returned them, each netlink request awaited before the next action: the
+//! VIPs are on the interfaces before the routes that may use them as `src`,
+//! and an instance that stops sends priority 0 before it removes anything.
+//! The route netlink connection's task runs on the same runtime, so a
+//! single-threaded one serves both.
 
 use std::{
     collections::HashMap,
@@ -67,7 +74,7 @@ use super::{
 use crate::{
     config::{Notify, VirtualAddress, VirtualRoute, VrrpInstance, VrrpSyncGroup},
     netdev::{IfCtl, Link, ipv6_link_local},
-    rtnl::blocking::Rtnl,
+    rtnl::Rtnl,
     script::{Account, resolve_user},
     task::AbortOnDrop,
 };
@@ -644,11 +651,11 @@ impl Task {
             })
             .collect();
         let sock = socket.get_ref();
-        self.remove_stale_routes();
-        self.remove_stale_vips();
+        self.remove_stale_routes().await;
+        self.remove_stale_vips().await;
         self.poll_links();
-        self.reevaluate(sock, &notifier);
-        self.handle(Event::Startup, sock, &notifier);
+        self.reevaluate(sock, &notifier).await;
+        self.handle(Event::Startup, sock, &notifier).await;
         self.publish();
         let mut links = time::interval(LINK_POLL);
         links.set_missed_tick_behavior(time::MissedTickBehavior::Delay);
@@ -659,15 +666,15 @@ impl Task {
                 biased;
                 command = commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
-                    Some(Command::Sync(event)) => self.handle(event, sock, &notifier),
+                    Some(Command::Sync(event)) => self.handle(event, sock, &notifier).await,
                     Some(Command::Dataplane(health)) => {
                         if self.tracking.report_dataplane(health) {
-                            self.reevaluate(sock, &notifier);
+                            self.reevaluate(sock, &notifier).await;
                         }
                     }
                 },
                 ready = socket.readable() => match ready {
-                    Ok(mut guard) => self.read(&mut guard, &mut buf, &notifier),
+                    Ok(mut guard) => self.read(&mut guard, &mut buf, &notifier).await,
                     Err(e) => {
                         let name = &self.cfg.name;
                         tracing::error!(instance = name, error = %e, "VRRP socket failed; stopping the instance");
@@ -676,15 +683,15 @@ impl Task {
                 },
                 () = sleep_opt(t.master_down) => {
                     self.timers.master_down = None;
-                    self.handle(Event::MasterDownTimerFired, sock, &notifier);
+                    self.handle(Event::MasterDownTimerFired, sock, &notifier).await;
                 }
                 () = sleep_opt(t.adver) => {
                     self.timers.adver = None;
-                    self.handle(Event::AdverTimerFired, sock, &notifier);
+                    self.handle(Event::AdverTimerFired, sock, &notifier).await;
                 }
                 () = sleep_opt(t.preempt) => {
                     self.timers.preempt = None;
-                    self.handle(Event::PreemptDelayTimerFired, sock, &notifier);
+                    self.handle(Event::PreemptDelayTimerFired, sock, &notifier).await;
                 }
                 () = sleep_opt(t.garp_burst) => {
                     self.timers.garp_burst = None;
@@ -696,7 +703,7 @@ impl Task {
                 }
                 _ = links.tick() => {
                     self.poll_links();
-                    self.reevaluate(sock, &notifier);
+                    self.reevaluate(sock, &notifier).await;
                 }
                 Some((index, success)) = script_rx.recv() => {
                     if let Some(s) = self.tracking.script_result(index, success) {
@@ -705,23 +712,23 @@ impl Task {
                             script = s.name,
                             "track_script {} is now {}", s.name, if s.ok() { "OK" } else { "failed" }
                         );
-                        self.reevaluate(sock, &notifier);
+                        self.reevaluate(sock, &notifier).await;
                     }
                 }
             }
             self.publish();
         }
         drop(script_tx);
-        self.handle(Event::Shutdown, sock, &notifier);
+        self.handle(Event::Shutdown, sock, &notifier).await;
         // Whatever the state machine did, nothing of ours stays on the interfaces.
-        self.remove_routes();
-        self.remove_vips();
+        self.remove_routes().await;
+        self.remove_vips().await;
         self.publish();
         notifier.finish(NOTIFY_TIMEOUT).await;
         tracing::info!(instance = self.cfg.name, "VRRP instance stopped");
     }
 
-    fn read(
+    async fn read(
         &mut self,
         guard: &mut tokio::io::unix::AsyncFdReadyGuard<'_, VrrpSocket>,
         buf: &mut [u8],
@@ -745,11 +752,11 @@ impl Task {
             };
             let Some(payload) = buf.get(info.offset..info.offset + info.len) else { continue };
             let payload = payload.to_vec();
-            self.on_packet(&info.header, &payload, guard.get_ref().get_ref(), notifier);
+            self.on_packet(&info.header, &payload, guard.get_ref().get_ref(), notifier).await;
         }
     }
 
-    fn on_packet(&mut self, ip: &IpHeader, payload: &[u8], socket: &VrrpSocket, notifier: &Notifier) {
+    async fn on_packet(&mut self, ip: &IpHeader, payload: &[u8], socket: &VrrpSocket, notifier: &Notifier) {
         let advert = match receive::accept(&self.filter, ip, payload) {
             Ok(advert) => advert,
             Err(Reject::OtherVrid { .. }) => {
@@ -767,7 +774,7 @@ impl Task {
                 return;
             }
         };
-        self.handle(Event::advert(ip.src, &advert), socket, notifier);
+        self.handle(Event::advert(ip.src, &advert), socket, notifier).await;
         if self.fsm.state() == State::Backup {
             self.status.master = (advert.priority != 0).then_some(ip.src);
         }
@@ -795,25 +802,25 @@ impl Task {
         }
     }
 
-    fn handle(&mut self, event: Event, socket: &VrrpSocket, notifier: &Notifier) {
+    async fn handle(&mut self, event: Event, socket: &VrrpSocket, notifier: &Notifier) {
         for action in self.fsm.handle(event) {
-            self.perform(action, socket, notifier);
+            self.perform(action, socket, notifier).await;
         }
     }
 
-    fn perform(&mut self, action: Action, socket: &VrrpSocket, notifier: &Notifier) {
+    async fn perform(&mut self, action: Action, socket: &VrrpSocket, notifier: &Notifier) {
         let now = Instant::now();
         match action {
             Action::SendAdvert { priority } => self.send_advert(priority, socket),
             // keepalived adds the routes after the addresses (a route's
             // `src` may be a VIP) and removes them first, in reverse.
             Action::AddVips => {
-                self.add_vips();
-                self.add_routes();
+                self.add_vips().await;
+                self.add_routes().await;
             }
             Action::RemoveVips => {
-                self.remove_routes();
-                self.remove_vips();
+                self.remove_routes().await;
+                self.remove_vips().await;
             }
             Action::Announce => self.announce(),
             Action::StartAdverTimer(d) => self.timers.adver = Some(now + d),
@@ -863,9 +870,9 @@ impl Task {
         }
     }
 
-    fn add_vips(&mut self) {
+    async fn add_vips(&mut self) {
         for t in &self.vips {
-            match self.rtnl.add_address(t.ifindex, t.vip.address, t.vip.prefix_len, t.vip.label.as_deref()) {
+            match self.rtnl.add_address(t.ifindex, t.vip.address, t.vip.prefix_len, t.vip.label.as_deref()).await {
                 Ok(_) => tracing::debug!(instance = self.cfg.name, vip = %t.vip, dev = t.dev, "VIP added"),
                 Err(e) => {
                     let name = &self.cfg.name;
@@ -875,9 +882,9 @@ impl Task {
         }
     }
 
-    fn remove_vips(&mut self) {
+    async fn remove_vips(&mut self) {
         for t in &self.vips {
-            match self.rtnl.del_address(t.ifindex, t.vip.address, t.vip.prefix_len) {
+            match self.rtnl.del_address(t.ifindex, t.vip.address, t.vip.prefix_len).await {
                 Ok(true) => tracing::debug!(instance = self.cfg.name, vip = %t.vip, dev = t.dev, "VIP removed"),
                 Ok(false) => {}
                 Err(e) => {
@@ -893,9 +900,13 @@ impl Task {
     /// missing `dev`) is logged with its error and counted; the other routes
     /// and the instance go on, as in keepalived, rather than fail over for a
     /// route.
-    fn add_routes(&mut self) {
+    async fn add_routes(&mut self) {
         for route in &self.cfg.virtual_routes {
-            match route_oif(&self.ifctl, route).and_then(|oif| self.rtnl.add_route(route, oif)) {
+            let added = match route_oif(&self.ifctl, route) {
+                Ok(oif) => self.rtnl.add_route(route, oif).await,
+                Err(e) => Err(e),
+            };
+            match added {
                 Ok(()) => tracing::debug!(instance = self.cfg.name, %route, "virtual route added"),
                 Err(e) => {
                     self.status.route_errors += 1;
@@ -906,11 +917,11 @@ impl Task {
         }
     }
 
-    fn remove_routes(&mut self) {
+    async fn remove_routes(&mut self) {
         for route in &self.cfg.virtual_routes {
             // An interface that is gone took its routes with it.
             let Ok(oif) = route_oif(&self.ifctl, route) else { continue };
-            match self.rtnl.del_route(route, oif) {
+            match self.rtnl.del_route(route, oif).await {
                 Ok(true) => tracing::debug!(instance = self.cfg.name, %route, "virtual route removed"),
                 Ok(false) => {}
                 Err(e) => {
@@ -924,13 +935,13 @@ impl Task {
 
     /// Routes left by a run that died without cleaning up would pull
     /// traffic here while this one is Backup; the same rule as for VIPs.
-    fn remove_stale_routes(&mut self) {
+    async fn remove_stale_routes(&mut self) {
         if self.cfg.priority == super::packet::PRIORITY_OWNER {
             return;
         }
         for route in &self.cfg.virtual_routes {
             let Ok(oif) = route_oif(&self.ifctl, route) else { continue };
-            if let Ok(true) = self.rtnl.del_route(route, oif) {
+            if let Ok(true) = self.rtnl.del_route(route, oif).await {
                 let name = &self.cfg.name;
                 tracing::info!(instance = name, %route, "removed a virtual route left by an earlier run");
             }
@@ -939,12 +950,12 @@ impl Task {
 
     /// VIPs left by a run that died without cleaning up would answer ARP
     /// while this one is Backup. An owner's addresses are its own: kept.
-    fn remove_stale_vips(&mut self) {
+    async fn remove_stale_vips(&mut self) {
         if self.cfg.priority == super::packet::PRIORITY_OWNER {
             return;
         }
         for t in &self.vips {
-            if let Ok(true) = self.rtnl.del_address(t.ifindex, t.vip.address, t.vip.prefix_len) {
+            if let Ok(true) = self.rtnl.del_address(t.ifindex, t.vip.address, t.vip.prefix_len).await {
                 let name = &self.cfg.name;
                 tracing::info!(instance = name, vip = %t.vip, dev = t.dev, "removed a VIP left by an earlier run");
             }
@@ -1020,7 +1031,7 @@ impl Task {
 
     /// Feeds tracking into the state machine: the priority first, so that
     /// leaving FAULT starts with the right one.
-    fn reevaluate(&mut self, socket: &VrrpSocket, notifier: &Notifier) {
+    async fn reevaluate(&mut self, socket: &VrrpSocket, notifier: &Notifier) {
         let update = self.tracking.evaluate();
         if let Some(problems) = update.dataplane {
             if problems.is_empty() {
@@ -1037,15 +1048,15 @@ impl Task {
                 to = effective,
                 "effective priority changed"
             );
-            self.handle(Event::PriorityChanged { effective }, socket, notifier);
+            self.handle(Event::PriorityChanged { effective }, socket, notifier).await;
         }
         if let Some(fault) = update.fault {
             if fault {
                 tracing::warn!(instance = self.cfg.name, "FAULT: {}", self.tracking.fault_reasons().join(", "));
-                self.handle(Event::FaultDetected, socket, notifier);
+                self.handle(Event::FaultDetected, socket, notifier).await;
             } else {
                 tracing::info!(instance = self.cfg.name, "tracking healthy again; leaving FAULT");
-                self.handle(Event::FaultCleared, socket, notifier);
+                self.handle(Event::FaultCleared, socket, notifier).await;
             }
             self.tell_group(sync::Input::Tracking { member: 0, faulty: fault });
         }

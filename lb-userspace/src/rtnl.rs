@@ -6,9 +6,6 @@
 //! whole life) and driven by a task of its own. Requests are rtnetlink's;
 //! the kernel's refusal comes back as the `io::Error` of its errno, so a
 //! caller can tell "already there" (`EEXIST`) from a failure.
-//! [`blocking::Rtnl`] is the same for code that cannot await.
-
-pub mod blocking;
 
 use std::{future::Future, io, sync::Arc, time::Duration};
 

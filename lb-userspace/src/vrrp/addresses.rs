@@ -1,11 +1,9 @@
 //! Virtual addresses on and off their interfaces (`RTM_NEWADDR` /
 //! `RTM_DELADDR` through rtnetlink), as keepalived puts them there.
 //!
-//! The connection is opened at spawn time, in the calling thread's network
-//! namespace, and keeps it: the instance task may later run on any thread.
-//! The instance performs its actions synchronously, so it holds the
-//! [`blocking`](crate::rtnl::blocking) connection, re-exported here with
-//! the interface queries it uses.
+//! The instance's [`Rtnl`](crate::rtnl::Rtnl) connection is opened at spawn
+//! time, in the calling thread's network namespace, and keeps it: the
+//! instance task may later run on any thread.
 
 use std::{
     io,
@@ -15,7 +13,7 @@ use std::{
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope};
 use rtnetlink::AddressMessageBuilder;
 
-use crate::rtnl::{self, blocking};
+use crate::rtnl;
 
 impl rtnl::Rtnl {
     /// `ip addr add ADDR/PREFIX dev IFINDEX [label LABEL]` (IPv6: `nodad`).
@@ -44,18 +42,6 @@ impl rtnl::Rtnl {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL | libc::ENODEV | libc::ENOENT)) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-}
-
-impl blocking::Rtnl {
-    /// [`rtnl::Rtnl::add_address`].
-    pub fn add_address(&self, ifindex: u32, addr: IpAddr, prefix_len: u8, label: Option<&str>) -> io::Result<bool> {
-        self.block_on(self.rtnl().add_address(ifindex, addr, prefix_len, label))
-    }
-
-    /// [`rtnl::Rtnl::del_address`].
-    pub fn del_address(&self, ifindex: u32, addr: IpAddr, prefix_len: u8) -> io::Result<bool> {
-        self.block_on(self.rtnl().del_address(ifindex, addr, prefix_len))
     }
 }
 

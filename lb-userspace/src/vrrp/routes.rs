@@ -3,7 +3,7 @@
 //! becomes master (a route's `src` may be one of them) and removed
 //! (`RTM_DELROUTE`) before them when it stops being master, as keepalived's
 //! `vrrp_restore_interface` does. They go through the instance's
-//! [`Rtnl`](super::addresses::Rtnl) connection, so they land in the same
+//! [`Rtnl`](crate::rtnl::Rtnl) connection, so they land in the same
 //! namespace as its VIPs.
 //!
 //! Routes are tagged `proto keepalived` (18) as keepalived tags them, so an
@@ -18,7 +18,7 @@ use rtnetlink::RouteMessageBuilder;
 use crate::config::TABLE_MAIN;
 use crate::{
     config::{RouteKind, Scope, VirtualRoute},
-    rtnl::{self, blocking},
+    rtnl,
 };
 
 fn route_type(kind: RouteKind) -> RouteType {
@@ -102,18 +102,6 @@ impl rtnl::Rtnl {
             Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ENODEV | libc::ENOENT)) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-}
-
-impl blocking::Rtnl {
-    /// [`rtnl::Rtnl::add_route`].
-    pub fn add_route(&self, route: &VirtualRoute, oif: Option<u32>) -> io::Result<()> {
-        self.block_on(self.rtnl().add_route(route, oif))
-    }
-
-    /// [`rtnl::Rtnl::del_route`].
-    pub fn del_route(&self, route: &VirtualRoute, oif: Option<u32>) -> io::Result<bool> {
-        self.block_on(self.rtnl().del_route(route, oif))
     }
 }
 

@@ -145,8 +145,8 @@ fn tcp6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, flags: u8) -> Vec<
 
 /// The backend the ring gives a 5-tuple: what every director computes.
 fn ring_pick(ring: &[u32], src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> u32 {
-    let h = hash::flow_5tuple(&addr16(src), &addr16(dst), sport.to_be(), dport.to_be(), proto);
-    ring[(h % ring.len() as u32) as usize]
+    let digest = hash::digest_5tuple(&addr16(src), &addr16(dst), sport.to_be(), dport.to_be(), proto);
+    ring[hash::ring_slot(digest, ring.len() as u32) as usize]
 }
 
 /// The backend a new 5-tuple gets while the backends in `dead` are marked
@@ -170,7 +170,7 @@ fn ring_pick_live(
 }
 
 fn ring_pick_l3(ring: &[u32], src: IpAddr, dst: IpAddr, proto: u8) -> u32 {
-    ring[(hash::flow_l3(&addr16(src), &addr16(dst), proto) % ring.len() as u32) as usize]
+    ring[hash::ring_slot(hash::digest_l3(&addr16(src), &addr16(dst), proto), ring.len() as u32) as usize]
 }
 
 /// One row of the table.
@@ -261,7 +261,7 @@ fn fixture_table() {
     // Persistence: the source port plays no part.
     let src_hash = |_sport: u16| {
         let ring = [11u32, 12, 13, 11, 12, 13, 11];
-        ring[(hash::flow_src(&addr16(c4)) % 7) as usize]
+        ring[hash::ring_slot(hash::digest_src(&addr16(c4)), 7) as usize]
     };
 
     let good = tcp4(CLIENT, VIP_TCP, 40000, 80, TCP_ACK | TCP_PSH);

@@ -12,7 +12,7 @@ pub mod hash;
 
 use bytemuck::{Pod, Zeroable};
 
-/// Names of the maps and the program in the eBPF object.
+/// Names of the maps and programs in the eBPF object.
 pub mod names {
     pub const PROGRAM: &str = "lb_xdp";
     pub const VIP_TABLE: &str = "VIP_TABLE";
@@ -25,6 +25,9 @@ pub mod names {
     pub const STATS: &str = "STATS";
     pub const VIP_STATS: &str = "VIP_STATS";
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
+    /// XDP_PASS, for the peer of a veth the balancer transmits on
+    /// (`dataplane::PeerPass` in the agent).
+    pub const PEER_PASS: &str = "peer_pass";
 }
 
 /// Capacity of the VIP table; `VipMeta::vip_index` is below this.

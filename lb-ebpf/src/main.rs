@@ -5,11 +5,16 @@
 //! the VIP's Maglev ring; rewrite the MAC addresses and transmit. L3 and L4
 //! bytes are never touched, so backends see the client's packet as sent.
 //! Everything that is not for a VIP is passed to the kernel byte for byte.
+//!
+//! With the `bench` feature the object also holds the bench programs; the
+//! agent's object is built without it.
 #![no_std]
 #![no_main]
 
+#[cfg(feature = "bench")]
 mod bench;
 mod packet;
+mod peer;
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, xdp_action},

@@ -26,8 +26,11 @@ use lb_common::{
 };
 use mmap::MmapArray;
 
-/// The eBPF object built by `build.rs`.
+/// The eBPF object built by `build.rs`: the balancer and `PeerPass`'s program.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
+/// The same plus the bench programs and their maps (lb-ebpf's `bench`
+/// feature), for the bench and the tests: [`Dataplane::load_object`].
+pub static EBPF_BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-bench.bpf.o"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -252,7 +255,12 @@ fn load_err(source: aya::EbpfError) -> DataplaneError {
 impl Dataplane {
     /// Loads the balancer program into the kernel (not attached anywhere).
     pub fn load(opts: DataplaneOptions) -> Result<Self, DataplaneError> {
-        if EBPF_OBJECT.is_empty() {
+        Self::load_object(EBPF_OBJECT, opts)
+    }
+
+    /// Loads the balancer from `object` ([`EBPF_OBJECT`] or [`EBPF_BENCH_OBJECT`]).
+    pub fn load_object(object: &[u8], opts: DataplaneOptions) -> Result<Self, DataplaneError> {
+        if object.is_empty() {
             return Err(DataplaneError::NoObject);
         }
         let ring_slots = opts.max_vips * 2 * opts.max_ring_size;
@@ -260,7 +268,7 @@ impl Dataplane {
             // Two slots per array element (see RINGS in lb-ebpf).
             .map_max_entries(names::RINGS, ring_slots.div_ceil(2))
             .map_max_entries(names::FLOWS, lb_common::flow_sets(opts.flows_per_cpu))
-            .load(EBPF_OBJECT)
+            .load(object)
             .map_err(load_err)?;
         let prog: &mut Xdp = ebpf
             .program_mut(names::PROGRAM)
@@ -657,7 +665,7 @@ impl std::fmt::Debug for PeerPass {
 impl PeerPass {
     /// Attaches in native mode to `iface` in the calling thread's namespace.
     pub fn attach(iface: &str) -> Result<Self, DataplaneError> {
-        const NAME: &str = "bench_pass";
+        const NAME: &str = names::PEER_PASS;
         if EBPF_OBJECT.is_empty() {
             return Err(DataplaneError::NoObject);
         }

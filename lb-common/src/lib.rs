@@ -4,6 +4,7 @@
 //! `bytemuck` derives prove there is no hidden padding, and the size asserts
 //! keep the kernel's and userspace's view of each map identical.
 #![no_std]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(test)]
 extern crate std;

@@ -10,6 +10,7 @@
 //! agent's object is built without it.
 #![no_std]
 #![no_main]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(feature = "bench")]
 mod bench;
@@ -155,16 +156,18 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     // computed only for flows the table does not know.
     let key5 = nonzero(A::flow_key(p.src, p.dst, p.sport, p.dport, p.proto));
     let mut probed = 0;
-    if !p.syn && !p.fragment && !p.icmp_error {
-        if let Some(flows) = Flows::new(key5, cfg.flow_sets) {
-            if let Some(e) = flows.get(key5) {
-                if let Some(b) = live_backend(e.backend, e.vip_index) {
-                    return transmit(ctx, cfg, e.backend, e.vip_index, b, out);
-                }
-                event(Stat::FlowStale);
+    if !p.syn
+        && !p.fragment
+        && !p.icmp_error
+        && let Some(flows) = Flows::new(key5, cfg.flow_sets)
+    {
+        if let Some(e) = flows.get(key5) {
+            if let Some(b) = live_backend(e.backend, e.vip_index) {
+                return transmit(ctx, cfg, e.backend, e.vip_index, b, out);
             }
-            probed = key5;
+            event(Stat::FlowStale);
         }
+        probed = key5;
     }
     let Some(meta) = classify(ctl, p) else {
         return Ok(());
@@ -377,13 +380,11 @@ fn pick_backend(
     flows: &Flows,
     max_new_flows_per_sec: u32,
 ) -> Result<(u32, &'static Backend), Error> {
-    if !skip_table {
-        if let Some(e) = flows.get(key) {
-            if let Some(b) = live_backend(e.backend, meta.vip_index) {
-                return Ok((e.backend, b));
-            }
-            event(Stat::FlowStale);
+    if !skip_table && let Some(e) = flows.get(key) {
+        if let Some(b) = live_backend(e.backend, meta.vip_index) {
+            return Ok((e.backend, b));
         }
+        event(Stat::FlowStale);
     }
     event(Stat::FlowMiss);
     let no_backend = Error::NoBackend { vip_index: meta.vip_index };
@@ -472,13 +473,7 @@ impl Flows {
         // SAFETY: as in `get`.
         let set = unsafe { &mut *self.set };
         let ways = &mut set.ways;
-        let mut last = FLOW_WAYS - 1;
-        for k in 0..FLOW_WAYS {
-            if ways[k].key == key {
-                last = k;
-                break;
-            }
-        }
+        let last = ways.iter().position(|w| w.key == key).unwrap_or(FLOW_WAYS - 1);
         shift_down(ways, last);
         ways[0] = FlowEntry { key, backend, vip_index };
     }

@@ -10,10 +10,11 @@
 extern crate std;
 
 pub mod hash;
+pub mod trace;
 
 use bytemuck::{Pod, Zeroable};
 
-/// Names of the maps and programs in the eBPF object.
+/// Names of the maps, programs and globals in the eBPF object.
 pub mod names {
     pub const PROGRAM: &str = "lb_xdp";
     pub const VIP_TABLE: &str = "VIP_TABLE";
@@ -26,6 +27,9 @@ pub mod names {
     pub const STATS: &str = "STATS";
     pub const VIP_STATS: &str = "VIP_STATS";
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
+    /// Globals of the packet trace (`trace`).
+    pub const TRACE: &str = "TRACE";
+    pub const TRACE_FILTER: &str = "TRACE_FILTER";
     /// XDP_PASS, for the peer of a veth the balancer transmits on
     /// (`dataplane::PeerPass` in the agent).
     pub const PEER_PASS: &str = "peer_pass";
@@ -372,4 +376,6 @@ mod user {
     unsafe impl aya::Pod for FloodState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Counters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for crate::trace::Filter {}
 }

@@ -16,6 +16,7 @@
 mod bench;
 mod packet;
 mod peer;
+mod trace;
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, xdp_action},
@@ -28,7 +29,7 @@ use lb_common::{
     BACKEND_F_ALIVE, Backend, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FLOW_WAYS, FloodState, FlowEntry,
     FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, RING_RETRIES, Settings, Stat,
     V4_MAPPED_PREFIX, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE, VIP_PROBES, VIP_TABLE_SIZE,
-    VipCtl, VipEntry, VipMeta, hash,
+    VipCtl, VipEntry, VipMeta, hash, trace::Lookup,
 };
 use packet::{Error, Family, Packet, Parsed};
 
@@ -73,17 +74,25 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     // Every field is set on every path: an enum with per-variant payloads
     // lets LLVM spill undefined registers, which the verifier rejects.
-    let mut out = Outcome { action: xdp_action::XDP_PASS, reason: Stat::PassNotVip, vip_index: NONE, backend: NONE };
-    match try_lb_xdp(&ctx, &mut out) {
-        Ok(()) => {}
-        Err(Error::Malformed) => {
-            out.action = xdp_action::XDP_DROP;
-            out.reason = Stat::DropMalformed;
-        }
-        Err(Error::NoBackend { vip_index }) => {
-            out.action = xdp_action::XDP_DROP;
-            out.reason = Stat::DropNoBackend;
-            out.vip_index = vip_index;
+    let mut out = Outcome {
+        action: xdp_action::XDP_PASS,
+        reason: Stat::PassNotVip,
+        vip_index: NONE,
+        backend: NONE,
+        lookup: Lookup::Skipped,
+    };
+    // One copy of the path per family: IPv4 addresses stay scalars in
+    // registers instead of IPv4-mapped arrays spilled to the stack.
+    match packet::parse(&ctx) {
+        Ok(Parsed::NotIp) => out.reason = Stat::PassNotIp,
+        Ok(Parsed::Other) => {}
+        Ok(Parsed::V4(p)) => decide(&ctx, &p, &mut out),
+        Ok(Parsed::V6(p)) => decide(&ctx, &p, &mut out),
+        Err(e) => {
+            out.fail(e);
+            if trace::enabled() {
+                trace::unparsed(&ctx, out.reason);
+            }
         }
     }
     // Forwarded packets count once, at their backend: the agent adds up a
@@ -107,6 +116,24 @@ struct Outcome {
     reason: Stat,
     vip_index: u32,
     backend: u32,
+    /// For the trace: where the backend came from.
+    lookup: Lookup,
+}
+
+impl Outcome {
+    #[inline(always)]
+    fn fail(&mut self, e: Error) {
+        self.action = xdp_action::XDP_DROP;
+        match e {
+            Error::Malformed => self.reason = Stat::DropMalformed,
+            Error::NoBackend { vip_index } => {
+                self.reason = Stat::DropNoBackend;
+                self.vip_index = vip_index;
+                // The ring was consulted and named no live backend.
+                self.lookup = Lookup::Miss;
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -127,18 +154,39 @@ fn event(stat: Stat) {
 }
 
 #[inline(always)]
-fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
-    // One copy of the path per family: IPv4 addresses stay scalars in
-    // registers instead of IPv4-mapped arrays spilled to the stack.
-    match packet::parse(ctx)? {
-        Parsed::NotIp => {
-            out.reason = Stat::PassNotIp;
-            Ok(())
-        }
-        Parsed::Other => Ok(()),
-        Parsed::V4(p) => forward(ctx, &p, out),
-        Parsed::V6(p) => forward(ctx, &p, out),
+fn decide<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) {
+    if let Err(e) = forward(ctx, p, out) {
+        out.fail(e);
     }
+    if trace::enabled() {
+        trace_packet(ctx, p, out);
+    }
+}
+
+/// A trace record of the packet, if the trace's filter wants it.
+#[inline(always)]
+fn trace_packet<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &Outcome) {
+    let dst = p.dst.mapped();
+    if !trace::filter().matches(&dst, p.dport, p.proto) {
+        return;
+    }
+    // NONE is no index of BACKENDS.
+    let mac = BACKENDS.get(out.backend).map_or([0; 6], |b| b.mac);
+    trace::packet(
+        ctx,
+        &trace::Record {
+            src: p.src.mapped(),
+            dst,
+            sport: p.sport,
+            dport: p.dport,
+            proto: p.proto,
+            lookup: out.lookup,
+            vip_index: out.vip_index,
+            backend: out.backend,
+            mac,
+            reason: out.reason,
+        },
+    );
 }
 
 #[inline(always)]
@@ -163,6 +211,7 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     {
         if let Some(e) = flows.get(key5) {
             if let Some(b) = live_backend(e.backend, e.vip_index) {
+                out.lookup = Lookup::Hit;
                 return transmit(ctx, cfg, e.backend, e.vip_index, b, out);
             }
             event(Stat::FlowStale);
@@ -190,7 +239,8 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     };
     // A SYN starts a new connection; a key probed above missed already.
     let skip_table = p.syn || key == probed;
-    let (id, backend) = pick_backend(&meta, key, digest, skip_table, &flows, cfg.max_new_flows_per_sec)?;
+    let (id, backend, lookup) = pick_backend(&meta, key, digest, skip_table, &flows, cfg.max_new_flows_per_sec)?;
+    out.lookup = lookup;
     transmit(ctx, cfg, id, meta.vip_index, backend, out)
 }
 
@@ -239,6 +289,8 @@ fn transmit(
 trait Addr: Family {
     /// Whether `key` (16 bytes) is this address.
     fn is(self, key: &[u32; 4]) -> bool;
+    /// The address as a VIP key holds it (IPv4-mapped for IPv4).
+    fn mapped(self) -> [u32; 4];
     fn vip_slot(self, port: u16, proto: u8, kind: u8, seed: u32) -> u32;
     fn digest_5tuple(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> u64;
     /// The flow table's key of a 5-tuple (`FlowKey::table_key`).
@@ -256,6 +308,11 @@ impl Addr for u32 {
     #[inline(always)]
     fn is(self, key: &[u32; 4]) -> bool {
         key[3] == self && key[2] == V4_MAPPED_PREFIX[2] && key[1] == 0 && key[0] == 0
+    }
+
+    #[inline(always)]
+    fn mapped(self) -> [u32; 4] {
+        lb_common::v4_mapped(self)
     }
 
     #[inline(always)]
@@ -290,6 +347,11 @@ impl Addr for [u32; 4] {
     #[inline(always)]
     fn is(self, key: &[u32; 4]) -> bool {
         *key == self
+    }
+
+    #[inline(always)]
+    fn mapped(self) -> [u32; 4] {
+        self
     }
 
     #[inline(always)]
@@ -379,10 +441,10 @@ fn pick_backend(
     skip_table: bool,
     flows: &Flows,
     max_new_flows_per_sec: u32,
-) -> Result<(u32, &'static Backend), Error> {
+) -> Result<(u32, &'static Backend, Lookup), Error> {
     if !skip_table && let Some(e) = flows.get(key) {
         if let Some(b) = live_backend(e.backend, meta.vip_index) {
-            return Ok((e.backend, b));
+            return Ok((e.backend, b, Lookup::Hit));
         }
         event(Stat::FlowStale);
     }
@@ -415,7 +477,7 @@ fn pick_backend(
     } else {
         event(Stat::FloodSkip);
     }
-    Ok((id, backend))
+    Ok((id, backend, Lookup::Miss))
 }
 
 /// The backend id in slot `slot` of the VIP's active ring (0: none).

@@ -7,10 +7,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
     BACKEND_F_ALIVE, Backend, FlowKey, RING_RETRIES, Settings, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS,
-    VIP_KIND_SERVICE, VipKey, hash, proto,
+    VIP_KIND_SERVICE, VipKey, hash, proto, trace::Lookup,
 };
 use lb_tests::packet::{self as pkt, Ipv4, TCP_ACK, TCP_PSH, TCP_SYN, addr16};
-use lb_userspace::dataplane::{Dataplane, DataplaneOptions};
+use lb_userspace::{
+    dataplane::{Dataplane, DataplaneOptions, EBPF_OBJECT},
+    trace::{self, Record},
+};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -59,9 +62,14 @@ fn pin_to_first_cpu() {
 
 impl Fixture {
     fn new() -> Self {
+        Self::traced(None)
+    }
+
+    /// The fixture, its program loaded with the packet trace when `trace` is given.
+    fn traced(trace: Option<&trace::Filter>) -> Self {
         pin_to_first_cpu();
         let opts = DataplaneOptions { max_vips: 8, max_ring_size: 257, flows_per_cpu: 1024 };
-        let mut dp = Dataplane::load(opts).expect("load the XDP program");
+        let mut dp = Dataplane::load_object(EBPF_OBJECT, opts, trace).expect("load the XDP program");
         dp.set_iface(LO_IFINDEX, DIRECTOR_MAC).unwrap();
         dp.set_settings(Settings::new(0, 0)).unwrap();
         let mut f = Self { dp };
@@ -583,4 +591,79 @@ fn swapping_rings_flips_between_regions() {
         let _ = ring_pick(&RING, c4, v4, sport, 80, proto::TCP);
         run_table(&f, &[tx("after swap", tcp4(CLIENT, VIP_TCP, sport, 80, TCP_SYN), b)]);
     }
+}
+
+/// The packet trace: each packet the filter takes yields one record saying
+/// what the fast path decided, and nothing else does.
+#[test]
+fn a_traced_packet_yields_its_record() {
+    let filter: trace::Filter = "10.0.0.100/udp".parse().unwrap();
+    let mut f = Fixture::traced(Some(&filter));
+    let mut reader = trace::Reader::new(f.dp.ebpf_mut()).unwrap();
+    let (c4, v4): (IpAddr, IpAddr) = (CLIENT.into(), VIP_TCP.into());
+    let udp_ring = [4, 5, 4, 5, 4];
+    let b = ring_pick(&udp_ring, c4, v4, 40000, 53, proto::UDP);
+    let query = udp4(CLIENT, VIP_TCP, 40000, 53);
+    run_table(
+        &f,
+        &[
+            tx("new flow", query.clone(), b),
+            tx("same flow", query, b),
+            tx(
+                "another protocol of the VIP",
+                tcp4(CLIENT, VIP_TCP, 40000, 80, TCP_ACK),
+                ring_pick(&RING, c4, v4, 40000, 80, proto::TCP),
+            ),
+            pass("another address", udp4(CLIENT, NOT_VIP, 40000, 53)),
+        ],
+    );
+    let packet = |lookup| trace::Packet {
+        src: "10.1.0.7:40000".parse().unwrap(),
+        dst: "10.0.0.100:53".parse().unwrap(),
+        proto: proto::UDP,
+        lookup,
+        vip_index: Some(1),
+        backend: Some((b, backend_mac(b))),
+    };
+    let records: Vec<Record> = reader.read().into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        records,
+        [
+            Record { packet: Some(packet(Lookup::Miss)), reason: Stat::Tx },
+            Record { packet: Some(packet(Lookup::Hit)), reason: Stat::Tx },
+        ]
+    );
+
+    // Without a filter, every packet, parsed or not.
+    let mut f = Fixture::traced(Some(&trace::Filter::default()));
+    let mut reader = trace::Reader::new(f.dp.ebpf_mut()).unwrap();
+    let truncated = udp4(CLIENT, VIP_TCP, 1111, 9999)[..40].to_vec();
+    run_table(
+        &f,
+        &[
+            drop("truncated", truncated),
+            drop("no backend", tcp4(CLIENT, VIP_EMPTY, 40000, 80, TCP_SYN)),
+            pass("not for a VIP", udp4(CLIENT, NOT_VIP, 40000, 53)),
+        ],
+    );
+    let shown: Vec<String> = reader.read().into_iter().map(|r| r.unwrap().to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "drop_malformed: headers did not parse",
+            "drop_no_backend: 10.1.0.7:40000 -> 10.0.0.102:80/tcp flow=miss vip_index=3",
+            "pass_not_vip: 10.1.0.7:40000 -> 10.0.0.200:53/udp flow=skipped",
+        ]
+    );
+}
+
+/// Loaded without the trace, the program the kernel runs has no trace code:
+/// the verifier removed it, reading the trace's switch as the constant it is.
+#[test]
+fn without_the_trace_the_verifier_removes_its_code() {
+    let size = |f: &Fixture| f.dp.program().info().unwrap().size_translated().unwrap();
+    let off = size(&Fixture::new());
+    let on = size(&Fixture::traced(Some(&trace::Filter::default())));
+    eprintln!("lb_xdp as the kernel runs it: {off} bytes without the trace, {on} with it");
+    assert!(off < on, "{off} bytes without the trace, {on} with it");
 }

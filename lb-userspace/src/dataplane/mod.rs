@@ -26,6 +26,8 @@ use lb_common::{
 };
 use mmap::MmapArray;
 
+use crate::trace;
+
 /// The eBPF object built by `build.rs`: the balancer and `PeerPass`'s program.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
 /// The same plus the bench programs and their maps (lb-ebpf's `bench`
@@ -64,6 +66,8 @@ pub enum DataplaneError {
     IfindexTooLarge { ifindex: u32, max: u32 },
     #[error("no layout of the VIP table fits its {keys} keys")]
     VipTableFull { keys: usize },
+    #[error("packet trace: {0}")]
+    Trace(#[from] trace::TraceError),
 }
 
 /// Sizes fixed when the program is loaded.
@@ -232,6 +236,8 @@ pub struct Dataplane {
     /// Something was staged since the last publish.
     dirty: bool,
     links: Vec<(String, XdpLinkId, AttachMode)>,
+    /// Logs the packet trace, when the program was loaded with it.
+    trace: Option<trace::Printer>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -255,16 +261,36 @@ fn load_err(source: aya::EbpfError) -> DataplaneError {
 impl Dataplane {
     /// Loads the balancer program into the kernel (not attached anywhere).
     pub fn load(opts: DataplaneOptions) -> Result<Self, DataplaneError> {
-        Self::load_object(EBPF_OBJECT, opts)
+        Self::load_traced(opts, None)
     }
 
-    /// Loads the balancer from `object` ([`EBPF_OBJECT`] or [`EBPF_BENCH_OBJECT`]).
-    pub fn load_object(object: &[u8], opts: DataplaneOptions) -> Result<Self, DataplaneError> {
+    /// As [`load`](Self::load), with the packet trace on when `trace` is
+    /// given: a record for each packet it matches, logged (target
+    /// `lb::trace`) until the dataplane is dropped.
+    pub fn load_traced(opts: DataplaneOptions, trace: Option<&trace::Filter>) -> Result<Self, DataplaneError> {
+        let mut dp = Self::load_object(EBPF_OBJECT, opts, trace)?;
+        if let Some(filter) = trace {
+            dp.trace = Some(trace::Printer::start(&mut dp.ebpf, filter)?);
+        }
+        Ok(dp)
+    }
+
+    /// Loads the balancer from `object` ([`EBPF_OBJECT`] or
+    /// [`EBPF_BENCH_OBJECT`]), with the packet trace on when `trace` is
+    /// given; its records are the caller's to read (`trace::Reader`).
+    pub fn load_object(
+        object: &[u8],
+        opts: DataplaneOptions,
+        trace: Option<&trace::Filter>,
+    ) -> Result<Self, DataplaneError> {
         if object.is_empty() {
             return Err(DataplaneError::NoObject);
         }
         let ring_slots = opts.max_vips * 2 * opts.max_ring_size;
-        let mut ebpf = EbpfLoader::new()
+        let globals = trace::Globals::new(trace);
+        let mut loader = EbpfLoader::new();
+        globals.apply(&mut loader);
+        let mut ebpf = loader
             // Two slots per array element (see RINGS in lb-ebpf).
             .map_max_entries(names::RINGS, ring_slots.div_ceil(2))
             .map_max_entries(names::FLOWS, lb_common::flow_sets(opts.flows_per_cpu))
@@ -297,6 +323,7 @@ impl Dataplane {
             grace: Grace::default(),
             dirty: false,
             links: Vec::new(),
+            trace: None,
         };
         // The set count the program needs; set_settings keeps it.
         dp.set_settings(Settings::new(0, 0))?;

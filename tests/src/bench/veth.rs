@@ -201,8 +201,8 @@ impl Lab {
         gen_ns.ip(&["addr", "add", "10.211.0.1/24", "dev", "g0"])?;
         sink.ip(&["addr", "add", "10.211.1.3/24", "dev", "s0"])?;
 
-        let mut dp =
-            Dataplane::load_object(EBPF_BENCH_OBJECT, DataplaneOptions::default()).context("loading the XDP object")?;
+        let mut dp = Dataplane::load_object(EBPF_BENCH_OBJECT, DataplaneOptions::default(), None)
+            .context("loading the XDP object")?;
         for name in ["peer_pass", "bench_sink", "bench_gen", "bench_redirect", "bench_redirect_swap"] {
             xdp_mut(&mut dp, name)?.load().with_context(|| format!("loading {name}"))?;
         }

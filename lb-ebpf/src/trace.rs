@@ -1,0 +1,81 @@
+//! The packet trace (`lb run --trace`): an aya-log record for each packet
+//! the filter matches, saying what the fast path decided and why.
+//!
+//! Off unless the agent loads the program with `TRACE` on. `TRACE` and
+//! `TRACE_FILTER` are read-only globals fixed at load; the verifier reads
+//! them as constants, so with the trace off it removes every trace branch
+//! and the fast path runs as if there were none.
+
+use aya_ebpf::{Global, programs::XdpContext};
+use aya_log_ebpf::info;
+use lb_common::{
+    Stat,
+    trace::{self, Filter, Lookup},
+};
+
+#[unsafe(no_mangle)]
+static TRACE: Global<u32> = Global::new(trace::OFF);
+#[unsafe(no_mangle)]
+static TRACE_FILTER: Global<Filter> = Global::new(Filter::ANY);
+
+#[inline(always)]
+pub fn enabled() -> bool {
+    TRACE.load() != trace::OFF
+}
+
+#[inline(always)]
+pub fn filter() -> Filter {
+    TRACE_FILTER.load()
+}
+
+/// What one record says. Addresses as in a VIP key, ports as on the wire.
+///
+/// Laid out by hand, 8-aligned: LLVM merges the stores that fill it into
+/// wider ones (`allows-misaligned-mem-access`), and the verifier rejects a
+/// stack store that is not aligned to its size.
+#[repr(C, align(8))]
+pub struct Record {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub lookup: Lookup,
+    pub vip_index: u32,
+    pub backend: u32,
+    /// The backend's MAC; zero when there is no backend.
+    pub mac: [u8; 6],
+    pub reason: Stat,
+}
+
+/// The agent parses these records back (`lb_userspace::trace`): the two
+/// formats change together. Not inlined: the record is built on a stack
+/// frame of its own, not on the balancer's.
+#[inline(never)]
+pub fn packet(ctx: &XdpContext, r: &Record) {
+    let src: [u8; 16] = bytemuck::cast(r.src);
+    let dst: [u8; 16] = bytemuck::cast(r.dst);
+    info!(
+        ctx,
+        "src={:i} sport={} dst={:i} dport={} proto={} lookup={} vip={} backend={} mac={:mac} reason={}",
+        src,
+        u16::from_be(r.sport),
+        dst,
+        u16::from_be(r.dport),
+        r.proto,
+        r.lookup as u8,
+        r.vip_index,
+        r.backend,
+        r.mac,
+        r.reason as u32
+    );
+}
+
+/// A record for a packet that did not parse: only its verdict is known, and
+/// no VIP, so it is recorded only when the filter takes every packet.
+#[inline(never)]
+pub fn unparsed(ctx: &XdpContext, reason: Stat) {
+    if filter() == Filter::ANY {
+        info!(ctx, "reason={}", reason as u32);
+    }
+}

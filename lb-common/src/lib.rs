@@ -27,8 +27,8 @@ pub mod names {
     pub const STATS: &str = "STATS";
     pub const VIP_STATS: &str = "VIP_STATS";
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
-    /// Globals of the packet trace (`trace`).
-    pub const TRACE: &str = "TRACE";
+    /// `PROGRAM` plus the packet trace (`trace`), and its filter, a global.
+    pub const PROGRAM_TRACED: &str = "lb_xdp_traced";
     pub const TRACE_FILTER: &str = "TRACE_FILTER";
     /// XDP_PASS, for the peer of a veth the balancer transmits on
     /// (`dataplane::PeerPass` in the agent).

@@ -1,17 +1,12 @@
 //! The packet trace (`lb run --trace`): what the XDP program is told when it
 //! is loaded, and the values its records carry.
 //!
-//! Both settings are globals of the eBPF object (`.rodata`), fixed when the
-//! program is loaded. The verifier reads a frozen read-only global as a
-//! constant, so with the trace off it removes the trace code from the
-//! program: the trace costs nothing unless it was asked for.
+//! The trace is a program of its own, `lb_xdp_traced`: the balancer plus a
+//! record per packet, which the agent loads instead of `lb_xdp` when asked
+//! to trace. Which packets get a record is a global of the eBPF object
+//! (`.rodata`), fixed when the program is loaded.
 
 use bytemuck::{Pod, Zeroable};
-
-/// Value of the `TRACE` global: no records.
-pub const OFF: u32 = 0;
-/// Value of the `TRACE` global: a record for every packet `TRACE_FILTER` matches.
-pub const ON: u32 = 1;
 
 /// Value of the `TRACE_FILTER` global: which packets get a record. A zero
 /// field matches anything, so the all-zero filter matches every packet.

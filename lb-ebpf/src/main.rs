@@ -71,6 +71,21 @@ static BACKEND_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    balance::<false>(ctx)
+}
+
+/// `lb_xdp` that also writes the packet trace (`trace`); the agent loads
+/// it instead of `lb_xdp` when asked to trace. Two programs rather than a
+/// switch in one: a trace statement in `lb_xdp`, even one the verifier
+/// removes, keeps what it would record alive across the fast path, and in
+/// BPF's four callee-saved registers that costs spills on every packet.
+#[xdp]
+pub fn lb_xdp_traced(ctx: XdpContext) -> u32 {
+    balance::<true>(ctx)
+}
+
+#[inline(always)]
+fn balance<const TRACE: bool>(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     // Every field is set on every path: an enum with per-variant payloads
     // lets LLVM spill undefined registers, which the verifier rejects.
@@ -81,19 +96,25 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
         backend: NONE,
         lookup: Lookup::Skipped,
     };
-    // One copy of the path per family: IPv4 addresses stay scalars in
-    // registers instead of IPv4-mapped arrays spilled to the stack.
-    match packet::parse(&ctx) {
-        Ok(Parsed::NotIp) => out.reason = Stat::PassNotIp,
-        Ok(Parsed::Other) => {}
-        Ok(Parsed::V4(p)) => decide(&ctx, &p, &mut out),
-        Ok(Parsed::V6(p)) => decide(&ctx, &p, &mut out),
-        Err(e) => {
-            out.fail(e);
-            if trace::enabled() {
-                trace::unparsed(&ctx, out.reason);
-            }
+    // The same statements as before the trace existed: LLVM compiles
+    // `lb_xdp` to the very instructions it did then (a helper method here
+    // cost it a hundred).
+    match try_lb_xdp(&ctx, &mut out) {
+        Ok(()) => {}
+        Err(Error::Malformed) => {
+            out.action = xdp_action::XDP_DROP;
+            out.reason = Stat::DropMalformed;
         }
+        Err(Error::NoBackend { vip_index }) => {
+            out.action = xdp_action::XDP_DROP;
+            out.reason = Stat::DropNoBackend;
+            out.vip_index = vip_index;
+            // The ring was consulted and named no live backend.
+            out.lookup = Lookup::Miss;
+        }
+    }
+    if TRACE {
+        trace_packet(XdpContext::new(ctx.ctx), out.reason, out.vip_index, out.backend, out.lookup);
     }
     // Forwarded packets count once, at their backend: the agent adds up a
     // VIP's (and the Tx verdict's) from its backends. VIP_STATS holds only
@@ -116,24 +137,9 @@ struct Outcome {
     reason: Stat,
     vip_index: u32,
     backend: u32,
-    /// For the trace: where the backend came from.
+    /// For the trace: where the backend came from. Never read in `lb_xdp`,
+    /// so the compiler drops it there.
     lookup: Lookup,
-}
-
-impl Outcome {
-    #[inline(always)]
-    fn fail(&mut self, e: Error) {
-        self.action = xdp_action::XDP_DROP;
-        match e {
-            Error::Malformed => self.reason = Stat::DropMalformed,
-            Error::NoBackend { vip_index } => {
-                self.reason = Stat::DropNoBackend;
-                self.vip_index = vip_index;
-                // The ring was consulted and named no live backend.
-                self.lookup = Lookup::Miss;
-            }
-        }
-    }
 }
 
 #[inline(always)]
@@ -154,24 +160,42 @@ fn event(stat: Stat) {
 }
 
 #[inline(always)]
-fn decide<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) {
-    if let Err(e) = forward(ctx, p, out) {
-        out.fail(e);
-    }
-    if trace::enabled() {
-        trace_packet(ctx, p, out);
+fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
+    // One copy of the path per family: IPv4 addresses stay scalars in
+    // registers instead of IPv4-mapped arrays spilled to the stack.
+    match packet::parse(ctx)? {
+        Parsed::NotIp => {
+            out.reason = Stat::PassNotIp;
+            Ok(())
+        }
+        Parsed::Other => Ok(()),
+        Parsed::V4(p) => forward(ctx, &p, out),
+        Parsed::V6(p) => forward(ctx, &p, out),
     }
 }
 
-/// A trace record of the packet, if the trace's filter wants it.
+/// A trace record of the packet that got this outcome, if the trace's
+/// filter wants it. The headers are parsed again (the MAC rewrite left
+/// them as they were), in a frame of its own: the balancer's stays as in
+/// `lb_xdp`.
+#[inline(never)]
+fn trace_packet(ctx: XdpContext, reason: Stat, vip_index: u32, backend: u32, lookup: Lookup) {
+    match packet::parse(&ctx) {
+        Ok(Parsed::V4(p)) => trace_parsed(&ctx, &p, reason, vip_index, backend, lookup),
+        Ok(Parsed::V6(p)) => trace_parsed(&ctx, &p, reason, vip_index, backend, lookup),
+        Ok(Parsed::NotIp | Parsed::Other) => {}
+        Err(_) => trace::unparsed(&ctx, reason),
+    }
+}
+
 #[inline(always)]
-fn trace_packet<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &Outcome) {
+fn trace_parsed<A: Addr>(ctx: &XdpContext, p: &Packet<A>, reason: Stat, vip_index: u32, backend: u32, lookup: Lookup) {
     let dst = p.dst.mapped();
     if !trace::filter().matches(&dst, p.dport, p.proto) {
         return;
     }
     // NONE is no index of BACKENDS.
-    let mac = BACKENDS.get(out.backend).map_or([0; 6], |b| b.mac);
+    let mac = BACKENDS.get(backend).map_or([0; 6], |b| b.mac);
     trace::packet(
         ctx,
         &trace::Record {
@@ -180,11 +204,11 @@ fn trace_packet<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &Outcome) {
             sport: p.sport,
             dport: p.dport,
             proto: p.proto,
-            lookup: out.lookup,
-            vip_index: out.vip_index,
-            backend: out.backend,
+            lookup,
+            vip_index,
+            backend,
             mac,
-            reason: out.reason,
+            reason,
         },
     );
 }

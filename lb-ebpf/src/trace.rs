@@ -1,27 +1,20 @@
 //! The packet trace (`lb run --trace`): an aya-log record for each packet
-//! the filter matches, saying what the fast path decided and why.
+//! the filter matches, saying what the fast path decided and why. Only
+//! `lb_xdp_traced` writes it; `lb_xdp` has no trace code at all.
 //!
-//! Off unless the agent loads the program with `TRACE` on. `TRACE` and
-//! `TRACE_FILTER` are read-only globals fixed at load; the verifier reads
-//! them as constants, so with the trace off it removes every trace branch
-//! and the fast path runs as if there were none.
+//! The filter is a read-only global fixed at load, which the verifier reads
+//! as a constant. aya-log's own switch (`AYA_LOG_LEVEL`, another such
+//! global) is on only in a traced load.
 
 use aya_ebpf::{Global, programs::XdpContext};
 use aya_log_ebpf::info;
 use lb_common::{
     Stat,
-    trace::{self, Filter, Lookup},
+    trace::{Filter, Lookup},
 };
 
 #[unsafe(no_mangle)]
-static TRACE: Global<u32> = Global::new(trace::OFF);
-#[unsafe(no_mangle)]
 static TRACE_FILTER: Global<Filter> = Global::new(Filter::ANY);
-
-#[inline(always)]
-pub fn enabled() -> bool {
-    TRACE.load() != trace::OFF
-}
 
 #[inline(always)]
 pub fn filter() -> Filter {

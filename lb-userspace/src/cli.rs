@@ -44,13 +44,13 @@ enum Command {
         /// the destination, flow-table hit or miss, the backend's id and MAC,
         /// and the verdict's reason (tx, pass_not_vip, drop_no_backend, ...).
         ///
-        /// The trace is part of the program the agent loads, so it is on
-        /// from start to stop of this agent and is not switched on from
-        /// another process: loaded without it, the kernel's verifier removes
-        /// the trace code and the fast path costs what it costs without one.
-        /// With it, each traced packet costs a record; records that do not
-        /// fit the 128 KiB ring between two reads are lost. For debugging,
-        /// not for a busy VIP.
+        /// The trace is a program of its own (the balancer plus the records)
+        /// that the agent loads instead of the plain one, so it is on from
+        /// start to stop of this agent and cannot be switched on from
+        /// another process; the plain program has no trace code and costs
+        /// nothing for it. Traced, each recorded packet costs a record;
+        /// records that do not fit the 128 KiB ring between two reads are
+        /// lost. For debugging, not for a busy VIP.
         #[arg(long, value_name = "VIP", num_args = 0..=1)]
         trace: Option<Option<trace::Filter>>,
     },

@@ -1,13 +1,21 @@
 //! The fast path's packet trace, userspace side: which packets to trace
-//! (`lb run --trace [VIP]`), the globals that switch the trace on when the
-//! program is loaded, and its records, read back through aya-log.
+//! (`lb run --trace [VIP]`), the globals of a traced load, and its records,
+//! read back through aya-log.
 //!
-//! Whether the program writes records is fixed when it is loaded: the
-//! verifier then removes the trace code from a program loaded without it,
-//! which is what makes the trace free when off. So a second process cannot
-//! switch it on in a running agent (aya-log could read the running
-//! program's ring, found by program id, but nothing would be in it): the
-//! agent is started with the trace, and logs the records itself.
+//! The trace is a program of its own, `lb_xdp_traced`, which the agent
+//! loads instead of `lb_xdp` when started with `--trace`; `lb_xdp` has no
+//! trace code, so the trace costs nothing when off. aya-log 0.2 gates each
+//! statement on `AYA_LOG_LEVEL`, a read-only global set at load, and the
+//! verifier removes a statement the level turns off; but the removed
+//! statement still keeps what it would log alive across the fast path,
+//! which costs spills there (measured: about 200 more instructions and 40%
+//! more stack accesses in `lb_xdp` as the kernel ran it). Hence two
+//! programs.
+//!
+//! So a second process cannot switch the trace on in a running agent
+//! (aya-log could read the running program's ring, found by program id,
+//! but `lb_xdp` writes nothing to it): the agent is started with the trace,
+//! and logs the records itself.
 //!
 //! The filter runs in the program, not here: records of other VIPs would
 //! otherwise crowd the one asked about out of the 128 KiB ring, and each
@@ -120,7 +128,6 @@ fn proto_name(p: u8) -> String {
 /// The loader borrows them: keep them until it has loaded the object.
 #[derive(Debug)]
 pub struct Globals {
-    trace: u32,
     filter: wire::Filter,
     log_level: u8,
 }
@@ -128,18 +135,19 @@ pub struct Globals {
 impl Globals {
     pub fn new(trace: Option<&Filter>) -> Self {
         match trace {
-            Some(filter) => Self { trace: wire::ON, filter: filter.to_wire(), log_level: aya_log::Level::Info as u8 },
-            // aya-log's own switch off as well, so that a log statement
-            // outside the trace stays off too.
-            None => Self { trace: wire::OFF, filter: wire::Filter::ANY, log_level: 0 },
+            Some(filter) => Self { filter: filter.to_wire(), log_level: aya_log::Level::Info as u8 },
+            // aya-log's switch off, so that a log statement of the
+            // untraced program stays off too.
+            None => Self { filter: wire::Filter::ANY, log_level: 0 },
         }
     }
 
     pub fn apply<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
-        loader
-            .override_global(names::TRACE, &self.trace, true)
-            .override_global(names::TRACE_FILTER, &self.filter, true)
-            .override_global(aya_log::LEVEL, &self.log_level, true);
+        loader.override_global(names::TRACE_FILTER, &self.filter, true).override_global(
+            aya_log::LEVEL,
+            &self.log_level,
+            true,
+        );
     }
 }
 

@@ -4,7 +4,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use aya::programs::{TestRun as _, TestRunOptions};
+use aya::{
+    maps::MapInfo,
+    programs::{TestRun as _, TestRunOptions},
+};
 use lb_common::{
     BACKEND_F_ALIVE, Backend, FlowKey, RING_RETRIES, Settings, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS,
     VIP_KIND_SERVICE, VipKey, hash, proto, trace::Lookup,
@@ -222,7 +225,17 @@ fn run_table(f: &Fixture, cases: &[Case]) {
 
 #[test]
 fn fixture_table() {
-    let f = Fixture::new();
+    fixture_table_on(Fixture::new());
+}
+
+/// The traced program is the balancer plus the trace: the same verdicts
+/// and frames.
+#[test]
+fn the_traced_program_forwards_as_lb_xdp() {
+    fixture_table_on(Fixture::traced(Some(&trace::Filter::default())));
+}
+
+fn fixture_table_on(f: Fixture) {
     let c4: IpAddr = CLIENT.into();
     let v4: IpAddr = VIP_TCP.into();
     let b_tcp = |sport| ring_pick(&RING, c4, v4, sport, 80, proto::TCP);
@@ -657,13 +670,17 @@ fn a_traced_packet_yields_its_record() {
     );
 }
 
-/// Loaded without the trace, the program the kernel runs has no trace code:
-/// the verifier removed it, reading the trace's switch as the constant it is.
+/// The program loaded without the trace has no trace code: it uses none
+/// of the trace's maps (its ring and the global holding its filter).
 #[test]
-fn without_the_trace_the_verifier_removes_its_code() {
-    let size = |f: &Fixture| f.dp.program().info().unwrap().size_translated().unwrap();
-    let off = size(&Fixture::new());
-    let on = size(&Fixture::traced(Some(&trace::Filter::default())));
-    eprintln!("lb_xdp as the kernel runs it: {off} bytes without the trace, {on} with it");
-    assert!(off < on, "{off} bytes without the trace, {on} with it");
+fn the_untraced_program_has_no_trace_code() {
+    let maps = |f: &Fixture| -> Vec<String> {
+        let info = f.dp.program().info().unwrap();
+        let ids = info.map_ids().unwrap().unwrap();
+        ids.iter().map(|id| MapInfo::from_id(*id).unwrap().name_as_str().unwrap_or_default().to_owned()).collect()
+    };
+    let off = maps(&Fixture::new());
+    let on = maps(&Fixture::traced(Some(&trace::Filter::default())));
+    assert!(!off.iter().any(|m| m == "AYA_LOGS" || m == ".rodata"), "{off:?}");
+    assert!(on.iter().any(|m| m == "AYA_LOGS") && on.iter().any(|m| m == ".rodata"), "{on:?}");
 }

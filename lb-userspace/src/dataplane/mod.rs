@@ -236,6 +236,8 @@ pub struct Dataplane {
     /// Something was staged since the last publish.
     dirty: bool,
     links: Vec<(String, XdpLinkId, AttachMode)>,
+    /// The program loaded: `lb_xdp`, or `lb_xdp_traced` for the packet trace.
+    program: &'static str,
     /// Logs the packet trace, when the program was loaded with it.
     trace: Option<trace::Printer>,
 }
@@ -276,8 +278,9 @@ impl Dataplane {
     }
 
     /// Loads the balancer from `object` ([`EBPF_OBJECT`] or
-    /// [`EBPF_BENCH_OBJECT`]), with the packet trace on when `trace` is
-    /// given; its records are the caller's to read (`trace::Reader`).
+    /// [`EBPF_BENCH_OBJECT`]), the program with the packet trace when
+    /// `trace` is given; its records are the caller's to read
+    /// (`trace::Reader`).
     pub fn load_object(
         object: &[u8],
         opts: DataplaneOptions,
@@ -296,12 +299,15 @@ impl Dataplane {
             .map_max_entries(names::FLOWS, lb_common::flow_sets(opts.flows_per_cpu))
             .load(object)
             .map_err(load_err)?;
+        // The traced program is the balancer plus the trace; the other has
+        // no trace code at all.
+        let program = if trace.is_some() { names::PROGRAM_TRACED } else { names::PROGRAM };
         let prog: &mut Xdp = ebpf
-            .program_mut(names::PROGRAM)
-            .ok_or_else(|| prog_err(names::PROGRAM)(ProgramError::NotLoaded))?
+            .program_mut(program)
+            .ok_or_else(|| prog_err(program)(ProgramError::NotLoaded))?
             .try_into()
-            .map_err(prog_err(names::PROGRAM))?;
-        prog.load().map_err(prog_err(names::PROGRAM))?;
+            .map_err(prog_err(program))?;
+        prog.load().map_err(prog_err(program))?;
         let mapped = |name: &'static str, elements: u32, value_size: usize| {
             let Some(aya::maps::Map::Array(data)) = ebpf.map(name) else {
                 return Err(DataplaneError::MissingMap { name });
@@ -323,6 +329,7 @@ impl Dataplane {
             grace: Grace::default(),
             dirty: false,
             links: Vec::new(),
+            program,
             trace: None,
         };
         // The set count the program needs; set_settings keeps it.
@@ -336,7 +343,7 @@ impl Dataplane {
 
     /// The loaded program, for BPF_PROG_TEST_RUN.
     pub fn program(&self) -> &Xdp {
-        let prog = self.ebpf.program(names::PROGRAM).expect("loaded in Dataplane::load");
+        let prog = self.ebpf.program(self.program).expect("loaded in Dataplane::load");
         prog.try_into().expect("an XDP program")
     }
 
@@ -352,12 +359,8 @@ impl Dataplane {
         let ifindex = ifindex(iface)?;
         let mac = interface_mac(iface)?;
         self.set_iface(ifindex, mac)?;
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(names::PROGRAM)
-            .expect("loaded in Dataplane::load")
-            .try_into()
-            .expect("an XDP program");
+        let prog: &mut Xdp =
+            self.ebpf.program_mut(self.program).expect("loaded in Dataplane::load").try_into().expect("an XDP program");
         let (link, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
             Ok(link) => (link, AttachMode::Native),
             Err(native) => match prog.attach_to_if_index(ifindex, XdpMode::Skb) {

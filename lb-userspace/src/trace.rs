@@ -4,8 +4,8 @@
 //!
 //! The trace is a program of its own, `lb_xdp_traced`, which the agent
 //! loads instead of `lb_xdp` when started with `--trace`; `lb_xdp` has no
-//! trace code, so the trace costs nothing when off. aya-log 0.2 gates each
-//! statement on `AYA_LOG_LEVEL`, a read-only global set at load, and the
+//! trace code, so the trace costs nothing when off. aya-log-ebpf 0.2 gates
+//! each statement on `AYA_LOG_LEVEL`, a read-only global set at load, and the
 //! verifier removes a statement the level turns off; but the removed
 //! statement still keeps what it would log alive across the fast path,
 //! which costs spills there (measured: about 200 more instructions and 40%

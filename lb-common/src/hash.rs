@@ -150,24 +150,6 @@ pub const fn ring_retry_slot(digest: u64, attempt: u32, ring_size: u32) -> u32 {
     ring_slot(finish(mix(digest, attempt as u64)), ring_size)
 }
 
-/// The ring hash of a 5-tuple (the high half of its digest).
-#[inline(always)]
-pub const fn flow_5tuple(src: &[u32; 4], dst: &[u32; 4], sport: u16, dport: u16, proto: u8) -> u32 {
-    (digest_5tuple(src, dst, sport, dport, proto) >> 32) as u32
-}
-
-/// The ring hash of addresses and protocol.
-#[inline(always)]
-pub const fn flow_l3(src: &[u32; 4], dst: &[u32; 4], proto: u8) -> u32 {
-    (digest_l3(src, dst, proto) >> 32) as u32
-}
-
-/// The ring hash of a source address.
-#[inline(always)]
-pub const fn flow_src(src: &[u32; 4]) -> u32 {
-    (digest_src(src) >> 32) as u32
-}
-
 /// Home slot of a VIP key in a VIP table of `size` (a power of two) slots.
 /// The seed is the agent's: it picks one under which every key lands within
 /// `VIP_PROBES` slots of home.

@@ -4,15 +4,17 @@
 //! `bytemuck` derives prove there is no hidden padding, and the size asserts
 //! keep the kernel's and userspace's view of each map identical.
 #![no_std]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(test)]
 extern crate std;
 
 pub mod hash;
+pub mod trace;
 
 use bytemuck::{Pod, Zeroable};
 
-/// Names of the maps and the program in the eBPF object.
+/// Names of the maps, programs and globals in the eBPF object.
 pub mod names {
     pub const PROGRAM: &str = "lb_xdp";
     pub const VIP_TABLE: &str = "VIP_TABLE";
@@ -25,6 +27,12 @@ pub mod names {
     pub const STATS: &str = "STATS";
     pub const VIP_STATS: &str = "VIP_STATS";
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
+    /// `PROGRAM` plus the packet trace (`trace`), and its filter, a global.
+    pub const PROGRAM_TRACED: &str = "lb_xdp_traced";
+    pub const TRACE_FILTER: &str = "TRACE_FILTER";
+    /// XDP_PASS, for the peer of a veth the balancer transmits on
+    /// (`dataplane::PeerPass` in the agent).
+    pub const PEER_PASS: &str = "peer_pass";
 }
 
 /// Capacity of the VIP table; `VipMeta::vip_index` is below this.
@@ -368,4 +376,6 @@ mod user {
     unsafe impl aya::Pod for FloodState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Counters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for crate::trace::Filter {}
 }

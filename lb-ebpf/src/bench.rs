@@ -1,6 +1,7 @@
 //! Small programs for `cargo xtask bench`: floors to measure the fast path
-//! against, a traffic generator and a sink. They share the object with the
-//! balancer so one build serves both; the agent never loads them.
+//! against, a traffic generator and a sink. Built only with the `bench`
+//! feature, into the object the bench and the tests load: `bench_miss`
+//! tail-calls the balancer, so they share its object and maps.
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -36,11 +37,6 @@ fn bump(index: u32) -> u64 {
         },
         None => 0,
     }
-}
-
-#[xdp]
-pub fn bench_pass(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
 }
 
 /// The floor for BPF_PROG_TEST_RUN: the cheapest program that transmits.

@@ -5,11 +5,18 @@
 //! the VIP's Maglev ring; rewrite the MAC addresses and transmit. L3 and L4
 //! bytes are never touched, so backends see the client's packet as sent.
 //! Everything that is not for a VIP is passed to the kernel byte for byte.
+//!
+//! With the `bench` feature the object also holds the bench programs; the
+//! agent's object is built without it.
 #![no_std]
 #![no_main]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "bench")]
 mod bench;
 mod packet;
+mod peer;
+mod trace;
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, xdp_action},
@@ -22,7 +29,7 @@ use lb_common::{
     BACKEND_F_ALIVE, Backend, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FLOW_WAYS, FloodState, FlowEntry,
     FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, RING_RETRIES, Settings, Stat,
     V4_MAPPED_PREFIX, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS, VIP_KIND_SERVICE, VIP_PROBES, VIP_TABLE_SIZE,
-    VipCtl, VipEntry, VipMeta, hash,
+    VipCtl, VipEntry, VipMeta, hash, trace::Lookup,
 };
 use packet::{Error, Family, Packet, Parsed};
 
@@ -64,10 +71,33 @@ static BACKEND_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    balance::<false>(ctx)
+}
+
+/// `lb_xdp` that also writes the packet trace (`trace`); the agent loads
+/// it instead of `lb_xdp` when asked to trace. Two programs rather than a
+/// switch in one: a trace statement in `lb_xdp`, even one the verifier
+/// removes, keeps what it would record alive across the fast path, and in
+/// BPF's four callee-saved registers that costs spills on every packet.
+#[xdp]
+pub fn lb_xdp_traced(ctx: XdpContext) -> u32 {
+    balance::<true>(ctx)
+}
+
+#[inline(always)]
+fn balance<const TRACE: bool>(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     // Every field is set on every path: an enum with per-variant payloads
     // lets LLVM spill undefined registers, which the verifier rejects.
-    let mut out = Outcome { action: xdp_action::XDP_PASS, reason: Stat::PassNotVip, vip_index: NONE, backend: NONE };
+    let mut out = Outcome {
+        action: xdp_action::XDP_PASS,
+        reason: Stat::PassNotVip,
+        vip_index: NONE,
+        backend: NONE,
+        lookup: Lookup::Skipped,
+    };
+    // Written out rather than as a method on Outcome: in this form LLVM
+    // gives `lb_xdp` about a hundred instructions fewer.
     match try_lb_xdp(&ctx, &mut out) {
         Ok(()) => {}
         Err(Error::Malformed) => {
@@ -78,7 +108,12 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
             out.action = xdp_action::XDP_DROP;
             out.reason = Stat::DropNoBackend;
             out.vip_index = vip_index;
+            // The ring was consulted and named no live backend.
+            out.lookup = Lookup::Miss;
         }
+    }
+    if TRACE {
+        trace_packet(XdpContext::new(ctx.ctx), out.reason, out.vip_index, out.backend, out.lookup);
     }
     // Forwarded packets count once, at their backend: the agent adds up a
     // VIP's (and the Tx verdict's) from its backends. VIP_STATS holds only
@@ -101,6 +136,9 @@ struct Outcome {
     reason: Stat,
     vip_index: u32,
     backend: u32,
+    /// For the trace: where the backend came from. Never read in `lb_xdp`,
+    /// so the compiler drops it there.
+    lookup: Lookup,
 }
 
 #[inline(always)]
@@ -135,6 +173,45 @@ fn try_lb_xdp(ctx: &XdpContext, out: &mut Outcome) -> Result<(), Error> {
     }
 }
 
+/// A trace record of the packet that got this outcome, if the trace's
+/// filter wants it. The headers are parsed again (the MAC rewrite left
+/// them as they were), in a frame of its own: the balancer's stays as in
+/// `lb_xdp`.
+#[inline(never)]
+fn trace_packet(ctx: XdpContext, reason: Stat, vip_index: u32, backend: u32, lookup: Lookup) {
+    match packet::parse(&ctx) {
+        Ok(Parsed::V4(p)) => trace_parsed(&ctx, &p, reason, vip_index, backend, lookup),
+        Ok(Parsed::V6(p)) => trace_parsed(&ctx, &p, reason, vip_index, backend, lookup),
+        Ok(Parsed::NotIp | Parsed::Other) => {}
+        Err(_) => trace::unparsed(&ctx, reason),
+    }
+}
+
+#[inline(always)]
+fn trace_parsed<A: Addr>(ctx: &XdpContext, p: &Packet<A>, reason: Stat, vip_index: u32, backend: u32, lookup: Lookup) {
+    let dst = p.dst.mapped();
+    if !trace::filter().matches(&dst, p.dport, p.proto) {
+        return;
+    }
+    // NONE is no index of BACKENDS.
+    let mac = BACKENDS.get(backend).map_or([0; 6], |b| b.mac);
+    trace::packet(
+        ctx,
+        &trace::Record {
+            src: p.src.mapped(),
+            dst,
+            sport: p.sport,
+            dport: p.dport,
+            proto: p.proto,
+            lookup,
+            vip_index,
+            backend,
+            mac,
+            reason,
+        },
+    );
+}
+
 #[inline(always)]
 fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Result<(), Error> {
     let Some(ctl) = VIP_CTL.get(0) else {
@@ -150,16 +227,19 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     // computed only for flows the table does not know.
     let key5 = nonzero(A::flow_key(p.src, p.dst, p.sport, p.dport, p.proto));
     let mut probed = 0;
-    if !p.syn && !p.fragment && !p.icmp_error {
-        if let Some(flows) = Flows::new(key5, cfg.flow_sets) {
-            if let Some(e) = flows.get(key5) {
-                if let Some(b) = live_backend(e.backend, e.vip_index) {
-                    return transmit(ctx, cfg, e.backend, e.vip_index, b, out);
-                }
-                event(Stat::FlowStale);
+    if !p.syn
+        && !p.fragment
+        && !p.icmp_error
+        && let Some(flows) = Flows::new(key5, cfg.flow_sets)
+    {
+        if let Some(e) = flows.get(key5) {
+            if let Some(b) = live_backend(e.backend, e.vip_index) {
+                out.lookup = Lookup::Hit;
+                return transmit(ctx, cfg, e.backend, e.vip_index, b, out);
             }
-            probed = key5;
+            event(Stat::FlowStale);
         }
+        probed = key5;
     }
     let Some(meta) = classify(ctl, p) else {
         return Ok(());
@@ -182,7 +262,8 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     };
     // A SYN starts a new connection; a key probed above missed already.
     let skip_table = p.syn || key == probed;
-    let (id, backend) = pick_backend(&meta, key, digest, skip_table, &flows, cfg.max_new_flows_per_sec)?;
+    let (id, backend, lookup) = pick_backend(&meta, key, digest, skip_table, &flows, cfg.max_new_flows_per_sec)?;
+    out.lookup = lookup;
     transmit(ctx, cfg, id, meta.vip_index, backend, out)
 }
 
@@ -231,6 +312,8 @@ fn transmit(
 trait Addr: Family {
     /// Whether `key` (16 bytes) is this address.
     fn is(self, key: &[u32; 4]) -> bool;
+    /// The address as a VIP key holds it (IPv4-mapped for IPv4).
+    fn mapped(self) -> [u32; 4];
     fn vip_slot(self, port: u16, proto: u8, kind: u8, seed: u32) -> u32;
     fn digest_5tuple(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> u64;
     /// The flow table's key of a 5-tuple (`FlowKey::table_key`).
@@ -248,6 +331,11 @@ impl Addr for u32 {
     #[inline(always)]
     fn is(self, key: &[u32; 4]) -> bool {
         key[3] == self && key[2] == V4_MAPPED_PREFIX[2] && key[1] == 0 && key[0] == 0
+    }
+
+    #[inline(always)]
+    fn mapped(self) -> [u32; 4] {
+        lb_common::v4_mapped(self)
     }
 
     #[inline(always)]
@@ -282,6 +370,11 @@ impl Addr for [u32; 4] {
     #[inline(always)]
     fn is(self, key: &[u32; 4]) -> bool {
         *key == self
+    }
+
+    #[inline(always)]
+    fn mapped(self) -> [u32; 4] {
+        self
     }
 
     #[inline(always)]
@@ -371,14 +464,12 @@ fn pick_backend(
     skip_table: bool,
     flows: &Flows,
     max_new_flows_per_sec: u32,
-) -> Result<(u32, &'static Backend), Error> {
-    if !skip_table {
-        if let Some(e) = flows.get(key) {
-            if let Some(b) = live_backend(e.backend, meta.vip_index) {
-                return Ok((e.backend, b));
-            }
-            event(Stat::FlowStale);
+) -> Result<(u32, &'static Backend, Lookup), Error> {
+    if !skip_table && let Some(e) = flows.get(key) {
+        if let Some(b) = live_backend(e.backend, meta.vip_index) {
+            return Ok((e.backend, b, Lookup::Hit));
         }
+        event(Stat::FlowStale);
     }
     event(Stat::FlowMiss);
     let no_backend = Error::NoBackend { vip_index: meta.vip_index };
@@ -409,7 +500,7 @@ fn pick_backend(
     } else {
         event(Stat::FloodSkip);
     }
-    Ok((id, backend))
+    Ok((id, backend, Lookup::Miss))
 }
 
 /// The backend id in slot `slot` of the VIP's active ring (0: none).
@@ -467,13 +558,7 @@ impl Flows {
         // SAFETY: as in `get`.
         let set = unsafe { &mut *self.set };
         let ways = &mut set.ways;
-        let mut last = FLOW_WAYS - 1;
-        for k in 0..FLOW_WAYS {
-            if ways[k].key == key {
-                last = k;
-                break;
-            }
-        }
+        let last = ways.iter().position(|w| w.key == key).unwrap_or(FLOW_WAYS - 1);
         shift_down(ways, last);
         ways[0] = FlowEntry { key, backend, vip_index };
     }

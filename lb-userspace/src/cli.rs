@@ -11,7 +11,7 @@ use crate::{
         run::{self as agent, RunOptions},
     },
     config::Config,
-    lab,
+    lab, trace,
 };
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -36,6 +36,23 @@ enum Command {
         /// Also attach to this interface (besides those the VIPs name).
         #[arg(long = "iface")]
         interfaces: Vec<String>,
+        /// Log what the fast path decides for each packet to VIP, or for
+        /// every packet without one.
+        ///
+        /// VIP is ADDR, ADDR:PORT or [ADDR]:PORT, optionally followed by /tcp
+        /// or /udp. Each record (log target lb::trace) names the client and
+        /// the destination, flow-table hit or miss, the backend's id and MAC,
+        /// and the verdict's reason (tx, pass_not_vip, drop_no_backend, ...).
+        ///
+        /// The trace is a program of its own (the balancer plus the records)
+        /// that the agent loads instead of the plain one, so it is on from
+        /// start to stop of this agent and cannot be switched on from
+        /// another process; the plain program has no trace code and costs
+        /// nothing for it. Traced, each recorded packet costs a record;
+        /// records that do not fit the 128 KiB ring between two reads are
+        /// lost. For debugging, not for a busy VIP.
+        #[arg(long, value_name = "VIP", num_args = 0..=1)]
+        trace: Option<Option<trace::Filter>>,
     },
     /// Show VIPs and backends with state, weights, ring share and counters.
     Status {
@@ -140,13 +157,14 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, interfaces } => {
+        Command::Run { config, interfaces, trace } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            runtime.block_on(agent::run(RunOptions { config, interfaces })).context("lb run")
+            let trace = trace.map(Option::unwrap_or_default);
+            runtime.block_on(agent::run(RunOptions { config, interfaces, trace })).context("lb run")
         }
         Command::Status { json, socket } => {
             let status = control::request(&socket, &Request::Status)?.status.context("no status in the answer")?;

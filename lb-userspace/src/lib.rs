@@ -15,4 +15,5 @@ pub mod rtnl;
 pub mod script;
 mod sock;
 pub mod task;
+pub mod trace;
 pub mod vrrp;

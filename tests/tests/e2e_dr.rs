@@ -49,8 +49,8 @@ fn install(dp: &mut Dataplane, lab: &DrLab, weights: &[u32]) -> anyhow::Result<V
 /// The backend id the ring gives a client connection: what the XDP program
 /// computes for its SYN.
 fn ring_pick(ring: &[u32], client: IpAddr, sport: u16, vip: IpAddr) -> u32 {
-    let h = hash::flow_5tuple(&addr16(client), &addr16(vip), sport.to_be(), PORT.to_be(), proto::TCP);
-    ring[(h % ring.len() as u32) as usize]
+    let digest = hash::digest_5tuple(&addr16(client), &addr16(vip), sport.to_be(), PORT.to_be(), proto::TCP);
+    ring[hash::ring_slot(digest, ring.len() as u32) as usize]
 }
 
 /// Opens `count` connections one after another from the client namespace,

@@ -4,13 +4,19 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use aya::programs::{TestRun as _, TestRunOptions};
+use aya::{
+    maps::MapInfo,
+    programs::{TestRun as _, TestRunOptions},
+};
 use lb_common::{
     BACKEND_F_ALIVE, Backend, FlowKey, RING_RETRIES, Settings, Stat, VIP_F_L3_HASH, VIP_F_SRC_HASH, VIP_KIND_FRAGMENTS,
-    VIP_KIND_SERVICE, VipKey, hash, proto,
+    VIP_KIND_SERVICE, VipKey, hash, proto, trace::Lookup,
 };
 use lb_tests::packet::{self as pkt, Ipv4, TCP_ACK, TCP_PSH, TCP_SYN, addr16};
-use lb_userspace::dataplane::{Dataplane, DataplaneOptions};
+use lb_userspace::{
+    dataplane::{Dataplane, DataplaneOptions, EBPF_OBJECT},
+    trace::{self, Record},
+};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -59,9 +65,14 @@ fn pin_to_first_cpu() {
 
 impl Fixture {
     fn new() -> Self {
+        Self::traced(None)
+    }
+
+    /// The fixture, its program loaded with the packet trace when `trace` is given.
+    fn traced(trace: Option<&trace::Filter>) -> Self {
         pin_to_first_cpu();
         let opts = DataplaneOptions { max_vips: 8, max_ring_size: 257, flows_per_cpu: 1024 };
-        let mut dp = Dataplane::load(opts).expect("load the XDP program");
+        let mut dp = Dataplane::load_object(EBPF_OBJECT, opts, trace).expect("load the XDP program");
         dp.set_iface(LO_IFINDEX, DIRECTOR_MAC).unwrap();
         dp.set_settings(Settings::new(0, 0)).unwrap();
         let mut f = Self { dp };
@@ -145,8 +156,8 @@ fn tcp6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, flags: u8) -> Vec<
 
 /// The backend the ring gives a 5-tuple: what every director computes.
 fn ring_pick(ring: &[u32], src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> u32 {
-    let h = hash::flow_5tuple(&addr16(src), &addr16(dst), sport.to_be(), dport.to_be(), proto);
-    ring[(h % ring.len() as u32) as usize]
+    let digest = hash::digest_5tuple(&addr16(src), &addr16(dst), sport.to_be(), dport.to_be(), proto);
+    ring[hash::ring_slot(digest, ring.len() as u32) as usize]
 }
 
 /// The backend a new 5-tuple gets while the backends in `dead` are marked
@@ -170,7 +181,7 @@ fn ring_pick_live(
 }
 
 fn ring_pick_l3(ring: &[u32], src: IpAddr, dst: IpAddr, proto: u8) -> u32 {
-    ring[(hash::flow_l3(&addr16(src), &addr16(dst), proto) % ring.len() as u32) as usize]
+    ring[hash::ring_slot(hash::digest_l3(&addr16(src), &addr16(dst), proto), ring.len() as u32) as usize]
 }
 
 /// One row of the table.
@@ -214,7 +225,17 @@ fn run_table(f: &Fixture, cases: &[Case]) {
 
 #[test]
 fn fixture_table() {
-    let f = Fixture::new();
+    fixture_table_on(Fixture::new());
+}
+
+/// The traced program is the balancer plus the trace: the same verdicts
+/// and frames.
+#[test]
+fn the_traced_program_forwards_as_lb_xdp() {
+    fixture_table_on(Fixture::traced(Some(&trace::Filter::default())));
+}
+
+fn fixture_table_on(f: Fixture) {
     let c4: IpAddr = CLIENT.into();
     let v4: IpAddr = VIP_TCP.into();
     let b_tcp = |sport| ring_pick(&RING, c4, v4, sport, 80, proto::TCP);
@@ -261,7 +282,7 @@ fn fixture_table() {
     // Persistence: the source port plays no part.
     let src_hash = |_sport: u16| {
         let ring = [11u32, 12, 13, 11, 12, 13, 11];
-        ring[(hash::flow_src(&addr16(c4)) % 7) as usize]
+        ring[hash::ring_slot(hash::digest_src(&addr16(c4)), 7) as usize]
     };
 
     let good = tcp4(CLIENT, VIP_TCP, 40000, 80, TCP_ACK | TCP_PSH);
@@ -583,4 +604,83 @@ fn swapping_rings_flips_between_regions() {
         let _ = ring_pick(&RING, c4, v4, sport, 80, proto::TCP);
         run_table(&f, &[tx("after swap", tcp4(CLIENT, VIP_TCP, sport, 80, TCP_SYN), b)]);
     }
+}
+
+/// The packet trace: each packet the filter takes yields one record saying
+/// what the fast path decided, and nothing else does.
+#[test]
+fn a_traced_packet_yields_its_record() {
+    let filter: trace::Filter = "10.0.0.100/udp".parse().unwrap();
+    let mut f = Fixture::traced(Some(&filter));
+    let mut reader = trace::Reader::new(f.dp.ebpf_mut()).unwrap();
+    let (c4, v4): (IpAddr, IpAddr) = (CLIENT.into(), VIP_TCP.into());
+    let udp_ring = [4, 5, 4, 5, 4];
+    let b = ring_pick(&udp_ring, c4, v4, 40000, 53, proto::UDP);
+    let query = udp4(CLIENT, VIP_TCP, 40000, 53);
+    run_table(
+        &f,
+        &[
+            tx("new flow", query.clone(), b),
+            tx("same flow", query, b),
+            tx(
+                "another protocol of the VIP",
+                tcp4(CLIENT, VIP_TCP, 40000, 80, TCP_ACK),
+                ring_pick(&RING, c4, v4, 40000, 80, proto::TCP),
+            ),
+            pass("another address", udp4(CLIENT, NOT_VIP, 40000, 53)),
+        ],
+    );
+    let packet = |lookup| trace::Packet {
+        src: "10.1.0.7:40000".parse().unwrap(),
+        dst: "10.0.0.100:53".parse().unwrap(),
+        proto: proto::UDP,
+        lookup,
+        vip_index: Some(1),
+        backend: Some((b, backend_mac(b))),
+    };
+    let records: Vec<Record> = reader.read().into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        records,
+        [
+            Record { packet: Some(packet(Lookup::Miss)), reason: Stat::Tx },
+            Record { packet: Some(packet(Lookup::Hit)), reason: Stat::Tx },
+        ]
+    );
+
+    // Without a filter, every packet, parsed or not.
+    let mut f = Fixture::traced(Some(&trace::Filter::default()));
+    let mut reader = trace::Reader::new(f.dp.ebpf_mut()).unwrap();
+    let truncated = udp4(CLIENT, VIP_TCP, 1111, 9999)[..40].to_vec();
+    run_table(
+        &f,
+        &[
+            drop("truncated", truncated),
+            drop("no backend", tcp4(CLIENT, VIP_EMPTY, 40000, 80, TCP_SYN)),
+            pass("not for a VIP", udp4(CLIENT, NOT_VIP, 40000, 53)),
+        ],
+    );
+    let shown: Vec<String> = reader.read().into_iter().map(|r| r.unwrap().to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "drop_malformed: headers did not parse",
+            "drop_no_backend: 10.1.0.7:40000 -> 10.0.0.102:80/tcp flow=miss vip_index=3",
+            "pass_not_vip: 10.1.0.7:40000 -> 10.0.0.200:53/udp flow=skipped",
+        ]
+    );
+}
+
+/// The program loaded without the trace has no trace code: it uses none
+/// of the trace's maps (its ring and the global holding its filter).
+#[test]
+fn the_untraced_program_has_no_trace_code() {
+    let maps = |f: &Fixture| -> Vec<String> {
+        let info = f.dp.program().info().unwrap();
+        let ids = info.map_ids().unwrap().unwrap();
+        ids.iter().map(|id| MapInfo::from_id(*id).unwrap().name_as_str().unwrap_or_default().to_owned()).collect()
+    };
+    let off = maps(&Fixture::new());
+    let on = maps(&Fixture::traced(Some(&trace::Filter::default())));
+    assert!(!off.iter().any(|m| m == "AYA_LOGS" || m == ".rodata"), "{off:?}");
+    assert!(on.iter().any(|m| m == "AYA_LOGS") && on.iter().any(|m| m == ".rodata"), "{on:?}");
 }

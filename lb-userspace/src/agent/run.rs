@@ -71,6 +71,8 @@ pub struct RunOptions {
     pub config: PathBuf,
     /// Interfaces to attach to besides those the VIPs name.
     pub interfaces: Vec<String>,
+    /// The fast path's packet trace: which packets to log (`lb run --trace`).
+    pub trace: Option<crate::trace::Filter>,
 }
 
 /// Loads the configuration and the fast path, then serves until SIGINT or
@@ -82,11 +84,14 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         return Err(AgentError::NotRoot);
     }
     let config = load(&opts.config)?;
-    let dp = Dataplane::load(DataplaneOptions {
-        max_vips: config.global.max_vips,
-        max_ring_size: config.max_ring_size(),
-        flows_per_cpu: config.global.flows_per_cpu,
-    })?;
+    let dp = Dataplane::load_traced(
+        DataplaneOptions {
+            max_vips: config.global.max_vips,
+            max_ring_size: config.max_ring_size(),
+            flows_per_cpu: config.global.flows_per_cpu,
+        },
+        opts.trace.as_ref(),
+    )?;
     let mut interfaces: Vec<String> = config.vips.iter().map(|v| v.interface.clone()).collect();
     interfaces.extend(opts.interfaces.iter().cloned());
     interfaces.sort();

@@ -25,8 +25,13 @@ use lb_common::{
 };
 use mmap::MmapArray;
 
-/// The eBPF object built by `build.rs`.
+use crate::trace;
+
+/// The eBPF object built by `build.rs`: the balancer and `PeerPass`'s program.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
+/// The same plus the bench programs and their maps (lb-ebpf's `bench`
+/// feature), for the bench and the tests: [`Dataplane::load_object`].
+pub static EBPF_BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-bench.bpf.o"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -60,6 +65,8 @@ pub enum DataplaneError {
     IfindexTooLarge { ifindex: u32, max: u32 },
     #[error("no layout of the VIP table fits its {keys} keys")]
     VipTableFull { keys: usize },
+    #[error("packet trace: {0}")]
+    Trace(#[from] trace::TraceError),
 }
 
 /// Sizes fixed when the program is loaded.
@@ -228,6 +235,10 @@ pub struct Dataplane {
     /// Something was staged since the last publish.
     dirty: bool,
     links: Vec<(String, XdpLinkId, AttachMode)>,
+    /// The program loaded: `lb_xdp`, or `lb_xdp_traced` for the packet trace.
+    program: &'static str,
+    /// Logs the packet trace, when the program was loaded with it.
+    trace: Option<trace::Printer>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -251,22 +262,51 @@ fn load_err(source: aya::EbpfError) -> DataplaneError {
 impl Dataplane {
     /// Loads the balancer program into the kernel (not attached anywhere).
     pub fn load(opts: DataplaneOptions) -> Result<Self, DataplaneError> {
-        if EBPF_OBJECT.is_empty() {
+        Self::load_traced(opts, None)
+    }
+
+    /// As [`load`](Self::load), with the packet trace on when `trace` is
+    /// given: a record for each packet it matches, logged (target
+    /// `lb::trace`) until the dataplane is dropped.
+    pub fn load_traced(opts: DataplaneOptions, trace: Option<&trace::Filter>) -> Result<Self, DataplaneError> {
+        let mut dp = Self::load_object(EBPF_OBJECT, opts, trace)?;
+        if let Some(filter) = trace {
+            dp.trace = Some(trace::Printer::start(&mut dp.ebpf, filter)?);
+        }
+        Ok(dp)
+    }
+
+    /// Loads the balancer from `object` ([`EBPF_OBJECT`] or
+    /// [`EBPF_BENCH_OBJECT`]), the program with the packet trace when
+    /// `trace` is given; its records are the caller's to read
+    /// (`trace::Reader`).
+    pub fn load_object(
+        object: &[u8],
+        opts: DataplaneOptions,
+        trace: Option<&trace::Filter>,
+    ) -> Result<Self, DataplaneError> {
+        if object.is_empty() {
             return Err(DataplaneError::NoObject);
         }
         let ring_slots = opts.max_vips * 2 * opts.max_ring_size;
-        let mut ebpf = EbpfLoader::new()
+        let globals = trace::Globals::new(trace);
+        let mut loader = EbpfLoader::new();
+        globals.apply(&mut loader);
+        let mut ebpf = loader
             // Two slots per array element (see RINGS in lb-ebpf).
             .map_max_entries(names::RINGS, ring_slots.div_ceil(2))
             .map_max_entries(names::FLOWS, lb_common::flow_sets(opts.flows_per_cpu))
-            .load(EBPF_OBJECT)
+            .load(object)
             .map_err(load_err)?;
+        // The traced program is the balancer plus the trace; the other has
+        // no trace code at all.
+        let program = if trace.is_some() { names::PROGRAM_TRACED } else { names::PROGRAM };
         let prog: &mut Xdp = ebpf
-            .program_mut(names::PROGRAM)
-            .ok_or_else(|| prog_err(names::PROGRAM)(ProgramError::NotLoaded))?
+            .program_mut(program)
+            .ok_or_else(|| prog_err(program)(ProgramError::NotLoaded))?
             .try_into()
-            .map_err(prog_err(names::PROGRAM))?;
-        prog.load().map_err(prog_err(names::PROGRAM))?;
+            .map_err(prog_err(program))?;
+        prog.load().map_err(prog_err(program))?;
         let mapped = |name: &'static str, elements: u32, value_size: usize| {
             let Some(aya::maps::Map::Array(data)) = ebpf.map(name) else {
                 return Err(DataplaneError::MissingMap { name });
@@ -288,6 +328,8 @@ impl Dataplane {
             grace: Grace::default(),
             dirty: false,
             links: Vec::new(),
+            program,
+            trace: None,
         };
         // The set count the program needs; set_settings keeps it.
         dp.set_settings(Settings::new(0, 0))?;
@@ -300,7 +342,7 @@ impl Dataplane {
 
     /// The loaded program, for BPF_PROG_TEST_RUN.
     pub fn program(&self) -> &Xdp {
-        let prog = self.ebpf.program(names::PROGRAM).expect("loaded in Dataplane::load");
+        let prog = self.ebpf.program(self.program).expect("loaded in Dataplane::load");
         prog.try_into().expect("an XDP program")
     }
 
@@ -316,12 +358,8 @@ impl Dataplane {
         let ifindex = ifindex(iface)?;
         let mac = interface_mac(iface)?;
         self.set_iface(ifindex, mac)?;
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(names::PROGRAM)
-            .expect("loaded in Dataplane::load")
-            .try_into()
-            .expect("an XDP program");
+        let prog: &mut Xdp =
+            self.ebpf.program_mut(self.program).expect("loaded in Dataplane::load").try_into().expect("an XDP program");
         let (link, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
             Ok(link) => (link, AttachMode::Native),
             Err(native) => match prog.attach_to_if_index(ifindex, XdpMode::Skb) {
@@ -613,7 +651,7 @@ impl std::fmt::Debug for PeerPass {
 impl PeerPass {
     /// Attaches in native mode to `iface` in the calling thread's namespace.
     pub fn attach(iface: &str) -> Result<Self, DataplaneError> {
-        const NAME: &str = "bench_pass";
+        const NAME: &str = names::PEER_PASS;
         if EBPF_OBJECT.is_empty() {
             return Err(DataplaneError::NoObject);
         }

@@ -18,7 +18,7 @@ use aya::{
 };
 use lb_common::{BACKEND_F_ALIVE, Backend, Settings, Stat, VIP_KIND_SERVICE, VipKey, proto};
 use lb_userspace::{
-    dataplane::{Dataplane, DataplaneOptions},
+    dataplane::{Dataplane, DataplaneOptions, EBPF_BENCH_OBJECT},
     maglev,
 };
 
@@ -220,7 +220,8 @@ fn xdp<'a>(dp: &'a mut Dataplane, name: &str) -> anyhow::Result<&'a Xdp> {
 
 impl Bench {
     fn new() -> anyhow::Result<Self> {
-        let mut dp = Dataplane::load(DataplaneOptions::default()).context("loading the XDP object")?;
+        let mut dp = Dataplane::load_object(EBPF_BENCH_OBJECT, DataplaneOptions::default(), None)
+            .context("loading the XDP object")?;
         dp.set_iface(LO_IFINDEX, DIRECTOR_MAC)?;
         dp.set_settings(Settings::new(0, 0))?;
         let mut entries = Vec::new();

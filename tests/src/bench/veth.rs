@@ -3,13 +3,13 @@
 //! ```text
 //!  gen ns              director ns                  sink ns
 //!  g0 ----------------- d0  [thing under test]  d1 ---------------- s0
-//!  bench_pass           (ingress)            (egress)          bench_sink
+//!  peer_pass            (ingress)            (egress)          bench_sink
 //!  BPF_PROG_TEST_RUN live frames of bench_gen, XDP_TX out of g0
 //! ```
 //!
 //! The generator's frames go out of g0 through XDP_TX, which on a veth
 //! delivers only when the peer (d0) has an XDP program: the XDP cases have
-//! theirs, and the bridge and nftables cases get `bench_pass` there (frames
+//! theirs, and the bridge and nftables cases get `peer_pass` there (frames
 //! then enter the stack as skbs, as from a NIC). Everything runs on the
 //! generator's CPU: XDP_TX and redirects into a veth schedule the peer's
 //! NAPI on the local CPU, so the other CPU should stay idle.
@@ -31,7 +31,7 @@ use lb_common::{
     VipKey, proto,
 };
 use lb_userspace::{
-    dataplane::{Dataplane, DataplaneOptions},
+    dataplane::{Dataplane, DataplaneOptions, EBPF_BENCH_OBJECT},
     maglev,
 };
 
@@ -65,7 +65,7 @@ pub enum Setup {
     FloorSwap,
     /// `lb_xdp` on d0, two-armed DR out of d1.
     Lb,
-    /// A Linux bridge over d0 and d1 (`bench_pass` on d0 for delivery).
+    /// A Linux bridge over d0 and d1 (`peer_pass` on d0 for delivery).
     Bridge,
     /// nftables netdev ingress on d0: jhash onto 16 MACs and `fwd` to d1.
     Nft,
@@ -201,8 +201,9 @@ impl Lab {
         gen_ns.ip(&["addr", "add", "10.211.0.1/24", "dev", "g0"])?;
         sink.ip(&["addr", "add", "10.211.1.3/24", "dev", "s0"])?;
 
-        let mut dp = Dataplane::load(DataplaneOptions::default()).context("loading the XDP object")?;
-        for name in ["bench_pass", "bench_sink", "bench_gen", "bench_redirect", "bench_redirect_swap"] {
+        let mut dp = Dataplane::load_object(EBPF_BENCH_OBJECT, DataplaneOptions::default(), None)
+            .context("loading the XDP object")?;
+        for name in ["peer_pass", "bench_sink", "bench_gen", "bench_redirect", "bench_redirect_swap"] {
             xdp_mut(&mut dp, name)?.load().with_context(|| format!("loading {name}"))?;
         }
         let mut lab = Self {
@@ -225,7 +226,7 @@ impl Lab {
         }
         lab.setup_balancer()?;
         // These two stay for the whole bench; the namespaces' deletion detaches them.
-        lab.attach_in(Where::Gen, "bench_pass", "g0")?;
+        lab.attach_in(Where::Gen, "peer_pass", "g0")?;
         lab.attach_in(Where::Sink, "bench_sink", "s0")?;
         Ok(lab)
     }
@@ -292,7 +293,7 @@ impl Lab {
             Setup::FloorSwap => Ok(Some(self.attach_in(Where::Dir, "bench_redirect_swap", "d0")?)),
             Setup::Lb => Ok(Some(self.attach_in(Where::Dir, lb_common::names::PROGRAM, "d0")?)),
             Setup::Bridge => {
-                let a = self.attach_in(Where::Dir, "bench_pass", "d0")?;
+                let a = self.attach_in(Where::Dir, "peer_pass", "d0")?;
                 let dir = &self.dir;
                 dir.ip(&["link", "add", "br0", "type", "bridge", "stp_state", "0"])?;
                 dir.ip(&["link", "set", "d0", "master", "br0"])?;
@@ -309,7 +310,7 @@ impl Lab {
                 Ok(Some(a))
             }
             Setup::Nft => {
-                let a = self.attach_in(Where::Dir, "bench_pass", "d0")?;
+                let a = self.attach_in(Where::Dir, "peer_pass", "d0")?;
                 let map: Vec<String> =
                     (1..=BACKENDS).map(|id| format!("{} : {}", id - 1, mac_str(backend_mac(id)))).collect();
                 // The rule known to work here (shared/reference/datapath.md),

@@ -13,4 +13,5 @@ pub mod rtnl;
 pub mod script;
 mod sock;
 pub mod task;
+pub mod testing;
 pub mod vrrp;

@@ -27,9 +27,9 @@ pub fn main(_args: &Args) -> anyhow::Result<ExitCode> {
         failed.push("rustfmt: files not formatted (`cargo fmt --all` formats them)".to_owned());
     }
 
-    // Warnings are counted rather than denied with `-D warnings`: a crate that fails
-    // stops cargo from checking the crates that depend on it, and a run should show
-    // every crate's warnings, not the first crate's.
+    // Lints are capped at warnings and counted, rather than denied with `-D warnings`:
+    // a crate that fails stops cargo from checking the crates that depend on it, and one
+    // run should show every crate's warnings, not the first crate's.
     let default_members = workspace::cargo(["clippy", "--release", "--all-targets", "--message-format=json"]);
     failed.extend(clippy("clippy", default_members)?);
 
@@ -53,7 +53,7 @@ pub fn main(_args: &Args) -> anyhow::Result<ExitCode> {
 /// Runs `cmd` (`cargo clippy --message-format=json`), printing each diagnostic as rustc
 /// renders it; a line per package with warnings or errors, if any.
 fn clippy(what: &str, mut cmd: Command) -> anyhow::Result<Vec<String>> {
-    cmd.stdout(Stdio::piped());
+    cmd.args(["--", "--cap-lints", "warn"]).stdout(Stdio::piped());
     workspace::announce(&cmd);
     let mut child = cmd.spawn().with_context(|| format!("failed to start {what}"))?;
     let stdout = child.stdout.take().context("clippy's stdout")?;
@@ -68,12 +68,18 @@ fn clippy(what: &str, mut cmd: Command) -> anyhow::Result<Vec<String>> {
     let mut failed: Vec<String> = counts
         .per_package
         .iter()
-        .map(|(package, (warnings, errors))| format!("{what}: {package}: {warnings} warnings, {errors} errors"))
+        .map(|(package, &(warnings, errors))| {
+            format!("{what}: {package}: {}, {}", plural(warnings, "warning"), plural(errors, "error"))
+        })
         .collect();
     if failed.is_empty() && !status.success() {
         failed.push(format!("{what} failed ({status}) without a diagnostic; see its output above"));
     }
     Ok(failed)
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
 /// Warnings and errors per package in cargo's JSON messages.

@@ -4,14 +4,14 @@
 //! agent's unit tests; a test starts with
 //! `if !privileged(NETNS) { return; }`.
 
-pub use lb_userspace::testing::{Capability, REQUIRE_ENV, privileged};
+pub use lb_userspace::testing::{Privilege, REQUIRE_ENV, privileged};
 
 /// Network namespaces and the links, addresses and routes in them.
-pub const NETNS: &[Capability] = &[Capability::SysAdmin, Capability::NetAdmin];
+pub const NETNS: &[Privilege] = &[Privilege::SysAdmin, Privilege::NetAdmin];
 /// VRRP in namespaces: adverts and gratuitous ARP go out on raw sockets.
-pub const VRRP: &[Capability] = &[Capability::SysAdmin, Capability::NetAdmin, Capability::NetRaw];
+pub const VRRP: &[Privilege] = &[Privilege::SysAdmin, Privilege::NetAdmin, Privilege::NetRaw];
 /// Loading the XDP program, attached or run with BPF_PROG_TEST_RUN.
-pub const BPF: &[Capability] = &[Capability::Bpf, Capability::NetAdmin];
+pub const BPF: &[Privilege] = &[Privilege::Bpf, Privilege::NetAdmin];
 /// The agent, or a fast path, in namespaces: all of the above (the agent's
 /// half-open checks and VRRP use raw sockets).
-pub const AGENT: &[Capability] = &[Capability::SysAdmin, Capability::NetAdmin, Capability::NetRaw, Capability::Bpf];
+pub const AGENT: &[Privilege] = &[Privilege::SysAdmin, Privilege::NetAdmin, Privilege::NetRaw, Privilege::Bpf];

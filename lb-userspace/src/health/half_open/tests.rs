@@ -18,12 +18,12 @@ use crate::{
         Checked, Slot, TargetStatus, Timing, Tracker,
         testutil::{LOCALHOST, check, expect_event, id, monitor, serve, serving, target},
     },
-    testing::{Capability, privileged},
+    testing::{Privilege, privileged},
 };
 
 #[tokio::test]
 async fn up_on_syn_ack_down_on_reset_and_the_backend_never_accepts() {
-    if !privileged(&[Capability::NetRaw]) {
+    if !privileged(&[Privilege::NetRaw]) {
         return;
     }
     let (port, server, accepted) = serving().await;
@@ -52,7 +52,7 @@ async fn up_on_syn_ack_down_on_reset_and_the_backend_never_accepts() {
 
 #[tokio::test]
 async fn many_targets_of_one_port_each_get_their_own_answer() {
-    if !privileged(&[Capability::NetRaw]) {
+    if !privileged(&[Privilege::NetRaw]) {
         return;
     }
     let (port, _server, _) = serving().await;
@@ -93,7 +93,7 @@ fn register(handle: &super::EngineHandle, backend: u32, port: u16) -> (super::Re
 
 #[tokio::test]
 async fn a_dropped_registration_stops_its_checks_and_its_slot_serves_the_next() {
-    if !privileged(&[Capability::NetRaw]) {
+    if !privileged(&[Privilege::NetRaw]) {
         return;
     }
     let (port, _server, _) = serving().await;
@@ -120,7 +120,7 @@ async fn a_dropped_registration_stops_its_checks_and_its_slot_serves_the_next() 
 
 #[tokio::test]
 async fn a_backend_that_never_answers_times_out() {
-    if !privileged(&[Capability::NetRaw]) {
+    if !privileged(&[Privilege::NetRaw]) {
         return;
     }
     // A listener whose accept queue is full drops every SYN.
@@ -147,7 +147,7 @@ async fn a_backend_that_never_answers_times_out() {
 
 #[tokio::test]
 async fn ipv6_up_and_refused() {
-    if !privileged(&[Capability::NetRaw]) {
+    if !privileged(&[Privilege::NetRaw]) {
         return;
     }
     let Ok(listener) = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).await else {

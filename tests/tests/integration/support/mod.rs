@@ -4,7 +4,7 @@ pub mod vrrp_lab;
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use lb_tests::privileges::{Capability, privileged};
+use lb_tests::privileges::{Privilege, privileged};
 
 /// The module whose tests are running, and how many of them.
 static TURN: Mutex<Option<(&'static str, usize)>> = Mutex::new(None);
@@ -25,7 +25,7 @@ pub struct Turn;
 /// count the namespaces of this process as theirs, find NAPI threads by
 /// interface name, and time failovers that a second lab would slow on a
 /// small machine.
-pub fn start(module: &'static str, needs: &[Capability]) -> Option<Turn> {
+pub fn start(module: &'static str, needs: &[Privilege]) -> Option<Turn> {
     if !privileged(needs) {
         return None;
     }

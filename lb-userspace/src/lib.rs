@@ -15,5 +15,6 @@ pub mod rtnl;
 pub mod script;
 mod sock;
 pub mod task;
+pub mod testing;
 pub mod trace;
 pub mod vrrp;

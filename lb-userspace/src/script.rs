@@ -262,6 +262,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
+    use crate::testing::{Privilege, privileged};
 
     const ROOT: Account = Account { uid: 0, gid: 0 };
 
@@ -289,6 +290,9 @@ mod tests {
 
     #[test]
     fn missing_directory_and_unexecutable_are_refused() {
+        if !privileged(&[Privilege::Root]) {
+            return;
+        }
         let dir = scratch("basic");
         let nobody = resolve_user("nobody").unwrap();
         let e = check_program(&dir.join("nope"), "nobody", nobody).unwrap_err();
@@ -310,6 +314,9 @@ mod tests {
 
     #[test]
     fn root_scripts_must_not_be_replaceable_by_others() {
+        if !privileged(&[Privilege::Root, Privilege::Chown]) {
+            return;
+        }
         let dir = scratch("security");
         let group_writable = file(&dir, "gw", 0o775);
         // gid 0 owns it here, so a group-writable root:root file is root's alone.
@@ -337,6 +344,9 @@ mod tests {
 
     #[tokio::test]
     async fn run_as_reports_exit_timeout_and_spawn_failures() {
+        if !privileged(&[Privilege::SetUid, Privilege::SetGid]) {
+            return;
+        }
         let nobody = resolve_user("nobody").unwrap();
         let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let st = run_as(&argv(&["/bin/sh", "-c", "exit 3"]), nobody, Duration::from_secs(5)).await.unwrap();

@@ -5,3 +5,4 @@ pub mod director_pair;
 pub mod lab;
 pub mod netns;
 pub mod packet;
+pub mod privileges;

@@ -1,10 +1,11 @@
-//! Developer tasks: `cargo xtask build | test | run | bench`.
+//! Developer tasks: `cargo xtask build | lint | test | run | bench`.
 //!
 //! Every subcommand bootstraps what it needs (nightly + rust-src, bpf-linker, Debian
 //! packages) so the README's first commands work on a fresh machine.
 
 mod cmd_bench;
 mod cmd_build;
+mod cmd_lint;
 mod cmd_run;
 mod cmd_test;
 mod setup;
@@ -25,6 +26,8 @@ struct Cli {
 enum Cmd {
     /// Build the agent (`lb`) with the embedded XDP program.
     Build(cmd_build::Args),
+    /// Check formatting and run clippy on every crate, lb-ebpf included; fails on any warning.
+    Lint(cmd_lint::Args),
     /// Run the whole test suite, including the network-namespace tests (needs root).
     Test(cmd_test::Args),
     /// Build and start the agent: `lb lab` without arguments, else `lb run ARGS` (needs root).
@@ -36,6 +39,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let result = match Cli::parse().cmd {
         Cmd::Build(args) => cmd_build::main(&args),
+        Cmd::Lint(args) => cmd_lint::main(&args),
         Cmd::Test(args) => cmd_test::main(&args),
         Cmd::Run(args) => cmd_run::main(&args),
         Cmd::Bench(args) => cmd_bench::main(&args),

@@ -25,10 +25,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     // The VRRP interop tests run keepalived 2.2.7 beside our agent.
     "keepalived",
     // Wireshark's dissector is the second opinion on the VRRP adverts we send
-    // (tests/tests/vrrp_tshark.rs).
+    // (tests/tests/integration/vrrp_tshark.rs).
     "tshark",
     // The data-plane tracking test detaches the agent's XDP link as an operator
-    // would (tests/tests/vrrp.rs).
+    // would (tests/tests/integration/vrrp.rs).
     "bpftool",
 ];
 
@@ -138,14 +138,33 @@ fn ensure_nightly() -> anyhow::Result<()> {
         workspace::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
     }
 
-    let components =
-        output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
-    let have_src = components.lines().any(|l| l.trim() == "rust-src" || l.starts_with("rust-src-"));
-    if !have_src {
-        println!("xtask: installing rust-src for nightly (-Z build-std=core builds core for BPF)");
-        workspace::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    ensure_component(Some("nightly"), "rust-src", "-Z build-std=core builds core for BPF")
+}
+
+/// Installs the rustup component `name` (`clippy`, `rust-src`...) into `toolchain`, or into
+/// the toolchain running xtask when `None`, unless it is there; `why` goes in the message.
+pub fn ensure_component(toolchain: Option<&str>, name: &str, why: &str) -> anyhow::Result<()> {
+    let with_toolchain = |cmd: &mut Command| {
+        if let Some(toolchain) = toolchain {
+            cmd.args(["--toolchain", toolchain]);
+        }
+    };
+    let mut list = Command::new("rustup");
+    list.args(["component", "list", "--installed"]);
+    with_toolchain(&mut list);
+    let installed = output(&mut list).context("running rustup (the toolchain must be managed by rustup)")?;
+    // Listed as `rust-src` or with the host triple: `clippy-x86_64-unknown-linux-gnu`.
+    let have =
+        installed.lines().map(str::trim).any(|l| l == name || l.strip_prefix(name).is_some_and(|t| t.starts_with('-')));
+    if have {
+        return Ok(());
     }
-    Ok(())
+    let which = toolchain.unwrap_or("the current toolchain");
+    println!("xtask: installing {name} for {which} ({why})");
+    let mut add = Command::new("rustup");
+    add.args(["component", "add", name]);
+    with_toolchain(&mut add);
+    workspace::run(&mut add)
 }
 
 fn host_triple() -> anyhow::Result<String> {
@@ -182,7 +201,7 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 
     // The build script looks on PATH before ~/.cargo/bin, so check what it will find.
     let path = bpf_linker_path().context("bpf-linker is still not found after installing it")?;
-    let installed = cargo_home()?.join("bin/bpf-linker");
+    let installed = workspace::cargo_home()?.join("bin/bpf-linker");
     if bpf_linker_works(&path) {
         return Ok(());
     }
@@ -203,7 +222,7 @@ fn bpf_linker_path() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("bpf-linker")).find(|p| p.is_file()));
     on_path.or_else(|| {
-        let p = cargo_home().ok()?.join("bin/bpf-linker");
+        let p = workspace::cargo_home().ok()?.join("bin/bpf-linker");
         p.is_file().then_some(p)
     })
 }
@@ -220,7 +239,7 @@ fn install_bpf_linker() -> anyhow::Result<()> {
     // wants LLVM_PREFIX/lib/libLLVM.so, and the binary keeps LLVM_PREFIX/lib as RUNPATH
     // and asks for the library by its full versioned name at run time, so that directory
     // must outlive the build and hold both names.
-    let prefix = cargo_home()?.join("lb-bpf-llvm");
+    let prefix = workspace::cargo_home()?.join("lb-bpf-llvm");
     let lib_dir = prefix.join("lib");
     std::fs::create_dir_all(&lib_dir).with_context(|| format!("creating {}", lib_dir.display()))?;
 
@@ -256,7 +275,7 @@ fn install_bpf_linker() -> anyhow::Result<()> {
     cmd.env("LLVM_PREFIX", &prefix);
     // `cargo install` puts the binary in $CARGO_HOME/bin; pin it to the directory we
     // derived the prefix from, and keep an inherited install root from redirecting it.
-    cmd.env("CARGO_HOME", cargo_home()?).env_remove("CARGO_INSTALL_ROOT");
+    cmd.env("CARGO_HOME", workspace::cargo_home()?).env_remove("CARGO_INSTALL_ROOT");
     println!("xtask: LLVM_PREFIX={}", prefix.display());
     workspace::run(&mut cmd).context("cargo install bpf-linker")
 }
@@ -286,14 +305,6 @@ fn nightly_libllvm() -> anyhow::Result<PathBuf> {
         ),
         many => bail!("several libLLVM candidates in {}: {many:?}; cannot tell which one rustc uses", lib.display()),
     }
-}
-
-fn cargo_home() -> anyhow::Result<PathBuf> {
-    if let Some(home) = std::env::var_os("CARGO_HOME").filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(home));
-    }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("neither CARGO_HOME nor HOME is set")?;
-    Ok(PathBuf::from(home).join(".cargo"))
 }
 
 /// Runs `cmd` and returns its stdout; an error with its stderr if it fails.

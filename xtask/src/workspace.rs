@@ -7,6 +7,15 @@ use std::process::{Command, ExitCode, ExitStatus};
 
 use anyhow::Context;
 
+/// Cargo's home: where `cargo install` puts binaries.
+pub fn cargo_home() -> anyhow::Result<PathBuf> {
+    if let Some(home) = std::env::var_os("CARGO_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("neither CARGO_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cargo"))
+}
+
 /// The workspace root: xtask sits one level below it. Taken at compile time so xtask
 /// works whatever directory `cargo xtask` is started from.
 pub fn root() -> &'static Path {
@@ -63,4 +72,39 @@ pub fn exit_code(st: ExitStatus) -> ExitCode {
         (None, None) => 1,
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// `rustup run nightly cargo ARGS` for lb-ebpf, in the environment lb-userspace's build
+/// script builds it in (lb-userspace/build.rs; keep the two the same), so that tasks
+/// that run cargo on lb-ebpf themselves see the same code.
+pub fn ebpf_cargo<I, S>(args: I) -> anyhow::Result<Command>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo"]).args(args).current_dir(root());
+    // The build script finds bpf-linker on PATH or in cargo's bin directory.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.push(cargo_home()?.join("bin"));
+    cmd.env("PATH", std::env::join_paths(dirs).context("PATH")?);
+    cmd.env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        ["-Ctarget-cpu=v3", "-Ctarget-feature=+allows-misaligned-mem-access"].join("\x1f"),
+    );
+    // What the stable cargo running xtask set for itself must not reach nightly's.
+    for var in [
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTFLAGS",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    Ok(cmd)
 }

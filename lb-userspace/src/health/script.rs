@@ -74,7 +74,11 @@ mod tests {
         config::CheckKind,
         health::testutil::{LOCALHOST, check, expect_event, monitor, target},
         script::PATH,
+        testing::{Privilege, privileged},
     };
+
+    /// Scripts run as `nobody`.
+    const RUN_AS: &[Privilege] = &[Privilege::SetUid, Privilege::SetGid];
 
     fn script(command: ScriptCommand, dynamic_weight: bool) -> CheckKind {
         CheckKind::Script(ScriptCheck {
@@ -91,6 +95,9 @@ mod tests {
 
     #[tokio::test]
     async fn true_is_up_false_is_down() {
+        if !privileged(RUN_AS) {
+            return;
+        }
         let (mut monitor, mut rx) = monitor();
         monitor.start(target(1, check(script(argv(&["/bin/true"]), false)), false)).unwrap();
         monitor.start(target(2, check(script(argv(&["/bin/false"]), false)), true)).unwrap();
@@ -106,6 +113,9 @@ mod tests {
 
     #[tokio::test]
     async fn dynamic_weight_is_status_minus_two() {
+        if !privileged(RUN_AS) {
+            return;
+        }
         let (mut monitor, mut rx) = monitor();
         monitor.start(target(1, check(script(argv(&["/bin/sh", "-c", "exit 7"]), true)), false)).unwrap();
         let up = expect_event(&mut rx, Duration::from_secs(5)).await;
@@ -119,6 +129,9 @@ mod tests {
 
     #[tokio::test]
     async fn runs_as_the_script_user_with_a_bare_environment() {
+        if !privileged(RUN_AS) {
+            return;
+        }
         let nobody = resolve_user("nobody").unwrap();
         let line = format!(
             r#"test "$(id -u)" = {} && test "$(id -G)" = {} && test "$PATH" = {PATH} && test -z "$HOME" && test "$(pwd)" = /"#,
@@ -143,6 +156,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_is_down_with_its_path() {
+        if !privileged(RUN_AS) {
+            return;
+        }
         let (mut monitor, _rx) = monitor();
         let result = monitor.probe_once(LOCALHOST, &check(script(argv(&["/nonexistent/check"]), false))).await.unwrap();
         assert_eq!(result, CheckResult::down("cannot run /nonexistent/check as nobody: no such file or directory"));
@@ -195,6 +211,9 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_kills_the_whole_process_group() {
+        if !privileged(RUN_AS) {
+            return;
+        }
         let dir = scratch_dir("timeout");
         let mut c = check(sleeper(&dir));
         c.timeout = Duration::from_millis(500);
@@ -214,6 +233,9 @@ mod tests {
 
     #[tokio::test]
     async fn stopping_a_target_kills_its_running_script() {
+        if !privileged(RUN_AS) {
+            return;
+        }
         let dir = scratch_dir("stop");
         let mut c = check(sleeper(&dir));
         c.timeout = Duration::from_secs(60);

@@ -18,10 +18,14 @@ use crate::{
         Checked, Slot, TargetStatus, Timing, Tracker,
         testutil::{LOCALHOST, check, expect_event, id, monitor, serve, serving, target},
     },
+    testing::{Privilege, privileged},
 };
 
 #[tokio::test]
 async fn up_on_syn_ack_down_on_reset_and_the_backend_never_accepts() {
+    if !privileged(&[Privilege::NetRaw]) {
+        return;
+    }
     let (port, server, accepted) = serving().await;
     let mut c = check(CheckKind::TcpHalfOpen { port });
     c.fall = 2;
@@ -48,6 +52,9 @@ async fn up_on_syn_ack_down_on_reset_and_the_backend_never_accepts() {
 
 #[tokio::test]
 async fn many_targets_of_one_port_each_get_their_own_answer() {
+    if !privileged(&[Privilege::NetRaw]) {
+        return;
+    }
     let (port, _server, _) = serving().await;
     let (mut monitor, mut rx) = monitor();
     // More targets than source ports, all due in the same tick.
@@ -86,6 +93,9 @@ fn register(handle: &super::EngineHandle, backend: u32, port: u16) -> (super::Re
 
 #[tokio::test]
 async fn a_dropped_registration_stops_its_checks_and_its_slot_serves_the_next() {
+    if !privileged(&[Privilege::NetRaw]) {
+        return;
+    }
     let (port, _server, _) = serving().await;
     let (events, _rx) = tokio::sync::mpsc::channel(16);
     let mut engine = Engine::start(events);
@@ -110,6 +120,9 @@ async fn a_dropped_registration_stops_its_checks_and_its_slot_serves_the_next() 
 
 #[tokio::test]
 async fn a_backend_that_never_answers_times_out() {
+    if !privileged(&[Privilege::NetRaw]) {
+        return;
+    }
     // A listener whose accept queue is full drops every SYN.
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(LOCALHOST, 0)).unwrap();
@@ -134,6 +147,9 @@ async fn a_backend_that_never_answers_times_out() {
 
 #[tokio::test]
 async fn ipv6_up_and_refused() {
+    if !privileged(&[Privilege::NetRaw]) {
+        return;
+    }
     let Ok(listener) = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).await else {
         eprintln!("no IPv6 loopback here: skipped");
         return;

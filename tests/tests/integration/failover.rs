@@ -30,8 +30,10 @@ use lb_tests::{
         A, B, DirectorPair, Lb, Options, STATE_LIMIT, VIP, Vrrp, all_up, backend, backend_addr, client_addr, u64_of,
         vip, vrrp_state,
     },
-    lab as dr, netns,
+    lab as dr, netns, privileges,
 };
+
+use crate::support;
 
 const LB: &str = env!("CARGO_BIN_EXE_lb-under-test");
 /// The held connection's reads and writes: long enough to ride out the
@@ -126,6 +128,7 @@ fn hold(w: &DirectorPair) -> anyhow::Result<(String, Held)> {
 
 #[test]
 fn established_flow_survives_director_failover() -> anyhow::Result<()> {
+    let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return Ok(()) };
     let mut world = DirectorPair::new(Lb::new(LB), Options { tag: "failover-test", udp_port: None })?;
     let result = scenario(&mut world);
     if result.is_err() {

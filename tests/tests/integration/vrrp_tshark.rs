@@ -5,9 +5,6 @@
 //! IPv6, and the priority-0 adverts of a clean stop) with every checksum
 //! good and no expert warning. Needs root (namespaces, raw sockets).
 
-#[path = "support/vrrp_lab.rs"]
-mod lab;
-
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -15,8 +12,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lab::{Director, Lab};
+use lb_tests::privileges;
 use lb_userspace::vrrp::State;
+
+use crate::support::{
+    self,
+    vrrp_lab::{Director, Lab},
+};
 
 const PREFIX: &str = "lbvrtsh";
 
@@ -74,6 +76,7 @@ impl Drop for Capture {
 
 #[test]
 fn tshark_decodes_our_adverts_with_good_checksums() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     if let Some(why) = tshark_missing() {
         panic!("{why}");
     }

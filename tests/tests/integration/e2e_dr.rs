@@ -14,11 +14,14 @@ use lb_common::{BACKEND_F_ALIVE, Backend, Counters, Stat, VIP_KIND_SERVICE, VipK
 use lb_tests::{
     lab::{self, Addrs, DrLab},
     packet::addr16,
+    privileges,
 };
 use lb_userspace::{
     dataplane::{AttachMode, Dataplane, DataplaneOptions},
     maglev,
 };
+
+use crate::support;
 
 const PORT: u16 = 80;
 const RING_SIZE: u32 = 65537;
@@ -94,6 +97,7 @@ fn summarize(failures: &[(u16, String)]) -> String {
 
 #[test]
 fn ipv4_connections_follow_the_weighted_ring() -> anyhow::Result<()> {
+    let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return Ok(()) };
     let started = Instant::now();
     const CONNECTIONS: u16 = 600;
     let weights = [1, 2, 3];
@@ -214,6 +218,7 @@ fn ipv4_connections_follow_the_weighted_ring() -> anyhow::Result<()> {
 
 #[test]
 fn ipv6_connections_reach_the_backend() -> anyhow::Result<()> {
+    let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return Ok(()) };
     const CONNECTIONS: u16 = 10;
     let lab = DrLab::new(Addrs::v6(1))?;
     let servers = lab.start_name_servers(PORT)?;

@@ -1,10 +1,9 @@
 //! A link for VRRP tests: a bridge in a "switch" namespace, directors and a
 //! client each in a namespace of their own on a veth port of it, and our
 //! VRRP runtime run inside a director's namespace on a thread with a
-//! current-thread tokio runtime. Shared by `vrrp.rs` and `keepalived.rs`.
-//! Everything lives in namespaces that are deleted on drop.
-
-#![allow(dead_code)] // each test binary uses part of it
+//! current-thread tokio runtime. Shared by the `vrrp`, `keepalived` and
+//! `vrrp_tshark` tests. Everything lives in namespaces that are deleted on
+//! drop.
 
 use std::{
     net::{IpAddr, SocketAddr, TcpStream},
@@ -28,10 +27,6 @@ use tokio::sync::mpsc;
 pub const SUBNET: &str = "10.214.0";
 pub const VIP: &str = "10.214.0.100";
 
-pub fn config(toml: &str) -> Vec<VrrpInstance> {
-    config_with_groups(toml).0
-}
-
 pub fn config_with_groups(toml: &str) -> (Vec<VrrpInstance>, Vec<VrrpSyncGroup>) {
     match Config::from_str(toml, "vrrp-test.toml") {
         Ok(c) => (c.vrrp, c.vrrp_sync_groups),
@@ -41,10 +36,9 @@ pub fn config_with_groups(toml: &str) -> (Vec<VrrpInstance>, Vec<VrrpSyncGroup>)
 
 /// The switch and the hosts on it.
 pub struct Lab {
-    pub switch: Netns,
+    /// The bridge's namespace, only kept so that it goes with the lab.
+    _switch: Netns,
     pub hosts: Vec<Netns>,
-    /// Switch-side port names, by host.
-    pub ports: Vec<String>,
 }
 
 impl Lab {
@@ -56,7 +50,6 @@ impl Lab {
         switch.ip(&["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]).expect("bridge");
         switch.ip(&["link", "set", "br0", "up"]).expect("bridge up");
         let mut hosts = Vec::new();
-        let mut ports = Vec::new();
         for (i, tag) in tags.iter().enumerate() {
             let host = Netns::new(prefix, tag).expect("host namespace");
             for key in ["net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"] {
@@ -68,9 +61,8 @@ impl Lab {
             host.ip(&["addr", "add", &format!("{SUBNET}.{}/24", i + 1), "dev", "eth0"]).expect("IPv4");
             host.ip(&["addr", "add", &format!("fd00:214::{}/64", i + 1), "dev", "eth0", "nodad"]).expect("IPv6");
             hosts.push(host);
-            ports.push(port);
         }
-        Lab { switch, hosts, ports }
+        Lab { _switch: switch, hosts }
     }
 
     pub fn addr(&self, i: usize) -> String {

@@ -26,9 +26,12 @@ use lb_tests::{
     agent_proc::{Agent, Lb, TempDir, kthreads, our_namespaces, pin_napi, xdp_on},
     backend::{CONNECT_TIMEOUT, Held, IO_TIMEOUT, PORT, Server, http_get},
     lab::{self, Addrs, DrLab},
+    privileges,
 };
 use lb_userspace::dataplane::PeerPass;
 use serde_json::Value;
+
+use crate::support;
 
 const LB: &str = env!("CARGO_BIN_EXE_lb-under-test");
 /// Every connection's limit for connecting and for each read or write.
@@ -419,7 +422,7 @@ impl Env {
     }
 }
 
-/// Runs one test: serialised with the others, its world torn down and
+/// Runs one test: serialised with the others of this module, its world torn down and
 /// checked even when `body` fails (and torn down by guards if it panics).
 fn run_test(
     name: &'static str,
@@ -427,6 +430,7 @@ fn run_test(
     first_port: u16,
     body: impl FnOnce(&mut Env) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return Ok(()) };
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let mut env = Env::new(name, servers, first_port)?;
     let result = body(&mut env);

@@ -5,10 +5,14 @@
 
 use std::time::Duration;
 
+use lb_tests::privileges;
 use lb_userspace::lab::{self, LabOptions};
+
+use crate::support;
 
 #[test]
 fn lab_forwards_fails_over_and_cleans_up() {
+    let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return };
     let report = lab::run(LabOptions {
         duration: Some(Duration::from_secs(12)),
         interval: Duration::from_secs(3),

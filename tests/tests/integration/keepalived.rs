@@ -8,9 +8,6 @@
 //! without apt the test fails with a message saying what to install. Needs
 //! root (CAP_NET_ADMIN, CAP_NET_RAW).
 
-#[path = "support/vrrp_lab.rs"]
-mod lab;
-
 use std::{
     fs,
     path::PathBuf,
@@ -19,8 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lab::{Director, Lab, VIP, has_addr, instance, is_ip, wait_for};
+use lb_tests::privileges;
 use lb_userspace::{netns::Netns, vrrp::State};
+
+use crate::support::{
+    self,
+    vrrp_lab::{Director, Lab, VIP, has_addr, instance, is_ip, wait_for},
+};
 
 const PREFIX: &str = "lbka";
 /// keepalived's name for the instance in its log.
@@ -317,11 +319,13 @@ fn interop(version: u8, ours_int: &str, ka_int: &str, timer: Duration, auth: Opt
 
 #[test]
 fn keepalived_v2_interop() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     interop(2, "1s", "1", Duration::from_secs(1), Some("s3cret"));
 }
 
 #[test]
 fn keepalived_v3_interop() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     interop(3, "100ms", "0.1", Duration::from_millis(100), None);
 }
 
@@ -329,6 +333,7 @@ fn keepalived_v3_interop() {
 /// master-down interval; thawed, it reasserts itself and we step back.
 #[test]
 fn frozen_keepalived_master() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     ensure_keepalived();
     let lab = Lab::new(PREFIX, &["ka", "us"]);
     let (ka_ns, us_ns) = (&lab.hosts[0], &lab.hosts[1]);
@@ -358,6 +363,7 @@ fn frozen_keepalived_master() {
 /// IPv4, and it says so; so a clean log above means something.
 #[test]
 fn keepalived_complains_about_rfc9568_checksums() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     ensure_keepalived();
     let lab = Lab::new(PREFIX, &["ka", "us"]);
     let (ka_ns, us_ns) = (&lab.hosts[0], &lab.hosts[1]);
@@ -376,6 +382,7 @@ fn keepalived_complains_about_rfc9568_checksums() {
 /// keepalived: it is master, then we are, and neither complains.
 #[test]
 fn keepalived_v3_ipv6_interop() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     ensure_keepalived();
     let lab = Lab::new(PREFIX, &["ka", "us"]);
     let (ka_ns, us_ns) = (&lab.hosts[0], &lab.hosts[1]);
@@ -386,8 +393,7 @@ fn keepalived_v3_ipv6_interop() {
              advert_int = \"100ms\"\nvirtual_ipaddress = [\"{vip6}/64\"]\ngarp_master_repeat = 1\n"
         )
     };
-    let has6 =
-        |ns: &Netns, want: bool| wait_for(Duration::from_secs(2), || (lab::has_addr(ns, vip6) == want).then_some(()));
+    let has6 = |ns: &Netns, want: bool| wait_for(Duration::from_secs(2), || (has_addr(ns, vip6) == want).then_some(()));
     let mut ka = Keepalived::start_with(ka_ns, "v6hi", 3, 150, "0.1", &format!("{vip6}/64 dev eth0"), "");
     let mut us = Director::start("us", us_ns, &ours(100));
     us.expect_state(State::Backup, Duration::from_secs(3));

@@ -22,17 +22,19 @@
 //!   clean stop and a preemption; a route the kernel refuses is counted and
 //!   the instance stays master.
 
-#[path = "support/vrrp_lab.rs"]
-mod lab;
-
 use std::{
     os::unix::fs::PermissionsExt as _,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
-use lab::{Director, Lab, VIP, has_addr, instance, is_ip, mac_string, neighbour, reach, routes_to, wait_for};
+use lb_tests::privileges;
 use lb_userspace::vrrp::State;
+
+use crate::support::{
+    self,
+    vrrp_lab::{Director, Lab, VIP, has_addr, instance, is_ip, mac_string, neighbour, reach, routes_to, wait_for},
+};
 
 const PREFIX: &str = "lbvrrp";
 /// Generous bound for anything that should take one advert interval or so.
@@ -67,6 +69,7 @@ fn notify_script(tag: &str) -> (PathBuf, PathBuf) {
 
 #[test]
 fn election_clean_failover_garp_and_preemption() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     let lab = Lab::new(PREFIX, &["a", "b", "client"]);
     let (a_ns, b_ns, client) = (&lab.hosts[0], &lab.hosts[1], &lab.hosts[2]);
     let (script, log) = notify_script("clean");
@@ -131,6 +134,7 @@ fn election_clean_failover_garp_and_preemption() {
 
 #[test]
 fn frozen_master_is_replaced_and_comes_back_as_the_only_master() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     let lab = Lab::new(PREFIX, &["a", "b"]);
     let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
     let mut a = Director::start("A", a_ns, &a_config(""));
@@ -167,6 +171,7 @@ fn frozen_master_is_replaced_and_comes_back_as_the_only_master() {
 
 #[test]
 fn nopreempt_keeps_the_current_master() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     let lab = Lab::new(PREFIX, &["a", "b"]);
     let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
     let mut b = Director::start("B", b_ns, &b_config(""));
@@ -187,6 +192,7 @@ fn nopreempt_keeps_the_current_master() {
 
 #[test]
 fn preempt_delay_holds_off_preemption_then_preempts() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     const DELAY: Duration = Duration::from_millis(1200);
     let lab = Lab::new(PREFIX, &["a", "b"]);
     let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
@@ -230,6 +236,7 @@ fn drop_multicast(ns: &lb_userspace::netns::Netns) {
 
 #[test]
 fn unicast_peers_work_where_multicast_is_dropped() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     let lab = Lab::new(PREFIX, &["a", "b"]);
     let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
     drop_multicast(a_ns);
@@ -268,6 +275,7 @@ fn unicast_peers_work_where_multicast_is_dropped() {
 
 #[test]
 fn ipv6_failover_moves_the_vip_and_the_neighbour_entry() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     let lab = Lab::new(PREFIX, &["a", "b", "client"]);
     let (a_ns, b_ns, client) = (&lab.hosts[0], &lab.hosts[1], &lab.hosts[2]);
     let vip6 = "fd00:214::100";
@@ -303,6 +311,7 @@ fn ipv6_failover_moves_the_vip_and_the_neighbour_entry() {
 
 #[test]
 fn tracked_interface_faults_and_script_weight_moves_the_master() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     let lab = Lab::new(PREFIX, &["a", "b"]);
     let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
     // A veth pair inside A: taking the far end down drops trk0's carrier.
@@ -377,6 +386,7 @@ const VIP2: &str = "10.214.0.101";
 
 #[test]
 fn sync_group_moves_both_instances_when_one_tracked_interface_fails() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     let lab = Lab::new(PREFIX, &["a", "b"]);
     let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
     a_ns.ip(&["link", "add", "trk0", "type", "veth", "peer", "name", "trk1"]).expect("veth inside A");
@@ -524,6 +534,7 @@ fn detach_xdp(ns: &lb_userspace::netns::Netns) {
 
 #[test]
 fn detached_xdp_program_hands_the_vip_to_the_peer() {
+    let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return };
     let lab = Lab::new(PREFIX, &["a", "b"]);
     let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
     let dir = std::env::temp_dir().join(format!("lbvrrp-dp-{}", std::process::id()));
@@ -566,6 +577,7 @@ fn detached_xdp_program_hands_the_vip_to_the_peer() {
 
 #[test]
 fn reload_restarts_only_what_changed() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     let lab = Lab::new(PREFIX, &["a", "b"]);
     let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
     let vi = |name: &str, vrid: u8, vip: &str, priority: u8| {
@@ -638,6 +650,7 @@ fn reload_restarts_only_what_changed() {
 
 #[test]
 fn virtual_routes_follow_the_master() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
     let lab = Lab::new(PREFIX, &["a", "b", "client"]);
     let (a_ns, b_ns) = (&lab.hosts[0], &lab.hosts[1]);
     let client = lab.addr(2);

@@ -1,0 +1,16 @@
+//! The integration tests, one binary: the agent and the fast path in network
+//! namespaces, VRRP against itself, keepalived and Wireshark, and `lb check`.
+//! Tests that need privileges skip without them under a plain `cargo test`
+//! and fail without them under `cargo xtask test` (see
+//! `lb_tests::privileges`); each module's tests run beside each other but
+//! not beside another module's (see [`support::start`]).
+
+mod agent;
+mod cli_check;
+mod e2e_dr;
+mod failover;
+mod keepalived;
+mod lab;
+mod support;
+mod vrrp;
+mod vrrp_tshark;

@@ -165,7 +165,7 @@ fn u64_of(v: &Value, key: &str) -> u64 {
 
 /// The lab, its servers, the agent and the files, for one test. Fields drop
 /// in order: the agent first (it detaches the fast path), then the servers,
-/// the bench_pass program on the bridge, the namespaces, and the directory.
+/// the peer_pass program on the bridge, the namespaces, and the directory.
 #[derive(Debug)]
 struct Env {
     name: &'static str,

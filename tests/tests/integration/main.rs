@@ -7,10 +7,14 @@
 
 mod agent;
 mod cli_check;
+mod director;
 mod e2e_dr;
 mod failover;
+mod golden;
+mod import;
 mod keepalived;
 mod lab;
+mod neigh;
 mod support;
 mod vrrp;
 mod vrrp_tshark;

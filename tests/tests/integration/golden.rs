@@ -2,6 +2,9 @@
 //! a table of (input frame, expected verdict, expected output frame), run
 //! against the real program with its maps filled the way the agent fills them.
 
+use lb_tests::privileges;
+
+use crate::support;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::{
@@ -225,6 +228,7 @@ fn run_table(f: &Fixture, cases: &[Case]) {
 
 #[test]
 fn fixture_table() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     fixture_table_on(Fixture::new());
 }
 
@@ -232,6 +236,7 @@ fn fixture_table() {
 /// and frames.
 #[test]
 fn the_traced_program_forwards_as_lb_xdp() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     fixture_table_on(Fixture::traced(Some(&trace::Filter::default())));
 }
 
@@ -372,6 +377,7 @@ fn fixture_table_on(f: Fixture) {
 
 #[test]
 fn flow_table_keeps_flows_across_ring_changes() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     let mut f = Fixture::new();
     let c4: IpAddr = CLIENT.into();
     let v4: IpAddr = VIP_TCP.into();
@@ -425,6 +431,7 @@ fn flow_table_keeps_flows_across_ring_changes() {
 /// copied again: the flip alone brings it back.
 #[test]
 fn a_vip_going_back_to_its_previous_ring_flips_without_copying_it() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     let mut f = Fixture::new();
     let (c4, v4): (IpAddr, IpAddr) = (CLIENT.into(), VIP_TCP.into());
     let vip = key(v4, 80, proto::TCP, VIP_KIND_SERVICE);
@@ -453,6 +460,7 @@ fn a_vip_going_back_to_its_previous_ring_flips_without_copying_it() {
 /// what the stage naming its tag publishes: nothing is copied then.
 #[test]
 fn a_preloaded_ring_is_published_by_the_stage_that_names_it() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     let mut f = Fixture::new();
     let (c4, v4): (IpAddr, IpAddr) = (CLIENT.into(), VIP_TCP.into());
     let vip = key(v4, 80, proto::TCP, VIP_KIND_SERVICE);
@@ -476,6 +484,7 @@ fn a_preloaded_ring_is_published_by_the_stage_that_names_it() {
 /// belongs to another VIP, the recorded flow must not forward.
 #[test]
 fn recorded_flows_of_a_removed_vip_are_not_forwarded() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     let mut f = Fixture::new();
     let (c4, v4): (IpAddr, IpAddr) = (CLIENT.into(), VIP_TCP.into());
     let established = tcp4(CLIENT, VIP_TCP, 45000, 80, TCP_ACK);
@@ -513,6 +522,7 @@ fn recorded_flows_of_a_removed_vip_are_not_forwarded() {
 /// way, and nothing reaches it.
 #[test]
 fn a_backend_marked_dead_before_its_new_ring_gets_nothing() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     let mut f = Fixture::new();
     let (c4, v4): (IpAddr, IpAddr) = (CLIENT.into(), VIP_TCP.into());
     let ports: Vec<u16> = (46000..).filter(|&p| ring_pick(&RING, c4, v4, p, 80, proto::TCP) == 1).take(40).collect();
@@ -563,6 +573,7 @@ fn a_backend_marked_dead_before_its_new_ring_gets_nothing() {
 
 #[test]
 fn flood_guard_stops_inserts_but_not_forwarding() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     let mut f = Fixture::new();
     f.dp.set_settings(Settings::new(3, 0)).unwrap();
     let c4: IpAddr = CLIENT.into();
@@ -591,6 +602,7 @@ fn flood_guard_stops_inserts_but_not_forwarding() {
 
 #[test]
 fn swapping_rings_flips_between_regions() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     // Many swaps in a row: each one writes the spare region and flips, and
     // the result is always exactly the last ring installed.
     let mut f = Fixture::new();
@@ -610,6 +622,7 @@ fn swapping_rings_flips_between_regions() {
 /// what the fast path decided, and nothing else does.
 #[test]
 fn a_traced_packet_yields_its_record() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     let filter: trace::Filter = "10.0.0.100/udp".parse().unwrap();
     let mut f = Fixture::traced(Some(&filter));
     let mut reader = trace::Reader::new(f.dp.ebpf_mut()).unwrap();
@@ -674,6 +687,7 @@ fn a_traced_packet_yields_its_record() {
 /// of the trace's maps (its ring and the global holding its filter).
 #[test]
 fn the_untraced_program_has_no_trace_code() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     let maps = |f: &Fixture| -> Vec<String> {
         let info = f.dp.program().info().unwrap();
         let ids = info.map_ids().unwrap().unwrap();

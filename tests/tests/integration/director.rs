@@ -6,6 +6,9 @@
 //! (BPF_PROG_TEST_RUN) go where the director says, its counters read back
 //! from the per-CPU maps. Needs root.
 
+use lb_tests::privileges;
+
+use crate::support;
 use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun as _, TestRunOptions};
@@ -88,6 +91,7 @@ fn send(d: &Director, vip: Ipv4Addr, ports: std::ops::Range<u16>) -> (Vec<(u32, 
 
 #[test]
 fn packets_go_where_the_director_says() {
+    let Some(_turn) = support::start(module_path!(), privileges::BPF) else { return };
     let mut d = director(&(vip(100, 3) + &vip(101, 2)));
     let vip100 = Ipv4Addr::new(10, 0, 0, 100);
     let ids: Vec<u32> = d.services()[0].backends.iter().map(|b| b.id).collect();

@@ -5,6 +5,9 @@
 //! address nobody answers for as unresolved with a reason, and do the same
 //! for IPv6 targets added by a reload. Needs root (CAP_NET_ADMIN).
 
+use lb_tests::privileges;
+
+use crate::support;
 use std::{
     net::IpAddr,
     sync::mpsc as std_mpsc,
@@ -71,6 +74,7 @@ fn wait_event(
 
 #[test]
 fn watcher_resolves_follows_and_reports_failures() {
+    let Some(_turn) = support::start(module_path!(), privileges::NETNS) else { return };
     netns::remove_stale(PREFIX);
     let director = Netns::new(PREFIX, "dir").expect("director namespace");
     let backend = Netns::new(PREFIX, "be").expect("backend namespace");

@@ -31,7 +31,7 @@ pub mod names {
     pub const PROGRAM_TRACED: &str = "lb_xdp_traced";
     pub const TRACE_FILTER: &str = "TRACE_FILTER";
     /// XDP_PASS, for the peer of a veth the balancer transmits on
-    /// (`dataplane::PeerPass` in the agent).
+    /// (`fast_path::PeerPass` in the agent).
     pub const PEER_PASS: &str = "peer_pass";
 }
 

@@ -35,7 +35,7 @@ use crate::{
         control::{self, ControlError, Request},
         status::StatusReport,
     },
-    dataplane::{DataplaneError, PeerPass},
+    fast_path::{FastPathError, PeerPass},
     netns::{self, Netns, NetnsError},
 };
 
@@ -44,7 +44,7 @@ pub enum LabError {
     #[error("lab set-up: {0}")]
     Netns(#[from] NetnsError),
     #[error("fast path: {0}")]
-    Dataplane(#[from] DataplaneError),
+    FastPath(#[from] FastPathError),
     #[error("talking to the agent: {0}")]
     Control(#[from] ControlError),
     #[error("{what}: {source}")]

@@ -3,7 +3,7 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
-pub mod dataplane;
+pub mod fast_path;
 pub mod health;
 pub mod import;
 pub mod lab;

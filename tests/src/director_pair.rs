@@ -24,7 +24,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use lb_userspace::dataplane::PeerPass;
+use lb_userspace::fast_path::PeerPass;
 use serde_json::Value;
 
 pub use crate::agent_proc::{Lb, our_namespaces};

@@ -26,7 +26,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use lb_userspace::dataplane::{Dataplane, DataplaneOptions, PeerPass};
+use lb_userspace::fast_path::{FastPath, FastPathOptions, PeerPass};
 
 use crate::netns::{self, Netns};
 
@@ -169,9 +169,9 @@ impl DrLab {
     /// Loads the balancer and attaches it to the director's interface, from
     /// inside the director's namespace (attach resolves the interface and
     /// its MAC there).
-    pub fn attach_director(&self, opts: DataplaneOptions) -> anyhow::Result<Dataplane> {
+    pub fn attach_director(&self, opts: FastPathOptions) -> anyhow::Result<FastPath> {
         self.director.run_in(move || {
-            let mut dp = Dataplane::load(opts).context("loading the balancer")?;
+            let mut dp = FastPath::load(opts).context("loading the balancer")?;
             let mode = dp.attach(IF).context("attaching the balancer")?;
             log::debug!("director attached in {mode:?} mode");
             Ok(dp)

@@ -27,7 +27,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     // Wireshark's dissector is the second opinion on the VRRP adverts we send
     // (tests/tests/integration/vrrp_tshark.rs).
     "tshark",
-    // The data-plane tracking test detaches the agent's XDP link as an operator
+    // The fast-path tracking test detaches the agent's XDP link as an operator
     // would (tests/tests/integration/vrrp.rs).
     "bpftool",
 ];

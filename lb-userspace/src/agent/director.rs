@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     config::{Config, HashMode},
-    dataplane::{Dataplane, DataplaneError},
+    fast_path::{FastPath, FastPathError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +33,7 @@ pub enum DirectorError {
     #[error("{vip}: {source}")]
     Prepare { vip: String, source: super::install::PrepareError },
     #[error(transparent)]
-    Dataplane(#[from] DataplaneError),
+    FastPath(#[from] FastPathError),
     #[error("out of backend ids: at most {max} backends in all")]
     Ids { max: u32 },
     #[error("{what} cannot change without a restart (loaded with {loaded}, the new file wants {wanted})")]
@@ -53,7 +53,7 @@ pub struct Transition {
 
 /// The director over the maps `M` it writes: the loaded program in the
 /// agent, [`memory_maps`](super::memory_maps) in unit tests.
-pub struct Director<M = Dataplane> {
+pub struct Director<M = FastPath> {
     config: Config,
     dp: M,
     services: Vec<Service>,
@@ -122,11 +122,11 @@ impl<M: FastPathMaps> Director<M> {
         &self.services
     }
 
-    pub fn dataplane(&self) -> &M {
+    pub fn fast_path(&self) -> &M {
         &self.dp
     }
 
-    pub fn dataplane_mut(&mut self) -> &mut M {
+    pub fn fast_path_mut(&mut self) -> &mut M {
         &mut self.dp
     }
 

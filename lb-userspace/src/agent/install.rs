@@ -17,7 +17,7 @@ use lb_common::BACKEND_F_ALIVE;
 
 use super::{maps::FastPathMaps, service::Service};
 use crate::{
-    dataplane::DataplaneError,
+    fast_path::FastPathError,
     maglev::{self, MaglevError},
 };
 
@@ -32,7 +32,7 @@ pub enum PrepareError {
     #[error("placing a ring ahead: {source}")]
     Maps {
         #[from]
-        source: DataplaneError,
+        source: FastPathError,
     },
 }
 
@@ -41,7 +41,7 @@ pub enum InstallError {
     #[error("building the ring of {vip}: {source}")]
     Ring { vip: String, source: MaglevError },
     #[error("writing the maps for {vip}: {source}")]
-    Maps { vip: String, source: DataplaneError },
+    Maps { vip: String, source: FastPathError },
 }
 
 /// Rings kept, most recently used first: 256 KB each at the default size.

@@ -1,7 +1,7 @@
 //! The fast path's maps in memory, for unit tests of the director: the
 //! rings array with two regions per VIP, the VIP table's two generations
 //! and the control word that flips between them, the backend array and the
-//! settings, written by the rules [`Dataplane`](crate::dataplane::Dataplane)
+//! settings, written by the rules [`FastPath`](crate::fast_path::FastPath)
 //! follows and read as the XDP program reads them ([`MemoryMaps::lookup`]).
 //! Every write is logged ([`MemoryMaps::writes`]) so tests can check order
 //! and cost. Grace periods end only when a test says time has passed
@@ -15,7 +15,7 @@ use lb_common::{
 };
 
 use super::maps::FastPathMaps;
-use crate::dataplane::{AttachMode, DataplaneError, DataplaneOptions, spare_region, vip_table};
+use crate::fast_path::{AttachMode, FastPathError, FastPathOptions, spare_region, vip_table};
 
 /// One write to the maps, or a wait, in the order it happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub struct Seen {
 
 #[derive(Debug)]
 pub struct MemoryMaps {
-    opts: DataplaneOptions,
+    opts: FastPathOptions,
     backends: Vec<Backend>,
     rings: Vec<u32>,
     /// Both generations, `VIP_TABLE_SIZE` slots each.
@@ -81,7 +81,7 @@ pub struct MemoryMaps {
 }
 
 impl MemoryMaps {
-    pub fn new(opts: DataplaneOptions) -> Self {
+    pub fn new(opts: FastPathOptions) -> Self {
         let mut maps = Self {
             opts,
             backends: vec![Backend::zeroed(); MAX_BACKENDS as usize],
@@ -95,7 +95,7 @@ impl MemoryMaps {
             fail_next_publish: false,
             writes: Vec::new(),
         };
-        // As `Dataplane::load` does.
+        // As `FastPath::load` does.
         maps.ctl.settings.flow_sets = lb_common::flow_sets(opts.flows_per_cpu);
         maps
     }
@@ -178,28 +178,28 @@ impl MemoryMaps {
         }
     }
 
-    fn check_ring(&self, ring: &[u32]) -> Result<(), DataplaneError> {
+    fn check_ring(&self, ring: &[u32]) -> Result<(), FastPathError> {
         if ring.len() > self.opts.max_ring_size as usize {
-            return Err(DataplaneError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
+            return Err(FastPathError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
         }
         Ok(())
     }
 }
 
 impl FastPathMaps for MemoryMaps {
-    fn options(&self) -> DataplaneOptions {
+    fn options(&self) -> FastPathOptions {
         self.opts
     }
 
-    fn set_settings(&mut self, settings: Settings) -> Result<(), DataplaneError> {
+    fn set_settings(&mut self, settings: Settings) -> Result<(), FastPathError> {
         self.ctl.settings = Settings { flow_sets: lb_common::flow_sets(self.opts.flows_per_cpu), ..settings };
         self.writes.push(Write::Settings);
         Ok(())
     }
 
-    fn set_backend(&mut self, id: u32, backend: Backend) -> Result<(), DataplaneError> {
+    fn set_backend(&mut self, id: u32, backend: Backend) -> Result<(), FastPathError> {
         if id == 0 || id >= MAX_BACKENDS {
-            return Err(DataplaneError::BackendId { id, max: MAX_BACKENDS });
+            return Err(FastPathError::BackendId { id, max: MAX_BACKENDS });
         }
         self.backends[id as usize] = backend;
         self.writes.push(Write::Backend { id, alive: backend.flags & lb_common::BACKEND_F_ALIVE != 0 });
@@ -213,10 +213,10 @@ impl FastPathMaps for MemoryMaps {
         flags: u32,
         ring: &[u32],
         tag: Option<u64>,
-    ) -> Result<(), DataplaneError> {
+    ) -> Result<(), FastPathError> {
         let max = self.opts.max_vips.min(MAX_VIPS);
         if vip_index >= max {
-            return Err(DataplaneError::VipIndex { index: vip_index, max });
+            return Err(FastPathError::VipIndex { index: vip_index, max });
         }
         self.check_ring(ring)?;
         let slot = self.vips.get(&vip_index);
@@ -240,7 +240,7 @@ impl FastPathMaps for MemoryMaps {
         Ok(())
     }
 
-    fn preload_vip(&mut self, vip_index: u32, ring: &[u32], tag: u64) -> Result<bool, DataplaneError> {
+    fn preload_vip(&mut self, vip_index: u32, ring: &[u32], tag: u64) -> Result<bool, FastPathError> {
         self.check_ring(ring)?;
         if self.dirty || self.grace_running {
             return Ok(false);
@@ -262,17 +262,17 @@ impl FastPathMaps for MemoryMaps {
         self.writes.push(Write::Unstage { vip_index });
     }
 
-    fn publish(&mut self) -> Result<(), DataplaneError> {
+    fn publish(&mut self) -> Result<(), FastPathError> {
         if !self.dirty {
             return Ok(());
         }
         let entries: Vec<(VipKey, VipMeta)> =
             self.keys.iter().filter_map(|(k, i)| self.vips.get(i).map(|v| (*k, v.meta))).collect();
         if std::mem::take(&mut self.fail_next_publish) {
-            return Err(DataplaneError::VipTableFull { keys: entries.len() });
+            return Err(FastPathError::VipTableFull { keys: entries.len() });
         }
         let (seed, table) =
-            vip_table::place(&entries, VIP_TABLE_SIZE).ok_or(DataplaneError::VipTableFull { keys: entries.len() })?;
+            vip_table::place(&entries, VIP_TABLE_SIZE).ok_or(FastPathError::VipTableFull { keys: entries.len() })?;
         self.wait_grace();
         let spare = self.ctl.active ^ 1;
         let at = (spare * VIP_TABLE_SIZE) as usize;
@@ -288,19 +288,19 @@ impl FastPathMaps for MemoryMaps {
         Ok(())
     }
 
-    fn stats(&self) -> Result<Vec<(Stat, Counters)>, DataplaneError> {
+    fn stats(&self) -> Result<Vec<(Stat, Counters)>, FastPathError> {
         Ok(Stat::ALL.iter().map(|&s| (s, Counters::default())).collect())
     }
 
-    fn vip_counters(&self, _vip_index: u32) -> Result<Counters, DataplaneError> {
+    fn vip_counters(&self, _vip_index: u32) -> Result<Counters, FastPathError> {
         Ok(Counters::default())
     }
 
-    fn backend_counters(&self, _id: u32) -> Result<Counters, DataplaneError> {
+    fn backend_counters(&self, _id: u32) -> Result<Counters, FastPathError> {
         Ok(Counters::default())
     }
 
-    fn flow_counts(&self) -> Result<HashMap<u32, u64>, DataplaneError> {
+    fn flow_counts(&self) -> Result<HashMap<u32, u64>, FastPathError> {
         Ok(HashMap::new())
     }
 

@@ -15,7 +15,7 @@ use super::{
     control::Response,
     director::{Director, DirectorError, Setup},
     maps::FastPathMaps,
-    targets::{health_targets, neighbor_targets},
+    targets::{health_targets, neighbour_targets},
 };
 use crate::{
     config::{Config, ConfigError, VrrpInstance, VrrpSyncGroup},
@@ -31,7 +31,7 @@ pub trait HealthTargets {
 }
 
 /// The neighbour watcher, as a reload switches it.
-pub trait NeighborTargets {
+pub trait NeighbourTargets {
     /// Watches exactly `targets` from now on; on error nothing changed.
     fn set(&mut self, targets: Vec<(u32, IpAddr)>) -> Result<(), NeighError>;
 }
@@ -62,7 +62,7 @@ pub enum ReloadError {
 pub struct Parts<'a, M, H, N, V> {
     pub director: &'a mut Director<M>,
     pub health: &'a mut H,
-    pub neighbors: &'a mut N,
+    pub neighbours: &'a mut N,
     pub vrrp: &'a mut V,
 }
 
@@ -70,7 +70,7 @@ pub struct Parts<'a, M, H, N, V> {
 enum Switched {
     Health(Vec<Target>),
     Director(Box<Setup>),
-    Neighbors(Vec<(u32, IpAddr)>),
+    Neighbours(Vec<(u32, IpAddr)>),
 }
 
 /// What the VRRP runtime is started from.
@@ -90,18 +90,18 @@ pub async fn reload<M, H, N, V>(
 where
     M: FastPathMaps,
     H: HealthTargets,
-    N: NeighborTargets,
+    N: NeighbourTargets,
     V: VrrpInstances,
 {
-    let Parts { director, health, neighbors, vrrp } = parts;
+    let Parts { director, health, neighbours, vrrp } = parts;
     let next = match load(path).map_err(ReloadError::from).and_then(|c| Ok(director.plan(c)?)) {
         Ok(next) => next,
         Err(e) => return refused(&e),
     };
     let services = director.services();
     let (old_health, new_health) = (health_targets(services), health_targets(next.services()));
-    let (old_neighbors, new_neighbors) =
-        (neighbor_targets(services, &ifindex), neighbor_targets(next.services(), &ifindex));
+    let (old_neighbours, new_neighbours) =
+        (neighbour_targets(services, &ifindex), neighbour_targets(next.services(), &ifindex));
     let vrrp_changed = vrrp_part(next.config()) != vrrp_part(director.config());
 
     let mut switched = Vec::new();
@@ -113,8 +113,8 @@ where
         let previous = director.snapshot();
         director.apply(next)?;
         switched.push(Switched::Director(Box::new(previous)));
-        neighbors.set(new_neighbors)?;
-        switched.push(Switched::Neighbors(old_neighbors));
+        neighbours.set(new_neighbours)?;
+        switched.push(Switched::Neighbours(old_neighbours));
         // Last: it awaits instances that stop, and cannot be taken back.
         if vrrp_changed {
             vrrp.set(director.config()).await?;
@@ -131,7 +131,7 @@ where
         let back = match part {
             Switched::Health(targets) => health.set(targets).map_err(ReloadError::from),
             Switched::Director(previous) => director.restore(*previous).map_err(ReloadError::from),
-            Switched::Neighbors(targets) => neighbors.set(targets).map_err(ReloadError::from),
+            Switched::Neighbours(targets) => neighbours.set(targets).map_err(ReloadError::from),
         };
         if let Err(back) = back {
             failed_back.push(back.to_string());

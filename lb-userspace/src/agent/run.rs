@@ -18,38 +18,38 @@ use tracing::{debug, error, info, warn};
 use super::{
     control::{self, Command, ControlError, Request, Response},
     director::{Director, DirectorError, Transition},
-    reload::{self, HealthTargets, NeighborTargets, Parts, VrrpInstances},
+    reload::{self, HealthTargets, NeighbourTargets, Parts, VrrpInstances},
     service::State,
-    targets::{health_targets, neighbor_targets},
+    targets::{health_targets, neighbour_targets},
 };
 use crate::{
     config::{Config, ConfigError},
-    dataplane::{Dataplane, DataplaneError, DataplaneOptions},
+    fast_path::{FastPath, FastPathError, FastPathOptions},
     health::{HealthError, HealthEvent, Monitor, MonitorOptions, Target},
-    neigh::{NeighError, NeighEvent, NeighborHandle, NeighborWatcher},
+    neigh::{NeighError, NeighEvent, NeighbourHandle, NeighbourWatcher},
     netdev,
     rtnl::Rtnl,
     vrrp::{
         runtime::{self as vrrp, VrrpError, VrrpHandle},
-        tracking::DataplaneHealth,
+        tracking::FastPathHealth,
     },
 };
 
-/// How often the fast path's attachment is checked for `track_dataplane`:
+/// How often the fast path's attachment is checked for `track_fast_path`:
 /// the 100 ms advert interval keepalived users run, so a detached program
 /// costs the master at most about one interval more than the failover itself.
-const DATAPLANE_POLL: Duration = Duration::from_millis(100);
+const FAST_PATH_POLL: Duration = Duration::from_millis(100);
 /// How long one attachment check may hold up the agent's loop. The kernel
 /// answers within the request; this only runs out when the connection's
 /// task is starved, well short of route netlink's own request limit.
-const DATAPLANE_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+const FAST_PATH_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("{0}")]
     Config(#[from] ConfigError),
     #[error("fast path: {0}")]
-    Dataplane(#[from] DataplaneError),
+    FastPath(#[from] FastPathError),
     #[error("{0}")]
     Director(#[from] DirectorError),
     #[error("health checks: {0}")]
@@ -84,8 +84,8 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         return Err(AgentError::NotRoot);
     }
     let config = load(&opts.config)?;
-    let dp = Dataplane::load_traced(
-        DataplaneOptions {
+    let dp = FastPath::load_traced(
+        FastPathOptions {
             max_vips: config.global.max_vips,
             max_ring_size: config.max_ring_size(),
             flows_per_cpu: config.global.flows_per_cpu,
@@ -98,19 +98,19 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     interfaces.dedup();
     let mut director = Director::new(config, dp)?;
     for iface in &interfaces {
-        let mode = director.dataplane_mut().attach(iface)?;
+        let mode = director.fast_path_mut().attach(iface)?;
         info!(interface = %iface, ?mode, "fast path attached");
     }
     // Heads-ups let the director build a ring before the verdict that needs it.
     let (mut monitor, mut health) = Monitor::new(MonitorOptions { heads_up: true, ..MonitorOptions::default() });
     monitor.sync(health_targets(director.services()))?;
-    let (mut neighbors, mut macs) = NeighborWatcher::spawn(neighbor_targets(director.services(), known_ifindex))?;
+    let (mut neighbours, mut macs) = NeighbourWatcher::spawn(neighbour_targets(director.services(), known_ifindex))?;
     // The fast path runs on every director all the time with the same maps;
     // VRRP only decides which one holds the VIPs (and so gets the traffic).
     let mut vrrp = start_vrrp(director.config())?;
-    let probe = DataplaneProbe::new(&director);
-    let mut dataplane_poll = tokio::time::interval(DATAPLANE_POLL);
-    dataplane_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let probe = FastPathProbe::new(&director);
+    let mut fast_path_poll = tokio::time::interval(FAST_PATH_POLL);
+    fast_path_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (commands_tx, mut commands) = mpsc::channel::<Command>(64);
     let socket = director.config().global.control_socket.clone();
     let control = control::serve(&socket, commands_tx)?;
@@ -139,7 +139,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                         Err(e) => Response::error(e.to_string()),
                     },
                     Request::Reload => {
-                        reload_file(&mut director, &mut monitor, &mut neighbors, &mut vrrp, &opts.config).await
+                        reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await
                     }
                     other => {
                         let response = director.command(&other);
@@ -152,14 +152,14 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                 let _ = reply.send(response);
             }
             _ = hup.recv() => {
-                let r = reload_file(&mut director, &mut monitor, &mut neighbors, &mut vrrp, &opts.config).await;
+                let r = reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await;
                 if !r.ok {
                     warn!("reload on SIGHUP refused: {}", r.error.unwrap_or_default());
                 }
             }
-            _ = dataplane_poll.tick(), if director.config().vrrp.iter().any(|v| v.track_dataplane.is_some()) => {
+            _ = fast_path_poll.tick(), if director.config().vrrp.iter().any(|v| v.track_fast_path.is_some()) => {
                 if let Some(v) = &vrrp {
-                    v.report_dataplane(&probe.health(&director).await);
+                    v.report_fast_path(&probe.health(&director).await);
                 }
             }
             _ = term.recv() => break,
@@ -180,32 +180,32 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// What `track_dataplane` needs: whether our XDP program is still the one
+/// What `track_fast_path` needs: whether our XDP program is still the one
 /// attached to each interface we attached it to (netlink `IFLA_XDP`), and
 /// which VIP addresses have no live backend.
-struct DataplaneProbe {
+struct FastPathProbe {
     rtnl: Option<Rtnl>,
     /// Our program's kernel id; `None` if it could not be read (then any
     /// attached program counts).
     prog_id: Option<u32>,
 }
 
-impl DataplaneProbe {
+impl FastPathProbe {
     fn new(director: &Director) -> Self {
         let rtnl = Rtnl::open()
-            .inspect_err(|e| warn!("track_dataplane: no route netlink socket ({e}); XDP attachment is not checked"))
+            .inspect_err(|e| warn!("track_fast_path: no route netlink socket ({e}); XDP attachment is not checked"))
             .ok();
-        let prog_id = director.dataplane().program().info().ok().map(|i| i.id());
+        let prog_id = director.fast_path().program().info().ok().map(|i| i.id());
         Self { rtnl, prog_id }
     }
 
     /// The agent's loop waits for this, so the kernel's answers are waited
-    /// for [`DATAPLANE_PROBE_TIMEOUT`] at most, all interfaces together.
-    async fn health(&self, director: &Director) -> DataplaneHealth {
+    /// for [`FAST_PATH_PROBE_TIMEOUT`] at most, all interfaces together.
+    async fn health(&self, director: &Director) -> FastPathHealth {
         let mut detached = Vec::new();
         if let Some(rtnl) = &self.rtnl {
-            let deadline = tokio::time::Instant::now() + DATAPLANE_PROBE_TIMEOUT;
-            for (iface, _) in director.dataplane().attachments() {
+            let deadline = tokio::time::Instant::now() + FAST_PATH_PROBE_TIMEOUT;
+            for (iface, _) in director.fast_path().attachments() {
                 let prog_id = match netdev::index(iface) {
                     Ok(ifindex) => tokio::time::timeout_at(deadline, rtnl.xdp_prog_id(ifindex)).await,
                     Err(_) => Ok(Ok(None)),
@@ -217,7 +217,7 @@ impl DataplaneProbe {
                 }
             }
         }
-        DataplaneHealth { detached, vips_without_backend: vips_without_backend(director) }
+        FastPathHealth { detached, vips_without_backend: vips_without_backend(director) }
     }
 }
 
@@ -311,11 +311,11 @@ fn known_ifindex(name: &str) -> Option<u32> {
 async fn reload_file(
     director: &mut Director,
     monitor: &mut Monitor,
-    neighbors: &mut NeighborHandle,
+    neighbours: &mut NeighbourHandle,
     vrrp: &mut Option<VrrpHandle>,
     path: &Path,
 ) -> Response {
-    let parts = Parts { director, health: monitor, neighbors, vrrp };
+    let parts = Parts { director, health: monitor, neighbours, vrrp };
     reload::reload(parts, path, load, known_ifindex).await
 }
 
@@ -325,7 +325,7 @@ impl HealthTargets for Monitor {
     }
 }
 
-impl NeighborTargets for NeighborHandle {
+impl NeighbourTargets for NeighbourHandle {
     fn set(&mut self, targets: Vec<(u32, IpAddr)>) -> Result<(), NeighError> {
         self.set_targets(targets)
     }

@@ -28,7 +28,7 @@ pub fn health_targets(services: &[Service]) -> Vec<Target> {
 /// Every backend's address on its VIP's interface (by `ifindex`, which
 /// resolves a name; VIPs on an interface it does not know are left out): DR
 /// needs their MACs there.
-pub fn neighbor_targets(services: &[Service], ifindex: impl Fn(&str) -> Option<u32>) -> Vec<(u32, IpAddr)> {
+pub fn neighbour_targets(services: &[Service], ifindex: impl Fn(&str) -> Option<u32>) -> Vec<(u32, IpAddr)> {
     let mut out = Vec::new();
     for s in services {
         let Some(ifindex) = ifindex(&s.vip.interface) else { continue };

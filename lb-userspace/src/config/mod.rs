@@ -42,8 +42,8 @@ pub use types::{
     ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
 };
 pub use vrrp::{
-    Garp, Notify, RouteKind, Scope, TABLE_MAIN, TrackDataplane, TrackScript, VirtualAddress, VirtualRoute,
-    VrrpInstance, VrrpSyncGroup,
+    Garp, Notify, RouteKind, Scope, TABLE_MAIN, TrackFastPath, TrackScript, VirtualAddress, VirtualRoute, VrrpInstance,
+    VrrpSyncGroup,
 };
 
 use span::Problems;

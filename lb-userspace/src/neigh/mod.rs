@@ -1,7 +1,7 @@
 //! Backends' MAC addresses from the kernel's neighbour table, for DR mode,
 //! where the director rewrites a packet's destination MAC to its backend's.
 //!
-//! A [`NeighborWatcher`] follows a set of targets, each a backend address on
+//! A [`NeighbourWatcher`] follows a set of targets, each a backend address on
 //! the interface it is reached through, over one route netlink socket:
 //!
 //! - it dumps the ARP and IPv6 ND tables (`RTM_GETNEIGH`) at start and
@@ -10,7 +10,7 @@
 //! - for a target with no entry, or a FAILED one, it makes the kernel
 //!   resolve it (`RTM_NEWNEIGH` with `NTF_USE`, as `ip neigh replace ADDR
 //!   dev IF nud none use`), so no traffic is needed to learn a MAC;
-//! - every [`NeighborOptions::reprobe_interval`] it sets resolved entries to
+//! - every [`NeighbourOptions::reprobe_interval`] it sets resolved entries to
 //!   PROBE: the kernel then confirms the MAC it holds with unicast
 //!   solicitations. A backend that moved to another MAC does not answer
 //!   them; the entry turns FAILED (3 unanswered probes, 1 s apart, with the
@@ -30,7 +30,7 @@
 //! # Network namespaces
 //!
 //! A netlink socket belongs to the network namespace of the thread that
-//! created it, for its whole life. [`NeighborWatcher::spawn`] creates the
+//! created it, for its whole life. [`NeighbourWatcher::spawn`] creates the
 //! socket on the calling thread, so the watcher follows the neighbour table
 //! of that thread's namespace, wherever the runtime later polls its task.
 //! Interface indexes are that namespace's too.
@@ -39,10 +39,10 @@
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), lb_userspace::neigh::NeighError> {
-//! use lb_userspace::neigh::NeighborWatcher;
+//! use lb_userspace::neigh::NeighbourWatcher;
 //!
 //! let eth0 = lb_userspace::netdev::index("eth0").expect("eth0");
-//! let (handle, mut events) = NeighborWatcher::spawn(vec![(eth0, "10.0.0.11".parse().unwrap())])?;
+//! let (handle, mut events) = NeighbourWatcher::spawn(vec![(eth0, "10.0.0.11".parse().unwrap())])?;
 //! while let Some(ev) = events.recv().await {
 //!     // Some(mac): point the backend's entry at it; None: take it out.
 //!     println!("{} on {}: {:?} ({})", ev.target, ev.ifindex, ev.mac, ev.reason);
@@ -80,7 +80,7 @@ use crate::{
 };
 
 /// A target's resolution: sent whenever its MAC is learned, changes or is
-/// lost, and (from [`NeighborHandle::snapshot`]) its current state.
+/// lost, and (from [`NeighbourHandle::snapshot`]) its current state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NeighEvent {
     /// The backend's address.
@@ -107,7 +107,7 @@ pub enum NeighError {
 
 /// How the watcher re-checks its targets.
 #[derive(Debug, Clone)]
-pub struct NeighborOptions {
+pub struct NeighbourOptions {
     /// How often resolved entries are probed and unresolved ones resolved
     /// again. Each probe costs one unicast ARP request or neighbour
     /// solicitation per backend; a backend's move to another MAC is noticed
@@ -122,7 +122,7 @@ pub struct NeighborOptions {
     pub event_capacity: usize,
 }
 
-impl Default for NeighborOptions {
+impl Default for NeighbourOptions {
     fn default() -> Self {
         Self {
             reprobe_interval: Duration::from_secs(3),
@@ -134,12 +134,12 @@ impl Default for NeighborOptions {
 
 /// Starts watchers; see the [module documentation](self).
 #[derive(Debug)]
-pub struct NeighborWatcher;
+pub struct NeighbourWatcher;
 
-impl NeighborWatcher {
-    /// [`NeighborWatcher::spawn_with`] with the default options.
-    pub fn spawn(targets: Vec<(u32, IpAddr)>) -> Result<(NeighborHandle, mpsc::Receiver<NeighEvent>), NeighError> {
-        Self::spawn_with(targets, NeighborOptions::default())
+impl NeighbourWatcher {
+    /// [`NeighbourWatcher::spawn_with`] with the default options.
+    pub fn spawn(targets: Vec<(u32, IpAddr)>) -> Result<(NeighbourHandle, mpsc::Receiver<NeighEvent>), NeighError> {
+        Self::spawn_with(targets, NeighbourOptions::default())
     }
 
     /// Opens a route netlink connection in the calling thread's network
@@ -148,8 +148,8 @@ impl NeighborWatcher {
     /// dropped; the event channel closes when it ends.
     pub fn spawn_with(
         targets: Vec<(u32, IpAddr)>,
-        options: NeighborOptions,
-    ) -> Result<(NeighborHandle, mpsc::Receiver<NeighEvent>), NeighError> {
+        options: NeighbourOptions,
+    ) -> Result<(NeighbourHandle, mpsc::Receiver<NeighEvent>), NeighError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|source| NeighError::NoRuntime { source })?;
         let (rtnl, messages) = netlink::connect(&runtime)?;
         let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
@@ -168,18 +168,18 @@ impl NeighborWatcher {
         };
         let requests = Requests { rtnl, in_flight: FuturesUnordered::new(), naming: BTreeSet::new() };
         runtime.spawn(watcher.run(requests, messages, events_tx, commands_rx, options));
-        Ok((NeighborHandle { commands: commands_tx, shared }, events_rx))
+        Ok((NeighbourHandle { commands: commands_tx, shared }, events_rx))
     }
 }
 
 /// Controls a running watcher; dropping it stops the watcher.
 #[derive(Debug)]
-pub struct NeighborHandle {
+pub struct NeighbourHandle {
     commands: mpsc::UnboundedSender<Command>,
     shared: Arc<Mutex<Vec<NeighEvent>>>,
 }
 
-impl NeighborHandle {
+impl NeighbourHandle {
     /// Replaces the targets, as on a configuration reload. Targets that stay
     /// keep their state; new ones are resolved; removed ones are forgotten
     /// without an event. Takes effect once the watcher's task runs.
@@ -296,7 +296,7 @@ impl Watcher {
         mut messages: Messages,
         events: mpsc::Sender<NeighEvent>,
         mut commands: mpsc::UnboundedReceiver<Command>,
-        options: NeighborOptions,
+        options: NeighbourOptions,
     ) {
         let mut reader_gone = false;
         let period = options.reprobe_interval.max(Duration::from_millis(100));

@@ -69,7 +69,7 @@ use super::{
     socket::VrrpSocket,
     sync::{self, SyncGroup},
     track::spawn_script,
-    tracking::{DataplaneHealth, Tracking},
+    tracking::{FastPathHealth, Tracking},
 };
 use crate::{
     config::{Notify, VirtualAddress, VirtualRoute, VrrpInstance, VrrpSyncGroup},
@@ -154,8 +154,8 @@ enum Command {
     Shutdown,
     /// From the instance's sync group.
     Sync(Event),
-    /// From the agent (`track_dataplane`).
-    Dataplane(DataplaneHealth),
+    /// From the agent (`track_fast_path`).
+    FastPath(FastPathHealth),
 }
 
 /// What a member task tells its sync group's task.
@@ -188,7 +188,7 @@ struct InstanceHandle {
     name: String,
     /// What it runs with.
     cfg: VrrpInstance,
-    tracks_dataplane: bool,
+    tracks_fast_path: bool,
     commands: mpsc::UnboundedSender<Command>,
     status: Arc<Mutex<InstanceStatus>>,
     task: Option<JoinHandle<()>>,
@@ -218,13 +218,13 @@ impl VrrpHandle {
     }
 
     /// Reports the fast path's health to every instance that tracks it
-    /// (`track_dataplane`). The agent calls this on every poll; an instance
-    /// only acts on a change. Until the first report the data plane counts
+    /// (`track_fast_path`). The agent calls this on every poll; an instance
+    /// only acts on a change. Until the first report the fast path counts
     /// as healthy.
-    pub fn report_dataplane(&self, health: &DataplaneHealth) {
+    pub fn report_fast_path(&self, health: &FastPathHealth) {
         for i in &self.instances {
-            if i.tracks_dataplane {
-                let _ = i.commands.send(Command::Dataplane(health.clone()));
+            if i.tracks_fast_path {
+                let _ = i.commands.send(Command::FastPath(health.clone()));
             }
         }
     }
@@ -326,12 +326,12 @@ impl VrrpHandle {
             let status = Arc::clone(&task.shared);
             let name = task.cfg.name.clone();
             let cfg = task.cfg.clone();
-            let tracks_dataplane = task.cfg.track_dataplane.is_some();
+            let tracks_fast_path = task.cfg.track_fast_path.is_some();
             let join = self.runtime.spawn(task.run(socket, commands_rx));
             self.instances.push(InstanceHandle {
                 name,
                 cfg,
-                tracks_dataplane,
+                tracks_fast_path,
                 commands: commands_tx,
                 status,
                 task: Some(join),
@@ -667,8 +667,8 @@ impl Task {
                 command = commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(Command::Sync(event)) => self.handle(event, sock, &notifier).await,
-                    Some(Command::Dataplane(health)) => {
-                        if self.tracking.report_dataplane(health) {
+                    Some(Command::FastPath(health)) => {
+                        if self.tracking.report_fast_path(health) {
                             self.reevaluate(sock, &notifier).await;
                         }
                     }
@@ -1033,11 +1033,11 @@ impl Task {
     /// leaving FAULT starts with the right one.
     async fn reevaluate(&mut self, socket: &VrrpSocket, notifier: &Notifier) {
         let update = self.tracking.evaluate();
-        if let Some(problems) = update.dataplane {
+        if let Some(problems) = update.fast_path {
             if problems.is_empty() {
-                tracing::info!(instance = self.cfg.name, "data plane healthy again");
+                tracing::info!(instance = self.cfg.name, "fast path healthy again");
             } else {
-                let weight = self.cfg.track_dataplane.map(|t| t.weight);
+                let weight = self.cfg.track_fast_path.map(|t| t.weight);
                 tracing::warn!(instance = self.cfg.name, weight, "{}", problems.join(", "));
             }
         }

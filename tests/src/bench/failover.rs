@@ -584,7 +584,7 @@ impl Drop for Responder {
 
 /// An AF_PACKET socket for IPv4 frames on `iface`, non-blocking.
 fn packet_socket(iface: &str) -> anyhow::Result<OwnedFd> {
-    let ifindex = lb_userspace::dataplane::ifindex(iface)?;
+    let ifindex = lb_userspace::fast_path::ifindex(iface)?;
     let proto = (libc::ETH_P_IP as u16).to_be();
     // SAFETY: plain socket(2) call.
     let fd = unsafe {

@@ -16,7 +16,7 @@ use lb_common::{BACKEND_F_ALIVE, Backend, DEFAULT_RING_SIZE, VIP_KIND_SERVICE, V
 use lb_userspace::{
     agent::director::Director,
     config::Config,
-    dataplane::{Dataplane, DataplaneOptions},
+    fast_path::{FastPath, FastPathOptions},
     maglev,
 };
 
@@ -24,9 +24,8 @@ use super::median;
 
 /// Median build and build + install times, in milliseconds, for `backends`.
 pub fn measure(backends: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
-    let mut dp =
-        Dataplane::load(DataplaneOptions { max_vips: 1, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: 1024 })
-            .context("loading the fast path")?;
+    let mut dp = FastPath::load(FastPathOptions { max_vips: 1, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: 1024 })
+        .context("loading the fast path")?;
     let entries: Vec<maglev::Entry> = (1..=backends)
         .map(|id| maglev::Entry {
             key: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, (id >> 16) as u16, id as u16).octets(),
@@ -76,7 +75,7 @@ pub fn decision(backends: u32, rounds: usize) -> anyhow::Result<Decision> {
         ));
     }
     let config = Config::from_str(&toml, "bench.toml").context("the bench's configuration")?;
-    let dp = Dataplane::load(DataplaneOptions { max_vips: 1, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: 1024 })
+    let dp = FastPath::load(FastPathOptions { max_vips: 1, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: 1024 })
         .context("loading the fast path")?;
     let mut director = Director::new(config, dp)?;
     let addresses: Vec<_> = director.services()[0].backends.iter().map(|b| (b.id, b.address)).collect();

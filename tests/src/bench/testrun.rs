@@ -18,7 +18,7 @@ use aya::{
 };
 use lb_common::{BACKEND_F_ALIVE, Backend, Settings, Stat, VIP_KIND_SERVICE, VipKey, proto};
 use lb_userspace::{
-    dataplane::{Dataplane, DataplaneOptions, EBPF_BENCH_OBJECT},
+    fast_path::{EBPF_BENCH_OBJECT, FastPath, FastPathOptions},
     maglev,
 };
 
@@ -189,7 +189,7 @@ impl Results {
 }
 
 struct Bench {
-    dp: Dataplane,
+    dp: FastPath,
     /// Whether the object has `bench_miss` and `bench_mutate_tx`.
     has_miss: bool,
     udp: Vec<u8>,
@@ -203,7 +203,7 @@ struct Call {
     wall: Duration,
 }
 
-fn stat_packets(dp: &Dataplane) -> anyhow::Result<[u64; Stat::COUNT as usize]> {
+fn stat_packets(dp: &FastPath) -> anyhow::Result<[u64; Stat::COUNT as usize]> {
     let mut out = [0u64; Stat::COUNT as usize];
     for (s, c) in dp.stats().context("reading STATS")? {
         out[s as usize] = c.packets;
@@ -211,16 +211,16 @@ fn stat_packets(dp: &Dataplane) -> anyhow::Result<[u64; Stat::COUNT as usize]> {
     Ok(out)
 }
 
-/// A loaded program of the object. Dataplane lends the object only
+/// A loaded program of the object. FastPath lends the object only
 /// mutably, so the borrow is exclusive even though the use is a read.
-fn xdp<'a>(dp: &'a mut Dataplane, name: &str) -> anyhow::Result<&'a Xdp> {
+fn xdp<'a>(dp: &'a mut FastPath, name: &str) -> anyhow::Result<&'a Xdp> {
     let prog = dp.ebpf_mut().program(name).with_context(|| format!("program {name} missing from the object"))?;
     prog.try_into().with_context(|| format!("{name} is not an XDP program"))
 }
 
 impl Bench {
     fn new() -> anyhow::Result<Self> {
-        let mut dp = Dataplane::load_object(EBPF_BENCH_OBJECT, DataplaneOptions::default(), None)
+        let mut dp = FastPath::load_object(EBPF_BENCH_OBJECT, FastPathOptions::default(), None)
             .context("loading the XDP object")?;
         dp.set_iface(LO_IFINDEX, DIRECTOR_MAC)?;
         dp.set_settings(Settings::new(0, 0))?;

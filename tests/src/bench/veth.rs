@@ -31,7 +31,7 @@ use lb_common::{
     VipKey, proto,
 };
 use lb_userspace::{
-    dataplane::{Dataplane, DataplaneOptions, EBPF_BENCH_OBJECT},
+    fast_path::{EBPF_BENCH_OBJECT, FastPath, FastPathOptions},
     maglev,
 };
 
@@ -158,7 +158,7 @@ fn ifindex_in(ns: &Netns, iface: &str) -> anyhow::Result<u32> {
     text.trim().parse().with_context(|| format!("ifindex of {iface}: {text:?}"))
 }
 
-fn xdp_mut<'a>(dp: &'a mut Dataplane, name: &str) -> anyhow::Result<&'a mut Xdp> {
+fn xdp_mut<'a>(dp: &'a mut FastPath, name: &str) -> anyhow::Result<&'a mut Xdp> {
     dp.ebpf_mut()
         .program_mut(name)
         .with_context(|| format!("program {name} missing from the object"))?
@@ -174,7 +174,7 @@ struct Attached {
 
 struct Lab {
     // Declared first, dropped first: the Ebpf (with its links) before the namespaces.
-    dp: Dataplane,
+    dp: FastPath,
     gen_ns: Netns,
     dir: Netns,
     sink: Netns,
@@ -201,7 +201,7 @@ impl Lab {
         gen_ns.ip(&["addr", "add", "10.211.0.1/24", "dev", "g0"])?;
         sink.ip(&["addr", "add", "10.211.1.3/24", "dev", "s0"])?;
 
-        let mut dp = Dataplane::load_object(EBPF_BENCH_OBJECT, DataplaneOptions::default(), None)
+        let mut dp = FastPath::load_object(EBPF_BENCH_OBJECT, FastPathOptions::default(), None)
             .context("loading the XDP object")?;
         for name in ["peer_pass", "bench_sink", "bench_gen", "bench_redirect", "bench_redirect_swap"] {
             xdp_mut(&mut dp, name)?.load().with_context(|| format!("loading {name}"))?;
@@ -263,7 +263,7 @@ impl Lab {
         };
         let dp = &mut self.dp;
         let link = in_ns(ns, || {
-            let ifindex = lb_userspace::dataplane::ifindex(iface)?;
+            let ifindex = lb_userspace::fast_path::ifindex(iface)?;
             xdp_mut(dp, prog)?
                 .attach_to_if_index(ifindex, XdpMode::Driver)
                 .with_context(|| format!("attaching {prog} natively to {iface}"))

@@ -268,7 +268,7 @@ fn real_main() -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("needs root (BPF, namespaces, XDP): run it through `cargo xtask bench`");
     }
-    if lb_userspace::dataplane::EBPF_BENCH_OBJECT.is_empty() {
+    if lb_userspace::fast_path::EBPF_BENCH_OBJECT.is_empty() {
         bail!("built without the eBPF object (bpf-linker missing): run `cargo xtask bench`");
     }
     catch_interrupts()?;

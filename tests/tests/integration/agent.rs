@@ -28,7 +28,7 @@ use lb_tests::{
     lab::{self, Addrs, DrLab},
     privileges,
 };
-use lb_userspace::dataplane::PeerPass;
+use lb_userspace::fast_path::PeerPass;
 use serde_json::Value;
 
 use crate::support;

@@ -17,7 +17,7 @@ use lb_tests::packet::{self as pkt, Ipv4, TCP_SYN};
 use lb_userspace::{
     agent::director::Director,
     config::Config,
-    dataplane::{Dataplane, DataplaneOptions},
+    fast_path::{FastPath, FastPathOptions},
 };
 
 const XDP_PASS: u32 = 2;
@@ -44,7 +44,7 @@ fn backend_mac(id: u32) -> [u8; 6] {
 
 fn director(text: &str) -> Director {
     let config = Config::from_str(text, "test.toml").unwrap();
-    let mut dp = Dataplane::load(DataplaneOptions { max_vips: 2, max_ring_size: RING, flows_per_cpu: 1024 })
+    let mut dp = FastPath::load(FastPathOptions { max_vips: 2, max_ring_size: RING, flows_per_cpu: 1024 })
         .expect("loading the XDP program (as root)");
     dp.set_iface(LO_IFINDEX, DIRECTOR_MAC).unwrap();
     let mut d = Director::new(config, dp).unwrap();
@@ -71,7 +71,7 @@ fn send(d: &Director, vip: Ipv4Addr, ports: std::ops::Range<u16>) -> (Vec<(u32, 
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(&input);
         opts.data_out = Some(&mut out);
-        let res = d.dataplane().program().test_run(opts).expect("BPF_PROG_TEST_RUN");
+        let res = d.fast_path().program().test_run(opts).expect("BPF_PROG_TEST_RUN");
         match res.return_value {
             XDP_TX => {
                 let id = u32::from(out[5]);

@@ -17,7 +17,7 @@ use lb_tests::{
     privileges,
 };
 use lb_userspace::{
-    dataplane::{AttachMode, Dataplane, DataplaneOptions},
+    fast_path::{AttachMode, FastPath, FastPathOptions},
     maglev,
 };
 
@@ -25,14 +25,14 @@ use crate::support;
 
 const PORT: u16 = 80;
 const RING_SIZE: u32 = 65537;
-const OPTS: DataplaneOptions = DataplaneOptions { max_vips: 2, max_ring_size: RING_SIZE, flows_per_cpu: 65536 };
+const OPTS: FastPathOptions = FastPathOptions { max_vips: 2, max_ring_size: RING_SIZE, flows_per_cpu: 65536 };
 const TIMEOUT: Duration = Duration::from_secs(1);
 /// Client source ports are chosen, not ephemeral: each connection is a
 /// distinct 5-tuple, and which backend gets it is known in advance.
 const FIRST_SPORT: u16 = 20000;
 
 /// Backends get ids 1.. in lab order; writes them and the VIP's ring.
-fn install(dp: &mut Dataplane, lab: &DrLab, weights: &[u32]) -> anyhow::Result<Vec<u32>> {
+fn install(dp: &mut FastPath, lab: &DrLab, weights: &[u32]) -> anyhow::Result<Vec<u32>> {
     let mut entries = Vec::new();
     for (i, (&addr, &mac)) in lab.addrs.backends.iter().zip(&lab.backend_macs).enumerate() {
         let id = i as u32 + 1;
@@ -78,7 +78,7 @@ fn run_client(lab: &DrLab, count: u16, budget: Duration) -> anyhow::Result<Vec<(
     })
 }
 
-fn stat(dp: &Dataplane, which: Stat) -> anyhow::Result<Counters> {
+fn stat(dp: &FastPath, which: Stat) -> anyhow::Result<Counters> {
     Ok(dp.stats()?.into_iter().find(|(s, _)| *s == which).map(|(_, c)| c).unwrap_or_default())
 }
 

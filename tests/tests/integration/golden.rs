@@ -17,7 +17,7 @@ use lb_common::{
 };
 use lb_tests::packet::{self as pkt, Ipv4, TCP_ACK, TCP_PSH, TCP_SYN, addr16};
 use lb_userspace::{
-    dataplane::{Dataplane, DataplaneOptions, EBPF_OBJECT},
+    fast_path::{EBPF_OBJECT, FastPath, FastPathOptions},
     trace::{self, Record},
 };
 
@@ -47,7 +47,7 @@ const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 7);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100); // :443 tcp, backends 8-9
 
 struct Fixture {
-    dp: Dataplane,
+    dp: FastPath,
 }
 
 fn key(addr: IpAddr, port: u16, proto: u8, kind: u8) -> VipKey {
@@ -74,8 +74,8 @@ impl Fixture {
     /// The fixture, its program loaded with the packet trace when `trace` is given.
     fn traced(trace: Option<&trace::Filter>) -> Self {
         pin_to_first_cpu();
-        let opts = DataplaneOptions { max_vips: 8, max_ring_size: 257, flows_per_cpu: 1024 };
-        let mut dp = Dataplane::load_object(EBPF_OBJECT, opts, trace).expect("load the XDP program");
+        let opts = FastPathOptions { max_vips: 8, max_ring_size: 257, flows_per_cpu: 1024 };
+        let mut dp = FastPath::load_object(EBPF_OBJECT, opts, trace).expect("load the XDP program");
         dp.set_iface(LO_IFINDEX, DIRECTOR_MAC).unwrap();
         dp.set_settings(Settings::new(0, 0)).unwrap();
         let mut f = Self { dp };

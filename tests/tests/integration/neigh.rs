@@ -15,7 +15,7 @@ use std::{
 };
 
 use lb_userspace::{
-    neigh::{NeighEvent, NeighborWatcher},
+    neigh::{NeighEvent, NeighbourWatcher},
     netdev::Mac,
     netns::{self, Netns},
 };
@@ -104,7 +104,7 @@ fn watcher_resolves_follows_and_reports_failures() {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
             rt.block_on(async move {
                 let (handle, mut events) =
-                    NeighborWatcher::spawn(vec![(ifindex, v4), (ifindex, dead)]).map_err(|e| e.to_string())?;
+                    NeighbourWatcher::spawn(vec![(ifindex, v4), (ifindex, dead)]).map_err(|e| e.to_string())?;
                 loop {
                     tokio::select! {
                         ev = events.recv() => match ev {

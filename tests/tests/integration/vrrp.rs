@@ -13,7 +13,7 @@
 //! - `nopreempt`; unicast peers with multicast dropped by nftables;
 //! - a sync group of two instances moves as a whole when one member's
 //!   tracked interface goes down, with the group's notify script;
-//! - `track_dataplane`: two real agents (`lb run`); detaching the master's
+//! - `track_fast_path`: two real agents (`lb run`); detaching the master's
 //!   XDP program makes it resign and the backup take over;
 //! - a reload that changes or removes one instance leaves the other one
 //!   running: no state change on either director, the VIP never leaves;
@@ -442,7 +442,7 @@ fn sync_group_moves_both_instances_when_one_tracked_interface_fails() {
 
 const LB: &str = env!("CARGO_BIN_EXE_lb-under-test");
 /// How often the agent checks its XDP attachment (agent/run.rs).
-const DATAPLANE_POLL: Duration = Duration::from_millis(100);
+const FAST_PATH_POLL: Duration = Duration::from_millis(100);
 
 /// `lb run` inside a namespace. Dropping it stops it: SIGTERM, then SIGKILL
 /// after a bound.
@@ -545,7 +545,7 @@ fn detached_xdp_program_hands_the_vip_to_the_peer() {
         format!(
             "[[vip]]\naddress = \"{VIP}\"\nport = 80\ninterface = \"eth0\"\n\
              [[vip.backend]]\naddress = \"10.214.0.50\"\n\
-             {}[vrrp.track_dataplane]\nweight = 0\n",
+             {}[vrrp.track_fast_path]\nweight = 0\n",
             instance(3, priority, "100ms", "")
         )
     };
@@ -562,12 +562,12 @@ fn detached_xdp_program_hands_the_vip_to_the_peer() {
     let moved = wait_for(SETTLE, || has_addr(b_ns, VIP).then_some(()));
     let took = detached.elapsed();
     assert!(moved.is_some(), "B did not take the VIP: A {}\nB {}\n{}", a.vrrp(), b.vrrp(), a.log_text());
-    eprintln!("XDP detached -> VIP on B after {took:?} (poll {DATAPLANE_POLL:?} + skew {SKEW_100:?})");
+    eprintln!("XDP detached -> VIP on B after {took:?} (poll {FAST_PATH_POLL:?} + skew {SKEW_100:?})");
     // The poll, A's resignation (priority 0), B's skew time, and polling `ip addr` here.
-    assert!(took <= DATAPLANE_POLL + SKEW_100 + MARGIN + Duration::from_millis(300), "{took:?}");
+    assert!(took <= FAST_PATH_POLL + SKEW_100 + MARGIN + Duration::from_millis(300), "{took:?}");
     let sa = a.vrrp();
     assert_eq!(sa["state"], "FAULT", "{sa}");
-    assert_eq!(sa["fault_reasons"][0], "data plane: XDP program not attached to eth0", "{sa}");
+    assert_eq!(sa["fault_reasons"][0], "fast path: XDP program not attached to eth0", "{sa}");
     assert!(!has_addr(a_ns, VIP), "A gave the VIP up");
     assert_eq!(b.vrrp()["state"], "MASTER");
     drop(a);

@@ -11,12 +11,12 @@ use lb_common::BACKEND_F_ALIVE;
 use super::*;
 use crate::{
     agent::memory_maps::{MemoryMaps, Write},
-    dataplane::DataplaneOptions,
+    fast_path::FastPathOptions,
 };
 
 /// Small rings: every decision is the same at 65537 slots, only slower.
 const RING: u32 = 251;
-const OPTS: DataplaneOptions = DataplaneOptions { max_vips: 4, max_ring_size: RING, flows_per_cpu: 1024 };
+const OPTS: FastPathOptions = FastPathOptions { max_vips: 4, max_ring_size: RING, flows_per_cpu: 1024 };
 
 /// A VIP `10.0.0.{vip}:80` on `lo` with `backends` checked backends
 /// `10.{vip}.0.1...`, and `extra` lines in its table.
@@ -41,8 +41,8 @@ fn director(text: &str) -> Director<MemoryMaps> {
     let mut d = Director::new(config(text), MemoryMaps::new(OPTS)).unwrap();
     resolve_all(&mut d);
     d.flush().unwrap();
-    d.dataplane_mut().end_grace();
-    d.dataplane_mut().clear_writes();
+    d.fast_path_mut().end_grace();
+    d.fast_path_mut().clear_writes();
     d
 }
 
@@ -66,16 +66,16 @@ fn address(d: &Director<MemoryMaps>, vip: usize, backend: usize) -> IpAddr {
 /// meets them: read from the published table, not from the director.
 fn slots(d: &Director<MemoryMaps>, vip: usize) -> Vec<u32> {
     let key = d.services()[vip].keys()[0];
-    let (_, ring) = d.dataplane().lookup(&key).expect("the VIP is published");
+    let (_, ring) = d.fast_path().lookup(&key).expect("the VIP is published");
     ids(d, vip).iter().map(|id| ring.iter().filter(|&&s| s == *id).count() as u32).collect()
 }
 
 fn ring_copies(d: &Director<MemoryMaps>) -> usize {
-    d.dataplane().count(|w| matches!(w, Write::Ring { preload: false, .. }))
+    d.fast_path().count(|w| matches!(w, Write::Ring { preload: false, .. }))
 }
 
 fn flips(d: &Director<MemoryMaps>) -> usize {
-    d.dataplane().count(|w| *w == Write::Flip)
+    d.fast_path().count(|w| *w == Write::Flip)
 }
 
 fn fail(d: &mut Director<MemoryMaps>, id: u32) {
@@ -93,7 +93,7 @@ fn every_backend_gets_slots_once_its_mac_is_known() {
     assert!(s.iter().all(|&n| n > 0), "{s:?}");
     assert_eq!(s.iter().sum::<u32>(), RING);
     for id in ids(&d, 0) {
-        assert_eq!(d.dataplane().backend(id).flags, BACKEND_F_ALIVE);
+        assert_eq!(d.fast_path().backend(id).flags, BACKEND_F_ALIVE);
     }
 }
 
@@ -106,21 +106,21 @@ fn a_heads_up_builds_the_ring_ahead_and_the_verdict_only_flips() {
     // One failure from down: the ring without it is built and placed now...
     assert!(d.prepare(ids[1], false, None, now).unwrap());
     assert_eq!(d.ring_builds(), builds + 1);
-    assert!(matches!(d.dataplane().writes(), [Write::Ring { vip_index: 0, preload: true, .. }]));
+    assert!(matches!(d.fast_path().writes(), [Write::Ring { vip_index: 0, preload: true, .. }]));
     // ...once (a second heads-up finds it kept and in place)...
     assert!(!d.prepare(ids[1], false, None, now).unwrap());
-    assert_eq!(d.dataplane().writes().len(), 1);
+    assert_eq!(d.fast_path().writes().len(), 1);
     // ...and nothing a packet meets changed.
     assert!(slots(&d, 0).iter().all(|&n| n > 0));
 
     // The verdict: the backend is marked dead, and the ring flips in with
     // neither a build nor a copy.
-    d.dataplane_mut().clear_writes();
+    d.fast_path_mut().clear_writes();
     fail(&mut d, ids[1]);
     d.flush().unwrap().expect("the verdict changes the fast path");
     assert_eq!(d.ring_builds(), builds + 1);
     assert_eq!(
-        d.dataplane().writes(),
+        d.fast_path().writes(),
         [Write::Backend { id: ids[1], alive: false }, Write::Stage { vip_index: 0 }, Write::Flip]
     );
     let after = slots(&d, 0);
@@ -132,34 +132,34 @@ fn a_heads_up_builds_the_ring_ahead_and_the_verdict_only_flips() {
 fn going_back_to_a_kept_ring_flips_without_a_build_or_a_copy() {
     let mut d = director(&vip(100, 3, ""));
     let ids = ids(&d, 0);
-    let before = d.dataplane().seen();
+    let before = d.fast_path().seen();
     fail(&mut d, ids[2]);
     d.flush().unwrap();
-    assert_eq!(ring_copies(&d), 1, "a new ring is copied: {:?}", d.dataplane().writes());
+    assert_eq!(ring_copies(&d), 1, "a new ring is copied: {:?}", d.fast_path().writes());
     let builds = d.ring_builds();
 
     // Right after the flip: the region it retired still holds the old ring,
     // so neither the copy nor its wait for the grace period is needed.
-    d.dataplane_mut().clear_writes();
+    d.fast_path_mut().clear_writes();
     pass(&mut d, ids[2]);
     d.flush().unwrap();
     assert_eq!(d.ring_builds(), builds);
     // The publish itself waits: the table generation it writes was retired
     // by the last flip.
     assert_eq!(
-        d.dataplane().writes(),
+        d.fast_path().writes(),
         [Write::Backend { id: ids[2], alive: true }, Write::Stage { vip_index: 0 }, Write::GraceWait, Write::Flip]
     );
-    assert_eq!(d.dataplane().seen(), before);
+    assert_eq!(d.fast_path().seen(), before);
 
     // Failing again: the ring built for the first failure is kept, and
     // still in the other region. A flapping backend costs flips only.
-    d.dataplane_mut().end_grace();
-    d.dataplane_mut().clear_writes();
+    d.fast_path_mut().end_grace();
+    d.fast_path_mut().clear_writes();
     fail(&mut d, ids[2]);
     d.flush().unwrap();
     assert_eq!(d.ring_builds(), builds);
-    assert_eq!(ring_copies(&d), 0, "the spare region still held it: {:?}", d.dataplane().writes());
+    assert_eq!(ring_copies(&d), 0, "the spare region still held it: {:?}", d.fast_path().writes());
 }
 
 #[test]
@@ -170,10 +170,10 @@ fn a_copy_into_a_region_just_retired_waits_for_the_grace_period() {
     d.flush().unwrap();
     // The retired region may still be read by a program that started
     // before the flip: a new ring written there waits first.
-    d.dataplane_mut().clear_writes();
+    d.fast_path_mut().clear_writes();
     fail(&mut d, ids[1]);
     d.flush().unwrap();
-    let writes = d.dataplane().writes();
+    let writes = d.fast_path().writes();
     let wait = writes.iter().position(|w| *w == Write::GraceWait).expect("a wait");
     let copy = writes.iter().position(|w| matches!(w, Write::Ring { .. })).expect("a copy");
     assert!(wait < copy, "{writes:?}");
@@ -183,12 +183,12 @@ fn a_copy_into_a_region_just_retired_waits_for_the_grace_period() {
 fn a_heads_up_that_comes_to_nothing_changes_nothing() {
     let mut d = director(&vip(100, 3, ""));
     let ids = ids(&d, 0);
-    let before = d.dataplane().seen();
+    let before = d.fast_path().seen();
     assert!(d.prepare(ids[0], false, None, Instant::now()).unwrap());
     // The next check passes: no verdict, nothing to install.
     pass(&mut d, ids[0]);
     assert!(d.flush().unwrap().is_none());
-    assert_eq!(d.dataplane().seen(), before);
+    assert_eq!(d.fast_path().seen(), before);
     // A later change of another backend installs its own ring, not the one
     // built ahead (which sat in the spare region it now overwrites).
     fail(&mut d, ids[2]);
@@ -203,11 +203,11 @@ fn a_heads_up_during_a_grace_period_builds_but_does_not_wait() {
     let ids = ids(&d, 0);
     fail(&mut d, ids[0]);
     d.flush().unwrap();
-    d.dataplane_mut().clear_writes();
+    d.fast_path_mut().clear_writes();
     // Built (the verdict will find it kept), not placed: placing it would
     // wait for the grace period, on the agent's loop.
     assert!(d.prepare(ids[1], false, None, Instant::now()).unwrap());
-    assert_eq!(d.dataplane().writes(), []);
+    assert_eq!(d.fast_path().writes(), []);
 }
 
 #[test]
@@ -237,11 +237,11 @@ fn heads_ups_build_a_few_rings_a_second_at_most() {
 fn every_failure_is_withdrawn_before_any_ring_is_built() {
     let mut d = director(&(vip(100, 3, "") + &vip(101, 3, "")));
     let (a, b) = (ids(&d, 0), ids(&d, 1));
-    d.dataplane_mut().clear_writes();
+    d.fast_path_mut().clear_writes();
     fail(&mut d, a[0]);
     fail(&mut d, b[1]);
     d.flush().unwrap();
-    let writes = d.dataplane().writes();
+    let writes = d.fast_path().writes();
     let first_ring = writes.iter().position(|w| matches!(w, Write::Ring { .. } | Write::Stage { .. })).unwrap();
     let dead: Vec<usize> = writes
         .iter()
@@ -258,15 +258,15 @@ fn every_failure_is_withdrawn_before_any_ring_is_built() {
 fn a_burst_of_events_costs_one_publish() {
     let mut d = director(&(vip(100, 4, "") + &vip(101, 4, "")));
     let (a, b) = (ids(&d, 0), ids(&d, 1));
-    d.dataplane_mut().clear_writes();
+    d.fast_path_mut().clear_writes();
     for &id in a.iter().take(3).chain(&b[..2]) {
         fail(&mut d, id);
     }
     d.on_health(b[3], true, Some(5), "test: weight 5").unwrap();
     d.on_mac("lo", address(&d, 1, 2), None, "test: no ARP reply").unwrap();
-    assert_eq!(d.dataplane().writes(), [], "nothing is written before the flush");
+    assert_eq!(d.fast_path().writes(), [], "nothing is written before the flush");
     d.flush().unwrap().expect("a change");
-    assert_eq!(flips(&d), 1, "{:?}", d.dataplane().writes());
+    assert_eq!(flips(&d), 1, "{:?}", d.fast_path().writes());
     assert_eq!(slots(&d, 0), [0, 0, 0, RING]);
     assert_eq!(slots(&d, 1), [0, 0, 0, RING]);
     assert!(d.flush().unwrap().is_none(), "nothing left to write");
@@ -278,18 +278,18 @@ fn drain_undrain_and_weight_commands() {
     let ids = ids(&d, 0);
     let b1 = address(&d, 0, 1);
     let vip = "10.0.0.100:80".to_owned();
-    let before = d.dataplane().seen();
+    let before = d.fast_path().seen();
 
     let r = d.command(&Request::Drain { vip: vip.clone(), backend: b1 });
     assert!(r.ok, "{r:?}");
     assert_eq!(r.message.as_deref(), Some("10.100.0.2: drained on 1 VIP(s)"));
     assert_eq!(slots(&d, 0)[1], 0);
-    assert_eq!(d.dataplane().backend(ids[1]).flags, BACKEND_F_ALIVE, "a drained backend keeps its flows");
+    assert_eq!(d.fast_path().backend(ids[1]).flags, BACKEND_F_ALIVE, "a drained backend keeps its flows");
     assert_eq!(d.status(false).unwrap().vips[0].backends[1].state, "draining");
 
     let r = d.command(&Request::Undrain { vip: "10.0.0.100".to_owned(), backend: b1 });
     assert!(r.ok, "{r:?}");
-    assert_eq!(d.dataplane().seen(), before, "undrained: the ring it had before");
+    assert_eq!(d.fast_path().seen(), before, "undrained: the ring it had before");
 
     let r = d.command(&Request::Weight { vip: vip.clone(), backend: b1, weight: 3 });
     assert!(r.ok, "{r:?}");
@@ -327,9 +327,9 @@ fn a_reload_carries_over_backend_ids_and_state() {
     assert!(![&a[..], &b[..]].concat().contains(&new), "a new backend takes an unused id: {new}");
     assert_eq!(d.services()[1].vip_index, 1, "a new VIP takes the index of one gone");
     for id in b {
-        assert_eq!(d.dataplane().backend(id).flags, 0, "the backends of a VIP gone are dead");
+        assert_eq!(d.fast_path().backend(id).flags, 0, "the backends of a VIP gone are dead");
     }
-    let gone = d.dataplane().seen().into_iter().filter(|seen| seen.key.addr == v4_key("10.0.0.101")).count();
+    let gone = d.fast_path().seen().into_iter().filter(|seen| seen.key.addr == v4_key("10.0.0.101")).count();
     assert_eq!(gone, 0);
     // Down and drained stay out; the new backend waits for its MAC.
     assert_eq!(slots(&d, 0), [0, 0, RING, 0]);
@@ -351,7 +351,7 @@ fn ids_of_a_vip_gone_come_back_last() {
     d.ids.take();
     d.reload(config(&vip(101, 2, ""))).unwrap();
     assert_eq!(ids(&d, 0), [3, 4], "never-used ids first");
-    assert_eq!(d.dataplane().backend(1).flags, 0, "dead before it can be reused");
+    assert_eq!(d.fast_path().backend(1).flags, 0, "dead before it can be reused");
     d.reload(config(&vip(102, 2, ""))).unwrap();
     assert_eq!(ids(&d, 0), [1, 2], "then the oldest freed");
 }
@@ -359,7 +359,7 @@ fn ids_of_a_vip_gone_come_back_last() {
 #[test]
 fn a_reload_that_needs_a_restart_changes_nothing() {
     let mut d = director(&vip(100, 3, ""));
-    let (before, seen) = (d.snapshot(), d.dataplane().seen());
+    let (before, seen) = (d.snapshot(), d.fast_path().seen());
     let larger = vip(100, 3, "").replace(&format!("ring_size = {RING}"), "ring_size = 257");
     let e = d.reload(config(&larger)).unwrap_err();
     assert!(matches!(e, DirectorError::NeedsRestart { .. }), "{e}");
@@ -367,7 +367,7 @@ fn a_reload_that_needs_a_restart_changes_nothing() {
     let e = d.reload(config(&five)).unwrap_err();
     assert!(e.to_string().contains("max_vips"), "{e}");
     assert_eq!(d.snapshot(), before);
-    assert_eq!(d.dataplane().seen(), seen);
+    assert_eq!(d.fast_path().seen(), seen);
 }
 
 #[test]
@@ -376,32 +376,32 @@ fn a_reload_whose_publish_fails_puts_everything_back() {
     let a = ids(&d, 0);
     fail(&mut d, a[0]);
     d.flush().unwrap();
-    let (before, seen) = (d.snapshot(), d.dataplane().seen());
+    let (before, seen) = (d.snapshot(), d.fast_path().seen());
     let text = vip(100, 4, "") + &vip(102, 2, "");
     let known: Vec<u32> = d.services().iter().flat_map(Service::ids).collect();
     let planned = d.plan(config(&text)).unwrap();
     let brought: Vec<u32> = planned.services().iter().flat_map(Service::ids).filter(|id| !known.contains(id)).collect();
     assert_eq!(brought.len(), 3);
-    d.dataplane_mut().fail_next_publish();
+    d.fast_path_mut().fail_next_publish();
     let e = d.reload(config(&text)).unwrap_err();
-    assert!(matches!(e, DirectorError::Dataplane(DataplaneError::VipTableFull { .. })), "{e}");
+    assert!(matches!(e, DirectorError::FastPath(FastPathError::VipTableFull { .. })), "{e}");
     assert_eq!(d.snapshot(), before);
-    assert_eq!(d.dataplane().seen(), seen);
+    assert_eq!(d.fast_path().seen(), seen);
     // The backends the failed file brought are dead, not left alive.
     for id in brought {
-        assert_eq!(d.dataplane().backend(id).flags, 0, "backend {id}");
+        assert_eq!(d.fast_path().backend(id).flags, 0, "backend {id}");
     }
 }
 
 #[test]
 fn restore_goes_back_to_a_snapshot() {
     let mut d = director(&vip(100, 3, ""));
-    let (before, seen) = (d.snapshot(), d.dataplane().seen());
+    let (before, seen) = (d.snapshot(), d.fast_path().seen());
     d.reload(config(&(vip(100, 2, "") + &vip(101, 2, "")))).unwrap();
-    assert_ne!(d.dataplane().seen(), seen);
+    assert_ne!(d.fast_path().seen(), seen);
     d.restore(before.clone()).unwrap();
     assert_eq!(d.snapshot(), before);
-    assert_eq!(d.dataplane().seen(), seen);
+    assert_eq!(d.fast_path().seen(), seen);
 }
 
 #[test]
@@ -409,7 +409,7 @@ fn settings_reach_the_fast_path() {
     let mut d = director(&vip(100, 1, ""));
     let text = format!("[global]\nmax_new_flows_per_sec = 5000\n\n{}", vip(100, 1, ""));
     d.reload(config(&text)).unwrap();
-    let s = d.dataplane().settings();
+    let s = d.fast_path().settings();
     assert_eq!(s.max_new_flows_per_sec, 5000);
     assert_eq!(s.flow_sets, lb_common::flow_sets(OPTS.flows_per_cpu));
 }

@@ -9,11 +9,11 @@ use crate::{
         memory_maps::{MemoryMaps, Seen},
         service::Service,
     },
-    dataplane::DataplaneOptions,
+    fast_path::FastPathOptions,
 };
 
 const RING: u32 = 251;
-const OPTS: DataplaneOptions = DataplaneOptions { max_vips: 4, max_ring_size: RING, flows_per_cpu: 1024 };
+const OPTS: FastPathOptions = FastPathOptions { max_vips: 4, max_ring_size: RING, flows_per_cpu: 1024 };
 
 /// A part that fails on its `fail_on`-th call (counting from 1).
 #[derive(Debug, Default)]
@@ -40,7 +40,7 @@ impl HealthTargets for Fake<Vec<Target>> {
     }
 }
 
-impl NeighborTargets for Fake<Vec<(u32, IpAddr)>> {
+impl NeighbourTargets for Fake<Vec<(u32, IpAddr)>> {
     fn set(&mut self, targets: Vec<(u32, IpAddr)>) -> Result<(), NeighError> {
         if !self.call() {
             return Err(NeighError::Stopped);
@@ -96,7 +96,7 @@ fn config(text: &str) -> Config {
 struct Agent {
     director: Director<MemoryMaps>,
     health: Fake<Vec<Target>>,
-    neighbors: Fake<Vec<(u32, IpAddr)>>,
+    neighbours: Fake<Vec<(u32, IpAddr)>>,
     vrrp: Fake<Vec<VrrpInstance>>,
 }
 
@@ -106,7 +106,7 @@ struct Running {
     setup: Setup,
     seen: Vec<Seen>,
     health: Vec<Target>,
-    neighbors: Vec<(u32, IpAddr)>,
+    neighbours: Vec<(u32, IpAddr)>,
     vrrp: Vec<VrrpInstance>,
 }
 
@@ -123,16 +123,16 @@ impl Agent {
         director.on_health(backends[0].1, false, None, "test: refused").unwrap();
         director.flush().unwrap();
         let health = Fake { running: health_targets(director.services()), ..Fake::default() };
-        let neighbors = Fake { running: neighbor_targets(director.services(), lo_only), ..Fake::default() };
-        Self { director, health, neighbors, vrrp: Fake { running: vrrp, ..Fake::default() } }
+        let neighbours = Fake { running: neighbour_targets(director.services(), lo_only), ..Fake::default() };
+        Self { director, health, neighbours, vrrp: Fake { running: vrrp, ..Fake::default() } }
     }
 
     fn running(&self) -> Running {
         Running {
             setup: self.director.snapshot(),
-            seen: self.director.dataplane().seen(),
+            seen: self.director.fast_path().seen(),
             health: self.health.running.clone(),
-            neighbors: self.neighbors.running.clone(),
+            neighbours: self.neighbours.running.clone(),
             vrrp: self.vrrp.running.clone(),
         }
     }
@@ -141,7 +141,7 @@ impl Agent {
         let parts = Parts {
             director: &mut self.director,
             health: &mut self.health,
-            neighbors: &mut self.neighbors,
+            neighbours: &mut self.neighbours,
             vrrp: &mut self.vrrp,
         };
         let text = text.to_owned();
@@ -160,7 +160,7 @@ async fn a_good_file_switches_every_part() {
     assert_eq!(services.len(), 2);
     assert_eq!(agent.health.running, health_targets(services));
     assert_eq!(agent.health.running.len(), 5);
-    assert_eq!(agent.neighbors.running, neighbor_targets(services, lo_only));
+    assert_eq!(agent.neighbours.running, neighbour_targets(services, lo_only));
     assert_eq!(agent.vrrp.running, agent.director.config().vrrp);
     // The backend held down is gone: every check starts up.
     assert!(services.iter().all(|s| s.backends.iter().all(|b| b.id != down)));
@@ -184,13 +184,13 @@ enum Step {
     Plan,
     Health,
     Director,
-    Neighbors,
+    Neighbours,
     Vrrp,
 }
 
 #[tokio::test]
 async fn a_failure_at_any_step_leaves_everything_as_it_was() {
-    for step in [Step::Load, Step::Plan, Step::Health, Step::Director, Step::Neighbors, Step::Vrrp] {
+    for step in [Step::Load, Step::Plan, Step::Health, Step::Director, Step::Neighbours, Step::Vrrp] {
         let mut agent = Agent::new();
         let before = agent.running();
         let text = match step {
@@ -201,8 +201,8 @@ async fn a_failure_at_any_step_leaves_everything_as_it_was() {
         };
         match step {
             Step::Health => agent.health.fail_on = Some(1),
-            Step::Director => agent.director.dataplane_mut().fail_next_publish(),
-            Step::Neighbors => agent.neighbors.fail_on = Some(1),
+            Step::Director => agent.director.fast_path_mut().fail_next_publish(),
+            Step::Neighbours => agent.neighbours.fail_on = Some(1),
             Step::Vrrp => agent.vrrp.fail_on = Some(1),
             Step::Load | Step::Plan => {}
         }
@@ -215,7 +215,7 @@ async fn a_failure_at_any_step_leaves_everything_as_it_was() {
             Step::Plan => "cannot change without a restart",
             Step::Health => "health checks: ",
             Step::Director => "no layout of the VIP table fits",
-            Step::Neighbors => "neighbour table: ",
+            Step::Neighbours => "neighbour table: ",
             Step::Vrrp => "VRRP: VRRP instance VI_2: no such interface",
         };
         assert!(error.contains(expected), "{step:?}: {error}");
@@ -226,17 +226,17 @@ async fn a_failure_at_any_step_leaves_everything_as_it_was() {
             Step::Load | Step::Plan => (0, 0, 0),
             Step::Health => (1, 0, 0),
             Step::Director => (2, 0, 0),
-            Step::Neighbors => (2, 1, 0),
+            Step::Neighbours => (2, 1, 0),
             Step::Vrrp => (2, 2, 1),
         };
-        assert_eq!((agent.health.calls, agent.neighbors.calls, agent.vrrp.calls), calls, "{step:?}");
+        assert_eq!((agent.health.calls, agent.neighbours.calls, agent.vrrp.calls), calls, "{step:?}");
     }
 }
 
 #[tokio::test]
 async fn a_part_that_cannot_switch_back_is_reported() {
     let mut agent = Agent::new();
-    agent.neighbors.fail_on = Some(1);
+    agent.neighbours.fail_on = Some(1);
     agent.health.fail_on = Some(2);
     let r = agent.reload(&NEXT()).await;
     let error = r.error.unwrap_or_default();

@@ -57,13 +57,15 @@ pub(crate) struct RawVrrp {
     pub track_script: Vec<Spanned<RawTrackScript>>,
     pub checksum: Option<Spanned<RawChecksum>>,
     pub lower_prio_no_advert: Option<bool>,
-    pub track_dataplane: Option<Spanned<RawTrackDataplane>>,
+    /// `track_dataplane` is its former name, still read.
+    #[serde(alias = "track_dataplane")]
+    pub track_fast_path: Option<Spanned<RawTrackFastPath>>,
     pub peer_priority: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawTrackDataplane {
+pub(crate) struct RawTrackFastPath {
     pub weight: Option<Spanned<i64>>,
     pub no_live_backend: Option<bool>,
 }

@@ -9,7 +9,7 @@ use super::{
     command::{NotifyKeys, argv, notify},
     route::VirtualRoute,
     types::{
-        DEFAULT_GARP_MASTER_DELAY, DEFAULT_GARP_MASTER_REPEAT, Garp, MAX_TRACK_WEIGHT, TrackDataplane, TrackScript,
+        DEFAULT_GARP_MASTER_DELAY, DEFAULT_GARP_MASTER_REPEAT, Garp, MAX_TRACK_WEIGHT, TrackFastPath, TrackScript,
         VrrpInstance,
     },
     virtual_ipaddress::vip_addr,
@@ -330,13 +330,13 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
             user: user(&ts.user, problems),
         });
     }
-    let track_dataplane = v.track_dataplane.as_ref().map(|t| {
+    let track_fast_path = v.track_fast_path.as_ref().map(|t| {
         let t = t.get_ref();
         let w = weight(&t.weight, problems);
         if let Some(at) = &t.weight {
-            weights.push((w, at.span(), "track_dataplane".to_owned()));
+            weights.push((w, at.span(), "track_fast_path".to_owned()));
         }
-        TrackDataplane { weight: w, no_live_backend: t.no_live_backend.unwrap_or(false) }
+        TrackFastPath { weight: w, no_live_backend: t.no_live_backend.unwrap_or(false) }
     });
     let peer_priority = v.peer_priority.as_ref().and_then(|p| int_in::<u8>(p, "peer_priority", 1..=255, problems));
     weight_warnings(priority, peer_priority.zip(v.peer_priority.as_ref().map(Spanned::span)), &weights, problems);
@@ -363,7 +363,7 @@ fn instance(r: &Spanned<RawVrrp>, script_user: &str, text: &str, problems: &mut 
         notify,
         track_interfaces,
         track_scripts,
-        track_dataplane,
+        track_fast_path,
         checksum,
         lower_prio_no_advert: v.lower_prio_no_advert.unwrap_or(false),
         peer_priority,

@@ -35,7 +35,7 @@
 //! interval = "1s"
 //! weight = -60                     # 0 = FAULT after `fall` failures
 //!
-//! [vrrp.track_dataplane]           # this director's XDP fast path
+//! [vrrp.track_fast_path]           # this director's XDP fast path
 //! weight = 0                       # 0 = FAULT while unhealthy; < 0 = added while unhealthy
 //! no_live_backend = false          # true: a VIP of the instance without a live backend is unhealthy too
 //!
@@ -59,4 +59,4 @@ mod warnings;
 pub(crate) use instance::validate;
 pub use route::{RouteKind, Scope, TABLE_MAIN, VirtualRoute};
 pub(crate) use sync_group::validate_sync_groups;
-pub use types::{Garp, Notify, TrackDataplane, TrackScript, VirtualAddress, VrrpInstance, VrrpSyncGroup};
+pub use types::{Garp, Notify, TrackFastPath, TrackScript, VirtualAddress, VrrpInstance, VrrpSyncGroup};

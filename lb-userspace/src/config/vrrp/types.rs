@@ -51,8 +51,8 @@ pub struct VrrpInstance {
     /// interface is always tracked, as keepalived does).
     pub track_interfaces: Vec<String>,
     pub track_scripts: Vec<TrackScript>,
-    /// Track the director's own fast path (`[vrrp.track_dataplane]`).
-    pub track_dataplane: Option<TrackDataplane>,
+    /// Track the director's own fast path (`[vrrp.track_fast_path]`).
+    pub track_fast_path: Option<TrackFastPath>,
     /// How v3-over-IPv4 adverts are checksummed on send (all forms are accepted).
     pub checksum: ChecksumKind,
     /// keepalived's `lower_prio_no_advert`.
@@ -152,13 +152,13 @@ pub struct TrackScript {
     pub user: String,
 }
 
-/// `[vrrp.track_dataplane]`: the fast path counts as unhealthy while its XDP
+/// `[vrrp.track_fast_path]`: the fast path counts as unhealthy while its XDP
 /// program is not attached to an interface it was attached to, and, with
 /// `no_live_backend`, while one of the instance's VIPs has no backend in its
 /// ring. The weight works as a script's: 0 puts the instance in FAULT (as
 /// keepalived's weight 0), W < 0 is added while unhealthy, W > 0 while healthy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrackDataplane {
+pub struct TrackFastPath {
     pub weight: i32,
     pub no_live_backend: bool,
 }

@@ -188,7 +188,7 @@ pub(crate) fn map(nodes: &[Node], settings: &Settings, host: &dyn Host, report: 
             ),
             "linkbeat_interfaces" | "track_file" | "vrrp_track_file" | "track_process" | "vrrp_track_process"
             | "bfd_instance" | "garp_group" | "vrrp_track_bfd" => {
-                cx.ignored(node, "lb tracks interfaces, scripts and its own data plane only")
+                cx.ignored(node, "lb tracks interfaces, scripts and its own fast path only")
             }
             "include" | "includer" | "includem" | "includew" | "includeb" | "includea" => {
                 cx.report.error(node.at(), "include takes exactly one file pattern: not read");

@@ -239,7 +239,7 @@ pub(super) fn instance(
             ),
             "virtual_rules" => cx.ignored(n, "lb does not manage policy routing rules"),
             "track_file" | "track_process" | "track_bfd" => {
-                cx.ignored(n, "lb tracks interfaces, scripts and its own data plane only: this instance no longer fails over on it")
+                cx.ignored(n, "lb tracks interfaces, scripts and its own fast path only: this instance no longer fails over on it")
             }
             "accept" | "no_accept" | "strict_mode" => cx.ignored(
                 n,

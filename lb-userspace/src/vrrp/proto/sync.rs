@@ -43,7 +43,7 @@ pub enum Input {
         /// Whether it wants to become master.
         wants: bool,
     },
-    /// The member's own tracking (interfaces, scripts, data plane with
+    /// The member's own tracking (interfaces, scripts, fast path with
     /// weight 0) went down (`faulty`) or came back.
     Tracking {
         /// Index of the member in the group.

@@ -8,15 +8,15 @@
 //!   OK after `rise` consecutive successes; it starts OK, so one success at
 //!   startup is enough. Weight 0: FAULT while failed. Weight W > 0: W is
 //!   added while OK. W < 0: W is added while failed.
-//! - The director's own fast path (`track_dataplane`): unhealthy while the
+//! - The director's own fast path (`track_fast_path`): unhealthy while the
 //!   XDP program is off an interface it was attached to or, with
 //!   `no_live_backend`, while a VIP of the instance has no live backend. Its
-//!   weight works as a script's. The agent reports [`DataplaneHealth`].
+//!   weight works as a script's. The agent reports [`FastPathHealth`].
 //! - The effective priority is the base plus those weights, clamped to
 //!   1..=254; a base of 255 (address owner) never changes.
 //!
 //! [`Tracking`] holds the inputs as they arrive (link polls, script
-//! results, data-plane reports) and, on [`Tracking::evaluate`], says what
+//! results, fast-path reports) and, on [`Tracking::evaluate`], says what
 //! changed since it last did: the effective priority
 //! ([`Event::PriorityChanged`](super::fsm::Event::PriorityChanged)) and
 //! FAULT ([`Event::FaultDetected`](super::fsm::Event::FaultDetected) /
@@ -26,7 +26,7 @@
 use std::net::IpAddr;
 
 use super::packet::PRIORITY_OWNER;
-use crate::config::{TrackDataplane, TrackScript, VrrpInstance};
+use crate::config::{TrackFastPath, TrackScript, VrrpInstance};
 
 /// One script's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ fn contribution(weight: i32, ok: bool) -> i32 {
 
 /// What the agent knows about its fast path, reported every poll.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DataplaneHealth {
+pub struct FastPathHealth {
     /// Interfaces the XDP program was attached to and is not any more
     /// (detached, or replaced by another program).
     pub detached: Vec<String>,
@@ -104,30 +104,30 @@ pub struct DataplaneHealth {
     pub vips_without_backend: Vec<IpAddr>,
 }
 
-/// Why the data plane is unhealthy for an instance with `vips`; empty when
+/// Why the fast path is unhealthy for an instance with `vips`; empty when
 /// healthy (or nothing was reported yet: it starts healthy, as scripts do).
-fn dataplane_problems(track: TrackDataplane, health: Option<&DataplaneHealth>, vips: &[IpAddr]) -> Vec<String> {
+fn fast_path_problems(track: TrackFastPath, health: Option<&FastPathHealth>, vips: &[IpAddr]) -> Vec<String> {
     let Some(health) = health else { return Vec::new() };
     let mut out: Vec<String> =
-        health.detached.iter().map(|i| format!("data plane: XDP program not attached to {i}")).collect();
+        health.detached.iter().map(|i| format!("fast path: XDP program not attached to {i}")).collect();
     if track.no_live_backend {
         out.extend(
             (vips.iter())
                 .filter(|v| health.vips_without_backend.contains(v))
-                .map(|v| format!("data plane: VIP {v} has no live backend")),
+                .map(|v| format!("fast path: VIP {v} has no live backend")),
         );
     }
     out
 }
 
-/// `track_dataplane` of one instance.
+/// `track_fast_path` of one instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Dataplane {
-    track: TrackDataplane,
+struct FastPath {
+    track: TrackFastPath,
     /// The instance's VIPs, for `no_live_backend`.
     vips: Vec<IpAddr>,
     /// The agent's last report; `None` = healthy.
-    health: Option<DataplaneHealth>,
+    health: Option<FastPathHealth>,
     /// The problems at the last evaluation.
     problems: Vec<String>,
 }
@@ -144,8 +144,8 @@ pub struct LinkChanges {
 /// right one) and for the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Update {
-    /// The data plane's problems, when they changed (empty: healthy again).
-    pub dataplane: Option<Vec<String>>,
+    /// The fast path's problems, when they changed (empty: healthy again).
+    pub fast_path: Option<Vec<String>>,
     /// The new effective priority.
     pub priority: Option<u8>,
     /// FAULT entered (`true`) or left (`false`).
@@ -160,7 +160,7 @@ pub struct Tracking {
     interfaces: Vec<String>,
     links_down: Vec<String>,
     scripts: Vec<ScriptState>,
-    dataplane: Option<Dataplane>,
+    fast_path: Option<FastPath>,
     /// The effective priority at the last evaluation (the base before).
     priority: u8,
     /// Why the instance is in FAULT, at the last evaluation.
@@ -169,12 +169,12 @@ pub struct Tracking {
 
 impl Tracking {
     /// `interfaces` in the order they are reported down; `vips` for the
-    /// data plane's `no_live_backend`.
+    /// fast path's `no_live_backend`.
     pub fn new(
         base: u8,
         interfaces: Vec<String>,
         scripts: &[TrackScript],
-        dataplane: Option<TrackDataplane>,
+        fast_path: Option<TrackFastPath>,
         vips: Vec<IpAddr>,
     ) -> Self {
         Self {
@@ -182,14 +182,14 @@ impl Tracking {
             interfaces,
             links_down: Vec::new(),
             scripts: scripts.iter().map(ScriptState::new).collect(),
-            dataplane: dataplane.map(|track| Dataplane { track, vips, health: None, problems: Vec::new() }),
+            fast_path: fast_path.map(|track| FastPath { track, vips, health: None, problems: Vec::new() }),
             priority: base,
             fault_reasons: Vec::new(),
         }
     }
 
     /// What an instance tracks: its own interface first, then its
-    /// `track_interface`s, its scripts and `track_dataplane`.
+    /// `track_interface`s, its scripts and `track_fast_path`.
     pub fn for_instance(cfg: &VrrpInstance) -> Self {
         let mut interfaces = vec![cfg.interface.clone()];
         for t in &cfg.track_interfaces {
@@ -198,7 +198,7 @@ impl Tracking {
             }
         }
         let vips = cfg.virtual_addresses.iter().map(|v| v.address).collect();
-        Self::new(cfg.priority, interfaces, &cfg.track_scripts, cfg.track_dataplane, vips)
+        Self::new(cfg.priority, interfaces, &cfg.track_scripts, cfg.track_fast_path, vips)
     }
 
     /// The interfaces to poll.
@@ -223,9 +223,9 @@ impl Tracking {
     }
 
     /// The agent's report; true when it differs from the last one. Ignored
-    /// without `track_dataplane`.
-    pub fn report_dataplane(&mut self, health: DataplaneHealth) -> bool {
-        let Some(d) = &mut self.dataplane else { return false };
+    /// without `track_fast_path`.
+    pub fn report_fast_path(&mut self, health: FastPathHealth) -> bool {
+        let Some(d) = &mut self.fast_path else { return false };
         if d.health.as_ref() == Some(&health) {
             return false;
         }
@@ -238,16 +238,16 @@ impl Tracking {
     pub fn evaluate(&mut self) -> Update {
         let mut update = Update::default();
         let mut extra = 0;
-        let mut dataplane_reasons = Vec::new();
-        if let Some(d) = &mut self.dataplane {
-            let problems = dataplane_problems(d.track, d.health.as_ref(), &d.vips);
+        let mut fast_path_reasons = Vec::new();
+        if let Some(d) = &mut self.fast_path {
+            let problems = fast_path_problems(d.track, d.health.as_ref(), &d.vips);
             if problems != d.problems {
                 d.problems.clone_from(&problems);
-                update.dataplane = Some(problems.clone());
+                update.fast_path = Some(problems.clone());
             }
             extra = contribution(d.track.weight, problems.is_empty());
             if d.track.weight == 0 {
-                dataplane_reasons = problems;
+                fast_path_reasons = problems;
             }
         }
         let priority = effective_priority(self.base, &self.scripts, extra);
@@ -257,7 +257,7 @@ impl Tracking {
         }
         let mut reasons: Vec<String> = self.links_down.iter().map(|n| format!("interface {n} is down")).collect();
         reasons.extend(self.scripts.iter().filter(|s| s.faults()).map(|s| format!("track_script {} failed", s.name)));
-        reasons.extend(dataplane_reasons);
+        reasons.extend(fast_path_reasons);
         let fault = !reasons.is_empty();
         if fault != self.fault() {
             update.fault = Some(fault);
@@ -284,7 +284,7 @@ impl Tracking {
 }
 
 /// The effective priority from the base, the scripts and any other
-/// contribution (the data plane's).
+/// contribution (the fast path's).
 fn effective_priority(base: u8, scripts: &[ScriptState], extra: i32) -> u8 {
     if base == PRIORITY_OWNER {
         return base;

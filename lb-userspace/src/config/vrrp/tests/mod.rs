@@ -6,7 +6,7 @@ mod warnings;
 
 use std::{net::IpAddr, time::Duration};
 
-use crate::config::{Config, Garp, Position, TrackDataplane, VirtualAddress, VrrpInstance};
+use crate::config::{Config, Garp, Position, TrackFastPath, VirtualAddress, VrrpInstance};
 use crate::vrrp::packet::{Auth, Centiseconds, ChecksumKind, MULTICAST_V4, Version};
 
 fn parse(text: &str) -> Vec<VrrpInstance> {
@@ -130,14 +130,14 @@ fn more_errors() {
 }
 
 #[test]
-fn track_dataplane() {
-    assert_eq!(parse(MIN)[0].track_dataplane, None);
-    let v = &parse(&format!("{MIN}[vrrp.track_dataplane]\n"))[0];
-    assert_eq!(v.track_dataplane, Some(TrackDataplane { weight: 0, no_live_backend: false }), "weight 0 = FAULT");
-    let v = &parse(&format!("{MIN}[vrrp.track_dataplane]\nweight = -60\nno_live_backend = true\n"))[0];
-    assert_eq!(v.track_dataplane, Some(TrackDataplane { weight: -60, no_live_backend: true }));
-    let e = error(&format!("{MIN}[vrrp.track_dataplane]\nweight = -300\n"));
+fn track_fast_path() {
+    assert_eq!(parse(MIN)[0].track_fast_path, None);
+    let v = &parse(&format!("{MIN}[vrrp.track_fast_path]\n"))[0];
+    assert_eq!(v.track_fast_path, Some(TrackFastPath { weight: 0, no_live_backend: false }), "weight 0 = FAULT");
+    let v = &parse(&format!("{MIN}[vrrp.track_fast_path]\nweight = -60\nno_live_backend = true\n"))[0];
+    assert_eq!(v.track_fast_path, Some(TrackFastPath { weight: -60, no_live_backend: true }));
+    let e = error(&format!("{MIN}[vrrp.track_fast_path]\nweight = -300\n"));
     assert!(e.contains("lb.toml:7:10: weight -300 out of range -253..=253"), "{e}");
-    let e = error(&format!("{MIN}[vrrp.track_dataplane]\nxdp = true\n"));
+    let e = error(&format!("{MIN}[vrrp.track_fast_path]\nxdp = true\n"));
     assert!(e.contains("lb.toml:7:1: unknown field `xdp`"), "{e}");
 }

@@ -15,7 +15,7 @@ fn warnings(text: &str) -> Vec<String> {
 fn weights_that_cannot_fail_over_are_warned_about() {
     let script =
         |w: i32| format!("[[vrrp.track_script]]\nname = \"s{}\"\ncommand = [\"/bin/true\"]\nweight = {w}\n", w.abs());
-    let dp = |w: i32| format!("[vrrp.track_dataplane]\nweight = {w}\n");
+    let dp = |w: i32| format!("[vrrp.track_fast_path]\nweight = {w}\n");
     // MIN is lines 1-5; `priority` and `peer_priority` are lines 6-7, tracking from line 8.
     let inst = |prio: u8, peer: Option<u8>, tracking: &str| {
         let peer = peer.map_or("\n".to_owned(), |p| format!("peer_priority = {p}\n"));
@@ -40,7 +40,7 @@ fn weights_that_cannot_fail_over_are_warned_about() {
             name: "equal is not enough: the backup accepts an equal priority",
             text: inst(150, Some(100), &dp(-50)),
             want: vec![
-                "lb.toml:9:10: warning: track_dataplane: weight -50 can never cause a failover: 150 - 50 = 100 is not below peer_priority 100 (needs a magnitude of at least 51, or weight 0 for FAULT)",
+                "lb.toml:9:10: warning: track_fast_path: weight -50 can never cause a failover: 150 - 50 = 100 is not below peer_priority 100 (needs a magnitude of at least 51, or weight 0 for FAULT)",
             ],
         },
         Case { name: "weight 0 is FAULT: always fails over", text: inst(150, Some(100), &dp(0)), want: vec![] },
@@ -67,7 +67,7 @@ fn weights_that_cannot_fail_over_are_warned_about() {
             want: vec![
                 "lb.toml:7:17: warning: even all tracked objects failing together leave priority 130, not below peer_priority 100: tracking can never move the VIPs to the peer",
                 "lb.toml:11:10: warning: track_script s30: weight -30 can never cause a failover: 200 - 30 = 170 is not below peer_priority 100 (needs a magnitude of at least 101, or weight 0 for FAULT)",
-                "lb.toml:13:10: warning: track_dataplane: weight -40 can never cause a failover: 200 - 40 = 160 is not below peer_priority 100 (needs a magnitude of at least 101, or weight 0 for FAULT)",
+                "lb.toml:13:10: warning: track_fast_path: weight -40 can never cause a failover: 200 - 40 = 160 is not below peer_priority 100 (needs a magnitude of at least 101, or weight 0 for FAULT)",
             ],
         },
         Case {

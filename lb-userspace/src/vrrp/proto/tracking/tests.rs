@@ -42,21 +42,21 @@ enum Input {
     /// A run of the script with this index.
     Script(usize, bool),
     /// The agent's report.
-    Dataplane(DataplaneHealth),
+    FastPath(FastPathHealth),
     /// An evaluation whose result the case does not look at.
     Evaluate,
 }
 
 fn detached(ifname: &str) -> Input {
-    Input::Dataplane(DataplaneHealth { detached: vec![ifname.into()], vips_without_backend: vec![] })
+    Input::FastPath(FastPathHealth { detached: vec![ifname.into()], vips_without_backend: vec![] })
 }
 
 fn no_backend(vip: &str) -> Input {
-    Input::Dataplane(DataplaneHealth { detached: vec![], vips_without_backend: vec![vip.parse().unwrap()] })
+    Input::FastPath(FastPathHealth { detached: vec![], vips_without_backend: vec![vip.parse().unwrap()] })
 }
 
 fn healthy() -> Input {
-    Input::Dataplane(DataplaneHealth::default())
+    Input::FastPath(FastPathHealth::default())
 }
 
 /// One instance's tracking: after `inputs`, an evaluation must give
@@ -66,7 +66,7 @@ struct Case {
     base: u8,
     /// `(weight, rise, fall)`, named chk0, chk1, ...
     scripts: Vec<(i32, u32, u32)>,
-    dataplane: Option<TrackDataplane>,
+    fast_path: Option<TrackFastPath>,
     inputs: Vec<Input>,
     update: Update,
     priority: u8,
@@ -79,7 +79,7 @@ impl Default for Case {
             name: "",
             base: 100,
             scripts: vec![],
-            dataplane: None,
+            fast_path: None,
             inputs: vec![],
             update: Update::default(),
             priority: 100,
@@ -88,8 +88,8 @@ impl Default for Case {
     }
 }
 
-const FAULT_ON_DATAPLANE: Option<TrackDataplane> = Some(TrackDataplane { weight: 0, no_live_backend: false });
-const WEIGHTED_DATAPLANE: Option<TrackDataplane> = Some(TrackDataplane { weight: -60, no_live_backend: true });
+const FAULT_ON_DATAPLANE: Option<TrackFastPath> = Some(TrackFastPath { weight: 0, no_live_backend: false });
+const WEIGHTED_DATAPLANE: Option<TrackFastPath> = Some(TrackFastPath { weight: -60, no_live_backend: true });
 
 fn priority(p: u8) -> Update {
     Update { priority: Some(p), ..Update::default() }
@@ -224,34 +224,34 @@ fn cases() -> Vec<Case> {
             ..Case::default()
         },
         Case {
-            name: "data plane: nothing reported yet counts as healthy",
-            dataplane: FAULT_ON_DATAPLANE,
+            name: "fast path: nothing reported yet counts as healthy",
+            fast_path: FAULT_ON_DATAPLANE,
             ..Case::default()
         },
         Case {
-            name: "data plane weight 0, XDP detached: FAULT",
-            dataplane: FAULT_ON_DATAPLANE,
+            name: "fast path weight 0, XDP detached: FAULT",
+            fast_path: FAULT_ON_DATAPLANE,
             inputs: vec![detached("eth0")],
             update: Update {
-                dataplane: Some(vec!["data plane: XDP program not attached to eth0".into()]),
+                fast_path: Some(vec!["fast path: XDP program not attached to eth0".into()]),
                 fault: Some(true),
                 ..Update::default()
             },
-            reasons: vec!["data plane: XDP program not attached to eth0"],
+            reasons: vec!["fast path: XDP program not attached to eth0"],
             ..Case::default()
         },
         Case {
-            name: "data plane weight 0: a VIP without backend ignored without no_live_backend",
-            dataplane: FAULT_ON_DATAPLANE,
+            name: "fast path weight 0: a VIP without backend ignored without no_live_backend",
+            fast_path: FAULT_ON_DATAPLANE,
             inputs: vec![no_backend(VIP)],
             ..Case::default()
         },
         Case {
-            name: "data plane weighted, no live backend for our VIP: priority only",
-            dataplane: WEIGHTED_DATAPLANE,
+            name: "fast path weighted, no live backend for our VIP: priority only",
+            fast_path: WEIGHTED_DATAPLANE,
             inputs: vec![no_backend(VIP)],
             update: Update {
-                dataplane: Some(vec!["data plane: VIP 10.0.0.100 has no live backend".into()]),
+                fast_path: Some(vec!["fast path: VIP 10.0.0.100 has no live backend".into()]),
                 priority: Some(40),
                 ..Update::default()
             },
@@ -259,30 +259,30 @@ fn cases() -> Vec<Case> {
             ..Case::default()
         },
         Case {
-            name: "data plane: another VIP's backends are not ours",
-            dataplane: WEIGHTED_DATAPLANE,
+            name: "fast path: another VIP's backends are not ours",
+            fast_path: WEIGHTED_DATAPLANE,
             inputs: vec![no_backend(OTHER_VIP)],
             ..Case::default()
         },
         Case {
-            name: "data plane the same at the next report: nothing to report",
-            dataplane: FAULT_ON_DATAPLANE,
+            name: "fast path the same at the next report: nothing to report",
+            fast_path: FAULT_ON_DATAPLANE,
             inputs: vec![detached("eth0"), Evaluate, detached("eth0")],
-            reasons: vec!["data plane: XDP program not attached to eth0"],
+            reasons: vec!["fast path: XDP program not attached to eth0"],
             ..Case::default()
         },
         Case {
-            name: "data plane healthy again: FAULT left",
-            dataplane: FAULT_ON_DATAPLANE,
+            name: "fast path healthy again: FAULT left",
+            fast_path: FAULT_ON_DATAPLANE,
             inputs: vec![detached("eth0"), Evaluate, healthy()],
-            update: Update { dataplane: Some(vec![]), fault: Some(false), ..Update::default() },
+            update: Update { fast_path: Some(vec![]), fault: Some(false), ..Update::default() },
             ..Case::default()
         },
-        Case { name: "a report without track_dataplane: ignored", inputs: vec![detached("eth0")], ..Case::default() },
+        Case { name: "a report without track_fast_path: ignored", inputs: vec![detached("eth0")], ..Case::default() },
         Case {
-            name: "reasons in order: interfaces, scripts, data plane",
+            name: "reasons in order: interfaces, scripts, fast path",
             scripts: vec![(0, 1, 1), (-10, 1, 1), (0, 1, 1)],
-            dataplane: FAULT_ON_DATAPLANE,
+            fast_path: FAULT_ON_DATAPLANE,
             inputs: vec![
                 detached("eth0"),
                 Script(2, false),
@@ -291,7 +291,7 @@ fn cases() -> Vec<Case> {
                 Down(&["eth1", "eth0"]),
             ],
             update: Update {
-                dataplane: Some(vec!["data plane: XDP program not attached to eth0".into()]),
+                fast_path: Some(vec!["fast path: XDP program not attached to eth0".into()]),
                 priority: Some(90),
                 fault: Some(true),
             },
@@ -301,7 +301,7 @@ fn cases() -> Vec<Case> {
                 "interface eth0 is down",
                 "track_script chk0 failed",
                 "track_script chk2 failed",
-                "data plane: XDP program not attached to eth0",
+                "fast path: XDP program not attached to eth0",
             ],
             ..Case::default()
         },
@@ -316,7 +316,7 @@ fn tracking_table() {
             .collect();
         let interfaces = vec!["eth0".to_owned(), "eth1".to_owned()];
         let vips = vec![VIP.parse().unwrap()];
-        let mut t = Tracking::new(c.base, interfaces, &scripts, c.dataplane, vips);
+        let mut t = Tracking::new(c.base, interfaces, &scripts, c.fast_path, vips);
         for input in c.inputs {
             match input {
                 Input::Down(down) => {
@@ -325,8 +325,8 @@ fn tracking_table() {
                 Input::Script(i, success) => {
                     t.script_result(i, success);
                 }
-                Input::Dataplane(health) => {
-                    t.report_dataplane(health);
+                Input::FastPath(health) => {
+                    t.report_fast_path(health);
                 }
                 Input::Evaluate => {
                     t.evaluate();
@@ -351,10 +351,10 @@ fn reports_what_changed() {
     assert_eq!(t.script_result(0, true).map(ScriptState::ok), None, "rise 2: not yet");
     assert_eq!(t.script_result(0, true).map(ScriptState::ok), Some(true));
     assert_eq!(t.script_result(1, true).map(ScriptState::ok), None, "no such script");
-    assert!(!t.report_dataplane(DataplaneHealth::default()), "not tracked");
+    assert!(!t.report_fast_path(FastPathHealth::default()), "not tracked");
     let mut d = Tracking::new(100, vec![], &[], WEIGHTED_DATAPLANE, vec![]);
-    assert!(d.report_dataplane(DataplaneHealth::default()), "the first report");
-    assert!(!d.report_dataplane(DataplaneHealth::default()), "the same again");
+    assert!(d.report_fast_path(FastPathHealth::default()), "the first report");
+    assert!(!d.report_fast_path(FastPathHealth::default()), "the same again");
 }
 
 #[test]
@@ -367,7 +367,7 @@ fn for_an_instance() {
         priority = 150
         virtual_ipaddress = ["10.0.0.100/24"]
         track_interface = ["eth1", "eth0", "eth2"]
-        track_dataplane = { weight = -60, no_live_backend = true }
+        track_fast_path = { weight = -60, no_live_backend = true }
     "#;
     let cfg = match crate::config::Config::from_str(toml, "t.toml") {
         Ok(c) => c.vrrp.into_iter().next().expect("one instance"),
@@ -376,6 +376,6 @@ fn for_an_instance() {
     let mut t = Tracking::for_instance(&cfg);
     assert_eq!(t.interfaces(), ["eth0", "eth1", "eth2"], "its own first, once");
     assert_eq!(t.priority(), 150);
-    t.report_dataplane(DataplaneHealth { detached: vec![], vips_without_backend: vec![VIP.parse().unwrap()] });
+    t.report_fast_path(FastPathHealth { detached: vec![], vips_without_backend: vec![VIP.parse().unwrap()] });
     assert_eq!(t.evaluate().priority, Some(90));
 }

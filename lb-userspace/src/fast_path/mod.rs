@@ -30,11 +30,11 @@ use crate::trace;
 /// The eBPF object built by `build.rs`: the balancer and `PeerPass`'s program.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
 /// The same plus the bench programs and their maps (lb-ebpf's `bench`
-/// feature), for the bench and the tests: [`Dataplane::load_object`].
+/// feature), for the bench and the tests: [`FastPath::load_object`].
 pub static EBPF_BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-bench.bpf.o"));
 
 #[derive(Debug, thiserror::Error)]
-pub enum DataplaneError {
+pub enum FastPathError {
     #[error(
         "this binary was built without its eBPF object (bpf-linker was missing); build it with `cargo xtask build`"
     )]
@@ -71,7 +71,7 @@ pub enum DataplaneError {
 
 /// Sizes fixed when the program is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DataplaneOptions {
+pub struct FastPathOptions {
     /// VIPs (services) the ring array has room for; each gets two regions.
     pub max_vips: u32,
     /// Largest ring any VIP may use; the size of one region.
@@ -80,7 +80,7 @@ pub struct DataplaneOptions {
     pub flows_per_cpu: u32,
 }
 
-impl Default for DataplaneOptions {
+impl Default for FastPathOptions {
     fn default() -> Self {
         Self { max_vips: 16, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: DEFAULT_FLOWS_PER_CPU }
     }
@@ -218,13 +218,13 @@ impl Drop for Grace {
 }
 
 /// The loaded program and typed access to its maps.
-pub struct Dataplane {
+pub struct FastPath {
     // Field order matters: the mappings go before the maps they map.
     rings: MmapArray,
     vip_table: MmapArray,
     vip_ctl: MmapArray,
     ebpf: Ebpf,
-    opts: DataplaneOptions,
+    opts: FastPathOptions,
     /// Per VIP index: its ring regions and meta.
     vips: StdHashMap<u32, VipSlot>,
     /// The keys of the table, published or staged.
@@ -241,34 +241,34 @@ pub struct Dataplane {
     trace: Option<trace::Printer>,
 }
 
-impl std::fmt::Debug for Dataplane {
+impl std::fmt::Debug for FastPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dataplane").field("opts", &self.opts).finish_non_exhaustive()
+        f.debug_struct("FastPath").field("opts", &self.opts).finish_non_exhaustive()
     }
 }
 
-fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
-    move |source| DataplaneError::Map { name, source: Box::new(source) }
+fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> FastPathError {
+    move |source| FastPathError::Map { name, source: Box::new(source) }
 }
 
-fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> DataplaneError {
-    move |source| DataplaneError::Program { name, source: Box::new(source) }
+fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> FastPathError {
+    move |source| FastPathError::Program { name, source: Box::new(source) }
 }
 
-fn load_err(source: aya::EbpfError) -> DataplaneError {
-    DataplaneError::Load { source: Box::new(source) }
+fn load_err(source: aya::EbpfError) -> FastPathError {
+    FastPathError::Load { source: Box::new(source) }
 }
 
-impl Dataplane {
+impl FastPath {
     /// Loads the balancer program into the kernel (not attached anywhere).
-    pub fn load(opts: DataplaneOptions) -> Result<Self, DataplaneError> {
+    pub fn load(opts: FastPathOptions) -> Result<Self, FastPathError> {
         Self::load_traced(opts, None)
     }
 
     /// As [`load`](Self::load), with the packet trace on when `trace` is
     /// given: a record for each packet it matches, logged (target
-    /// `lb::trace`) until the dataplane is dropped.
-    pub fn load_traced(opts: DataplaneOptions, trace: Option<&trace::Filter>) -> Result<Self, DataplaneError> {
+    /// `lb::trace`) until the fast_path is dropped.
+    pub fn load_traced(opts: FastPathOptions, trace: Option<&trace::Filter>) -> Result<Self, FastPathError> {
         let mut dp = Self::load_object(EBPF_OBJECT, opts, trace)?;
         if let Some(filter) = trace {
             dp.trace = Some(trace::Printer::start(&mut dp.ebpf, filter)?);
@@ -282,11 +282,11 @@ impl Dataplane {
     /// (`trace::Reader`).
     pub fn load_object(
         object: &[u8],
-        opts: DataplaneOptions,
+        opts: FastPathOptions,
         trace: Option<&trace::Filter>,
-    ) -> Result<Self, DataplaneError> {
+    ) -> Result<Self, FastPathError> {
         if object.is_empty() {
-            return Err(DataplaneError::NoObject);
+            return Err(FastPathError::NoObject);
         }
         let ring_slots = opts.max_vips * 2 * opts.max_ring_size;
         let globals = trace::Globals::new(trace);
@@ -309,7 +309,7 @@ impl Dataplane {
         prog.load().map_err(prog_err(program))?;
         let mapped = |name: &'static str, elements: u32, value_size: usize| {
             let Some(aya::maps::Map::Array(data)) = ebpf.map(name) else {
-                return Err(DataplaneError::MissingMap { name });
+                return Err(FastPathError::MissingMap { name });
             };
             MmapArray::new(data, elements, value_size)
         };
@@ -336,13 +336,13 @@ impl Dataplane {
         Ok(dp)
     }
 
-    pub fn options(&self) -> DataplaneOptions {
+    pub fn options(&self) -> FastPathOptions {
         self.opts
     }
 
     /// The loaded program, for BPF_PROG_TEST_RUN.
     pub fn program(&self) -> &Xdp {
-        let prog = self.ebpf.program(self.program).expect("loaded in Dataplane::load");
+        let prog = self.ebpf.program(self.program).expect("loaded in FastPath::load");
         prog.try_into().expect("an XDP program")
     }
 
@@ -354,12 +354,12 @@ impl Dataplane {
     /// Attaches to `iface` in native mode, or in generic mode with a warning
     /// where the driver has none. Records the interface's MAC as the source
     /// MAC for frames it transmits. Detached when `self` is dropped.
-    pub fn attach(&mut self, iface: &str) -> Result<AttachMode, DataplaneError> {
+    pub fn attach(&mut self, iface: &str) -> Result<AttachMode, FastPathError> {
         let ifindex = ifindex(iface)?;
         let mac = interface_mac(iface)?;
         self.set_iface(ifindex, mac)?;
         let prog: &mut Xdp =
-            self.ebpf.program_mut(self.program).expect("loaded in Dataplane::load").try_into().expect("an XDP program");
+            self.ebpf.program_mut(self.program).expect("loaded in FastPath::load").try_into().expect("an XDP program");
         let (link, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
             Ok(link) => (link, AttachMode::Native),
             Err(native) => match prog.attach_to_if_index(ifindex, XdpMode::Skb) {
@@ -370,7 +370,7 @@ impl Dataplane {
                     (link, AttachMode::Generic)
                 }
                 Err(generic) => {
-                    return Err(DataplaneError::Attach {
+                    return Err(FastPathError::Attach {
                         iface: iface.to_owned(),
                         native: Box::new(native),
                         generic: Box::new(generic),
@@ -382,16 +382,16 @@ impl Dataplane {
         Ok(mode)
     }
 
-    pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), DataplaneError> {
+    pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), FastPathError> {
         if ifindex >= MAX_IFINDEX {
-            return Err(DataplaneError::IfindexTooLarge { ifindex, max: MAX_IFINDEX });
+            return Err(FastPathError::IfindexTooLarge { ifindex, max: MAX_IFINDEX });
         }
         let mut map: Array<_, Iface> = self.map_mut(names::IFACES)?;
         map.set(ifindex, Iface { mac, flags: IFACE_F_ACTIVE }, 0).map_err(map_err(names::IFACES))
     }
 
     /// Writes the fast path's settings (`flow_sets` is the loader's own).
-    pub fn set_settings(&mut self, cfg: Settings) -> Result<(), DataplaneError> {
+    pub fn set_settings(&mut self, cfg: Settings) -> Result<(), FastPathError> {
         // Each field is one atomic store: the fast path reads them while
         // they change, and each is meaningful on its own.
         let at = |field: usize| std::mem::offset_of!(VipCtl, settings) + field;
@@ -406,9 +406,9 @@ impl Dataplane {
     }
 
     /// Writes backend `id`. Ids start at 1: a ring slot of 0 means none.
-    pub fn set_backend(&mut self, id: u32, backend: Backend) -> Result<(), DataplaneError> {
+    pub fn set_backend(&mut self, id: u32, backend: Backend) -> Result<(), FastPathError> {
         if id == 0 || id >= MAX_BACKENDS {
-            return Err(DataplaneError::BackendId { id, max: MAX_BACKENDS });
+            return Err(FastPathError::BackendId { id, max: MAX_BACKENDS });
         }
         let mut map: Array<_, Backend> = self.map_mut(names::BACKENDS)?;
         map.set(id, backend, 0).map_err(map_err(names::BACKENDS))
@@ -422,7 +422,7 @@ impl Dataplane {
         vip_index: u32,
         flags: u32,
         ring: &[u32],
-    ) -> Result<(), DataplaneError> {
+    ) -> Result<(), FastPathError> {
         self.stage_vip(keys, vip_index, flags, ring, None)?;
         self.publish()
     }
@@ -442,13 +442,13 @@ impl Dataplane {
         flags: u32,
         ring: &[u32],
         tag: Option<u64>,
-    ) -> Result<(), DataplaneError> {
+    ) -> Result<(), FastPathError> {
         let max = self.opts.max_vips.min(MAX_VIPS);
         if vip_index >= max {
-            return Err(DataplaneError::VipIndex { index: vip_index, max });
+            return Err(FastPathError::VipIndex { index: vip_index, max });
         }
         if ring.len() > self.opts.max_ring_size as usize {
-            return Err(DataplaneError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
+            return Err(FastPathError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
         }
         let slot = self.vips.get(&vip_index);
         let active = slot.and_then(|v| v.active_region);
@@ -478,9 +478,9 @@ impl Dataplane {
     /// staged, or while a stage waits for its publish: the spare region is
     /// spoken for then, nor while the last flip's grace period runs: this
     /// is an optimization, not worth a wait.
-    pub fn preload_vip(&mut self, vip_index: u32, ring: &[u32], tag: u64) -> Result<bool, DataplaneError> {
+    pub fn preload_vip(&mut self, vip_index: u32, ring: &[u32], tag: u64) -> Result<bool, FastPathError> {
         if ring.len() > self.opts.max_ring_size as usize {
-            return Err(DataplaneError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
+            return Err(FastPathError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
         }
         if self.dirty || !self.grace.is_over() {
             return Ok(false);
@@ -507,14 +507,14 @@ impl Dataplane {
     /// flips to it with one atomic store: every VIP changed since the last
     /// publish switches at once, and a packet sees the whole old table or
     /// the whole new one.
-    pub fn publish(&mut self) -> Result<(), DataplaneError> {
+    pub fn publish(&mut self) -> Result<(), FastPathError> {
         if !self.dirty {
             return Ok(());
         }
         let entries: Vec<(VipKey, VipMeta)> =
             self.keys.iter().filter_map(|(k, i)| self.vips.get(i).map(|v| (*k, v.meta))).collect();
         let (seed, table) =
-            vip_table::place(&entries, VIP_TABLE_SIZE).ok_or(DataplaneError::VipTableFull { keys: entries.len() })?;
+            vip_table::place(&entries, VIP_TABLE_SIZE).ok_or(FastPathError::VipTableFull { keys: entries.len() })?;
         self.grace.wait();
         let spare = self.generation ^ 1;
         self.vip_table.write((spare * VIP_TABLE_SIZE) as usize, &table);
@@ -531,7 +531,7 @@ impl Dataplane {
     }
 
     /// Removes a VIP and publishes.
-    pub fn remove_vip(&mut self, vip_index: u32) -> Result<(), DataplaneError> {
+    pub fn remove_vip(&mut self, vip_index: u32) -> Result<(), FastPathError> {
         self.unstage_vip(vip_index);
         self.publish()
     }
@@ -539,7 +539,7 @@ impl Dataplane {
     /// Per-verdict and per-event counters, summed over CPUs. The Tx verdict
     /// is the sum of the backends' counters (the fast path counts a
     /// forwarded packet only at its backend).
-    pub fn stats(&self) -> Result<Vec<(Stat, Counters)>, DataplaneError> {
+    pub fn stats(&self) -> Result<Vec<(Stat, Counters)>, FastPathError> {
         let map: PerCpuArray<_, Counters> = self.map(names::STATS)?;
         let backends: PerCpuArray<_, Counters> = self.map(names::BACKEND_STATS)?;
         let mut tx = Counters::default();
@@ -559,18 +559,18 @@ impl Dataplane {
             .collect()
     }
 
-    pub fn vip_counters(&self, vip_index: u32) -> Result<Counters, DataplaneError> {
+    pub fn vip_counters(&self, vip_index: u32) -> Result<Counters, FastPathError> {
         let map: PerCpuArray<_, Counters> = self.map(names::VIP_STATS)?;
         Ok(sum(&map.get(&vip_index, 0).map_err(map_err(names::VIP_STATS))?))
     }
 
-    pub fn backend_counters(&self, id: u32) -> Result<Counters, DataplaneError> {
+    pub fn backend_counters(&self, id: u32) -> Result<Counters, FastPathError> {
         let map: PerCpuArray<_, Counters> = self.map(names::BACKEND_STATS)?;
         Ok(sum(&map.get(&id, 0).map_err(map_err(names::BACKEND_STATS))?))
     }
 
     /// The backend recorded for `key`, if any CPU's flow table has it.
-    pub fn flow(&self, key: &FlowKey) -> Result<Option<u32>, DataplaneError> {
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<u32>, FastPathError> {
         let table_key = key.table_key();
         let sets = lb_common::flow_sets(self.opts.flows_per_cpu);
         let map: PerCpuArray<_, FlowSet> = self.map(names::FLOWS)?;
@@ -580,7 +580,7 @@ impl Dataplane {
 
     /// Flow-table entries per backend id (all CPUs). Reads the whole table:
     /// for status, never for anything per packet.
-    pub fn flow_counts(&self) -> Result<StdHashMap<u32, u64>, DataplaneError> {
+    pub fn flow_counts(&self) -> Result<StdHashMap<u32, u64>, FastPathError> {
         let map: PerCpuArray<_, FlowSet> = self.map(names::FLOWS)?;
         let mut counts = StdHashMap::new();
         for set in map.iter().filter_map(Result::ok) {
@@ -593,19 +593,19 @@ impl Dataplane {
         Ok(counts)
     }
 
-    fn map<'a, T>(&'a self, name: &'static str) -> Result<T, DataplaneError>
+    fn map<'a, T>(&'a self, name: &'static str) -> Result<T, FastPathError>
     where
         T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
     {
-        let map = self.ebpf.map(name).ok_or(DataplaneError::MissingMap { name })?;
+        let map = self.ebpf.map(name).ok_or(FastPathError::MissingMap { name })?;
         T::try_from(map).map_err(map_err(name))
     }
 
-    fn map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, DataplaneError>
+    fn map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, FastPathError>
     where
         T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
     {
-        let map = self.ebpf.map_mut(name).ok_or(DataplaneError::MissingMap { name })?;
+        let map = self.ebpf.map_mut(name).ok_or(FastPathError::MissingMap { name })?;
         T::try_from(map).map_err(map_err(name))
     }
 
@@ -623,14 +623,14 @@ fn sum(values: &PerCpuValues<Counters>) -> Counters {
 
 /// Index of `iface` in the calling thread's network namespace
 /// ([`crate::netdev::index`]).
-pub fn ifindex(iface: &str) -> Result<u32, DataplaneError> {
-    crate::netdev::index(iface).map_err(|_| DataplaneError::UnknownInterface { name: iface.to_owned() })
+pub fn ifindex(iface: &str) -> Result<u32, FastPathError> {
+    crate::netdev::index(iface).map_err(|_| FastPathError::UnknownInterface { name: iface.to_owned() })
 }
 
 /// MAC of `iface` in the calling thread's network namespace
 /// ([`crate::netdev::mac`]).
-pub fn interface_mac(iface: &str) -> Result<[u8; 6], DataplaneError> {
-    crate::netdev::mac(iface).map_err(|source| DataplaneError::InterfaceMac { name: iface.to_owned(), source })
+pub fn interface_mac(iface: &str) -> Result<[u8; 6], FastPathError> {
+    crate::netdev::mac(iface).map_err(|source| FastPathError::InterfaceMac { name: iface.to_owned(), source })
 }
 
 /// A trivial XDP_PASS program attached to one interface, for as long as this
@@ -650,10 +650,10 @@ impl std::fmt::Debug for PeerPass {
 
 impl PeerPass {
     /// Attaches in native mode to `iface` in the calling thread's namespace.
-    pub fn attach(iface: &str) -> Result<Self, DataplaneError> {
+    pub fn attach(iface: &str) -> Result<Self, FastPathError> {
         const NAME: &str = names::PEER_PASS;
         if EBPF_OBJECT.is_empty() {
-            return Err(DataplaneError::NoObject);
+            return Err(FastPathError::NoObject);
         }
         let ifindex = ifindex(iface)?;
         // Small maps: this copy of the object only runs the pass program.

@@ -11,7 +11,7 @@ use std::{
 use aya::maps::MapData;
 use bytemuck::Pod;
 
-use super::DataplaneError;
+use super::FastPathError;
 
 pub(super) struct MmapArray {
     ptr: NonNull<u8>,
@@ -23,7 +23,7 @@ pub(super) struct MmapArray {
 }
 
 impl MmapArray {
-    pub(super) fn new(map: &MapData, elements: u32, value_size: usize) -> Result<Self, DataplaneError> {
+    pub(super) fn new(map: &MapData, elements: u32, value_size: usize) -> Result<Self, FastPathError> {
         let stride = value_size.div_ceil(8) * 8;
         let len = elements as usize * stride;
         // SAFETY: sysconf has no preconditions.
@@ -37,10 +37,10 @@ impl MmapArray {
             libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
         };
         if ptr == libc::MAP_FAILED {
-            return Err(DataplaneError::Mmap { source: std::io::Error::last_os_error() });
+            return Err(FastPathError::Mmap { source: std::io::Error::last_os_error() });
         }
         let ptr = NonNull::new(ptr.cast::<u8>())
-            .ok_or(DataplaneError::Mmap { source: std::io::Error::other("mmap returned null") })?;
+            .ok_or(FastPathError::Mmap { source: std::io::Error::other("mmap returned null") })?;
         Ok(Self { ptr, len, map_len, stride })
     }
 

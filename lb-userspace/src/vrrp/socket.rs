@@ -144,9 +144,11 @@ impl VrrpSocket {
         let mut iov = libc::iovec { iov_base: payload.as_ptr().cast_mut().cast(), iov_len: payload.len() };
         // Aligned storage for one cmsg of either family.
         let mut control = [0u64; 8];
-        // SAFETY: zeroed msghdr/sockaddr are valid "empty" values.
+        // SAFETY: an all-zero msghdr is a valid empty header (null pointers, zero lengths).
         let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        // SAFETY: an all-zero sockaddr_in is valid (AF_UNSPEC, address 0), filled in below.
         let mut sin: libc::sockaddr_in = unsafe { mem::zeroed() };
+        // SAFETY: likewise for sockaddr_in6.
         let mut sin6: libc::sockaddr_in6 = unsafe { mem::zeroed() };
         let (level, kind, data_len) = match (src, dst) {
             (IpAddr::V4(_), IpAddr::V4(dst)) if !self.ipv6 => {

@@ -197,7 +197,7 @@ impl Record {
         let lookup = Lookup::ALL.into_iter().find(|l| *l as u32 == lookup).ok_or_else(bad)?;
         let some = |n: u32| (n != NONE).then_some(n);
         let backend = match some(num("backend")?) {
-            Some(id) => Some((id, parse_mac(get("mac")?).ok_or_else(bad)?)),
+            Some(id) => Some((id, get("mac")?.parse::<crate::netdev::Mac>().map_err(|_| bad())?.0)),
             None => None,
         };
         Ok(Self {
@@ -214,15 +214,6 @@ impl Record {
     }
 }
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for byte in &mut mac {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
 impl fmt::Display for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let reason = self.reason.name();
@@ -234,11 +225,7 @@ impl fmt::Display for Record {
             write!(f, " vip_index={i}")?;
         }
         if let Some((id, m)) = p.backend {
-            write!(
-                f,
-                " backend={id} mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                m[0], m[1], m[2], m[3], m[4], m[5]
-            )?;
+            write!(f, " backend={id} mac={}", crate::netdev::Mac(m))?;
         }
         Ok(())
     }

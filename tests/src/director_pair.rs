@@ -14,6 +14,7 @@
 //! is continued first), the servers and the bridge-side programs, and
 //! deletes the namespaces and files, also when a caller fails halfway.
 
+use lb_userspace::netdev::Mac;
 use std::{
     fs,
     net::{IpAddr, Ipv4Addr},
@@ -31,7 +32,7 @@ pub use crate::agent_proc::{Lb, our_namespaces};
 use crate::{
     agent_proc::{Agent, TempDir, kthreads, pin_napi},
     backend::{PORT, Server},
-    lab::{self as dr, format_mac},
+    lab::{self as dr},
     netns::{self, Netns},
 };
 
@@ -246,7 +247,7 @@ impl DirectorPair {
 
     /// Director `d`'s MAC, as `ip neigh` prints it.
     pub fn mac(&self, d: usize) -> anyhow::Result<String> {
-        Ok(format_mac(netns::mac_of(&self.director_ns[d], IF)?))
+        Ok(Mac(netns::mac_of(&self.director_ns[d], IF)?).to_string())
     }
 
     fn config_text(&self, d: usize, priority: u8, vrrp: Vrrp) -> String {

@@ -13,6 +13,7 @@
 //! the director itself never holds the VIP, so only the XDP program can
 //! get a client's packet to a backend.
 
+use lb_userspace::netdev::Mac;
 use std::{
     io::{self, Read as _, Write as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
@@ -157,7 +158,7 @@ impl DrLab {
             "add",
             &addrs.vip.to_string(),
             "lladdr",
-            &format_mac(director_mac),
+            &Mac(director_mac).to_string(),
             "dev",
             IF,
             "nud",
@@ -227,10 +228,6 @@ pub fn disable_tx_checksum(iface: &str) -> anyhow::Result<()> {
         return Err(io::Error::last_os_error()).with_context(|| format!("turning off tx checksumming on {iface}"));
     }
     Ok(())
-}
-
-pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// A TCP server that answers every connection with its name and a newline,

@@ -450,7 +450,7 @@ impl<M: FastPathMaps> Director<M> {
                     sorry,
                     state: state.name().to_owned(),
                     why: state.why().to_owned(),
-                    mac: b.mac.map(|m| m.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")),
+                    mac: b.mac.map(|m| crate::netdev::Mac(m).to_string()),
                     configured_weight: b.configured_weight,
                     effective_weight: b.effective_weight(),
                     slots,

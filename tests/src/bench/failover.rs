@@ -33,6 +33,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
+use lb_userspace::netdev::Mac;
 use serde_json::Value;
 
 use crate::{
@@ -352,13 +353,7 @@ fn gap(replies: &[Reply], sent: u64, event: Instant, old: [u8; 6], new: [u8; 6])
 }
 
 fn mac_bytes(text: &str) -> anyhow::Result<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for b in &mut mac {
-        *b = u8::from_str_radix(parts.next().context("short MAC")?, 16).with_context(|| format!("MAC {text:?}"))?;
-    }
-    ensure!(parts.next().is_none(), "long MAC {text:?}");
-    Ok(mac)
+    Ok(text.parse::<Mac>()?.0)
 }
 
 /// What the bench reports for the JSON: `failover_<case>_s`, its bound and
@@ -447,7 +442,7 @@ impl Prober {
 
     fn summary(&self) -> String {
         let r = self.replies.lock().unwrap_or_else(|e| e.into_inner());
-        let vias: std::collections::BTreeSet<String> = r.iter().map(|x| crate::lab::format_mac(x.via)).collect();
+        let vias: std::collections::BTreeSet<String> = r.iter().map(|x| Mac(x.via).to_string()).collect();
         format!("{} replies, through {vias:?}", r.len())
     }
 

@@ -14,6 +14,7 @@
 //! generator's CPU: XDP_TX and redirects into a veth schedule the peer's
 //! NAPI on the local CPU, so the other CPU should stay idle.
 
+use lb_userspace::netdev::Mac;
 use std::{
     io::Write as _,
     net::Ipv4Addr,
@@ -147,10 +148,6 @@ impl Results {
 
 fn backend_mac(id: u32) -> [u8; 6] {
     [0x02, 0, 0, 0, 0xBE, id as u8]
-}
-
-fn mac_str(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn ifindex_in(ns: &Netns, iface: &str) -> anyhow::Result<u32> {
@@ -301,7 +298,10 @@ impl Lab {
                 dir.ip(&["link", "set", "br0", "up"])?;
                 // A known unicast destination, as a switch in front of
                 // backends would have learned: no flooding.
-                dir.exec("bridge", &["fdb", "replace", &mac_str(self.s0_mac), "dev", "d1", "master", "static"])?;
+                dir.exec(
+                    "bridge",
+                    &["fdb", "replace", &Mac(self.s0_mac).to_string(), "dev", "d1", "master", "static"],
+                )?;
                 // Present only where br_netfilter is loaded; the namespace's own copies.
                 dir.exec(
                     "sh",
@@ -312,7 +312,7 @@ impl Lab {
             Setup::Nft => {
                 let a = self.attach_in(Where::Dir, "peer_pass", "d0")?;
                 let map: Vec<String> =
-                    (1..=BACKENDS).map(|id| format!("{} : {}", id - 1, mac_str(backend_mac(id)))).collect();
+                    (1..=BACKENDS).map(|id| format!("{} : {}", id - 1, Mac(backend_mac(id)).to_string())).collect();
                 // The rule known to work here (shared/reference/datapath.md),
                 // without a VIP match, so nothing is added to nftables' cost.
                 let rules = format!(

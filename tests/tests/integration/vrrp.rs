@@ -22,6 +22,7 @@
 //!   clean stop and a preemption; a route the kernel refuses is counted and
 //!   the instance stays master.
 
+use lb_userspace::netdev::Mac;
 use std::{
     os::unix::fs::PermissionsExt as _,
     path::PathBuf,
@@ -33,7 +34,7 @@ use lb_userspace::vrrp::State;
 
 use crate::support::{
     self,
-    vrrp_lab::{Director, Lab, VIP, has_addr, instance, is_ip, mac_string, neighbour, reach, routes_to, wait_for},
+    vrrp_lab::{Director, Lab, VIP, has_addr, instance, is_ip, neighbour, reach, routes_to, wait_for},
 };
 
 const PREFIX: &str = "lbvrrp";
@@ -85,7 +86,7 @@ fn election_clean_failover_garp_and_preemption() {
     assert_eq!(b.status().state, State::Backup);
     assert!(has_addr(a_ns, VIP), "VIP on A");
     assert!(!has_addr(b_ns, VIP), "no VIP on B");
-    let (a_mac, b_mac) = (mac_string(a_ns.mac("eth0").unwrap()), mac_string(b_ns.mac("eth0").unwrap()));
+    let (a_mac, b_mac) = (Mac(a_ns.mac("eth0").unwrap()).to_string(), Mac(b_ns.mac("eth0").unwrap()).to_string());
     assert!(reach(client, VIP), "the client reaches the VIP");
     assert_eq!(neighbour(client, VIP).as_deref(), Some(a_mac.as_str()), "the VIP resolves to A's MAC");
     let b_status = b.status();
@@ -293,7 +294,7 @@ fn ipv6_failover_moves_the_vip_and_the_neighbour_entry() {
     assert_eq!((a.status().state, b.status().state), (State::Master, State::Backup));
     assert!(has_addr(a_ns, vip6) && !has_addr(b_ns, vip6));
     assert!(reach(client, vip6), "the client reaches the IPv6 VIP");
-    let (a_mac, b_mac) = (mac_string(a_ns.mac("eth0").unwrap()), mac_string(b_ns.mac("eth0").unwrap()));
+    let (a_mac, b_mac) = (Mac(a_ns.mac("eth0").unwrap()).to_string(), Mac(b_ns.mac("eth0").unwrap()).to_string());
     assert_eq!(neighbour(client, vip6).as_deref(), Some(a_mac.as_str()));
     let sb = b.status();
     assert!(sb.master.is_some_and(|m| m.to_string().starts_with("fe80:")), "link-local master address: {sb:?}");

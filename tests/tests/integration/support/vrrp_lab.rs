@@ -99,10 +99,6 @@ pub fn routes_to(ns: &Netns, ipv6: bool, table: &str, prefix: &str) -> Vec<Strin
         .collect()
 }
 
-pub fn mac_string(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
-
 /// The MAC `ns` has for `addr` in its neighbour table, if any.
 pub fn neighbour(ns: &Netns, addr: &str) -> Option<String> {
     let out = ns.ip(&["neigh", "show", addr, "dev", "eth0"]).ok()?;

@@ -312,7 +312,7 @@ impl Lab {
             Setup::Nft => {
                 let a = self.attach_in(Where::Dir, "peer_pass", "d0")?;
                 let map: Vec<String> =
-                    (1..=BACKENDS).map(|id| format!("{} : {}", id - 1, Mac(backend_mac(id)).to_string())).collect();
+                    (1..=BACKENDS).map(|id| format!("{} : {}", id - 1, Mac(backend_mac(id)))).collect();
                 // The rule known to work here (shared/reference/datapath.md),
                 // without a VIP match, so nothing is added to nftables' cost.
                 let rules = format!(

@@ -12,6 +12,7 @@ mod e2e_dr;
 mod failover;
 mod golden;
 mod import;
+mod import_corpus;
 mod keepalived;
 mod lab;
 mod neigh;

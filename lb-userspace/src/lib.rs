@@ -13,6 +13,7 @@ pub mod netdev;
 pub mod netns;
 pub mod rtnl;
 pub mod script;
+pub mod systemd;
 mod sock;
 pub mod task;
 pub mod testing;

@@ -208,7 +208,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let command = Cli::command();
+    // As clap_mangen::generate_to does for DIR: `lb help` gets no page, so
+    // lb.1 must not point to one.
+    let command = Cli::command().disable_help_subcommand(true);
     match dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -15,6 +15,7 @@ mod import;
 mod keepalived;
 mod lab;
 mod neigh;
+mod ops;
 mod support;
 mod vrrp;
 mod vrrp_tshark;

@@ -14,7 +14,7 @@ use crate::{
     lab, trace,
 };
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 /// Where `lb run` listens unless the configuration says otherwise.
 const DEFAULT_SOCKET: &str = "/run/lb/lb.sock";
@@ -133,6 +133,13 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         interval: u64,
     },
+    /// Print a shell completion script for `lb` to stdout.
+    ///
+    /// For bash: `lb completions bash > /etc/bash_completion.d/lb`.
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages: lb.1 and one per subcommand (lb-run.1, ...)
+    /// into DIR, or lb.1 alone to stdout without DIR.
+    Man { dir: Option<PathBuf> },
 }
 
 /// Parses the command line and runs it; the whole of `lb`.
@@ -192,6 +199,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         })
         .map(drop)
         .context("lab"),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "lb", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => man(dir.as_deref()),
+    }
+}
+
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    // As clap_mangen::generate_to does for DIR: `lb help` gets no page, so
+    // lb.1 must not point to one.
+    let command = Cli::command().disable_help_subcommand(true);
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir).with_context(|| format!("writing the pages into {}", dir.display()))
+        }
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout()).context("writing lb.1 to stdout"),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod netns;
 pub mod rtnl;
 pub mod script;
 mod sock;
+pub mod systemd;
 pub mod task;
 pub mod testing;
 pub mod trace;

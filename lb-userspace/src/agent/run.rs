@@ -29,6 +29,7 @@ use crate::{
     neigh::{NeighError, NeighEvent, NeighbourHandle, NeighbourWatcher},
     netdev,
     rtnl::Rtnl,
+    systemd::Notifier,
     vrrp::{
         runtime::{self as vrrp, VrrpError, VrrpHandle},
         tracking::FastPathHealth,
@@ -118,6 +119,11 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let (mut hup, mut term, mut int) =
         (signals(SignalKind::hangup())?, signals(SignalKind::terminate())?, signals(SignalKind::interrupt())?);
     info!(config = %opts.config.display(), socket = %socket.display(), vips = director.services().len(), "serving");
+    let systemd = Notifier::from_env();
+    systemd.ready(&serving(&director));
+    // Without a watchdog the arm below is off; the period is then unused.
+    let mut watchdog = tokio::time::interval(systemd.watchdog_interval().unwrap_or(Duration::from_secs(3600)));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         tokio::select! {
@@ -139,7 +145,10 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                         Err(e) => Response::error(e.to_string()),
                     },
                     Request::Reload => {
-                        reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await
+                        systemd.reloading();
+                        let r = reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await;
+                        systemd.ready(&after_reload(&director, &r));
+                        r
                     }
                     other => {
                         let response = director.command(&other);
@@ -152,7 +161,9 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                 let _ = reply.send(response);
             }
             _ = hup.recv() => {
+                systemd.reloading();
                 let r = reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await;
+                systemd.ready(&after_reload(&director, &r));
                 if !r.ok {
                     warn!("reload on SIGHUP refused: {}", r.error.unwrap_or_default());
                 }
@@ -162,10 +173,12 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                     v.report_fast_path(&probe.health(&director).await);
                 }
             }
+            _ = watchdog.tick(), if systemd.watchdog_interval().is_some() => systemd.watchdog(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    systemd.stopping();
     if let Some(v) = vrrp.take() {
         // Priority 0 first, so a backup takes over after skew time, not
         // after the master-down interval; then the VIPs go.
@@ -178,6 +191,19 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     monitor.shutdown().await;
     drop(director);
     Ok(())
+}
+
+/// The agent's line in `systemctl status`.
+fn serving(director: &Director) -> String {
+    format!("serving {} VIPs", director.services().len())
+}
+
+/// After a reload, refused or not, the agent is serving again.
+fn after_reload(director: &Director, response: &Response) -> String {
+    match &response.error {
+        Some(e) => format!("{}; last reload refused: {e}", serving(director)),
+        None => serving(director),
+    }
 }
 
 /// What `track_fast_path` needs: whether our XDP program is still the one

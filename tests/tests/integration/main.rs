@@ -16,6 +16,7 @@ mod import_corpus;
 mod keepalived;
 mod lab;
 mod neigh;
+mod ops;
 mod support;
 mod vrrp;
 mod vrrp_tshark;

@@ -495,7 +495,7 @@ fn real_main() -> anyhow::Result<()> {
                          rounds {})",
                         rounds.iter().map(|r| format!("{:.1}", r.agent.total())).collect::<Vec<_>>().join(" / ")
                     ));
-                    // The issue's key: health-checking this many backends, with
+                    // The headline key: health-checking this many backends, with
                     // the check built for it (named in `healthcheck_cpu_check`).
                     out.insert(format!("healthcheck_cpu_pct_{n}"), num(pct, 2));
                     out.insert("healthcheck_cpu_check".into(), Value::String("tcp-half-open".into()));

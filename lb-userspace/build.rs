@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?);
     let workspace = manifest_dir.parent().context("workspace root")?.to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").context("OUT_DIR")?);
-    for dir in ["lb-ebpf/src", "lb-ebpf/Cargo.toml", "lb-common/src", "lb-common/Cargo.toml"] {
+    for dir in ["lb-ebpf/src", "lb-ebpf/Cargo.toml", "lb-ebpf/build_env.rs", "lb-common/src", "lb-common/Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     for object in &OBJECTS {
@@ -87,6 +87,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+include!("../lb-ebpf/build_env.rs");
+
 fn build(workspace: &Path, target_dir: &Path, path: &OsString, features: &[&str]) -> anyhow::Result<()> {
     let mut cmd = Command::new("rustup");
     cmd.current_dir(workspace)
@@ -94,28 +96,11 @@ fn build(workspace: &Path, target_dir: &Path, path: &OsString, features: &[&str]
         .args(["-Z", "build-std=core", "--target", "bpfel-unknown-none", "--target-dir"])
         .arg(target_dir)
         .env("PATH", path)
-        // v3 gives 32-bit ALU and jumps. `allows-misaligned-mem-access`
-        // makes the unaligned header reads (packet.rs) single loads, which
-        // the verifier accepts on packet data; LLVM may then also merge
-        // stack stores at unaligned offsets, which it always rejects: a
-        // program refused for a misaligned stack access comes from this.
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            ["-Ctarget-cpu=v3", "-Ctarget-feature=+allows-misaligned-mem-access"].join("\x1f"),
-        );
+        .env("CARGO_ENCODED_RUSTFLAGS", EBPF_RUSTFLAGS);
     if !features.is_empty() {
         cmd.arg("--features").arg(features.join(","));
     }
-    for var in [
-        "RUSTC",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTFLAGS",
-        "RUSTUP_TOOLCHAIN",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MAKEFLAGS",
-    ] {
+    for var in EBPF_CLEARED_ENV {
         cmd.env_remove(var);
     }
     let status = cmd.status().context("running `rustup run nightly cargo build` for lb-ebpf")?;

@@ -74,8 +74,10 @@ pub fn exit_code(st: ExitStatus) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+include!("../../lb-ebpf/build_env.rs");
+
 /// `rustup run nightly cargo ARGS` for lb-ebpf, in the environment lb-userspace's build
-/// script builds it in (lb-userspace/build.rs; keep the two the same), so that tasks
+/// script builds it in (lb-ebpf/build_env.rs, shared with lb-userspace/build.rs), so that tasks
 /// that run cargo on lb-ebpf themselves see the same code.
 pub fn ebpf_cargo<I, S>(args: I) -> anyhow::Result<Command>
 where
@@ -89,21 +91,8 @@ where
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     dirs.push(cargo_home()?.join("bin"));
     cmd.env("PATH", std::env::join_paths(dirs).context("PATH")?);
-    cmd.env(
-        "CARGO_ENCODED_RUSTFLAGS",
-        ["-Ctarget-cpu=v3", "-Ctarget-feature=+allows-misaligned-mem-access"].join("\x1f"),
-    );
-    // What the stable cargo running xtask set for itself must not reach nightly's.
-    for var in [
-        "RUSTC",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTFLAGS",
-        "RUSTUP_TOOLCHAIN",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MAKEFLAGS",
-    ] {
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", EBPF_RUSTFLAGS);
+    for var in EBPF_CLEARED_ENV {
         cmd.env_remove(var);
     }
     Ok(cmd)

@@ -10,9 +10,7 @@
 use std::collections::HashMap;
 
 use bytemuck::Zeroable as _;
-use lb_common::{
-    Backend, Counters, MAX_BACKENDS, MAX_VIPS, Settings, Stat, VIP_TABLE_SIZE, VipCtl, VipEntry, VipKey, VipMeta,
-};
+use lb_common::{Backend, Counters, MAX_BACKENDS, Settings, Stat, VIP_TABLE_SIZE, VipCtl, VipEntry, VipKey, VipMeta};
 
 use super::maps::FastPathMaps;
 use crate::fast_path::{AttachMode, FastPathError, FastPathOptions, spare_region, vip_table};
@@ -177,13 +175,6 @@ impl MemoryMaps {
             self.writes.push(Write::GraceWait);
         }
     }
-
-    fn check_ring(&self, ring: &[u32]) -> Result<(), FastPathError> {
-        if ring.len() > self.opts.max_ring_size as usize {
-            return Err(FastPathError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
-        }
-        Ok(())
-    }
 }
 
 impl FastPathMaps for MemoryMaps {
@@ -198,9 +189,7 @@ impl FastPathMaps for MemoryMaps {
     }
 
     fn set_backend(&mut self, id: u32, backend: Backend) -> Result<(), FastPathError> {
-        if id == 0 || id >= MAX_BACKENDS {
-            return Err(FastPathError::BackendId { id, max: MAX_BACKENDS });
-        }
+        crate::fast_path::check_backend_id(id)?;
         self.backends[id as usize] = backend;
         self.writes.push(Write::Backend { id, alive: backend.flags & lb_common::BACKEND_F_ALIVE != 0 });
         Ok(())
@@ -214,11 +203,8 @@ impl FastPathMaps for MemoryMaps {
         ring: &[u32],
         tag: Option<u64>,
     ) -> Result<(), FastPathError> {
-        let max = self.opts.max_vips.min(MAX_VIPS);
-        if vip_index >= max {
-            return Err(FastPathError::VipIndex { index: vip_index, max });
-        }
-        self.check_ring(ring)?;
+        self.opts.check_vip_index(vip_index)?;
+        self.opts.check_ring(ring)?;
         let slot = self.vips.get(&vip_index);
         let active = slot.and_then(|v| v.active_region);
         let mut regions = slot.map_or([None; 2], |v| v.regions);
@@ -241,7 +227,7 @@ impl FastPathMaps for MemoryMaps {
     }
 
     fn preload_vip(&mut self, vip_index: u32, ring: &[u32], tag: u64) -> Result<bool, FastPathError> {
-        self.check_ring(ring)?;
+        self.opts.check_ring(ring)?;
         if self.dirty || self.grace_running {
             return Ok(false);
         }

@@ -80,6 +80,35 @@ pub struct FastPathOptions {
     pub flows_per_cpu: u32,
 }
 
+impl FastPathOptions {
+    /// A VIP index the maps have room for. One rule for the loaded maps and
+    /// for the agent's in-memory model of them.
+    pub fn check_vip_index(&self, index: u32) -> Result<(), FastPathError> {
+        let max = self.max_vips.min(MAX_VIPS);
+        if index >= max {
+            return Err(FastPathError::VipIndex { index, max });
+        }
+        Ok(())
+    }
+
+    /// A ring that fits a VIP's region.
+    pub fn check_ring(&self, ring: &[u32]) -> Result<(), FastPathError> {
+        if ring.len() > self.max_ring_size as usize {
+            return Err(FastPathError::RingTooLarge { size: ring.len(), max: self.max_ring_size });
+        }
+        Ok(())
+    }
+}
+
+/// A backend id the maps have room for. Ids start at 1: a ring slot of 0
+/// means none.
+pub fn check_backend_id(id: u32) -> Result<(), FastPathError> {
+    if id == 0 || id >= MAX_BACKENDS {
+        return Err(FastPathError::BackendId { id, max: MAX_BACKENDS });
+    }
+    Ok(())
+}
+
 impl Default for FastPathOptions {
     fn default() -> Self {
         Self { max_vips: 16, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: DEFAULT_FLOWS_PER_CPU }
@@ -407,9 +436,7 @@ impl FastPath {
 
     /// Writes backend `id`. Ids start at 1: a ring slot of 0 means none.
     pub fn set_backend(&mut self, id: u32, backend: Backend) -> Result<(), FastPathError> {
-        if id == 0 || id >= MAX_BACKENDS {
-            return Err(FastPathError::BackendId { id, max: MAX_BACKENDS });
-        }
+        check_backend_id(id)?;
         let mut map: Array<_, Backend> = self.map_mut(names::BACKENDS)?;
         map.set(id, backend, 0).map_err(map_err(names::BACKENDS))
     }
@@ -443,13 +470,8 @@ impl FastPath {
         ring: &[u32],
         tag: Option<u64>,
     ) -> Result<(), FastPathError> {
-        let max = self.opts.max_vips.min(MAX_VIPS);
-        if vip_index >= max {
-            return Err(FastPathError::VipIndex { index: vip_index, max });
-        }
-        if ring.len() > self.opts.max_ring_size as usize {
-            return Err(FastPathError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
-        }
+        self.opts.check_vip_index(vip_index)?;
+        self.opts.check_ring(ring)?;
         let slot = self.vips.get(&vip_index);
         let active = slot.and_then(|v| v.active_region);
         let mut regions = slot.map_or([None; 2], |v| v.regions);
@@ -479,9 +501,7 @@ impl FastPath {
     /// spoken for then, nor while the last flip's grace period runs: this
     /// is an optimization, not worth a wait.
     pub fn preload_vip(&mut self, vip_index: u32, ring: &[u32], tag: u64) -> Result<bool, FastPathError> {
-        if ring.len() > self.opts.max_ring_size as usize {
-            return Err(FastPathError::RingTooLarge { size: ring.len(), max: self.opts.max_ring_size });
-        }
+        self.opts.check_ring(ring)?;
         if self.dirty || !self.grace.is_over() {
             return Ok(false);
         }

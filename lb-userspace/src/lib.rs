@@ -7,6 +7,7 @@ pub mod fast_path;
 pub mod health;
 pub mod import;
 pub mod lab;
+pub mod logging;
 pub mod maglev;
 pub mod neigh;
 pub mod netdev;

@@ -1,10 +1,11 @@
-//! Developer tasks: `cargo xtask build | lint | test | run | bench`.
+//! Developer tasks: `cargo xtask build | lint | test | run | bench | install | uninstall`.
 //!
 //! Every subcommand bootstraps what it needs (nightly + rust-src, bpf-linker, Debian
 //! packages) so the README's first commands work on a fresh machine.
 
 mod cmd_bench;
 mod cmd_build;
+mod cmd_install;
 mod cmd_lint;
 mod cmd_run;
 mod cmd_test;
@@ -34,6 +35,10 @@ enum Cmd {
     Run(cmd_run::Args),
     /// Run the benchmark harness `lb-bench` (needs root).
     Bench(cmd_bench::Args),
+    /// Install lb, its systemd unit, man pages, completions and (if none exists) /etc/lb/lb.toml.
+    Install(cmd_install::Args),
+    /// Remove what `install` put in place; /etc/lb/lb.toml stays.
+    Uninstall(cmd_install::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,8 @@ fn main() -> ExitCode {
         Cmd::Test(args) => cmd_test::main(&args),
         Cmd::Run(args) => cmd_run::main(&args),
         Cmd::Bench(args) => cmd_bench::main(&args),
+        Cmd::Install(args) => cmd_install::install(&args),
+        Cmd::Uninstall(args) => cmd_install::uninstall(&args),
     };
     // Printed by hand: anyhow's Debug output would add a backtrace whenever RUST_BACKTRACE
     // is set, burying the one line that says what to fix.

@@ -30,6 +30,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     // The fast-path tracking test detaches the agent's XDP link as an operator
     // would (tests/tests/integration/vrrp.rs).
     "bpftool",
+    // The unit in dist/ is checked with `systemd-analyze verify`; the man pages
+    // `lb man` writes are rendered with man/groff (tests/tests/integration/ops.rs).
+    "systemd",
+    "man-db",
 ];
 
 /// Debian packages `cargo xtask bench` needs on top of [`TEST_PACKAGES`]

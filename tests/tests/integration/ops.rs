@@ -1,7 +1,8 @@
 //! What installing `lb` uses: the shell completions and manual pages it
 //! generates, and the systemd unit in `dist/`. Runs the real program
 //! (`lb-under-test`); needs no privileges. A tool that is not installed
-//! (groff, man, systemd-analyze) skips its check with a message.
+//! (groff, man, systemd-analyze) skips its check with a message, or fails
+//! it under `cargo xtask test`, which installs them.
 
 use std::{
     path::{Path, PathBuf},
@@ -59,6 +60,10 @@ fn lb(args: &[&str]) -> Output {
 fn installed(tool: &str) -> bool {
     let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
+        assert!(
+            std::env::var_os(lb_tests::privileges::REQUIRE_ENV).is_none_or(|v| v != "1"),
+            "{tool} is not installed (`cargo xtask test` installs it with the test packages)"
+        );
         eprintln!("skipped: {tool} is not installed");
     }
     found

@@ -239,12 +239,7 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
 
 fn output(lb: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
     let out = Command::new(lb).args(args).output().with_context(|| format!("running {}", lb.display()))?;
-    ensure!(
-        out.status.success(),
-        "`lb {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    ensure!(out.status.success(), "`lb {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     Ok(out.stdout)
 }
 
@@ -311,7 +306,8 @@ mod tests {
 
     #[test]
     fn the_unit_runs_the_installed_binary() {
-        let unit = "[Service]\nExecStart=/usr/local/bin/lb run -c /etc/lb/lb.toml\nExecReload=/bin/kill -HUP $MAINPID\n";
+        let unit =
+            "[Service]\nExecStart=/usr/local/bin/lb run -c /etc/lb/lb.toml\nExecReload=/bin/kill -HUP $MAINPID\n";
         let out = rewrite_unit(unit, Path::new("/usr/bin/lb"));
         assert!(out.contains("ExecStart=/usr/bin/lb run -c /etc/lb/lb.toml\n"));
         assert!(out.contains("ExecReload=/bin/kill -HUP $MAINPID\n"));

@@ -11,7 +11,10 @@ use super::{
     fields::{fall_rise, int_in},
     model::{CheckType, RawCheck, RawCommand, RawStatus, StatusItem},
     span::{Problems, Span},
-    types::{BodyMatch, Check, CheckKind, HttpCheck, ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck},
+    types::{
+        BodyMatch, Check, CheckKind, DnsCheck, DnsType, HttpCheck, ScriptCheck, ScriptCommand, StatusCodes, Tls,
+        UdpCheck,
+    },
 };
 
 /// keepalived's `delay_loop` is 60 s, too slow for a load balancer that is
@@ -27,6 +30,14 @@ pub(crate) const DEFAULT_RISE: u32 = 1;
 pub(crate) const DEFAULT_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
 /// keepalived's HTTP_GET and SSL_GET wait longer before a retry.
 pub(crate) const DEFAULT_HTTP_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(3);
+/// keepalived's DNS_CHECK defaults: the root's SOA.
+pub(crate) const DEFAULT_DNS_TYPE: DnsType = DnsType::Soa;
+/// keepalived's DNS_CHECK retries 3 times (`retry` 3), plus the failure
+/// that is retried.
+pub(crate) const DEFAULT_DNS_FALL: u32 = 4;
+/// The longest name a query can carry (RFC 1035 2.3.4: 255 bytes on the
+/// wire, which is 253 characters written without the trailing dot).
+const MAX_DNS_NAME: usize = 253;
 /// The largest UDP payload that fits one IPv4 datagram.
 const MAX_UDP_PAYLOAD: usize = 65_507;
 
@@ -90,7 +101,7 @@ fn overlay(vip: &RawCheck, own: &RawCheck) -> RawCheck {
     merge!(
         timing: kind, interval, timeout, fall, rise, delay_before_retry, warmup;
         kind: port, path, host, status, body_contains, digest, sni, verify,
-            payload, payload_hex, expect, expect_hex, command, shell, user, dynamic_weight
+            payload, payload_hex, expect, expect_hex, query_type, query_name, command, shell, user, dynamic_weight
     )
 }
 
@@ -100,7 +111,11 @@ fn build(c: &RawCheck, table: Span, mode: Mode, cx: Context<'_>, problems: &mut 
     not_applicable(c, ty, problems);
     let interval = duration::spanned(&c.interval, "interval", true, problems).unwrap_or(DEFAULT_INTERVAL);
     let timeout = duration::spanned(&c.timeout, "timeout", true, problems).unwrap_or(DEFAULT_TIMEOUT);
-    let default_fall = if ty == Some(CheckType::Script) { DEFAULT_SCRIPT_FALL } else { DEFAULT_FALL };
+    let default_fall = match ty {
+        Some(CheckType::Script) => DEFAULT_SCRIPT_FALL,
+        Some(CheckType::Dns) => DEFAULT_DNS_FALL,
+        _ => DEFAULT_FALL,
+    };
     let fall = count(&c.fall, "fall", problems).unwrap_or(default_fall);
     let rise = count(&c.rise, "rise", problems).unwrap_or(DEFAULT_RISE);
     let default_delay = match ty {
@@ -113,7 +128,8 @@ fn build(c: &RawCheck, table: Span, mode: Mode, cx: Context<'_>, problems: &mut 
 
     let Some((ty, type_span)) = kind else {
         if mode == Mode::Backend {
-            problems.push(table, "check has no `type`: expected tcp, tcp-half-open, http, https, udp, script or none");
+            problems
+                .push(table, "check has no `type`: expected tcp, tcp-half-open, http, https, udp, dns, script or none");
         }
         return None;
     };
@@ -126,6 +142,7 @@ fn build(c: &RawCheck, table: Span, mode: Mode, cx: Context<'_>, problems: &mut 
             CheckKind::Https { http: http(c, ty, &type_span, mode, cx, problems), tls: tls(c, problems) }
         }
         CheckType::Udp => CheckKind::Udp(udp(c, &type_span, mode, cx, problems)),
+        CheckType::Dns => CheckKind::Dns(dns(c, &type_span, mode, cx, problems)),
         CheckType::Script => CheckKind::Script(script(c, &type_span, mode, cx, problems)?),
     };
     Some(Check { kind, interval, timeout, fall, rise, delay_before_retry, warmup })
@@ -134,10 +151,10 @@ fn build(c: &RawCheck, table: Span, mode: Mode, cx: Context<'_>, problems: &mut 
 /// Refuses keys that belong to another kind of check, naming the kinds
 /// they do belong to.
 fn not_applicable(c: &RawCheck, ty: Option<CheckType>, problems: &mut Problems) {
-    use CheckType::{Http, Https, Script, Tcp, TcpHalfOpen, Udp};
+    use CheckType::{Dns, Http, Https, Script, Tcp, TcpHalfOpen, Udp};
     let Some(ty) = ty else { return };
-    let keys: [(&str, Option<Span>, &[CheckType]); 16] = [
-        ("port", c.port.as_ref().map(Spanned::span), &[Tcp, TcpHalfOpen, Http, Https, Udp]),
+    let keys: [(&str, Option<Span>, &[CheckType]); 18] = [
+        ("port", c.port.as_ref().map(Spanned::span), &[Tcp, TcpHalfOpen, Http, Https, Udp, Dns]),
         ("path", c.path.as_ref().map(Spanned::span), &[Http, Https]),
         ("host", c.host.as_ref().map(Spanned::span), &[Http, Https]),
         ("status", c.status.as_ref().map(Spanned::span), &[Http, Https]),
@@ -149,6 +166,8 @@ fn not_applicable(c: &RawCheck, ty: Option<CheckType>, problems: &mut Problems) 
         ("payload_hex", c.payload_hex.as_ref().map(Spanned::span), &[Udp]),
         ("expect", c.expect.as_ref().map(Spanned::span), &[Udp]),
         ("expect_hex", c.expect_hex.as_ref().map(Spanned::span), &[Udp]),
+        ("query_type", c.query_type.as_ref().map(Spanned::span), &[Dns]),
+        ("query_name", c.query_name.as_ref().map(Spanned::span), &[Dns]),
         ("command", c.command.as_ref().map(Spanned::span), &[Script]),
         ("shell", c.shell.as_ref().map(Spanned::span), &[Script]),
         ("user", c.user.as_ref().map(Spanned::span), &[Script]),
@@ -312,6 +331,52 @@ fn udp(c: &RawCheck, type_span: &Span, mode: Mode, cx: Context<'_>, problems: &m
         problems.push(at, "expect is empty: leave it out to accept any reply");
     }
     UdpCheck { port, payload, expect }
+}
+
+fn dns(c: &RawCheck, type_span: &Span, mode: Mode, cx: Context<'_>, problems: &mut Problems) -> DnsCheck {
+    let port = port(c, CheckType::Dns, type_span, mode, cx, problems);
+    let query_type = match &c.query_type {
+        None => DEFAULT_DNS_TYPE,
+        Some(t) => DnsType::from_name(t.get_ref()).unwrap_or_else(|| {
+            let names: Vec<&str> = DnsType::ALL.iter().map(|t| t.name()).collect();
+            problems.push(t.span(), format!("unknown query_type \"{}\": expected {}", t.get_ref(), names.join(", ")));
+            DEFAULT_DNS_TYPE
+        }),
+    };
+    let query_name = match &c.query_name {
+        None => String::new(),
+        Some(n) => match dns_name(n.get_ref()) {
+            Ok(name) => name,
+            Err(why) => {
+                problems.push(n.span(), format!("query_name \"{}\": {why}", n.get_ref()));
+                String::new()
+            }
+        },
+    };
+    DnsCheck { port, query_type, query_name }
+}
+
+/// A name a query can carry, without its trailing dot ("." is the root, "").
+fn dns_name(name: &str) -> Result<String, String> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return Ok(String::new());
+    }
+    if name.len() > MAX_DNS_NAME {
+        return Err(format!("longer than {MAX_DNS_NAME} characters"));
+    }
+    if let Some(bad) = name.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!("{bad:?} is not allowed in a name"));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("empty label (two dots in a row, or a leading dot)".to_owned());
+        }
+        if label.len() > 63 {
+            return Err(format!("label \"{label}\" is longer than 63 characters"));
+        }
+    }
+    Ok(name.to_owned())
 }
 
 /// `key` as text or `key_hex` as hex digits; not both.

@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Diagnostic};
 pub use types::{
-    Backend, BodyMatch, Check, CheckKind, Global, HashMode, HttpCheck, MAX_WEIGHT, Position, Protocol, ScriptCheck,
-    ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
+    Backend, BodyMatch, Check, CheckKind, DnsCheck, DnsType, Global, HashMode, HttpCheck, MAX_WEIGHT, Position,
+    Protocol, ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
 };
 pub use vrrp::{
     Garp, Notify, RouteKind, Scope, TABLE_MAIN, TrackFastPath, TrackScript, VirtualAddress, VirtualRoute, VrrpInstance,

@@ -56,10 +56,10 @@ fn example_parses() {
 
     let dns = &config.vips[1];
     assert_eq!((dns.address, dns.protocol, dns.fragments), (ip("2001:db8:10::53"), Protocol::Udp, true));
-    let CheckKind::Udp(udp) = &dns.backends[0].check.as_ref().unwrap().kind else { panic!("udp check") };
-    assert_eq!(udp.port, 53);
-    assert_eq!(udp.payload.len(), 17);
-    assert_eq!(udp.expect.as_deref(), Some(&[0x12, 0x34][..]));
+    assert_eq!(
+        dns.backends[0].check.as_ref().unwrap().kind,
+        CheckKind::Dns(DnsCheck { port: 53, query_type: DnsType::Ns, query_name: String::new() })
+    );
     let script = dns.backends[1].check.as_ref().unwrap();
     let CheckKind::Script(s) = &script.kind else { panic!("script check") };
     assert_eq!(s.command, ScriptCommand::Argv(vec!["/usr/local/bin/check-dns".into(), "2001:db8:10::12".into()]));
@@ -364,7 +364,7 @@ fn check_keys_must_fit_the_type() {
     assert_eq!(error(&text), "lb.toml:7:10: `expect` does not apply to a tcp check (only to udp)");
     assert_eq!(
         error(&with_vip("[[vip.backend]]\naddress = \"10.0.1.1\"\ncheck = { interval = \"1s\" }\n")),
-        "lb.toml:7:9: check has no `type`: expected tcp, tcp-half-open, http, https, udp, script or none"
+        "lb.toml:7:9: check has no `type`: expected tcp, tcp-half-open, http, https, udp, dns, script or none"
     );
 }
 
@@ -632,4 +632,29 @@ fn half_open_check_takes_a_port_and_nothing_of_other_kinds() {
         error(&with_vip("[vip.check]\ntype = \"tcp-half-open\"\npath = \"/\"\n")),
         "lb.toml:7:8: `path` does not apply to a tcp-half-open check (only to http, https)"
     );
+}
+
+#[test]
+fn dns_checks_default_to_the_roots_soa_and_name_bad_keys() {
+    let config = parse(
+        "[[vip]]\naddress = \"10.0.0.100\"\nport = 53\nprotocol = \"udp\"\ninterface = \"eth0\"\n\
+         check = { type = \"dns\" }\n[[vip.backend]]\naddress = \"10.0.0.11\"\n\
+         [[vip.backend]]\naddress = \"10.0.0.12\"\ncheck = { query_type = \"aaaa\", query_name = \"example.org.\" }\n",
+    );
+    let kind = |i: usize| config.vips[0].backends[i].check.as_ref().unwrap().kind.clone();
+    assert_eq!(kind(0), CheckKind::Dns(DnsCheck { port: 53, query_type: DnsType::Soa, query_name: String::new() }));
+    assert_eq!(
+        kind(1),
+        CheckKind::Dns(DnsCheck { port: 53, query_type: DnsType::Aaaa, query_name: "example.org".into() })
+    );
+    assert_eq!(config.vips[0].backends[0].check.as_ref().unwrap().fall, 4);
+
+    let err = error(
+        "[[vip]]\naddress = \"10.0.0.100\"\nport = 53\nprotocol = \"udp\"\ninterface = \"eth0\"\n\
+         check = { type = \"dns\", query_type = \"WKS\", query_name = \"a..b\", path = \"/\" }\n\
+         [[vip.backend]]\naddress = \"10.0.0.11\"\n",
+    );
+    assert!(err.contains("6:38: unknown query_type \"WKS\": expected A, NS, CNAME, SOA, MX, TXT, AAAA"), "{err}");
+    assert!(err.contains("query_name \"a..b\": empty label"), "{err}");
+    assert!(err.contains("`path` does not apply to a dns check (only to http, https)"), "{err}");
 }

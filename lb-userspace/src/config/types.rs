@@ -146,6 +146,7 @@ pub enum CheckKind {
         tls: Tls,
     },
     Udp(UdpCheck),
+    Dns(DnsCheck),
     Script(ScriptCheck),
 }
 
@@ -157,6 +158,7 @@ impl CheckKind {
             CheckKind::Http(_) => "http",
             CheckKind::Https { .. } => "https",
             CheckKind::Udp(_) => "udp",
+            CheckKind::Dns(_) => "dns",
             CheckKind::Script(_) => "script",
         }
     }
@@ -220,6 +222,64 @@ pub struct UdpCheck {
     pub port: u16,
     pub payload: Vec<u8>,
     pub expect: Option<Vec<u8>>,
+}
+
+/// One query (recursion desired, class IN) over UDP, as keepalived's
+/// DNS_CHECK: up on a reply with the query's id and RCODE NOERROR, whatever
+/// its answers; down on any other RCODE, an ICMP error or the timeout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsCheck {
+    pub port: u16,
+    pub query_type: DnsType,
+    /// Without the trailing dot; "" is the root.
+    pub query_name: String,
+}
+
+/// The query types keepalived's DNS_CHECK knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsType {
+    A,
+    Ns,
+    Cname,
+    Soa,
+    Mx,
+    Txt,
+    Aaaa,
+}
+
+impl DnsType {
+    pub const ALL: [DnsType; 7] =
+        [DnsType::A, DnsType::Ns, DnsType::Cname, DnsType::Soa, DnsType::Mx, DnsType::Txt, DnsType::Aaaa];
+
+    /// The QTYPE on the wire (RFC 1035, RFC 3596).
+    pub fn code(self) -> u16 {
+        match self {
+            DnsType::A => 1,
+            DnsType::Ns => 2,
+            DnsType::Cname => 5,
+            DnsType::Soa => 6,
+            DnsType::Mx => 15,
+            DnsType::Txt => 16,
+            DnsType::Aaaa => 28,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DnsType::A => "A",
+            DnsType::Ns => "NS",
+            DnsType::Cname => "CNAME",
+            DnsType::Soa => "SOA",
+            DnsType::Mx => "MX",
+            DnsType::Txt => "TXT",
+            DnsType::Aaaa => "AAAA",
+        }
+    }
+
+    /// By name, in any case (keepalived compares without case).
+    pub fn from_name(name: &str) -> Option<DnsType> {
+        DnsType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
+    }
 }
 
 /// Run a program: exit 0 = up, 1 = down; with `dynamic_weight`, exit

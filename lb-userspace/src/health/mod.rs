@@ -15,6 +15,7 @@
 //! so thousands of backends at a 1 s interval cost a few tasks' worth of
 //! memory and a bounded number of sockets or processes at a time.
 
+mod dns;
 mod half_open;
 mod http;
 #[cfg(test)]
@@ -131,7 +132,7 @@ impl CheckResult {
 pub struct TargetStatus {
     pub id: TargetId,
     pub address: IpAddr,
-    /// "tcp", "tcp-half-open", "http", "https", "udp" or "script".
+    /// "tcp", "tcp-half-open", "http", "https", "udp", "dns" or "script".
     pub kind: &'static str,
     pub up: bool,
     pub weight: Option<u32>,
@@ -420,6 +421,7 @@ impl Monitor {
                 Probe::Net(Net::Http(http::HttpProbe::new(address, http, Some(tls), self.options.body_cap)?))
             }
             CheckKind::Udp(udp) => Probe::Net(Net::Udp(udp::UdpProbe::new(address, udp))),
+            CheckKind::Dns(dns) => Probe::Net(Net::Dns(dns::DnsProbe::new(address, dns))),
             CheckKind::Script(script) => Probe::Script(script::ScriptProbe::new(script)?),
         };
         Ok(Armed {
@@ -491,6 +493,7 @@ enum Net {
     Tcp(tcp::TcpProbe),
     Http(http::HttpProbe),
     Udp(udp::UdpProbe),
+    Dns(dns::DnsProbe),
 }
 
 impl Net {
@@ -499,6 +502,7 @@ impl Net {
             Net::Tcp(p) => p.addr,
             Net::Http(p) => p.addr,
             Net::Udp(p) => p.addr,
+            Net::Dns(p) => p.addr,
         }
     }
 
@@ -510,6 +514,7 @@ impl Net {
             // future moves (a TCP check's own state is a few dozen bytes).
             Net::Http(p) => Box::pin(p.attempt(progress)).await,
             Net::Udp(p) => p.attempt(progress).await,
+            Net::Dns(p) => p.attempt(progress).await,
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::{CheckKind, Config, HashMode};
+use crate::config::{CheckKind, Config, DnsType, HashMode};
 
 struct Out {
     toml: String,
@@ -173,6 +173,24 @@ fn udp_checks() {
 }
 
 #[test]
+fn dns_checks() {
+    let out = imported(&vs(
+        " protocol UDP\n real_server 10.0.0.11 80 {\n  DNS_CHECK {\n   type a\n   name www.example.org.\n   connect_port 53\n  }\n }\n\
+          real_server 10.0.0.12 80 {\n  DNS_CHECK {\n   type WKS\n  }\n }",
+    ));
+    assert!(!out.failed, "{:#?}", out.said);
+    let config = out.config();
+    let check = |i: usize| config.vips[0].backends[i].check.clone().unwrap();
+    let CheckKind::Dns(a) = &check(0).kind else { panic!("{:?}", check(0)) };
+    assert_eq!((a.port, a.query_type, a.query_name.as_str()), (53, DnsType::A, "www.example.org"));
+    // keepalived's DNS_CHECK retries 3 times by default.
+    assert_eq!(check(0).fall, 4);
+    let CheckKind::Dns(b) = &check(1).kind else { panic!() };
+    assert_eq!((b.port, b.query_type, b.query_name.as_str()), (80, DnsType::Soa, ""));
+    out.said("DNS check type WKS: keepalived does not know it and queries SOA");
+}
+
+#[test]
 fn schedulers() {
     let rr = imported(&vs(
         " lb_algo rr\n real_server 10.0.0.11 80 {\n  weight 5\n }\n real_server 10.0.0.12 80 {\n  weight 0\n }",
@@ -218,10 +236,10 @@ fn what_lb_cannot_forward_is_refused_and_listed() {
 #[test]
 fn a_refused_checker_leaves_out_its_real_server_and_an_empty_virtual_server_fails() {
     let out = imported(&vs(
-        " real_server 10.0.0.11 80 {\n  DNS_CHECK {\n   type A\n  }\n }\n real_server 10.0.0.12 80 {\n  SMTP_CHECK {\n  }\n }",
+        " real_server 10.0.0.11 80 {\n  PING_CHECK {\n  }\n }\n real_server 10.0.0.12 80 {\n  SMTP_CHECK {\n  }\n }",
     ));
     assert!(out.failed);
-    out.said("DNS_CHECK is not supported yet");
+    out.said("PING_CHECK is not supported");
     out.said("SMTP_CHECK is not supported");
     out.said("every real server of this virtual_server was left out");
     assert!(out.config().vips.is_empty());

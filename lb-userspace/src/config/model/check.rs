@@ -20,6 +20,8 @@ pub(crate) enum CheckType {
     Http,
     Https,
     Udp,
+    /// One DNS query over UDP (keepalived's DNS_CHECK).
+    Dns,
     Script,
     /// Turns off a check the backend would inherit from its VIP.
     None,
@@ -33,6 +35,7 @@ impl CheckType {
             CheckType::Http => "http",
             CheckType::Https => "https",
             CheckType::Udp => "udp",
+            CheckType::Dns => "dns",
             CheckType::Script => "script",
             CheckType::None => "none",
         }
@@ -65,6 +68,8 @@ pub(crate) struct RawCheck {
     pub payload_hex: Option<Spanned<String>>,
     pub expect: Option<Spanned<String>>,
     pub expect_hex: Option<Spanned<String>>,
+    pub query_type: Option<Spanned<String>>,
+    pub query_name: Option<Spanned<String>>,
     pub command: Option<Spanned<RawCommand>>,
     pub shell: Option<Spanned<bool>>,
     pub user: Option<Spanned<String>>,

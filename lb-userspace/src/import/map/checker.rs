@@ -9,9 +9,12 @@ use super::{
     Cx,
     command::{self, Command, User},
 };
-use crate::import::{
-    emit::{Table, Value},
-    tree::Node,
+use crate::{
+    config::DnsType,
+    import::{
+        emit::{Table, Value},
+        tree::Node,
+    },
 };
 
 /// Every checker keepalived 2.2.7 has.
@@ -83,12 +86,10 @@ pub(super) fn check(
         "SSL_GET" => "https",
         "MISC_CHECK" => "script",
         "UDP_CHECK" => "udp",
-        "DNS_CHECK" => {
-            return Err("DNS_CHECK is not supported yet: lb checks DNS servers with a UDP payload \
-             (type = \"udp\" with payload_hex and expect_hex); write that check in lb.toml by hand"
-                .to_owned());
+        "DNS_CHECK" => "dns",
+        other => {
+            return Err(format!("{other} is not supported: lb checks with TCP, HTTP, HTTPS, UDP, DNS and scripts"));
         }
-        other => return Err(format!("{other} is not supported: lb checks with TCP, HTTP, HTTPS, UDP and scripts")),
     };
     cx.extra_args(node, 0);
     let mut d = defaults.clone();
@@ -103,6 +104,8 @@ pub(super) fn check(
     let mut reply: Option<Option<String>> = None;
     let mut dynamic = false;
     let mut user: Option<String> = None;
+    let mut query_type: Option<DnsType> = None;
+    let mut query_name: Option<String> = None;
     let block = cx.block(node);
     for n in block {
         if n.block.is_none() {
@@ -124,8 +127,8 @@ pub(super) fn check(
                      default retry; imported as keepalived ran it: for more retries write `retry N` (fall = N + 1)"
                 ),
             ),
-            ("connect_port", "tcp" | "http" | "https" | "udp") => port = cx.number_arg(n, 1..=65535).unwrap_or(port),
-            ("connect_ip", "tcp" | "http" | "https" | "udp") => {
+            ("connect_port", "tcp" | "http" | "https" | "udp" | "dns") => port = cx.number_arg(n, 1..=65535).unwrap_or(port),
+            ("connect_ip", "tcp" | "http" | "https" | "udp" | "dns") => {
                 if let Some(w) = cx.arg(n, 0, "an address")
                     && let Some(ip) = cx.address(w, "connect_ip")
                     && ip != address
@@ -163,6 +166,24 @@ pub(super) fn check(
             }
             ("require_reply", "udp") => {
                 reply = Some(n.args.first().and_then(|w| hex(cx, w, "require_reply")));
+                cx.extra_args(n, 1);
+            }
+            ("type", "dns") => {
+                if let Some(w) = cx.arg(n, 0, "a query type") {
+                    query_type = DnsType::from_name(&w.text);
+                    if query_type.is_none() {
+                        cx.report.warn(
+                            w.at,
+                            format!("DNS check type {}: keepalived does not know it and queries SOA: imported so", w.text),
+                        );
+                    }
+                }
+                cx.extra_args(n, 1);
+            }
+            ("name", "dns") => {
+                if let Some(w) = cx.arg(n, 0, "a name") {
+                    query_name = Some(w.text.clone());
+                }
                 cx.extra_args(n, 1);
             }
             ("min_reply_length" | "max_reply_length", "udp") => {
@@ -230,6 +251,16 @@ pub(super) fn check(
                     "UDP_CHECK without require_reply: keepalived counted \"no ICMP error\" as up; lb's udp check \
                      waits for a reply, so a service that does not answer the payload is marked down",
                 ),
+            }
+        }
+        "dns" => {
+            // keepalived's defaults (SOA of the root) are lb's: written out
+            // only where the file says something else.
+            if let Some(q) = query_type {
+                t.set("query_type", Value::str(q.name()));
+            }
+            if let Some(name) = query_name {
+                t.set("query_name", Value::str(name));
             }
         }
         _ => {}

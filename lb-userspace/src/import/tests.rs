@@ -191,6 +191,34 @@ fn dns_checks() {
 }
 
 #[test]
+fn a_virtual_server_group_becomes_one_vip_per_address_and_port() {
+    let text = format!(
+        "{INSTANCE}virtual_server_group WEB {{\n 10.0.0.100-102 80\n 10.0.0.100 443\n 10.0.0.101 80\n fwmark 7\n}}\n\
+         virtual_server group WEB {{\n lb_kind DR\n real_server 10.0.0.11 80 {{\n  weight 2\n  TCP_CHECK {{\n  }}\n }}\n}}\n\
+         virtual_server group NONE {{\n lb_kind DR\n}}\n"
+    );
+    // .101 and .102 are in no vrrp_instance: their interface is given.
+    let out = run(&text, Some("eth0"));
+    let config = out.config();
+    let vips: Vec<(String, u16)> = config.vips.iter().map(|v| (v.address.to_string(), v.port)).collect();
+    let want = [("10.0.0.100", 80), ("10.0.0.101", 80), ("10.0.0.102", 80), ("10.0.0.100", 443)];
+    assert_eq!(vips, want.map(|(a, p)| (a.to_owned(), p)));
+    for v in &config.vips {
+        assert_eq!((v.backends.len(), v.backends[0].weight), (1, 2));
+        // Members on different ports: each check names the port it probes.
+        let CheckKind::Tcp { port } = v.backends[0].check.as_ref().unwrap().kind else { panic!() };
+        assert_eq!(port, 80);
+    }
+    out.said("error: fwmark: lb matches");
+    out.said("no virtual_server_group NONE");
+    assert!(
+        out.toml.contains("# virtual_server group WEB: 10.0.0.102 80 (/etc/keepalived/keepalived.conf:"),
+        "{}",
+        out.toml
+    );
+}
+
+#[test]
 fn schedulers() {
     let rr = imported(&vs(
         " lb_algo rr\n real_server 10.0.0.11 80 {\n  weight 5\n }\n real_server 10.0.0.12 80 {\n  weight 0\n }",
@@ -212,7 +240,7 @@ fn what_lb_cannot_forward_is_refused_and_listed() {
         "{INSTANCE}virtual_server 10.0.0.100 80 {{\n lb_kind NAT\n real_server 10.0.0.11 80 {{\n }}\n}}\n\
          virtual_server 10.0.0.100 81 {{\n real_server 10.0.0.11 81 {{\n }}\n}}\n\
          virtual_server fwmark 1 {{\n}}\n\
-         virtual_server_group G {{\n}}\n\
+         virtual_server_group G {{\n fwmark 3\n}}\n\
          virtual_server 10.0.0.100 82 {{\n lvs_method TUN\n}}\n\
          virtual_server 10.0.0.100 83 {{\n lb_kind DR\n protocol SCTP\n}}\n"
     );
@@ -221,8 +249,8 @@ fn what_lb_cannot_forward_is_refused_and_listed() {
     assert!(out.config().vips.is_empty());
     assert!(out.said("lb_kind NAT").starts_with("8:1: error: lb_kind NAT: lb forwards by direct routing only"));
     assert!(out.said("no lb_kind").starts_with("13:1: error: no lb_kind: keepalived's default is NAT"));
-    assert!(out.said("fwmark").starts_with("17:1: error: virtual_server fwmark is not supported yet"));
-    assert!(out.said("virtual_server_group").starts_with("19:1: error:"));
+    assert!(out.said("virtual_server fwmark").starts_with("17:1: error: virtual_server fwmark: lb matches"));
+    assert!(out.said("20:2:").starts_with("20:2: error: fwmark: lb matches a virtual server by address"));
     out.said("lb_kind TUN");
     out.said("protocol SCTP");
     assert!(out.toml.contains("# Not imported"), "{}", out.toml);

@@ -54,7 +54,23 @@ pub(super) struct VirtualServer {
     pub table: Table,
 }
 
+/// A `virtual_server_group`: the addresses and ports one `virtual_server
+/// group NAME` serves, each of which becomes a `[[vip]]` of its own with
+/// the same real servers and checks.
 #[derive(Debug)]
+pub(super) struct Group {
+    pub name: String,
+    pub members: Vec<(IpAddr, i64)>,
+}
+
+/// Why a firewall mark cannot be carried over.
+const FWMARK: &str = "fwmark: lb matches a virtual server by address, port and protocol in XDP, before the kernel's \
+     firewall could mark anything: write one virtual_server (or group entry) per address and port the mark selected";
+
+/// Most addresses one group may expand to: as many VIPs as lb can hold.
+const MAX_GROUP_MEMBERS: usize = lb_common::MAX_VIPS as usize;
+
+#[derive(Clone, Debug)]
 struct Backend {
     address: IpAddr,
     weight: i64,
@@ -67,28 +83,43 @@ pub(super) fn virtual_server(
     cx: &mut Cx<'_>,
     node: &Node,
     lvs: &Context<'_>,
+    groups: &[Group],
     before: &[VirtualServer],
-) -> Option<VirtualServer> {
-    let first = cx.arg(node, 0, "an address and a port")?;
-    if first.text == "fwmark" || first.text == "group" {
-        cx.refuse(
-            node,
-            format!(
-                "virtual_server {} is not supported yet: lb matches a virtual server by address, port and protocol; \
-                 write one virtual_server per address and port",
-                first.text
-            ),
-        );
-        return None;
-    }
-    let address = cx.address(first, "virtual_server address")?;
-    let Some(port) = node.args.get(1) else {
-        cx.refuse(node, "virtual_server needs a port after its address (0 for every port)");
-        return None;
+) -> Vec<VirtualServer> {
+    let Some(first) = cx.arg(node, 0, "an address and a port") else { return Vec::new() };
+    let (title, endpoints) = match first.text.as_str() {
+        "fwmark" => {
+            cx.refuse(node, format!("virtual_server {FWMARK}"));
+            return Vec::new();
+        }
+        "group" => {
+            let Some(name) = cx.arg(node, 1, "a group name") else { return Vec::new() };
+            cx.extra_args(node, 2);
+            let Some(group) = groups.iter().find(|g| g.name == name.text) else {
+                cx.refuse(node, format!("no virtual_server_group {} (or it was not imported)", name.text));
+                return Vec::new();
+            };
+            if group.members.is_empty() {
+                cx.refuse(node, format!("virtual_server_group {} has no address and port lb can serve", name.text));
+                return Vec::new();
+            }
+            (format!("virtual_server group {}", name.text), group.members.clone())
+        }
+        _ => {
+            let Some(address) = cx.address(first, "virtual_server address") else { return Vec::new() };
+            let Some(port) = node.args.get(1) else {
+                cx.refuse(node, "virtual_server needs a port after its address (0 for every port)");
+                return Vec::new();
+            };
+            let Some(port) = cx.number(port, "virtual_server port", 0..=65535) else { return Vec::new() };
+            cx.extra_args(node, 2);
+            (format!("virtual_server {address} {port}"), vec![(address, port)])
+        }
     };
-    let port = cx.number(port, "virtual_server port", 0..=65535)?;
-    cx.extra_args(node, 2);
-    let title = format!("virtual_server {address} {port}");
+    let (address, port) = endpoints[0];
+    // A check writes its port out unless it is the VIP's; with group members
+    // on different ports, always.
+    let check_vip_port = if endpoints.iter().all(|e| e.1 == port) { port } else { 0 };
 
     let mut defaults = Defaults::default();
     let mut protocol = "tcp";
@@ -189,7 +220,7 @@ pub(super) fn virtual_server(
             "ip_family" | "ops" | "mh-port" | "mh-fallback" | "sh-port" | "sh-fallback" | "flag-1" | "flag-2"
             | "flag-3" => cx.ignored(n, "lb has no equivalent"),
             "real_server" => {
-                if let Some(b) = real_server(cx, n, address, port, &defaults, inhibit) {
+                if let Some(b) = real_server(cx, n, address, port, check_vip_port, &defaults, inhibit) {
                     if backends.iter().any(|x| x.address == b.address) {
                         cx.refuse(n, format!("real_server {} is already in this virtual_server", b.address));
                     } else {
@@ -216,12 +247,12 @@ pub(super) fn virtual_server(
                     }
                 ),
             );
-            return None;
+            return Vec::new();
         }
         Some((other, at)) => {
             cx.report.error(at, format!("lb_kind {other}: keepalived knows DR, NAT and TUN: not imported"));
             cx.left_out.push(format!("{title}: lb_kind {other}"));
-            return None;
+            return Vec::new();
         }
         None => {
             cx.refuse(
@@ -229,35 +260,17 @@ pub(super) fn virtual_server(
                 "no lb_kind: keepalived's default is NAT, which lb cannot do; if the real servers hold the VIP on lo \
                  (direct routing), write lb_kind DR",
             );
-            return None;
+            return Vec::new();
         }
     }
     if refused {
         cx.left_out.push(format!("{title}: see the errors above"));
-        return None;
+        return Vec::new();
     }
-    if before.iter().any(|v| v.key == (address, port as u16, protocol)) {
-        cx.refuse(node, format!("a second virtual_server {address} {port} {protocol}"));
-        return None;
-    }
-    let interface = match (lvs.interfaces.get(&address), lvs.interface) {
-        (Some(i), _) => i.clone(),
-        (None, Some(i)) => i.to_owned(),
-        (None, None) => {
-            cx.refuse(
-                node,
-                format!(
-                    "no vrrp_instance holds {address}, so which interface receives its traffic is not known: \
-                     give it with `lb import --interface IFACE`"
-                ),
-            );
-            return None;
-        }
-    };
     let written = node.block.as_ref().is_some_and(|b| b.nodes.iter().any(|n| n.name() == "real_server"));
     if written && backends.is_empty() {
         cx.refuse(node, "every real server of this virtual_server was left out: it would have none");
-        return None;
+        return Vec::new();
     }
     if round_robin {
         let weighted: Vec<&Backend> = backends.iter().filter(|b| b.weight > 1).collect();
@@ -272,15 +285,6 @@ pub(super) fn virtual_server(
         }
     }
 
-    let mut t = Table::new("vip", true);
-    t.comments.push(format!("{title} ({}:{})", cx.report.path(node.at().file).display(), node.at().line));
-    t.set("address", Value::str(address.to_string()));
-    t.set("port", Value::Int(port));
-    t.set("protocol", Value::str(protocol));
-    t.set("interface", Value::str(&interface));
-    if source_hash {
-        t.set("hash", Value::str("source-ip"));
-    }
     let hysteresis = match hysteresis {
         Some((h, at)) if h >= quorum => {
             cx.report.warn(
@@ -295,38 +299,82 @@ pub(super) fn virtual_server(
         Some((h, _)) => h,
         None => 0,
     };
-    if quorum != 1 {
-        t.set("quorum", Value::Int(quorum));
-    }
-    if hysteresis != 0 {
-        t.set("hysteresis", Value::Int(hysteresis));
-    }
-    if let Some(s) = sorry {
-        t.set("sorry_server", Value::str(s.to_string()));
-    }
-    // One check shared by every backend goes in [vip.check], as an operator would write it.
-    let first = backends.first().and_then(|b| b.check.clone());
-    let shared = first.filter(|c| backends.iter().all(|b| b.check.as_ref() == Some(c)));
-    if let Some(mut c) = shared {
-        c.name = "vip.check";
-        t.children.push(c);
-        for b in &mut backends {
-            b.check = None;
+    let endpoints_len = endpoints.len();
+    let mut out: Vec<VirtualServer> = Vec::new();
+    for (address, port) in endpoints {
+        let vs_title = if endpoints_len > 1 { format!("{title}: {address} {port}") } else { title.clone() };
+        if backends.first().is_some_and(|b| b.address.is_ipv6() != address.is_ipv6()) {
+            cx.refuse(
+                node,
+                format!(
+                    "{vs_title}: the real servers are of the other address family: direct routing cannot reach them"
+                ),
+            );
+            continue;
         }
-    }
-    for b in backends {
-        let mut bt = Table::new("vip.backend", true);
-        bt.set("address", Value::str(b.address.to_string()));
-        bt.set("weight", Value::Int(b.weight));
-        if b.inhibit {
-            bt.set("inhibit_on_failure", Value::Bool(true));
+        let done: Vec<&VirtualServer> = before.iter().chain(out.iter()).collect();
+        if done.iter().any(|v| v.key == (address, port as u16, protocol)) {
+            cx.refuse(node, format!("a second virtual_server {address} {port} {protocol}"));
+            continue;
         }
-        if let Some(c) = b.check {
-            bt.children.push(c);
+        let interface = match (lvs.interfaces.get(&address), lvs.interface) {
+            (Some(i), _) => i.clone(),
+            (None, Some(i)) => i.to_owned(),
+            (None, None) => {
+                cx.refuse(
+                    node,
+                    format!(
+                        "no vrrp_instance holds {address}, so which interface receives its traffic is not known: \
+                         give it with `lb import --interface IFACE`"
+                    ),
+                );
+                continue;
+            }
+        };
+        let mut t = Table::new("vip", true);
+        t.comments.push(format!("{vs_title} ({}:{})", cx.report.path(node.at().file).display(), node.at().line));
+        t.set("address", Value::str(address.to_string()));
+        t.set("port", Value::Int(port));
+        t.set("protocol", Value::str(protocol));
+        t.set("interface", Value::str(&interface));
+        if source_hash {
+            t.set("hash", Value::str("source-ip"));
         }
-        t.children.push(bt);
+        if quorum != 1 {
+            t.set("quorum", Value::Int(quorum));
+        }
+        if hysteresis != 0 {
+            t.set("hysteresis", Value::Int(hysteresis));
+        }
+        if let Some(s) = sorry {
+            t.set("sorry_server", Value::str(s.to_string()));
+        }
+        // One check shared by every backend goes in [vip.check], as an operator would write it.
+        let first = backends.first().and_then(|b| b.check.clone());
+        let shared = first.filter(|c| backends.iter().all(|b| b.check.as_ref() == Some(c)));
+        let mut backends = backends.clone();
+        if let Some(mut c) = shared {
+            c.name = "vip.check";
+            t.children.push(c);
+            for b in &mut backends {
+                b.check = None;
+            }
+        }
+        for b in backends {
+            let mut bt = Table::new("vip.backend", true);
+            bt.set("address", Value::str(b.address.to_string()));
+            bt.set("weight", Value::Int(b.weight));
+            if b.inhibit {
+                bt.set("inhibit_on_failure", Value::Bool(true));
+            }
+            if let Some(c) = b.check {
+                bt.children.push(c);
+            }
+            t.children.push(bt);
+        }
+        out.push(VirtualServer { title: vs_title, at: node.at(), key: (address, port as u16, protocol), table: t });
     }
-    Some(VirtualServer { title, at: node.at(), key: (address, port as u16, protocol), table: t })
+    out
 }
 
 fn real_server(
@@ -334,6 +382,7 @@ fn real_server(
     node: &Node,
     vip: IpAddr,
     vip_port: i64,
+    check_vip_port: i64,
     vs_defaults: &Defaults,
     vs_inhibit: bool,
 ) -> Option<Backend> {
@@ -393,7 +442,7 @@ fn real_server(
     }
     let mut check: Option<Table> = None;
     for (i, n) in checks.iter().enumerate() {
-        match checker::check(cx, n, &defaults, address, port, vip_port) {
+        match checker::check(cx, n, &defaults, address, port, check_vip_port) {
             Err(why) => {
                 cx.refuse(n, why);
                 cx.left_out.push(format!("real_server {address} (its checker {} is not supported)", n.name()));
@@ -414,6 +463,85 @@ fn real_server(
     Some(Backend { address, weight, inhibit, check, at: node.at() })
 }
 
+/// A `virtual_server_group`: lines of `ADDRESS PORT` or `ADDRESS-LAST PORT`
+/// (a range of the last byte, or of the last group of an IPv6 address);
+/// `fwmark N` lines are refused.
+pub(super) fn group(cx: &mut Cx<'_>, node: &Node, before: &[Group]) -> Option<Group> {
+    let name = cx.arg(node, 0, "a name")?.text.clone();
+    cx.extra_args(node, 1);
+    if before.iter().any(|g| g.name == name) {
+        cx.refuse(node, format!("a second virtual_server_group {name}"));
+        return None;
+    }
+    let mut members: Vec<(IpAddr, i64)> = Vec::new();
+    for n in cx.block(node) {
+        cx.no_block(n);
+        if n.name() == "fwmark" {
+            cx.refuse(n, FWMARK);
+            continue;
+        }
+        let addresses = match address_range(n.name()) {
+            Ok(a) => a,
+            Err(why) => {
+                cx.refuse(n, format!("{}: {why}", n.name()));
+                continue;
+            }
+        };
+        let Some(port) = n.args.first() else {
+            cx.refuse(n, format!("{} needs a port (0 for every port)", n.name()));
+            continue;
+        };
+        let Some(port) = cx.number(port, "virtual_server_group port", 0..=65535) else { continue };
+        cx.extra_args(n, 1);
+        for ip in addresses {
+            if members.len() == MAX_GROUP_MEMBERS {
+                cx.refuse(n, format!("more than {MAX_GROUP_MEMBERS} addresses and ports, as many VIPs as lb holds"));
+                break;
+            }
+            if !members.contains(&(ip, port)) {
+                members.push((ip, port));
+            }
+        }
+    }
+    Some(Group { name, members })
+}
+
+/// `10.0.0.1`, or `10.0.0.1-9` for .1 to .9 (keepalived's ranges change
+/// the last byte, or the last 16-bit group of an IPv6 address, in hex).
+fn address_range(text: &str) -> Result<Vec<IpAddr>, String> {
+    let (first, last) = match text.rsplit_once('-') {
+        Some((first, last)) => (first, Some(last)),
+        None => (text, None),
+    };
+    let first: IpAddr = first.parse().map_err(|_| "not an address or a range such as 10.0.0.1-9".to_owned())?;
+    let Some(last) = last else { return Ok(vec![first]) };
+    let bad = || format!("range end {last:?} is not a number from the address's last part up");
+    match first {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            let end: u8 = last.parse().map_err(|_| bad())?;
+            if end < o[3] {
+                return Err(bad());
+            }
+            Ok((o[3]..=end).map(|b| IpAddr::from([o[0], o[1], o[2], b])).collect())
+        }
+        IpAddr::V6(a) => {
+            let mut g = a.segments();
+            let end = u16::from_str_radix(last, 16).map_err(|_| bad())?;
+            if end < g[7] {
+                return Err(bad());
+            }
+            let start = g[7];
+            Ok((start..=end)
+                .map(|x| {
+                    g[7] = x;
+                    IpAddr::from(g)
+                })
+                .collect())
+        }
+    }
+}
+
 /// `delay_loop` and friends as defaults for the checkers below them.
 impl Defaults {
     pub(super) fn read(&mut self, cx: &mut Cx<'_>, n: &Node) {
@@ -429,5 +557,21 @@ impl Defaults {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_range as range;
+
+    #[test]
+    fn address_ranges_change_the_last_part() {
+        assert_eq!(range("10.0.0.1").unwrap().len(), 1);
+        assert_eq!(range("10.0.0.250-255").unwrap().len(), 6);
+        assert!(range("10.0.0.9-3").is_err());
+        assert!(range("10.0.0.9-256").is_err());
+        let v6 = range("2001:db8::a-f").unwrap();
+        assert_eq!((v6.len(), v6[5].to_string()), (6, "2001:db8::f".to_owned()));
+        assert!(range("web-1").is_err());
     }
 }

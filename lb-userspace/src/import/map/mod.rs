@@ -169,19 +169,21 @@ pub(crate) fn map(nodes: &[Node], settings: &Settings, host: &dyn Host, report: 
         }
     }
     let lvs_cx = lvs::Context { interfaces: &interfaces, interface: settings.interface.as_deref() };
+    let mut server_groups: Vec<lvs::Group> = Vec::new();
+    for node in nodes.iter().filter(|n| n.name() == "virtual_server_group") {
+        if let Some(g) = lvs::group(&mut cx, node, &server_groups) {
+            server_groups.push(g);
+        }
+    }
     let mut vips: Vec<lvs::VirtualServer> = Vec::new();
     for node in nodes {
         match node.name() {
             "global_defs" | "vrrp_script" | "vrrp_instance" | "vrrp_sync_group" => {}
             "virtual_server" => {
-                if let Some(vs) = lvs::virtual_server(&mut cx, node, &lvs_cx, &vips) {
-                    vips.push(vs);
-                }
+                let imported = lvs::virtual_server(&mut cx, node, &lvs_cx, &server_groups, &vips);
+                vips.extend(imported);
             }
-            "virtual_server_group" => cx.refuse(
-                node,
-                "virtual_server_group is not supported yet: write one virtual_server per address and port",
-            ),
+            "virtual_server_group" => {}
             "static_ipaddress" | "static_routes" | "static_rules" => cx.ignored(
                 node,
                 "lb manages only the addresses and routes of its VRRP instances: keep these in the system's network configuration",

@@ -241,6 +241,17 @@ impl DirectorPair {
         &self.client
     }
 
+    /// Director `d`'s namespace, for a program other than the agent (a
+    /// keepalived peer).
+    pub fn director_ns(&self, d: usize) -> &Netns {
+        &self.director_ns[d]
+    }
+
+    /// The pair's temporary directory, removed on drop.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir.path
+    }
+
     pub fn backend_ns(&self, i: usize) -> &Netns {
         &self.backends[i]
     }
@@ -250,12 +261,11 @@ impl DirectorPair {
         Ok(Mac(netns::mac_of(&self.director_ns[d], IF)?).to_string())
     }
 
-    fn config_text(&self, d: usize, priority: u8, vrrp: Vrrp) -> String {
+    fn config_text(&self, priority: u8, vrrp: Vrrp) -> String {
         let mut text = format!(
-            "[global]\ncontrol_socket = \"{}\"\n\n[[vip]]\naddress = \"{VIP}\"\nport = {PORT}\nprotocol = \"tcp\"\n\
+            "[[vip]]\naddress = \"{VIP}\"\nport = {PORT}\nprotocol = \"tcp\"\n\
              interface = \"{IF}\"\n\n[vip.check]\ntype = \"http\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\n\
              fall = 2\nrise = 1\ndelay_before_retry = \"300ms\"\nwarmup = \"100ms\"\n",
-            self.directors[d].socket.display(),
         );
         let backends: String = (0..BACKENDS)
             .map(|i| format!("\n[[vip.backend]]\naddress = \"{}\"\nweight = 1\n", backend_addr(i)))
@@ -281,8 +291,19 @@ impl DirectorPair {
     /// Starts director `d`'s agent, waits for its control socket with XDP
     /// attached, and pins its veth's NAPI thread to CPU 0; how long it took.
     pub fn start_agent(&mut self, d: usize, priority: u8, vrrp: Vrrp) -> anyhow::Result<Duration> {
+        let text = self.config_text(priority, vrrp);
+        self.start_agent_with(d, &text)
+    }
+
+    /// [`Self::start_agent`] with a configuration of the caller's; its
+    /// `[global]` table gets the director's control socket.
+    pub fn start_agent_with(&mut self, d: usize, config: &str) -> anyhow::Result<Duration> {
         ensure!(self.directors[d].agent.is_none(), "director {}'s agent is running already", self.directors[d].tag);
-        let text = self.config_text(d, priority, vrrp);
+        let socket = format!("control_socket = \"{}\"\n", self.directors[d].socket.display());
+        let text = match config.find("[global]\n") {
+            Some(at) => format!("{}{socket}{}", &config[..at + "[global]\n".len()], &config[at + "[global]\n".len()..]),
+            None => format!("[global]\n{socket}\n{config}"),
+        };
         let dirr = &self.directors[d];
         fs::write(&dirr.config, text).with_context(|| format!("writing {}", dirr.config.display()))?;
         let before = kthreads(&format!("napi/{IF}-"));

@@ -29,7 +29,7 @@ const PREFIX: &str = "lbka";
 const KA_INSTANCE: &str = "VI_KA";
 
 /// Installs keepalived once per test process if it is missing.
-fn ensure_keepalived() {
+pub(crate) fn ensure_keepalived() {
     static DONE: OnceLock<Result<String, String>> = OnceLock::new();
     let result = DONE.get_or_init(|| {
         let version = || {
@@ -202,7 +202,7 @@ const COMPLAINTS: &[&str] = &[
 /// a backup with preemption ignoring a lower-priority master's adverts.
 const BENIGN: &[&str] = &["received lower priority"];
 
-fn assert_no_complaints(log: &str) {
+pub(crate) fn assert_no_complaints(log: &str) {
     let bad: Vec<&str> = log
         .lines()
         .filter(|l| {

@@ -13,6 +13,7 @@ mod failover;
 mod golden;
 mod import;
 mod import_corpus;
+mod import_pair;
 mod keepalived;
 mod lab;
 mod neigh;

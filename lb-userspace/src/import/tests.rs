@@ -471,19 +471,33 @@ fn hysteresis_stays_below_quorum() {
 #[test]
 fn unknown_and_ignored_keywords_are_named_where_they_are() {
     let out = imported(&format!(
-        "{INSTANCE}bogus_top 1\nglobal_defs {{\n notification_email {{\n  a@b\n }}\n smtp_server 1.2.3.4\n lvs_flush\n frobnicate\n}}\n"
+        "{INSTANCE}bogus_top 1\nglobal_defs {{\n notification_email {{\n  a@b\n }}\n smtp_server 1.2.3.4\n lvs_flush\n frobnicate\n \
+         max_auto_priority 1\n}}\nreal_server 10.0.0.1 80 {{\n}}\n"
     ));
-    assert!(!out.failed);
+    // keepalived's config test refuses a keyword it does not know: so does the import.
+    assert!(out.failed);
     assert_eq!(
         out.said("bogus_top"),
-        "8:1: warning: `bogus_top` in the top level is not imported: lb has no equivalent (or keepalived 2.2.7 does not know it here either)"
+        "8:1: error: keepalived 2.2.7 does not know `bogus_top` in the top level: its config test refuses the file; not imported"
+    );
+    assert_eq!(
+        out.said("`real_server`"),
+        "18:1: error: keepalived 2.2.7 does not know `real_server` at the top level, only inside a block: its config test \
+         refuses the file; not imported"
     );
     assert_eq!(
         out.said("e-mail"),
         "10:2: warning: e-mail settings are not imported: lb sends no e-mail (its notify scripts can, as keepalived's do)"
     );
     out.said("`lvs_flush` is not imported: lb does not use IPVS");
-    out.said("`frobnicate` in global_defs");
+    assert!(
+        out.said("`frobnicate`").starts_with("15:2: error: keepalived 2.2.7 does not know `frobnicate` in global_defs")
+    );
+    // Known to keepalived, nothing in lb: a warning.
+    assert_eq!(
+        out.said("max_auto_priority"),
+        "16:2: warning: `max_auto_priority` in global_defs is not imported: lb has no equivalent"
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@
 mod checker;
 mod command;
 mod global;
+mod known;
 mod lvs;
 mod values;
 mod vrrp;
@@ -107,16 +108,24 @@ impl Cx<'_> {
         self.report.warn(node.at(), format!("`{}` is not imported: {why}", node.name()));
     }
 
-    /// A keyword this block does not have in keepalived 2.2.7 either, or
-    /// one lb has nothing for.
+    /// A keyword the import has no mapping for in `block`: one keepalived
+    /// 2.2.7 does not know (its config test refuses the whole file, and so
+    /// does the import), or one lb has nothing for (a warning).
     pub fn unknown(&mut self, node: &Node, block: &str) {
-        self.report.warn(
-            node.at(),
-            format!(
-                "`{}` in {block} is not imported: lb has no equivalent (or keepalived 2.2.7 does not know it here either)",
-                node.name()
-            ),
-        );
+        let root = block == "the top level";
+        if !known::knows(node.name(), root) {
+            let known_elsewhere = root && known::knows(node.name(), false);
+            self.report.error(
+                node.at(),
+                format!(
+                    "keepalived 2.2.7 does not know `{}` {}: its config test refuses the file; not imported",
+                    node.name(),
+                    if known_elsewhere { format!("at {block}, only inside a block") } else { format!("in {block}") }
+                ),
+            );
+            return;
+        }
+        self.report.warn(node.at(), format!("`{}` in {block} is not imported: lb has no equivalent", node.name()));
     }
 }
 

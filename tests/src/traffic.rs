@@ -158,6 +158,8 @@ const REQUEST_ERRORS_KEPT: usize = 10;
 #[derive(Debug)]
 pub struct Traffic {
     started: Instant,
+    /// (port, backend) of each long-lived connection, as it opened.
+    opened: Vec<(u16, String)>,
     stop: Arc<AtomicBool>,
     lines_ok: Arc<AtomicU64>,
     requests_ok: Arc<AtomicU64>,
@@ -184,7 +186,8 @@ impl Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let lines_ok = Arc::new(AtomicU64::new(0));
         let requests_ok = Arc::new(AtomicU64::new(0));
-        let mut traffic = Self { started, stop, lines_ok, requests_ok, held: Vec::new(), requests: None };
+        let mut traffic =
+            Self { started, opened: Vec::new(), stop, lines_ok, requests_ok, held: Vec::new(), requests: None };
         for k in 0..options.connections {
             let timeout = options.io_timeout;
             let (port, backend, held) = client
@@ -197,6 +200,7 @@ impl Traffic {
                     Ok((port, backend, held))
                 })
                 .with_context(|| format!("opening long-lived connection {k} to {vip}"))?;
+            traffic.opened.push((port, backend.clone()));
             let (stop, lines_ok, interval) =
                 (Arc::clone(&traffic.stop), Arc::clone(&traffic.lines_ok), options.line_interval);
             let t = thread::Builder::new()
@@ -215,6 +219,12 @@ impl Traffic {
     /// Echoed lines and answered requests so far, to see that traffic flows.
     pub fn progress(&self) -> (u64, u64) {
         (self.lines_ok.load(Ordering::Relaxed), self.requests_ok.load(Ordering::Relaxed))
+    }
+
+    /// The client port and backend name of each long-lived connection, as
+    /// they opened.
+    pub fn connections(&self) -> &[(u16, String)] {
+        &self.opened
     }
 
     /// Stops every thread, waits for them (each within one I/O timeout),

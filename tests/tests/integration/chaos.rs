@@ -630,7 +630,19 @@ fn backend_with_a_new_mac_is_followed_and_keeps_its_flows() -> anyhow::Result<()
         let flowing = netns::wait_for(Duration::from_secs(5), || (traffic.progress().0 > lines + 20).then_some(()));
         ensure!(flowing.is_some(), "lines stopped after the move");
         thread::sleep(Duration::from_millis(500));
+        let diagnostics = [
+            ("backend ss", w.backend_ns(i - 1).exec("ss", &["-tinoe"]).unwrap_or_default()),
+            ("backend neigh", w.backend_ns(i - 1).ip(&["neigh"]).unwrap_or_default()),
+            ("backend route", w.backend_ns(i - 1).ip(&["route"]).unwrap_or_default()),
+            ("client ss", w.client().exec("ss", &["-tinoe"]).unwrap_or_default()),
+            ("director neigh", w.director_ns(A).ip(&["neigh"]).unwrap_or_default()),
+        ];
         let report = traffic.stop()?;
+        if report.connections_broken > 0 {
+            for (what, text) in diagnostics {
+                eprintln!("[chaos-mac] {what}:\n{text}");
+            }
+        }
         let on_moved: Vec<_> = report.connections.iter().filter(|c| c.backend == name).collect();
         let gap = on_moved.iter().map(|c| c.longest_gap).max().unwrap_or_default();
         eprintln!(

@@ -569,10 +569,11 @@ fn syn_flood_breaks_no_connection_and_the_director_still_answers() -> anyhow::Re
         let before = w.status(A)?;
         // The flood saturates this lab's CPUs, and the director's receive
         // queue drops segments of established connections too: TCP backs off
-        // (200 ms doubling) and recovers once the flood ends. A connection
-        // counts as broken if it is reset, or not back within this.
+        // (200 ms doubling: a segment lost near the flood's end may wait
+        // 12.8 s for its next try) and recovers once the flood ends. A
+        // connection counts as broken if it is reset, or not back within this.
         let options =
-            traffic::Options { io_timeout: FLOOD_FOR + Duration::from_secs(5), ..traffic::Options::default() };
+            traffic::Options { io_timeout: FLOOD_FOR + Duration::from_secs(20), ..traffic::Options::default() };
         let traffic = start_traffic(w, &options)?;
 
         let dst_mac = netns::mac_of(w.director_ns(A), IF)?;

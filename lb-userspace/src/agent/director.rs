@@ -182,10 +182,12 @@ impl<M: FastPathMaps> Director<M> {
             let quorum_before = s.quorum_up;
             let Some(b) = s.backend_mut(address) else { continue };
             matched += 1;
-            let (before, weight_before) = (b.state(), b.effective_weight());
+            let (before, weight_before, mac_before) = (b.state(), b.effective_weight(), b.mac);
             f(b);
             let (after, weight_after) = (b.state(), b.effective_weight());
-            let changed = before != after || weight_before != weight_after;
+            // A backend that moved to another MAC keeps its state and weight,
+            // but its entry must be rewritten, or its packets go to the old MAC.
+            let changed = before != after || weight_before != weight_after || mac_before != b.mac;
             if before != after {
                 transitions.push(Transition { vip: name, backend: address, from: before, to: after });
             }

@@ -273,6 +273,21 @@ fn a_burst_of_events_costs_one_publish() {
 }
 
 #[test]
+fn a_backend_that_moves_to_another_mac_gets_it_in_its_entry_without_a_ring_build() {
+    let mut d = director(&vip(100, 3, ""));
+    let id = ids(&d, 0)[1];
+    let (before, builds) = (slots(&d, 0), d.ring_builds());
+    let moved = [2, 0x16, 0, 0, 0, 0x99];
+    assert_ne!(d.fast_path().backend(id).mac, moved);
+    d.on_mac("lo", address(&d, 0, 1), Some(moved), "test: moved").unwrap();
+    d.flush().unwrap().expect("the entry changed");
+    assert_eq!(d.fast_path().backend(id).mac, moved, "{:?}", d.fast_path().writes());
+    assert_eq!(d.fast_path().backend(id).flags, BACKEND_F_ALIVE);
+    assert_eq!((slots(&d, 0), d.ring_builds()), (before, builds), "the ring stays");
+    assert!(d.flush().unwrap().is_none(), "nothing left to write");
+}
+
+#[test]
 fn drain_undrain_and_weight_commands() {
     let mut d = director(&(vip(100, 3, "") + &vip(101, 3, "")));
     let ids = ids(&d, 0);

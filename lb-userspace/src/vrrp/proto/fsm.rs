@@ -521,11 +521,21 @@ impl Instance {
     ///   own advert and a new round of gratuitous ARPs, so that the other
     ///   router steps down and stale ARP caches are fixed without waiting a
     ///   full interval (off with `lower_prio_no_advert`).
+    ///
+    /// Stepping down, this router first sends one advert of its own (not in
+    /// the RFC). Two masters mean the link was split, and hosts may have
+    /// followed this router's gratuitous ARPs; if the winner's advert
+    /// crossed first, the winner would never hear a lower priority, never
+    /// announce again, and hosts would keep the loser's MAC for as long as
+    /// their ARP caches hold it. The extra advert is the lower-priority
+    /// advert that makes the winner answer with gratuitous ARPs; a backup
+    /// that hears it treats it as any advert of this priority.
     fn master_advert(&mut self, from: IpAddr, priority: u8, interval: Centiseconds, out: &mut Vec<Action>) {
         if priority == PRIORITY_STOP {
             self.send_advert(self.priority, out);
             out.push(Action::StartAdverTimer(self.params.advert_interval.as_duration()));
         } else if priority > self.priority || (priority == self.priority && from > self.params.primary_address) {
+            self.send_advert(self.priority, out);
             if self.params.version == Version::V3 {
                 self.master_adver_interval = interval;
             }

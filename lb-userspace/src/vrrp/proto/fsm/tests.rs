@@ -285,7 +285,13 @@ fn cases() -> Vec<Case> {
             params: v2(100),
             before: master(),
             event: advert(9, 150, 100),
-            actions: vec![CancelTimers, RemoveVips, StartMasterDownTimer(MD_V2_100), Notify(State::Backup)],
+            actions: vec![
+                SendAdvert { priority: 100 },
+                CancelTimers,
+                RemoveVips,
+                StartMasterDownTimer(MD_V2_100),
+                Notify(State::Backup),
+            ],
             state: State::Backup,
         },
         Case {
@@ -293,7 +299,13 @@ fn cases() -> Vec<Case> {
             params: v3(100, 5, 100),
             before: master(),
             event: advert(9, 150, 50),
-            actions: vec![CancelTimers, RemoveVips, StartMasterDownTimer(nanos(1_804_687_500)), Notify(State::Backup)],
+            actions: vec![
+                SendAdvert { priority: 100 },
+                CancelTimers,
+                RemoveVips,
+                StartMasterDownTimer(nanos(1_804_687_500)),
+                Notify(State::Backup),
+            ],
             state: State::Backup,
         },
         Case {
@@ -301,7 +313,13 @@ fn cases() -> Vec<Case> {
             params: v2(100),
             before: master(),
             event: advert(9, 100, 100),
-            actions: vec![CancelTimers, RemoveVips, StartMasterDownTimer(MD_V2_100), Notify(State::Backup)],
+            actions: vec![
+                SendAdvert { priority: 100 },
+                CancelTimers,
+                RemoveVips,
+                StartMasterDownTimer(MD_V2_100),
+                Notify(State::Backup),
+            ],
             state: State::Backup,
         },
         Case {
@@ -932,6 +950,35 @@ fn equal_priority_split_brain_heals_to_the_higher_address() {
     // The winner answered the loser's advert at once (keepalived).
     let answered = sim.log.iter().any(|r| r.node == 1 && r.at == heal && r.action == Action::Announce);
     assert!(answered);
+}
+
+/// A partition heals with the winner's advert crossing first: the loser
+/// steps down without the winner ever hearing a lower priority from it as
+/// master. Its last advert still makes the winner announce again, so hosts
+/// that followed the loser's gratuitous ARPs come back. Both orders of the
+/// first adverts after the heal end the same.
+#[test]
+fn healed_partition_winner_announces_whichever_advert_crosses_first() {
+    // B starts just after A (its adverts trail A's: A's crosses first), or
+    // just before the next second (B's cross first).
+    for b_late in [0.05, 0.95] {
+        let mut sim = Sim::new(vec![cfg(Version::V2, 150, 1), cfg(Version::V2, 100, 2)]);
+        sim.partitioned = true;
+        sim.event(0, Event::Startup);
+        sim.advance_secs(b_late);
+        sim.event(1, Event::Startup);
+        sim.advance_secs(6.0);
+        assert_eq!((sim.state(0), sim.state(1)), (State::Master, State::Master), "{b_late}");
+        sim.partitioned = false;
+        let healed = sim.now;
+        sim.advance_secs(2.0);
+        assert_eq!((sim.state(0), sim.state(1)), (State::Master, State::Backup), "{b_late}");
+        assert_eq!(sim.holders(), vec![0], "{b_late}");
+        let stepped_down = sim.entered(1, State::Backup).expect("B stepped down");
+        let announced = sim.log.iter().any(|r| r.node == 0 && r.at == stepped_down && r.action == Action::Announce);
+        assert!(announced, "A announced when B stepped down ({b_late}): {:?}", &sim.log[sim.log.len() - 12..]);
+        assert!(stepped_down - healed <= ONE_S, "{b_late}");
+    }
 }
 
 #[test]

@@ -412,7 +412,7 @@ impl<M: FastPathMaps> Director<M> {
                 }
                 (vip, backend, "weight set", self.update(Some(vip), *backend, |b| b.admin_weight = Some(*weight)))
             }
-            Request::Status | Request::Reload => return Response::error("not handled here"),
+            Request::Status | Request::Reload | Request::Restart => return Response::error("not handled here"),
         };
         match result.and_then(|r| self.flush().map(|_| r)) {
             Ok((0, _)) => Response::error(format!("no backend {backend} on a VIP matching {vip:?}")),

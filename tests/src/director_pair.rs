@@ -451,3 +451,26 @@ impl DirectorPair {
         Ok(())
     }
 }
+
+/// What the chaos tests need to reach one agent directly.
+impl DirectorPair {
+    /// Director `d`'s agent's pid, while it runs.
+    pub fn agent_pid(&self, d: usize) -> Option<libc::pid_t> {
+        self.directors[d].agent.as_ref().map(Agent::pid)
+    }
+
+    /// Director `d`'s configuration file (written by [`Self::start_agent`]).
+    pub fn config_path(&self, d: usize) -> &std::path::Path {
+        &self.directors[d].config
+    }
+
+    /// Director `d`'s control socket.
+    pub fn socket_path(&self, d: usize) -> &std::path::Path {
+        &self.directors[d].socket
+    }
+
+    /// Director `d`'s namespace.
+    pub fn director_ns(&self, d: usize) -> &Netns {
+        &self.director_ns[d]
+    }
+}

@@ -6,6 +6,7 @@
 //! not beside another module's (see [`support::start`]).
 
 mod agent;
+mod chaos;
 mod cli_check;
 mod director;
 mod e2e_dr;

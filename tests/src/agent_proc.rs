@@ -226,6 +226,11 @@ impl Bpffs {
         fn walk(at: &Path, root: &Path, out: &mut Vec<PathBuf>) {
             for e in fs::read_dir(at).into_iter().flatten().flatten() {
                 let p = e.path();
+                // The kernel's own files (`maps.debug`, ...): bpffs keeps
+                // names with a dot for them.
+                if e.file_name().to_string_lossy().contains('.') {
+                    continue;
+                }
                 out.push(p.strip_prefix(root).unwrap_or(&p).to_owned());
                 if p.is_dir() {
                     walk(&p, root, out);

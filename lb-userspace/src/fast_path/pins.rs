@@ -169,7 +169,7 @@ impl Pins {
             AttachMode::Native => "native",
             AttachMode::Generic => "generic",
         };
-        self.dir.join("links").join(format!("{iface}.{mode}"))
+        self.dir.join("links").join(format!("{mode}-{}", pin_name(iface)))
     }
 
     /// The link pinned for `iface`, whatever its mode.
@@ -191,6 +191,12 @@ impl Pins {
         }
         Ok(())
     }
+}
+
+/// `name` as a bpffs entry: bpffs refuses names with a dot (reserved for
+/// the kernel's own files), which interface names such as `eth0.100` have.
+pub fn pin_name(name: &str) -> String {
+    name.replace('%', "%25").replace('.', "%2E")
 }
 
 /// Removes a directory of pins (bpffs: pins and directories only).
@@ -267,6 +273,14 @@ mod tests {
         // The same flow sets, the same maps.
         let rounded = FastPathOptions { flows_per_cpu: base.flows_per_cpu - 1, ..base };
         assert_eq!(layout_name(&rounded), name);
+    }
+
+    #[test]
+    fn pin_names_have_no_dot() {
+        assert_eq!(pin_name("eth0.100"), "eth0%2E100");
+        assert_eq!(pin_name("a%2E"), "a%252E", "no two interfaces share a name");
+        let pins = Pins { dir: PathBuf::from("/x") };
+        assert_eq!(pins.link("eth0.7", AttachMode::Native), Path::new("/x/links/native-eth0%2E7"));
     }
 
     #[test]

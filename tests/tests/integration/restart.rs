@@ -63,7 +63,9 @@ fn with_director(
     let mut w = DirectorPair::new(lb, Options { tag, udp_port: None })?;
     let result = scenario(&mut w);
     if result.is_err() {
-        eprintln!("[{tag}] director A's agent log (tail):\n{}", w.director(A).log_tail(60));
+        let log = log(&w);
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        eprintln!("[{tag}] director A's agent log (tail):\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
     }
     let finished = w.finish();
     result?;
@@ -89,8 +91,16 @@ fn start_traffic(w: &DirectorPair) -> anyhow::Result<Traffic> {
     Ok(t)
 }
 
+/// Forwarded packets, from `lb status`'s counters (name, packets).
 fn tx(s: &Value) -> u64 {
-    s["counters"]["tx"].as_u64().unwrap_or(0)
+    let counters = s["counters"].as_array().map(Vec::as_slice).unwrap_or_default();
+    counters.iter().find(|c| c[0] == "tx").and_then(|c| c[1].as_u64()).unwrap_or(0)
+}
+
+/// Director A's agent log, whatever bytes the trace wrote into it.
+fn log(w: &DirectorPair) -> String {
+    let path = w.config_path(A).with_file_name("agent-a.log");
+    String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned()
 }
 
 /// What every restart must keep: no request failed, no connection broke,
@@ -136,7 +146,7 @@ fn agent_sigkilled_under_load_on_a_director_without_a_peer_loses_nothing() -> an
         thread::sleep(STEADY);
         let tx_after = tx(&w.status(A)?);
         let report = traffic.stop()?;
-        let log = w.director(A).log_tail(200);
+        let log = log(w);
         eprintln!(
             "restart: sigkill {} attach_ms={} ready_ms={} tx_before={tx_before} tx_after={tx_after}",
             report.figures(),
@@ -175,7 +185,7 @@ fn handover_to_an_agent_with_another_program_loses_nothing() -> anyhow::Result<(
         thread::sleep(STEADY);
         let tx_after = tx(&w.status(A)?);
         let report = traffic.stop()?;
-        let log = w.director(A).log_tail(400);
+        let log = log(w);
         eprintln!(
             "restart: upgrade {} attach_ms={} tx_before={tx_before} tx_after={tx_after}",
             report.figures(),

@@ -29,7 +29,7 @@ pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
 /// The default `[global] pin_dir`.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lb";
 /// statfs's f_type of a bpf filesystem (linux/magic.h).
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 
 /// The maps that are pinned: every map the balancer's programs share. The
 /// packet trace's ring and the bench's maps belong to one process.
@@ -209,7 +209,7 @@ fn remove_tree(path: &Path) -> Result<(), PinError> {
 
 /// The f_type of the filesystem `path` is on, or of its nearest existing
 /// ancestor.
-fn fs_type(path: &Path) -> Result<i64, PinError> {
+fn fs_type(path: &Path) -> Result<u32, PinError> {
     let mut at = path;
     while !at.exists() {
         at = at.parent().unwrap_or(Path::new("/"));
@@ -222,8 +222,8 @@ fn fs_type(path: &Path) -> Result<i64, PinError> {
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return Err(PinError::Io { path: at.to_owned(), source: std::io::Error::last_os_error() });
     }
-    #[expect(clippy::unnecessary_cast, reason = "f_type's width differs between architectures")]
-    Ok(st.f_type as i64)
+    // The magic is 32 bits; f_type's type differs between architectures.
+    Ok(st.f_type as u32)
 }
 
 fn ensure_bpffs(pin_dir: &Path) -> Result<(), PinError> {

@@ -548,7 +548,10 @@ impl FastPath {
     }
 
     /// Reads back what the agent before this one published: the table in
-    /// use, and each VIP's meta and keys.
+    /// use, and each VIP's meta and keys. What its last flip retired (the
+    /// spare generation, the spare regions) is free to overwrite at once:
+    /// no program that started before that flip is still running after a
+    /// restart, which takes far longer than a grace period.
     fn read_published(&mut self) {
         let ctl: VipCtl = self.vip_ctl.read(0, 1)[0];
         let table: Vec<VipEntry> = self.vip_table.read(0, (VIP_TABLE_SIZE * 2) as usize);

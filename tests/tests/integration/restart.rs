@@ -13,7 +13,6 @@
 //! to stderr as one line `restart: NAME key=value ...`. Needs root.
 
 use std::{
-    ffi::OsString,
     net::SocketAddr,
     sync::{Mutex, PoisonError},
     thread,
@@ -24,6 +23,7 @@ use anyhow::{Context as _, ensure};
 use lb_tests::{
     agent_proc::{Bpffs, xdp_on},
     backend::PORT,
+    bench::restart::run_args,
     director_pair::{A, DirectorPair, IF, Lb, Options, STATE_LIMIT, VIP, Vrrp, all_up, client_addr, vrrp_state},
     netns, privileges,
     traffic::{self, Report, Traffic},
@@ -43,13 +43,6 @@ const ORPHANED: Duration = Duration::from_millis(500);
 /// One pair at a time: a pair's cleanup counts every namespace of the
 /// process as its own.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// `lb run` pinning under `pins`, with `more` arguments.
-fn run_args(pins: &Bpffs, more: &[&str]) -> Vec<OsString> {
-    let mut args = vec![OsString::from("--pin-dir"), pins.path().join("lb").into_os_string()];
-    args.extend(more.iter().map(OsString::from));
-    args
-}
 
 /// A pair whose director A pins into `pins`; runs `scenario`, prints the
 /// agent's log if it failed, tears everything down.

@@ -76,7 +76,7 @@ pub enum FastPathError {
     VipTableFull { keys: usize },
     #[error("packet trace: {0}")]
     Trace(#[from] trace::TraceError),
-    #[error("{0}")]
+    #[error(transparent)]
     Pin(#[from] pins::PinError),
     #[error("the XDP link pinned at {path}: {source}")]
     Link { path: std::path::PathBuf, source: Box<LinkError> },

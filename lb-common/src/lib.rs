@@ -35,6 +35,13 @@ pub mod names {
     pub const PEER_PASS: &str = "peer_pass";
 }
 
+/// The maps' layout, for the agent's pins in bpffs (`<pin_dir>/v<N>-...`):
+/// bump it by hand whenever a map's meaning changes without its sizes
+/// changing (a field reused, a flag moved). Size changes are caught without
+/// it: the agent hashes every key and value size and every capacity into the
+/// directory's name too.
+pub const LAYOUT_VERSION: u32 = 1;
+
 /// Capacity of the VIP table; `VipMeta::vip_index` is below this.
 pub const MAX_VIPS: u32 = 512;
 /// Slots in one generation of the VIP table (a power of two): at most
@@ -139,6 +146,24 @@ pub struct Backend {
     pub vip_index: u32,
 }
 const _: () = assert!(size_of::<Backend>() == 12);
+
+/// The agent's record of what a backend id stands for, in its own pinned
+/// array (never read by the XDP program): a flow-table entry names its
+/// backend by id, so an agent that adopts a running fast path must give
+/// each backend the id it had. Addresses are IPv4-mapped like `VipKey`'s.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct BackendRecord {
+    pub vip_addr: [u8; 16],
+    pub backend_addr: [u8; 16],
+    pub vip_port: u16,
+    pub vip_proto: u8,
+    /// 1 when the id is in use; 0 for a free id.
+    pub in_use: u8,
+    /// The VIP's index (`VipMeta::vip_index`).
+    pub vip_index: u32,
+}
+const _: () = assert!(size_of::<BackendRecord>() == 40);
 
 /// One slot of `VIP_TABLE`: an open-addressing hash table that the agent
 /// builds whole and the fast path probes with plain array reads (no kernel
@@ -376,6 +401,8 @@ mod user {
     unsafe impl aya::Pod for FloodState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Counters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for BackendRecord {}
     // SAFETY: as above.
     unsafe impl aya::Pod for crate::trace::Filter {}
 }

@@ -8,7 +8,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use crate::{
     agent::{
         control::{self, Request},
-        run::{self as agent, RunOptions},
+        run::{self as agent, RunOptions, Stopped},
     },
     config::Config,
     lab, trace,
@@ -53,6 +53,26 @@ enum Command {
         /// lost. For debugging, not for a busy VIP.
         #[arg(long, value_name = "VIP", num_args = 0..=1)]
         trace: Option<Option<trace::Filter>>,
+        /// The bpffs directory the fast path is pinned in (default: the
+        /// configuration's `[global] pin_dir`, itself /sys/fs/bpf/lb by
+        /// default).
+        #[arg(long, value_name = "DIR")]
+        pin_dir: Option<PathBuf>,
+        /// Detach and remove a fast path pinned with another map layout
+        /// (after an upgrade that changed the maps, or a change of
+        /// max_vips, ring_size or flows_per_cpu) instead of refusing to
+        /// start. Its established flows are re-hashed.
+        #[arg(long)]
+        discard_pinned: bool,
+    },
+    /// Make the running agent exit leaving the fast path pinned and
+    /// forwarding (VRRP addresses in place, no priority 0 sent), for the
+    /// next `lb run` to adopt without a lost packet. Under systemd the
+    /// agent's exit status (75) makes the unit start again, with the binary
+    /// now installed.
+    Restart {
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
     },
     /// Show VIPs and backends with state, weights, ring share and counters.
     Status {
@@ -146,7 +166,8 @@ enum Command {
 pub fn main() -> ExitCode {
     crate::logging::init();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Stopped::Plainly) => ExitCode::SUCCESS,
+        Ok(Stopped::ForHandover) => ExitCode::from(agent::HANDOVER_EXIT),
         Err(e) => {
             eprintln!("lb: error: {e:#}");
             ExitCode::FAILURE
@@ -154,17 +175,24 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Run { config, interfaces, trace } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
-            let trace = trace.map(Option::unwrap_or_default);
-            runtime.block_on(agent::run(RunOptions { config, interfaces, trace })).context("lb run")
-        }
+fn run(cli: Cli) -> anyhow::Result<Stopped> {
+    if let Command::Run { config, interfaces, trace, pin_dir, discard_pinned } = cli.command {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        let trace = trace.map(Option::unwrap_or_default);
+        let opts = RunOptions { config, interfaces, trace, pin_dir, discard_pinned };
+        return runtime.block_on(agent::run(opts)).context("lb run");
+    }
+    command(cli.command).map(|()| Stopped::Plainly)
+}
+
+fn command(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { .. } => unreachable!("run above"),
+        Command::Restart { socket } => say(&socket, &Request::Restart),
         Command::Status { json, socket } => {
             let status = control::request(&socket, &Request::Status)?.status.context("no status in the answer")?;
             if json {

@@ -2,6 +2,13 @@
 //! program (with a bound on one-shot commands), `lb run` as a child process
 //! that is stopped on drop, and the chores around it (a temporary directory,
 //! the director's NAPI thread pinned to one CPU, what is left behind).
+//!
+//! Each agent pins its fast path in bpffs. `ip netns exec` gives every agent
+//! a /sys of its own, so the default pin directory (/sys/fs/bpf/lb) is the
+//! agent's alone: it mounts a bpffs there that goes with it, and no two
+//! tests can meet there. A test that restarts an agent and needs the pins to
+//! outlive it mounts a bpffs of its own ([`Bpffs`]) and names it with
+//! `--pin-dir` ([`Lb::run_args`]).
 
 use std::{
     collections::BTreeSet,
@@ -30,11 +37,13 @@ const LB_COMMAND_LIMIT: Duration = Duration::from_secs(20);
 pub struct Lb {
     pub program: PathBuf,
     pub env: Vec<(OsString, OsString)>,
+    /// More arguments for `lb run` ([`Lb::start_agent`]).
+    pub run_args: Vec<OsString>,
 }
 
 impl Lb {
     pub fn new(program: impl Into<PathBuf>) -> Self {
-        Self { program: program.into(), env: Vec::new() }
+        Self { program: program.into(), env: Vec::new(), run_args: Vec::new() }
     }
 
     /// The program, in `ns` when given (`ip netns exec` execs it, so a
@@ -103,6 +112,7 @@ impl Lb {
             .arg("run")
             .arg("--config")
             .arg(config)
+            .args(&self.run_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -190,6 +200,58 @@ impl Drop for TempDir {
     }
 }
 
+/// A bpf filesystem of one test's own, mounted on a directory of its own
+/// and unmounted on drop, which frees whatever is still pinned in it (an
+/// XDP link pinned there detaches).
+#[derive(Debug)]
+pub struct Bpffs {
+    dir: TempDir,
+}
+
+impl Bpffs {
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        let dir = TempDir::new("bpffs", tag)?;
+        let out = Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&dir.path).output().context("running mount")?;
+        ensure!(out.status.success(), "mount -t bpf: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(Self { dir })
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        &self.dir.path
+    }
+
+    /// Everything pinned under the mount, as paths relative to it.
+    pub fn pins(&self) -> Vec<PathBuf> {
+        fn walk(at: &Path, root: &Path, out: &mut Vec<PathBuf>) {
+            for e in fs::read_dir(at).into_iter().flatten().flatten() {
+                let p = e.path();
+                // The kernel's own files (`maps.debug`, ...): bpffs keeps
+                // names with a dot for them.
+                if e.file_name().to_string_lossy().contains('.') {
+                    continue;
+                }
+                out.push(p.strip_prefix(root).unwrap_or(&p).to_owned());
+                if p.is_dir() {
+                    walk(&p, root, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.path(), self.path(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let Ok(c) = std::ffi::CString::new(self.dir.path.as_os_str().as_encoded_bytes()) else { return };
+        // SAFETY: a NUL-terminated path that lives across the call.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
 /// The namespaces this process created (see [`Netns::new`]) that still exist.
 pub fn our_namespaces() -> anyhow::Result<Vec<String>> {
     let out = netns::run(Command::new("ip").args(["netns", "list"]))?;
@@ -234,7 +296,13 @@ pub fn kthreads(prefix: &str) -> BTreeSet<libc::pid_t> {
 pub fn pin_napi(director: &Netns, iface: &str, before: &BTreeSet<libc::pid_t>) -> anyhow::Result<()> {
     let prefix = format!("napi/{iface}-");
     // `ip netns exec` mounts the namespace's own /sys.
-    director.exec("sh", &["-c", &format!("echo 1 > /sys/class/net/{iface}/threaded")])?;
+    let threaded = format!("/sys/class/net/{iface}/threaded");
+    if director.exec("cat", &[&threaded])?.trim() == "1" {
+        // An agent before this one left its program attached (a restart
+        // that kept the fast path): the thread is there, pinned already.
+        return Ok(());
+    }
+    director.exec("sh", &["-c", &format!("echo 1 > {threaded}")])?;
     let start = Instant::now();
     let new: Vec<libc::pid_t> = loop {
         let new: Vec<libc::pid_t> = kthreads(&prefix).difference(before).copied().collect();

@@ -480,6 +480,11 @@ impl DirectorPair {
         self.directors[d].agent.as_ref().map(Agent::pid)
     }
 
+    /// How the agents are run, to change between two starts.
+    pub fn lb_mut(&mut self) -> &mut Lb {
+        &mut self.lb
+    }
+
     /// Director `d`'s configuration file (written by [`Self::start_agent`]).
     pub fn config_path(&self, d: usize) -> &std::path::Path {
         &self.directors[d].config

@@ -55,6 +55,9 @@ pub enum Request {
     },
     /// Re-read the configuration file; a bad file leaves the old one serving.
     Reload,
+    /// Exit leaving the fast path pinned and forwarding, VRRP's addresses
+    /// in place and no priority 0 sent, for the next agent to adopt.
+    Restart,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -11,11 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_common::{MAX_BACKENDS, Settings as FastPathSettings};
+use lb_common::{BACKEND_F_ALIVE, BackendRecord, MAX_BACKENDS, Settings as FastPathSettings};
 
 use super::{
     control::{Request, Response},
-    ids::Ids,
+    ids::{self, Ids},
     install::{InstallError, InstallTime, Installer},
     maps::FastPathMaps,
     service::{Service, State},
@@ -99,9 +99,16 @@ impl<M> std::fmt::Debug for Director<M> {
 }
 
 impl<M: FastPathMaps> Director<M> {
-    /// Builds the services of `config` and installs them into `dp`.
+    /// Builds the services of `config` and installs them into `dp`. When
+    /// `dp` holds a fast path an agent before this one left running (its
+    /// backend records), that fast path is adopted instead
+    /// ([`adopt`](Self::adopt)).
     pub fn new(config: Config, mut dp: M) -> Result<Self, DirectorError> {
         dp.set_settings(FastPathSettings::new(config.global.max_new_flows_per_sec, 0))?;
+        let records = dp.records()?;
+        if !records.is_empty() || !dp.adopted_vips().is_empty() {
+            return Self::adopt(config, dp, records);
+        }
         let mut ids = Ids::new(MAX_BACKENDS);
         let mut services = Vec::new();
         for (index, vip) in config.vips.iter().enumerate() {
@@ -110,8 +117,101 @@ impl<M: FastPathMaps> Director<M> {
         let dirty = (0..services.len()).collect();
         let mut d =
             Self { config, dp, services, installer: Installer::new(), ids, dirty, last_install: None, prepared: None };
+        d.write_records()?;
         d.flush()?;
         Ok(d)
+    }
+
+    /// Takes over the fast path in `dp`, which `records` describe: every
+    /// backend the configuration still has keeps its id (so no recorded
+    /// flow moves to another backend) and its VIP its index; a backend the
+    /// fast path holds alive keeps its MAC and stays in the ring until its
+    /// own checks say otherwise; one it holds dead waits for its first
+    /// check to come back. A VIP whose ring and keys come out as published
+    /// is kept without a flip. Recorded backends the configuration no
+    /// longer has are marked dead, so their flows are re-hashed.
+    fn adopt(config: Config, mut dp: M, records: Vec<(u32, BackendRecord)>) -> Result<Self, DirectorError> {
+        let mut ids = Ids::with_taken(MAX_BACKENDS, records.iter().map(|(id, _)| *id));
+        let mut unclaimed: HashMap<u32, BackendRecord> = records.iter().copied().collect();
+        let max_vips = dp.options().max_vips;
+        let recorded_index =
+            |vip: &crate::config::Vip| records.iter().find(|(_, r)| ids::is_of(r, vip)).map(|(_, r)| r.vip_index);
+        let kept: Vec<u32> = config.vips.iter().filter_map(recorded_index).collect();
+        let mut free_indexes = (0..max_vips).filter(|i| !kept.contains(i));
+        let mut services = Vec::new();
+        for vip in &config.vips {
+            let index = match recorded_index(vip) {
+                Some(i) => i,
+                None => free_indexes.next().ok_or(DirectorError::NeedsRestart {
+                    what: "the number of VIPs (max_vips)",
+                    loaded: max_vips.into(),
+                    wanted: config.vips.len() as u64,
+                })?,
+            };
+            let addresses = vip.backends.iter().map(|b| b.address).chain(vip.sorry_server);
+            let mut wanted = Vec::new();
+            let mut adopted = Vec::new();
+            for address in addresses {
+                let id = match unclaimed.iter().find(|(_, r)| ids::names(r, vip, address)).map(|(id, _)| *id) {
+                    Some(id) => {
+                        unclaimed.remove(&id);
+                        adopted.push(id);
+                        id
+                    }
+                    None => ids.take().ok_or(DirectorError::Ids { max: MAX_BACKENDS - 1 })?,
+                };
+                wanted.push(id);
+            }
+            let mut it = wanted.into_iter();
+            let mut s = Service::new(vip.clone(), index, || it.next().expect("one id per backend"));
+            let checked: HashSet<std::net::IpAddr> =
+                vip.backends.iter().filter(|b| b.check.is_some()).map(|b| b.address).collect();
+            for b in s.backends.iter_mut().chain(s.sorry.as_mut()).filter(|b| adopted.contains(&b.id)) {
+                let checked = checked.contains(&b.address);
+                let entry = dp.backend(b.id)?;
+                if entry.flags & BACKEND_F_ALIVE != 0 {
+                    b.mac = Some(entry.mac);
+                    b.mac_reason = "as the running fast path had it".to_owned();
+                } else if checked {
+                    b.healthy = false;
+                    b.health_reason = "down before the agent restarted; waiting for its check".to_owned();
+                }
+            }
+            s.quorum_up = true;
+            s.update_quorum();
+            services.push(s);
+        }
+        let indexes: HashSet<u32> = services.iter().map(|s| s.vip_index).collect();
+        for index in dp.adopted_vips() {
+            if !indexes.contains(&index) {
+                dp.unstage_vip(index);
+            }
+        }
+        // Withdrawn before anything is installed, as a failure is.
+        for (id, _) in unclaimed {
+            let entry = dp.backend(id)?;
+            dp.set_backend(id, lb_common::Backend { flags: 0, ..entry })?;
+            dp.set_record(id, BackendRecord::default())?;
+            ids.give_back(id);
+        }
+        let dirty = (0..services.len()).collect();
+        let mut d =
+            Self { config, dp, services, installer: Installer::new(), ids, dirty, last_install: None, prepared: None };
+        d.write_records()?;
+        d.flush()?;
+        // Published VIPs that went: the flush publishes only for a change.
+        d.dp.publish()?;
+        Ok(d)
+    }
+
+    /// Records every backend id in use, before any map names it.
+    fn write_records(&mut self) -> Result<(), DirectorError> {
+        for s in &self.services {
+            for b in s.backends.iter().chain(&s.sorry) {
+                self.dp.set_record(b.id, ids::record(&s.vip, s.vip_index, b.address))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &Config {
@@ -314,7 +414,7 @@ impl<M: FastPathMaps> Director<M> {
                 }
                 (vip, backend, "weight set", self.update(Some(vip), *backend, |b| b.admin_weight = Some(*weight)))
             }
-            Request::Status | Request::Reload => return Response::error("not handled here"),
+            Request::Status | Request::Reload | Request::Restart => return Response::error("not handled here"),
         };
         match result.and_then(|r| self.flush().map(|_| r)) {
             Ok((0, _)) => Response::error(format!("no backend {backend} on a VIP matching {vip:?}")),
@@ -421,9 +521,11 @@ impl<M: FastPathMaps> Director<M> {
         }
         let Setup { config, services, ids } = next;
         self.dp.set_settings(FastPathSettings::new(config.global.max_new_flows_per_sec, 0))?;
+        let before: HashSet<u32> = self.services.iter().flat_map(Service::ids).collect();
         self.config = config;
         self.services = services;
         self.ids = ids;
+        self.write_records()?;
         self.dirty = (0..self.services.len()).collect();
         self.flush()?;
         // The flush publishes only when a service is left to install.
@@ -431,6 +533,10 @@ impl<M: FastPathMaps> Director<M> {
         for (id, entry) in retired {
             self.installer.forget(id);
             self.dp.set_backend(id, entry)?;
+        }
+        let now: HashSet<u32> = self.services.iter().flat_map(Service::ids).collect();
+        for &id in before.difference(&now) {
+            self.dp.set_record(id, BackendRecord::default())?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use lb_common::{Backend, Counters, Settings, Stat, VipKey};
+use lb_common::{Backend, BackendRecord, Counters, Settings, Stat, VipKey};
 
 use crate::fast_path::{AttachMode, FastPath, FastPathError, FastPathOptions};
 
@@ -35,6 +35,14 @@ pub trait FastPathMaps {
     fn flow_counts(&self) -> Result<HashMap<u32, u64>, FastPathError>;
     /// Where the program is attached, for the status report.
     fn attachments(&self) -> Vec<(String, AttachMode)>;
+    /// Records what backend `id` stands for, where it survives the agent.
+    fn set_record(&mut self, id: u32, record: BackendRecord) -> Result<(), FastPathError>;
+    /// The records of the ids in use, left by the agent before this one.
+    fn records(&self) -> Result<Vec<(u32, BackendRecord)>, FastPathError>;
+    /// Backend `id`'s entry as the fast path reads it.
+    fn backend(&self, id: u32) -> Result<Backend, FastPathError>;
+    /// VIP indexes published by the agent before this one, not staged since.
+    fn adopted_vips(&self) -> Vec<u32>;
 }
 
 impl FastPathMaps for FastPath {
@@ -91,5 +99,21 @@ impl FastPathMaps for FastPath {
 
     fn attachments(&self) -> Vec<(String, AttachMode)> {
         FastPath::attachments(self).map(|(iface, mode)| (iface.to_owned(), mode)).collect()
+    }
+
+    fn set_record(&mut self, id: u32, record: BackendRecord) -> Result<(), FastPathError> {
+        FastPath::set_record(self, id, record)
+    }
+
+    fn records(&self) -> Result<Vec<(u32, BackendRecord)>, FastPathError> {
+        FastPath::records(self)
+    }
+
+    fn backend(&self, id: u32) -> Result<Backend, FastPathError> {
+        FastPath::backend(self, id)
+    }
+
+    fn adopted_vips(&self) -> Vec<u32> {
+        FastPath::adopted_vips(self)
     }
 }

@@ -10,10 +10,12 @@
 use std::collections::HashMap;
 
 use bytemuck::Zeroable as _;
-use lb_common::{Backend, Counters, MAX_BACKENDS, Settings, Stat, VIP_TABLE_SIZE, VipCtl, VipEntry, VipKey, VipMeta};
+use lb_common::{
+    Backend, BackendRecord, Counters, MAX_BACKENDS, Settings, Stat, VIP_TABLE_SIZE, VipCtl, VipEntry, VipKey, VipMeta,
+};
 
 use super::maps::FastPathMaps;
-use crate::fast_path::{AttachMode, FastPathError, FastPathOptions, spare_region, vip_table};
+use crate::fast_path::{AttachMode, FastPathError, FastPathOptions, adopt, spare_region, vip_table};
 
 /// One write to the maps, or a wait, in the order it happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +50,8 @@ struct Slot {
     active_region: Option<u32>,
     meta: VipMeta,
     regions: [Option<u64>; 2],
+    /// Published before a restart and not staged since.
+    adopted: bool,
 }
 
 /// What a packet for one VIP key meets: for comparing the fast path before
@@ -76,6 +80,8 @@ pub struct MemoryMaps {
     grace_running: bool,
     fail_next_publish: bool,
     writes: Vec<Write>,
+    /// The agent's backend records, which survive a restart with the maps.
+    records: HashMap<u32, BackendRecord>,
 }
 
 impl MemoryMaps {
@@ -92,10 +98,46 @@ impl MemoryMaps {
             grace_running: false,
             fail_next_publish: false,
             writes: Vec::new(),
+            records: HashMap::new(),
         };
         // As `FastPath::load` does.
         maps.ctl.settings.flow_sets = lb_common::flow_sets(opts.flows_per_cpu);
         maps
+    }
+
+    /// The maps as the next agent finds them after this one stopped
+    /// without cleaning up (a crash, or a handover): the maps and records
+    /// as they are, what the agent remembered beside them gone and read
+    /// back from the table in use.
+    pub fn restarted(&self) -> Self {
+        let mut maps = Self {
+            opts: self.opts,
+            backends: self.backends.clone(),
+            rings: self.rings.clone(),
+            table: self.table.clone(),
+            ctl: self.ctl,
+            vips: HashMap::new(),
+            keys: HashMap::new(),
+            dirty: false,
+            grace_running: false,
+            fail_next_publish: false,
+            writes: Vec::new(),
+            records: self.records.clone(),
+        };
+        for (index, v) in adopt::read(&maps.ctl, &maps.table).vips {
+            let active = adopt::active_region(&v.meta, maps.opts.max_ring_size);
+            maps.vips
+                .insert(index, Slot { active_region: Some(active), meta: v.meta, regions: [None; 2], adopted: true });
+            for key in v.keys {
+                maps.keys.insert(key, index);
+            }
+        }
+        maps
+    }
+
+    /// The record of backend `id`, if in use.
+    pub fn record(&self, id: u32) -> Option<BackendRecord> {
+        self.records.get(&id).copied().filter(|r| r.in_use != 0)
     }
 
     /// The grace period of the last flip has ended: time has passed.
@@ -205,6 +247,22 @@ impl FastPathMaps for MemoryMaps {
     ) -> Result<(), FastPathError> {
         self.opts.check_vip_index(vip_index)?;
         self.opts.check_ring(ring)?;
+        if let Some(slot) = self.vips.get_mut(&vip_index).filter(|s| s.adopted) {
+            slot.adopted = false;
+            let meta = slot.meta;
+            let mut keys_now: Vec<VipKey> =
+                self.keys.iter().filter(|(_, i)| **i == vip_index).map(|(k, _)| *k).collect();
+            keys_now.sort_by_key(|k| bytemuck::bytes_of(k).to_vec());
+            let published = adopt::PublishedVip { meta, keys: keys_now };
+            let base = meta.ring_base as usize;
+            if adopt::unchanged(&published, &self.rings[base..base + meta.ring_size as usize], keys, flags, ring) {
+                let slot = self.vips.get_mut(&vip_index).expect("found above");
+                if let Some(active) = slot.active_region {
+                    slot.regions[active as usize] = tag;
+                }
+                return Ok(());
+            }
+        }
         let slot = self.vips.get(&vip_index);
         let active = slot.and_then(|v| v.active_region);
         let mut regions = slot.map_or([None; 2], |v| v.regions);
@@ -216,7 +274,7 @@ impl FastPathMaps for MemoryMaps {
             self.writes.push(Write::Ring { vip_index, region: spare, preload: false });
         }
         let meta = VipMeta { flags, vip_index, ring_base: base, ring_size: ring.len() as u32 };
-        self.vips.insert(vip_index, Slot { active_region: active, meta, regions });
+        self.vips.insert(vip_index, Slot { active_region: active, meta, regions, adopted: false });
         self.keys.retain(|_, v| *v != vip_index);
         for key in keys {
             self.keys.insert(*key, vip_index);
@@ -292,5 +350,29 @@ impl FastPathMaps for MemoryMaps {
 
     fn attachments(&self) -> Vec<(String, AttachMode)> {
         Vec::new()
+    }
+
+    fn set_record(&mut self, id: u32, record: BackendRecord) -> Result<(), FastPathError> {
+        crate::fast_path::check_backend_id(id)?;
+        self.records.insert(id, record);
+        Ok(())
+    }
+
+    fn records(&self) -> Result<Vec<(u32, BackendRecord)>, FastPathError> {
+        let mut v: Vec<(u32, BackendRecord)> =
+            self.records.iter().filter(|(_, r)| r.in_use != 0).map(|(i, r)| (*i, *r)).collect();
+        v.sort_by_key(|(i, _)| *i);
+        Ok(v)
+    }
+
+    fn backend(&self, id: u32) -> Result<Backend, FastPathError> {
+        crate::fast_path::check_backend_id(id)?;
+        Ok(self.backends[id as usize])
+    }
+
+    fn adopted_vips(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.vips.iter().filter(|(_, s)| s.adopted).map(|(i, _)| *i).collect();
+        v.sort_unstable();
+        v
     }
 }

@@ -67,6 +67,22 @@ pub enum AgentError {
     NotRoot,
 }
 
+/// The exit status of `lb run` after `lb restart`: the fast path stays
+/// pinned for the next agent, and `dist/lb.service` names this status in
+/// `RestartForceExitStatus=` so that systemd starts that agent.
+pub const HANDOVER_EXIT: u8 = 75;
+
+/// How the agent stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT: VRRP left (priority 0, addresses removed), the
+    /// fast path detached and its pins removed.
+    Plainly,
+    /// `lb restart`: the fast path left pinned and forwarding, VRRP's
+    /// addresses in place, for the next agent to adopt.
+    ForHandover,
+}
+
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub config: PathBuf,
@@ -74,30 +90,50 @@ pub struct RunOptions {
     pub interfaces: Vec<String>,
     /// The fast path's packet trace: which packets to log (`lb run --trace`).
     pub trace: Option<crate::trace::Filter>,
+    /// Overrides `[global] pin_dir`.
+    pub pin_dir: Option<PathBuf>,
+    /// Removes a fast path pinned with another map layout instead of
+    /// refusing to start.
+    pub discard_pinned: bool,
 }
 
 /// Loads the configuration and the fast path, then serves until SIGINT or
-/// SIGTERM. SIGHUP (or `lb reload`) re-reads the file; a bad file is
-/// reported and the running configuration keeps serving.
-pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
+/// SIGTERM (or `lb restart`). SIGHUP (or `lb reload`) re-reads the file; a
+/// bad file is reported and the running configuration keeps serving.
+///
+/// The fast path is pinned under the pin directory; one pinned there by an
+/// agent before this one is adopted: its flows, counters and rings kept,
+/// this agent's program swapped in on the same links.
+pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(AgentError::NotRoot);
     }
+    let started = Instant::now();
     let config = load(&opts.config)?;
-    let dp = FastPath::load_traced(
+    let pin_dir = opts.pin_dir.clone().unwrap_or_else(|| config.global.pin_dir.clone());
+    let dp = FastPath::load_pinned(
         FastPathOptions {
             max_vips: config.global.max_vips,
             max_ring_size: config.max_ring_size(),
             flows_per_cpu: config.global.flows_per_cpu,
         },
         opts.trace.as_ref(),
+        &pin_dir,
+        opts.discard_pinned,
     )?;
+    let adopted = dp.is_adopted();
+    if adopted {
+        info!(pin_dir = %pin_dir.display(), "adopting the fast path pinned by the agent before");
+    }
     let mut interfaces: Vec<String> = config.vips.iter().map(|v| v.interface.clone()).collect();
     interfaces.extend(opts.interfaces.iter().cloned());
     interfaces.sort();
     interfaces.dedup();
     let mut director = Director::new(config, dp)?;
+    if adopted {
+        info!(took = ?started.elapsed(), "fast path adopted");
+    }
     for iface in &interfaces {
         let mode = director.fast_path_mut().attach(iface)?;
         info!(interface = %iface, ?mode, "fast path attached");
@@ -125,6 +161,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let mut watchdog = tokio::time::interval(systemd.watchdog_interval().unwrap_or(Duration::from_secs(3600)));
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut stopped = Stopped::Plainly;
     loop {
         tokio::select! {
             Some(event) = health.recv() => {
@@ -136,6 +173,11 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                 take_in_and_flush(&mut director, &mut health, &mut macs);
             }
             Some(Command { request, reply }) = commands.recv() => {
+                if request == Request::Restart {
+                    let _ = reply.send(Response::ok("exiting; the fast path stays pinned for the next agent"));
+                    stopped = Stopped::ForHandover;
+                    break;
+                }
                 let response = match request {
                     Request::Status => match director.status(true) {
                         Ok(mut status) => {
@@ -180,17 +222,31 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     }
     systemd.stopping();
     if let Some(v) = vrrp.take() {
-        // Priority 0 first, so a backup takes over after skew time, not
-        // after the master-down interval; then the VIPs go.
-        info!("stopping: leaving VRRP");
-        v.shutdown().await;
+        if stopped == Stopped::ForHandover {
+            // No priority 0 and the addresses stay: the next agent takes
+            // over as master while the fast path keeps forwarding.
+            info!("handing over: VRRP left as it is");
+            std::mem::forget(v);
+        } else {
+            // Priority 0 first, so a backup takes over after skew time, not
+            // after the master-down interval; then the VIPs go.
+            info!("stopping: leaving VRRP");
+            v.shutdown().await;
+        }
     }
-    info!("stopping: detaching the fast path");
     control.abort();
     let _ = std::fs::remove_file(&socket);
     monitor.shutdown().await;
+    if stopped == Stopped::ForHandover {
+        info!("handing over: the fast path stays pinned and forwarding");
+    } else {
+        info!("stopping: detaching the fast path and removing its pins");
+        if let Err(e) = director.fast_path_mut().unpin() {
+            error!("removing the fast path's pins: {e}");
+        }
+    }
     drop(director);
-    Ok(())
+    Ok(stopped)
 }
 
 /// The agent's line in `systemctl status`.

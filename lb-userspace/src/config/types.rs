@@ -18,6 +18,9 @@ pub struct Global {
     pub control_socket: PathBuf,
     /// VIPs the ring array is sized for (two ring regions each).
     pub max_vips: u32,
+    /// Where the fast path is pinned in bpffs so that it outlives the
+    /// agent (`<pin_dir>/<layout>/`).
+    pub pin_dir: PathBuf,
 }
 
 /// One virtual service (a `[[vip]]` table).

@@ -153,7 +153,16 @@ fn global(raw: &RawGlobal, problems: &mut Problems) -> Global {
         .max_vips
         .as_ref()
         .map_or(Some(DEFAULT_MAX_VIPS), |v| int_in(v, "max_vips", 1..=i64::from(MAX_VIPS), problems));
+    let pin_dir = match &raw.pin_dir {
+        Some(p) if !p.get_ref().starts_with('/') => {
+            problems.push(p.span(), format!("pin_dir \"{}\" must be an absolute path", p.get_ref()));
+            None
+        }
+        Some(p) => Some(PathBuf::from(p.get_ref())),
+        None => None,
+    };
     Global {
+        pin_dir: pin_dir.unwrap_or_else(|| PathBuf::from(crate::fast_path::pins::DEFAULT_PIN_DIR)),
         flows_per_cpu: flows_per_cpu.unwrap_or(DEFAULT_FLOWS_PER_CPU),
         max_new_flows_per_sec: max_new_flows_per_sec.unwrap_or(DEFAULT_FLOOD_NEW_FLOWS_PER_SEC),
         script_user: script_user.unwrap_or_default(),

@@ -83,6 +83,29 @@ impl MmapArray {
         }
     }
 
+    /// Reads `count` elements from `index`: what an agent before this one
+    /// left in the map.
+    pub(super) fn read<T: Pod>(&self, index: usize, count: usize) -> Vec<T> {
+        assert!(size_of::<T>() <= self.stride, "element type does not match the map");
+        let start = index * self.stride;
+        assert!(start + count * self.stride <= self.len, "read out of bounds");
+        (0..count)
+            .map(|i| {
+                // SAFETY: in bounds (asserted); T is Pod, so any bytes are a
+                // valid T, and read_unaligned needs no alignment.
+                unsafe { self.ptr.as_ptr().add(start + i * self.stride).cast::<T>().read_unaligned() }
+            })
+            .collect()
+    }
+
+    /// Reads `len` u32s from u32 offset `word` (see `write_words`).
+    pub(super) fn read_words(&self, word: usize, len: usize) -> Vec<u32> {
+        assert!((word + len) * 4 <= self.len, "read out of bounds");
+        // SAFETY: in bounds (asserted); the mapping is page-aligned, so u32
+        // offsets are aligned.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<u32>().add(word), len) }.to_vec()
+    }
+
     /// The u32 at byte `offset`, as an atomic: the fast path reads it while
     /// the agent stores to it.
     pub(super) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {

@@ -6,24 +6,33 @@
 //! store flips the fast path to the new table. What a flip retires is not
 //! overwritten until a grace period has passed.
 
+pub mod adopt;
 mod mmap;
+pub mod pins;
 pub mod vip_table;
 
 use std::{
     collections::HashMap as StdHashMap,
+    path::Path,
     sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, PerCpuArray, PerCpuValues},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{Array, MapData, PerCpuArray, PerCpuValues},
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+        xdp::XdpLink,
+    },
 };
 use lb_common::{
-    Backend, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FlowKey, FlowSet, IFACE_F_ACTIVE, Iface, MAX_BACKENDS,
-    MAX_IFINDEX, MAX_VIPS, Settings, Stat, VIP_TABLE_SIZE, VipCtl, VipEntry, VipKey, VipMeta, names,
+    Backend, BackendRecord, Counters, DEFAULT_FLOWS_PER_CPU, DEFAULT_RING_SIZE, FlowKey, FlowSet, IFACE_F_ACTIVE,
+    Iface, MAX_BACKENDS, MAX_IFINDEX, MAX_VIPS, Settings, Stat, VIP_TABLE_SIZE, VipCtl, VipEntry, VipKey, VipMeta,
+    names,
 };
 use mmap::MmapArray;
+use pins::Pins;
 
 use crate::trace;
 
@@ -67,6 +76,12 @@ pub enum FastPathError {
     VipTableFull { keys: usize },
     #[error("packet trace: {0}")]
     Trace(#[from] trace::TraceError),
+    #[error(transparent)]
+    Pin(#[from] pins::PinError),
+    #[error("the XDP link pinned at {path}: {source}")]
+    Link { path: std::path::PathBuf, source: Box<LinkError> },
+    #[error("pinning the XDP link on {iface} at {path}: {source}")]
+    PinLink { iface: String, path: std::path::PathBuf, source: Box<aya::pin::PinError> },
 }
 
 /// Sizes fixed when the program is loaded.
@@ -131,6 +146,9 @@ struct VipSlot {
     meta: VipMeta,
     /// The tag of the ring each region holds, when its writer gave one.
     regions: [Option<u64>; 2],
+    /// Published by the agent before this one and not staged since: the
+    /// first stage that would change nothing keeps it as it is.
+    adopted: bool,
 }
 
 /// Grace periods (RCU) after flips, run in the background by one helper
@@ -263,11 +281,27 @@ pub struct FastPath {
     grace: Grace,
     /// Something was staged since the last publish.
     dirty: bool,
-    links: Vec<(String, XdpLinkId, AttachMode)>,
+    links: Vec<Attached>,
+    /// Where the maps and links are pinned; `None` for a fast path that
+    /// lives only as long as this process (the bench, the tests).
+    pins: Option<Pins>,
+    /// The agent's record of each backend id, pinned beside the maps.
+    records: Option<Array<MapData, BackendRecord>>,
+    /// The maps were pinned by an agent before this one.
+    adopted: bool,
     /// The program loaded: `lb_xdp`, or `lb_xdp_traced` for the packet trace.
     program: &'static str,
     /// Logs the packet trace, when the program was loaded with it.
     trace: Option<trace::Printer>,
+}
+
+/// The program on one interface.
+struct Attached {
+    iface: String,
+    mode: AttachMode,
+    /// The link when it is pinned: held open here, attached while its pin
+    /// lasts. Otherwise the program holds it and detaches it when dropped.
+    _pinned: Option<XdpLink>,
 }
 
 impl std::fmt::Debug for FastPath {
@@ -305,6 +339,26 @@ impl FastPath {
         Ok(dp)
     }
 
+    /// As [`load_traced`](Self::load_traced), with every map pinned under
+    /// `pin_dir` (see [`pins`]): a fast path pinned there already with the
+    /// same layout is adopted (its maps reused as they are; what it
+    /// publishes read back, so that installing the same again flips
+    /// nothing), and [`attach`](Self::attach) takes over its links. Pins of
+    /// another layout are an error, or removed first when `discard` says so.
+    pub fn load_pinned(
+        opts: FastPathOptions,
+        trace: Option<&trace::Filter>,
+        pin_dir: &Path,
+        discard: bool,
+    ) -> Result<Self, FastPathError> {
+        let pins = Pins::prepare(pin_dir, &opts, discard)?;
+        let mut dp = Self::load_with(EBPF_OBJECT, opts, trace, Some(pins))?;
+        if let Some(filter) = trace {
+            dp.trace = Some(trace::Printer::start(&mut dp.ebpf, filter)?);
+        }
+        Ok(dp)
+    }
+
     /// Loads the balancer from `object` ([`EBPF_OBJECT`] or
     /// [`EBPF_BENCH_OBJECT`]), the program with the packet trace when
     /// `trace` is given; its records are the caller's to read
@@ -314,6 +368,15 @@ impl FastPath {
         opts: FastPathOptions,
         trace: Option<&trace::Filter>,
     ) -> Result<Self, FastPathError> {
+        Self::load_with(object, opts, trace, None)
+    }
+
+    fn load_with(
+        object: &[u8],
+        opts: FastPathOptions,
+        trace: Option<&trace::Filter>,
+        pins: Option<Pins>,
+    ) -> Result<Self, FastPathError> {
         if object.is_empty() {
             return Err(FastPathError::NoObject);
         }
@@ -321,6 +384,12 @@ impl FastPath {
         let globals = trace::Globals::new(trace);
         let mut loader = EbpfLoader::new();
         globals.apply(&mut loader);
+        let adopted = pins.as_ref().is_some_and(Pins::holds_fast_path);
+        let pin_paths: Vec<(&str, std::path::PathBuf)> =
+            pins.iter().flat_map(|p| pins::PINNED_MAPS.iter().map(move |&name| (name, p.map(name)))).collect();
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.clone());
+        }
         let mut ebpf = loader
             // Two slots per array element (see RINGS in lb-ebpf).
             .map_max_entries(names::RINGS, ring_slots.div_ceil(2))
@@ -345,6 +414,10 @@ impl FastPath {
         let rings = mapped(names::RINGS, ring_slots.div_ceil(2), 8)?;
         let vip_table = mapped(names::VIP_TABLE, VIP_TABLE_SIZE * 2, size_of::<VipEntry>())?;
         let vip_ctl = mapped(names::VIP_CTL, 1, size_of::<VipCtl>())?;
+        let records = match &pins {
+            Some(p) => Some(open_records(&p.map(pins::BACKEND_RECORDS))?),
+            None => None,
+        };
         let mut dp = Self {
             rings,
             vip_table,
@@ -357,9 +430,15 @@ impl FastPath {
             grace: Grace::default(),
             dirty: false,
             links: Vec::new(),
+            pins,
+            records,
+            adopted,
             program,
             trace: None,
         };
+        if adopted {
+            dp.read_published();
+        }
         // The set count the program needs; set_settings keeps it.
         dp.set_settings(Settings::new(0, 0))?;
         Ok(dp)
@@ -383,10 +462,24 @@ impl FastPath {
     /// Attaches to `iface` in native mode, or in generic mode with a warning
     /// where the driver has none. Records the interface's MAC as the source
     /// MAC for frames it transmits. Detached when `self` is dropped.
+    ///
+    /// Pinned ([`load_pinned`](Self::load_pinned)), the link is pinned and
+    /// outlives this process; a link pinned there before is taken over: this
+    /// program replaces the one attached, in one update, so no packet meets
+    /// no program. A pinned link whose interface went away is replaced by a
+    /// new one.
     pub fn attach(&mut self, iface: &str) -> Result<AttachMode, FastPathError> {
         let ifindex = ifindex(iface)?;
         let mac = interface_mac(iface)?;
         self.set_iface(ifindex, mac)?;
+        if let Some((path, mode)) = self.pins.as_ref().and_then(|p| p.find_link(iface)) {
+            if self.take_over(&path)? {
+                self.links.push(Attached { iface: iface.to_owned(), mode, _pinned: None });
+                return Ok(mode);
+            }
+            log::info!("{iface}: the pinned XDP link is gone; attaching anew");
+            std::fs::remove_file(&path).map_err(|source| pins::PinError::Io { path, source })?;
+        }
         let prog: &mut Xdp =
             self.ebpf.program_mut(self.program).expect("loaded in FastPath::load").try_into().expect("an XDP program");
         let (link, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
@@ -407,8 +500,111 @@ impl FastPath {
                 }
             },
         };
-        self.links.push((iface.to_owned(), link, mode));
+        let pinned = match &self.pins {
+            Some(pins) => {
+                let path = pins.link(iface, mode);
+                let link = prog.take_link(link).map_err(prog_err(self.program))?;
+                Some(pin_link(link, iface, &path)?)
+            }
+            None => None,
+        };
+        self.links.push(Attached { iface: iface.to_owned(), mode, _pinned: pinned });
         Ok(mode)
+    }
+
+    /// Puts this program on the link pinned at `path`; false when the link
+    /// is gone (its interface was removed: ENOLINK).
+    fn take_over(&mut self, path: &Path) -> Result<bool, FastPathError> {
+        let link_err = |source| FastPathError::Link { path: path.to_owned(), source: Box::new(source) };
+        let fd_link: FdLink = PinnedLink::from_pin(path).map_err(link_err)?.into();
+        let link = XdpLink::try_from(fd_link).map_err(link_err)?;
+        let prog: &mut Xdp =
+            self.ebpf.program_mut(self.program).expect("loaded in FastPath::load").try_into().expect("an XDP program");
+        match prog.attach_to_link(link) {
+            Ok(_) => Ok(true),
+            Err(ProgramError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOLINK) => Ok(false),
+            Err(e) => Err(prog_err(self.program)(e)),
+        }
+    }
+
+    /// Whether the maps were pinned by an agent before this one.
+    pub fn is_adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Where the fast path is pinned, if it is.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pins.as_ref().map(Pins::dir)
+    }
+
+    /// Removes every pin (links first): once this value is dropped the
+    /// program is detached and the maps freed. What a plain stop does; a
+    /// handover or a crash leaves them.
+    pub fn unpin(&mut self) -> Result<(), FastPathError> {
+        if let Some(pins) = self.pins.take() {
+            pins.remove()?;
+        }
+        Ok(())
+    }
+
+    /// Reads back what the agent before this one published: the table in
+    /// use, and each VIP's meta and keys. What its last flip retired (the
+    /// spare generation, the spare regions) is free to overwrite at once:
+    /// no program that started before that flip is still running after a
+    /// restart, which takes far longer than a grace period.
+    fn read_published(&mut self) {
+        let ctl: VipCtl = self.vip_ctl.read(0, 1)[0];
+        let table: Vec<VipEntry> = self.vip_table.read(0, (VIP_TABLE_SIZE * 2) as usize);
+        let published = adopt::read(&ctl, &table);
+        self.generation = published.generation;
+        for (index, v) in published.vips {
+            let active = adopt::active_region(&v.meta, self.opts.max_ring_size);
+            self.vips.insert(
+                index,
+                VipSlot { active_region: Some(active), meta: v.meta, regions: [None; 2], adopted: true },
+            );
+            for key in v.keys {
+                self.keys.insert(key, index);
+            }
+        }
+    }
+
+    /// The VIP indexes the agent before this one published and nothing
+    /// has staged since.
+    pub fn adopted_vips(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.vips.iter().filter(|(_, s)| s.adopted).map(|(i, _)| *i).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Records what backend `id` stands for (pinned fast paths only):
+    /// written before any map names the id.
+    pub fn set_record(&mut self, id: u32, record: BackendRecord) -> Result<(), FastPathError> {
+        check_backend_id(id)?;
+        match &mut self.records {
+            Some(map) => map.set(id, record, 0).map_err(map_err(pins::BACKEND_RECORDS)),
+            None => Ok(()),
+        }
+    }
+
+    /// The records of the ids in use, by id.
+    pub fn records(&self) -> Result<Vec<(u32, BackendRecord)>, FastPathError> {
+        let Some(map) = &self.records else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for (id, r) in map.iter().enumerate() {
+            let r = r.map_err(map_err(pins::BACKEND_RECORDS))?;
+            if r.in_use != 0 {
+                out.push((id as u32, r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Backend `id`'s entry as the fast path reads it.
+    pub fn backend(&self, id: u32) -> Result<Backend, FastPathError> {
+        check_backend_id(id)?;
+        let map: Array<_, Backend> = self.map(names::BACKENDS)?;
+        map.get(&id, 0).map_err(map_err(names::BACKENDS))
     }
 
     pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), FastPathError> {
@@ -472,6 +668,9 @@ impl FastPath {
     ) -> Result<(), FastPathError> {
         self.opts.check_vip_index(vip_index)?;
         self.opts.check_ring(ring)?;
+        if self.keep_adopted(keys, vip_index, flags, ring, tag) {
+            return Ok(());
+        }
         let slot = self.vips.get(&vip_index);
         let active = slot.and_then(|v| v.active_region);
         let mut regions = slot.map_or([None; 2], |v| v.regions);
@@ -484,13 +683,35 @@ impl FastPath {
             regions[spare] = tag;
         }
         let meta = VipMeta { flags, vip_index, ring_base: base, ring_size: ring.len() as u32 };
-        self.vips.insert(vip_index, VipSlot { active_region: active, meta, regions });
+        self.vips.insert(vip_index, VipSlot { active_region: active, meta, regions, adopted: false });
         self.keys.retain(|_, v| *v != vip_index);
         for key in keys {
             self.keys.insert(*key, vip_index);
         }
         self.dirty = true;
         Ok(())
+    }
+
+    /// The first stage of a VIP the agent before this one published: true
+    /// (and nothing to publish) when what it published is what this stage
+    /// would, so adopting a fast path flips nothing.
+    fn keep_adopted(&mut self, keys: &[VipKey], vip_index: u32, flags: u32, ring: &[u32], tag: Option<u64>) -> bool {
+        let Some(slot) = self.vips.get_mut(&vip_index).filter(|s| s.adopted) else { return false };
+        slot.adopted = false;
+        let meta = slot.meta;
+        let mut published_keys: Vec<VipKey> =
+            self.keys.iter().filter(|(_, i)| **i == vip_index).map(|(k, _)| *k).collect();
+        published_keys.sort_by_key(|k| bytemuck::bytes_of(k).to_vec());
+        let published = adopt::PublishedVip { meta, keys: published_keys };
+        let ring_now = self.rings.read_words(meta.ring_base as usize, meta.ring_size as usize);
+        if !adopt::unchanged(&published, &ring_now, keys, flags, ring) {
+            return false;
+        }
+        let slot = self.vips.get_mut(&vip_index).expect("found above");
+        if let Some(active) = slot.active_region {
+            slot.regions[active as usize] = tag;
+        }
+        true
     }
 
     /// Writes `ring`, named by `tag`, into VIP `vip_index`'s spare region
@@ -631,8 +852,35 @@ impl FastPath {
 
     /// Where the program is attached.
     pub fn attachments(&self) -> impl Iterator<Item = (&str, AttachMode)> {
-        self.links.iter().map(|(iface, _, mode)| (iface.as_str(), *mode))
+        self.links.iter().map(|a| (a.iface.as_str(), a.mode))
     }
+}
+
+/// Opens the agent's record map pinned at `path`, or creates and pins it.
+fn open_records(path: &Path) -> Result<Array<MapData, BackendRecord>, FastPathError> {
+    let err = map_err(pins::BACKEND_RECORDS);
+    if path.exists() {
+        let data = MapData::from_pin(path).map_err(map_err(pins::BACKEND_RECORDS))?;
+        return Array::try_from(aya::maps::Map::Array(data)).map_err(err);
+    }
+    let map = Array::<MapData, BackendRecord>::create(MAX_BACKENDS, 0).map_err(map_err(pins::BACKEND_RECORDS))?;
+    map.pin(path)
+        .map_err(|e| err(aya::maps::MapError::PinError { name: Some(pins::BACKEND_RECORDS.into()), error: e }))?;
+    // Pinning consumed the handle; the pin is the map now.
+    let data = MapData::from_pin(path).map_err(map_err(pins::BACKEND_RECORDS))?;
+    Array::try_from(aya::maps::Map::Array(data)).map_err(map_err(pins::BACKEND_RECORDS))
+}
+
+/// Pins `link` (attached to `iface`) at `path` and returns it, held open.
+fn pin_link(link: XdpLink, iface: &str, path: &Path) -> Result<XdpLink, FastPathError> {
+    let link_err = |source| FastPathError::Link { path: path.to_owned(), source: Box::new(source) };
+    let fd_link = FdLink::try_from(link).map_err(link_err)?;
+    let pinned = fd_link.pin(path).map_err(|source| FastPathError::PinLink {
+        iface: iface.to_owned(),
+        path: path.to_owned(),
+        source: Box::new(source),
+    })?;
+    XdpLink::try_from(FdLink::from(pinned)).map_err(link_err)
 }
 
 fn sum(values: &PerCpuValues<Counters>) -> Counters {

@@ -62,7 +62,7 @@ const THREAD_LIFETIME: Duration = Duration::from_secs(300);
 /// `lb-bench` itself as `lb` (see [`AS_LB_ENV`]).
 pub fn lb_self() -> anyhow::Result<Lb> {
     let program = std::env::current_exe().context("finding lb-bench's own path")?;
-    Ok(Lb { program, env: vec![(OsString::from(AS_LB_ENV), OsString::from("1"))] })
+    Ok(Lb { program, env: vec![(OsString::from(AS_LB_ENV), OsString::from("1"))], run_args: Vec::new() })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--json] [-- --quick --only testrun|veth|ring|agent|failover ...]`
+//! `cargo xtask bench [--json] [-- --quick --only testrun|veth|ring|agent|failover|restart ...]`
 //!
 //! Part 1: the fast path's cost per packet under BPF_PROG_TEST_RUN against
 //! `bench_tx` (the floor). Part 2: forwarding rate through a director on a
@@ -17,14 +17,14 @@ use std::{
 use anyhow::{Context as _, bail};
 use lb_tests::bench::failover;
 use lb_tests::bench::{
-    NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY, agent, ring,
+    NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY, agent, restart, ring,
     sys::{CpuTimes, catch_interrupts, online_cpus, pin_to_cpu},
     testrun::{self, Case},
     veth::{self, Setup},
 };
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|failover] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--failover-rounds N]";
+const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--failover-rounds N]";
 
 /// Targets from the design: a hit within 4x the floor, a new flow within
 /// 200 ns, the balancer within 15% of the forwarding floor and 5x nftables.
@@ -47,7 +47,7 @@ const FAILOVER_MAX_VS_BOUND: f64 = 1.1;
 /// moved too much for the figures to be compared across runs (`unstable`).
 const UNSTABLE_SPREAD: f64 = 1.25;
 /// Keys the JSON always has, null when their part did not run (`--only`).
-const KEYS: [&str; 33] = [
+const KEYS: [&str; 38] = [
     "ring_build_ms_1000",
     "backend_down_to_map_us_1000",
     "backend_down_to_ring_ahead_us_1000",
@@ -81,6 +81,11 @@ const KEYS: [&str; 33] = [
     "failover_v3_frozen_bound_s",
     "failover_v2_stop_bound_s",
     "failover_v2_frozen_bound_s",
+    "restart_failed_requests",
+    "restart_broken_connections",
+    "upgrade_failed_requests",
+    "upgrade_broken_connections",
+    "restart_adopt_ms_1000",
 ];
 
 #[derive(Debug)]
@@ -91,6 +96,7 @@ struct Args {
     ring: bool,
     agent: bool,
     failover: bool,
+    restart: bool,
     testrun_opts: testrun::Options,
     veth_opts: veth::Options,
     failover_opts: failover::Options,
@@ -147,8 +153,10 @@ fn parse_args() -> anyhow::Result<Args> {
         Some("ring") => (false, false, true, false, false),
         Some("agent") => (false, false, false, true, false),
         Some("failover") => (false, false, false, false, true),
-        Some(other) => bail!("--only takes testrun, veth, ring, agent or failover, not {other:?}"),
+        Some("restart") => (false, false, false, false, false),
+        Some(other) => bail!("--only takes testrun, veth, ring, agent, failover or restart, not {other:?}"),
     };
+    let restart = only.as_deref().is_none_or(|o| o == "restart");
     let testrun_opts = testrun::Options {
         rounds: rounds.unwrap_or(if quick { 2 } else { 5 }).max(1),
         cases,
@@ -164,7 +172,7 @@ fn parse_args() -> anyhow::Result<Args> {
     // Five rounds of each of the four cases take about 40 s, most of it
     // v2's frozen master (3.6 s each).
     let failover_opts = failover::Options { rounds: failover_rounds.unwrap_or(if quick { 2 } else { 5 }).max(1) };
-    Ok(Args { json, testrun, veth, ring, agent, failover, testrun_opts, veth_opts, failover_opts })
+    Ok(Args { json, testrun, veth, ring, agent, failover, restart, testrun_opts, veth_opts, failover_opts })
 }
 
 fn say(line: String) {
@@ -620,6 +628,37 @@ fn real_main() -> anyhow::Result<()> {
         }
     }
 
+    // A restart figure that could not be measured fails the run, after
+    // the report: its keys stay null.
+    let mut restart_failed = None;
+    if args.restart {
+        say("== the agent restarted under load (one director, TCP traffic through the VIP): SIGKILL and start \
+             again; lb restart and start the traced program; and adopting a fast path serving 1000 backends"
+            .into());
+        match failover::lb_self().and_then(|lb| restart::run(&lb, &mut say)) {
+            Ok(f) => {
+                let lost = [("restart", &f.restart), ("upgrade", &f.upgrade)];
+                for (name, l) in lost {
+                    let ok = l.report.requests_failed == 0 && l.report.connections_broken == 0;
+                    say(format!(
+                        "  target: {name}: 0 failed requests, 0 broken connections: {} and {} {}",
+                        l.report.requests_failed,
+                        l.report.connections_broken,
+                        verdict(Some(ok))
+                    ));
+                    all_pass &= ok;
+                    out.insert(format!("{name}_failed_requests"), Value::from(l.report.requests_failed));
+                    out.insert(format!("{name}_broken_connections"), Value::from(l.report.connections_broken));
+                }
+                out.insert("restart_adopt_ms_1000".into(), num(f.adopt_ms_1000, 1));
+            }
+            Err(e) => {
+                say(format!("  restart: {e:#}"));
+                restart_failed = Some(e);
+            }
+        }
+    }
+
     let secs = started.elapsed().as_secs_f64();
     say(format!(
         "{} in {secs:.0} s{}{}",
@@ -637,5 +676,8 @@ fn real_main() -> anyhow::Result<()> {
     if args.json {
         println!("{}", Value::Object(out));
     }
-    Ok(())
+    match restart_failed {
+        Some(e) => Err(e.context("the restart part could not measure")),
+        None => Ok(()),
+    }
 }

@@ -19,6 +19,7 @@ mod keepalived;
 mod lab;
 mod neigh;
 mod ops;
+mod restart;
 mod support;
 mod vrrp;
 mod vrrp_tshark;

@@ -428,3 +428,70 @@ fn settings_reach_the_fast_path() {
     assert_eq!(s.max_new_flows_per_sec, 5000);
     assert_eq!(s.flow_sets, lb_common::flow_sets(OPTS.flows_per_cpu));
 }
+
+/// The agent restarted on the maps `d` left: a new director over them.
+fn restarted(d: &Director<MemoryMaps>, text: &str) -> Director<MemoryMaps> {
+    Director::new(config(text), d.fast_path().restarted()).unwrap()
+}
+
+#[test]
+fn a_restart_on_the_same_configuration_adopts_without_a_flip() {
+    let text = format!("{}{}", vip(100, 3, ""), vip(101, 2, ""));
+    let d = director(&text);
+    let before = d.fast_path().seen();
+    let a = restarted(&d, &text);
+    assert_eq!(flips(&a), 0, "{:?}", a.fast_path().writes());
+    assert_eq!(ring_copies(&a), 0, "nothing copied into a ring region");
+    assert_eq!(a.fast_path().seen(), before, "a packet meets the same");
+    for vip in 0..2 {
+        assert_eq!(ids(&a, vip), ids(&d, vip), "every backend keeps its id");
+        assert_eq!(a.services()[vip].vip_index, d.services()[vip].vip_index);
+        assert!(a.services()[vip].backends.iter().all(|b| b.state() == State::Up), "in the ring before any check");
+    }
+    let targets = crate::agent::targets::health_targets(a.services());
+    assert!(targets.iter().all(|t| t.initially_up), "checks start from up");
+}
+
+#[test]
+fn a_restart_keeps_the_ids_of_the_backends_that_stay_and_retires_the_others() {
+    let d = director(&vip(100, 3, ""));
+    let old = ids(&d, 0);
+    // The second backend is gone, a new one comes.
+    let text = vip(100, 3, "").replace("address = \"10.100.0.2\"\n", "address = \"10.100.0.9\"\n");
+    let a = restarted(&d, &text);
+    let new = ids(&a, 0);
+    assert_eq!((new[0], new[2]), (old[0], old[2]), "the staying backends keep their ids");
+    assert!(!old.contains(&new[1]), "the new backend gets a never-used id");
+    assert_eq!(a.fast_path().backend(old[1]).flags & BACKEND_F_ALIVE, 0, "its flows are re-hashed");
+    assert_eq!(a.fast_path().record(old[1]), None, "its id is free");
+    let writes = a.fast_path().writes();
+    let dead = writes.iter().position(|w| *w == Write::Backend { id: old[1], alive: false }).unwrap();
+    let flip = writes.iter().position(|w| *w == Write::Flip).unwrap();
+    assert!(dead < flip, "withdrawn before the new ring: {writes:?}");
+}
+
+#[test]
+fn a_backend_held_dead_waits_for_its_check_after_a_restart() {
+    let text = vip(100, 3, "");
+    let mut d = director(&text);
+    let id = ids(&d, 0)[1];
+    fail(&mut d, id);
+    d.flush().unwrap();
+    let a = restarted(&d, &text);
+    let b = &a.services()[0].backends[1];
+    assert!(!b.healthy && b.is_down(), "{:?}", b.state());
+    let targets = crate::agent::targets::health_targets(a.services());
+    assert!(!targets.iter().find(|t| t.id.backend == id).unwrap().initially_up);
+    assert_eq!(flips(&a), 0, "the published ring had it out already");
+}
+
+#[test]
+fn records_follow_reloads() {
+    let mut d = director(&vip(100, 2, ""));
+    let gone = ids(&d, 0)[1];
+    let r = d.fast_path().record(gone).unwrap();
+    assert_eq!((r.in_use, r.vip_index), (1, 0));
+    d.reload(config(&vip(100, 1, ""))).unwrap();
+    assert_eq!(d.fast_path().record(gone), None);
+    assert!(d.fast_path().record(ids(&d, 0)[0]).is_some());
+}

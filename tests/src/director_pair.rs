@@ -494,9 +494,4 @@ impl DirectorPair {
     pub fn socket_path(&self, d: usize) -> &std::path::Path {
         &self.directors[d].socket
     }
-
-    /// Director `d`'s namespace.
-    pub fn director_ns(&self, d: usize) -> &Netns {
-        &self.director_ns[d]
-    }
 }

@@ -19,3 +19,4 @@ pub mod task;
 pub mod testing;
 pub mod trace;
 pub mod vrrp;
+pub mod web;

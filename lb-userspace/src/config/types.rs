@@ -18,6 +18,9 @@ pub struct Global {
     pub control_socket: PathBuf,
     /// VIPs the ring array is sized for (two ring regions each).
     pub max_vips: u32,
+    /// Where the HTTP listener (`/metrics`, `/status.json`, the status
+    /// page) listens; `None` turns it off.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// One virtual service (a `[[vip]]` table).

@@ -37,6 +37,7 @@ pub(crate) struct RawGlobal {
     pub script_user: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
     pub max_vips: Option<Spanned<i64>>,
+    pub metrics: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,6 +30,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     // The fast-path tracking test detaches the agent's XDP link as an operator
     // would (tests/tests/integration/vrrp.rs).
     "bpftool",
+    // promtool checks the agent's /metrics exposition (tests/tests/integration/metrics.rs).
+    "prometheus",
 ];
 
 /// Debian packages `cargo xtask bench` needs on top of [`TEST_PACKAGES`]

@@ -15,6 +15,7 @@ mod import;
 mod import_corpus;
 mod keepalived;
 mod lab;
+mod metrics;
 mod neigh;
 mod ops;
 mod support;

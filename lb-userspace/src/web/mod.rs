@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod page;
 pub mod publish;
 pub mod snapshot;
+#[cfg(test)]
+mod tests;
 
 use std::{net::SocketAddr, sync::Arc};
 

@@ -1,18 +1,20 @@
 //! The exposition of a fixed state: a director on the in-memory maps, the
 //! counters from a table, exact lines for a few metrics.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use lb_common::{Counters, Stat};
 
 use super::Scrape;
+use crate::vrrp::runtime::InstanceStatus;
 use crate::{
     agent::{control::Request, director::Director, memory_maps::MemoryMaps},
     config::Config,
     fast_path::FastPathOptions,
     web::{
-        CounterSource, Publisher, WebError,
+        Publisher,
         snapshot::{self, CheckInfo, Live, Snapshot},
+        tests::Fixed,
     },
 };
 
@@ -43,33 +45,6 @@ ring_size = 251
 address = "10.1.0.1"
 "#;
 
-/// Counters from a table: `vips` by index, `backends` by id.
-#[derive(Default)]
-pub(crate) struct Fixed {
-    pub stats: HashMap<u32, u64>,
-    pub vips: HashMap<u32, Counters>,
-    pub backends: HashMap<u32, Counters>,
-    pub flows: HashMap<u32, u64>,
-}
-
-impl CounterSource for Fixed {
-    fn stat(&self, stat: Stat) -> Result<Counters, WebError> {
-        Ok(Counters { packets: self.stats.get(&(stat as u32)).copied().unwrap_or(0), bytes: 0 })
-    }
-
-    fn vip(&self, index: u32) -> Result<Counters, WebError> {
-        Ok(self.vips.get(&index).copied().unwrap_or_default())
-    }
-
-    fn backend(&self, id: u32) -> Result<Counters, WebError> {
-        Ok(self.backends.get(&id).copied().unwrap_or_default())
-    }
-
-    fn flow_counts(&self) -> Result<HashMap<u32, u64>, WebError> {
-        Ok(self.flows.clone())
-    }
-}
-
 fn director() -> Director<MemoryMaps> {
     let config = Config::from_str(CONFIG, "lb.toml").unwrap();
     let mut d = Director::new(config, MemoryMaps::new(OPTS)).unwrap();
@@ -86,7 +61,7 @@ fn id(d: &Director<MemoryMaps>, vip: usize, address: &str) -> u32 {
 }
 
 /// The director after one drain, published, and its counters.
-fn scrape() -> (Arc<Snapshot>, Fixed, Director<MemoryMaps>) {
+pub(crate) fn scrape() -> (Arc<Snapshot>, Fixed, Director<MemoryMaps>) {
     let mut d = director();
     let (mut publisher, rx) = Publisher::new();
     publisher.publish(&d, None);
@@ -111,9 +86,33 @@ fn scrape() -> (Arc<Snapshot>, Fixed, Director<MemoryMaps>) {
 
 fn text(snapshot: Arc<Snapshot>, mut live: Live, openmetrics: bool) -> String {
     live.checks.insert((0, 1), CheckInfo { took: Duration::from_millis(12), checks: 9 });
+    live.vrrp.push(vrrp_instance());
     let publish_seconds = prometheus_client::metrics::histogram::Histogram::new([0.001, 0.01]);
     publish_seconds.observe(0.0005);
     Scrape { snapshot, live, publish_seconds }.encode(openmetrics).unwrap()
+}
+
+/// An instance in MASTER that was master twice and refused some adverts.
+fn vrrp_instance() -> InstanceStatus {
+    let counters = crate::vrrp::Counters { became_master: 2, released_master: 1, ..Default::default() };
+    let rejected = crate::vrrp::receive::Rejected { bad_ttl: 3, ..Default::default() };
+    InstanceStatus {
+        name: "VI_1".to_owned(),
+        interface: "eth1".to_owned(),
+        vrid: 51,
+        version: crate::vrrp::packet::Version::V3,
+        state: crate::vrrp::State::Master,
+        base_priority: 150,
+        effective_priority: 150,
+        primary_address: "10.0.0.5".parse().unwrap(),
+        master: None,
+        fault_reasons: Vec::new(),
+        counters,
+        rejected,
+        other_vrid: 4,
+        route_errors: 0,
+        since: None,
+    }
 }
 
 fn lines(text: &str, prefix: &str) -> Vec<String> {
@@ -172,6 +171,11 @@ fn exposition_of_a_fixed_state() {
     assert!(out.contains(&format!("lb_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"))));
     assert!(out.contains("lb_ring_publish_duration_seconds_count 1\n"), "{out}");
     assert!(out.contains("# TYPE lb_vrrp_state gauge\n"), "{out}");
+    assert!(out.contains(r#"lb_vrrp_state{iname="VI_1",intf="eth1",vrid="51"} 2"#), "{out}");
+    assert!(out.contains(r#"lb_vrrp_become_master_total{iname="VI_1",intf="eth1",vrid="51"} 2"#), "{out}");
+    assert!(out.contains(r#"lb_vrrp_release_master_total{iname="VI_1",intf="eth1",vrid="51"} 1"#), "{out}");
+    assert!(out.contains(r#"lb_vrrp_ip_ttl_errors_total{iname="VI_1",intf="eth1",vrid="51"} 3"#), "{out}");
+    assert!(out.contains(r#"lb_vrrp_vrid_errors_total{iname="VI_1",intf="eth1",vrid="51"} 4"#), "{out}");
     assert!(!out.contains("# EOF"), "the Prometheus text format has no end marker");
 }
 

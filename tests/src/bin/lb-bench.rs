@@ -144,7 +144,8 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     let (testrun, veth, ring, agent, failover) = match only.as_deref() {
-        None | Some("metrics") => (only.is_none(), only.is_none(), only.is_none(), only.is_none(), only.is_none()),
+        None => (true, true, true, true, true),
+        Some("metrics") => (false, false, false, false, false),
         Some("testrun") => (true, false, false, false, false),
         Some("veth") => (false, true, false, false, false),
         Some("ring") => (false, false, true, false, false),

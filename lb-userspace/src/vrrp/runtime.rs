@@ -782,11 +782,8 @@ impl Task {
                 return;
             }
             Err(reject) => {
-                match reject.reason() {
-                    Some(reason) => {
-                        self.status.rejected.add(reason);
-                        self.log_reject(reason, &reject);
-                    }
+                match self.status.rejected.count(&reject) {
+                    Some(reason) => self.log_reject(reason, &reject),
                     None => tracing::debug!(instance = self.cfg.name, "ignored {reject}"),
                 }
                 return;

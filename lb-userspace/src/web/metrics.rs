@@ -285,7 +285,7 @@ impl Collector for Scrape {
             vrrp.iter().map(|(l, s)| (l.clone(), G(s.effective_priority.into()))),
         )?;
         type Read = fn(&crate::vrrp::runtime::InstanceStatus) -> u64;
-        let counters: [(&str, &str, Read); 16] = [
+        let counters: [(&str, &str, Read); 18] = [
             ("lb_vrrp_advertisements_received", "Adverts received that reached the state machine.", |s| {
                 s.counters.adverts_received
             }),
@@ -299,8 +299,14 @@ impl Collector for Scrape {
             ("lb_vrrp_advertisements_interval_errors", "Adverts whose interval is not ours (VRRPv2).", |s| {
                 s.counters.discarded_interval_mismatch
             }),
-            ("lb_vrrp_authentication_failure", "Adverts refused for their authentication (type or password).", |s| {
-                s.rejected.bad_auth
+            ("lb_vrrp_authentication_invalid", "Adverts refused for an unknown authentication type.", |s| {
+                s.rejected.auth_invalid
+            }),
+            ("lb_vrrp_authentication_mismatch", "Adverts refused for another authentication type than ours.", |s| {
+                s.rejected.auth_mismatch
+            }),
+            ("lb_vrrp_authentication_failure", "Adverts refused for a wrong password.", |s| {
+                s.rejected.bad_auth.saturating_sub(s.rejected.auth_invalid + s.rejected.auth_mismatch)
             }),
             ("lb_vrrp_ip_ttl_errors", "Adverts refused for a TTL or hop limit other than 255.", |s| s.rejected.bad_ttl),
             ("lb_vrrp_address_list_errors", "Adverts refused for an address list unlike ours.", |s| {

@@ -95,7 +95,7 @@ fn text(snapshot: Arc<Snapshot>, mut live: Live, openmetrics: bool) -> String {
 /// An instance in MASTER that was master twice and refused some adverts.
 fn vrrp_instance() -> InstanceStatus {
     let counters = crate::vrrp::Counters { became_master: 2, released_master: 1, ..Default::default() };
-    let rejected = crate::vrrp::receive::Rejected { bad_ttl: 3, ..Default::default() };
+    let rejected = crate::vrrp::receive::Rejected { bad_ttl: 3, bad_auth: 5, auth_mismatch: 2, ..Default::default() };
     InstanceStatus {
         name: "VI_1".to_owned(),
         interface: "eth1".to_owned(),
@@ -176,6 +176,8 @@ fn exposition_of_a_fixed_state() {
     assert!(out.contains(r#"lb_vrrp_release_master_total{iname="VI_1",intf="eth1",vrid="51"} 1"#), "{out}");
     assert!(out.contains(r#"lb_vrrp_ip_ttl_errors_total{iname="VI_1",intf="eth1",vrid="51"} 3"#), "{out}");
     assert!(out.contains(r#"lb_vrrp_vrid_errors_total{iname="VI_1",intf="eth1",vrid="51"} 4"#), "{out}");
+    assert!(out.contains(r#"lb_vrrp_authentication_mismatch_total{iname="VI_1",intf="eth1",vrid="51"} 2"#), "{out}");
+    assert!(out.contains(r#"lb_vrrp_authentication_failure_total{iname="VI_1",intf="eth1",vrid="51"} 3"#), "{out}");
     assert!(!out.contains("# EOF"), "the Prometheus text format has no end marker");
 }
 

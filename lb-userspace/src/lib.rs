@@ -20,3 +20,4 @@ pub mod task;
 pub mod testing;
 pub mod trace;
 pub mod vrrp;
+pub mod web;

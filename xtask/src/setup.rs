@@ -34,6 +34,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     // `lb man` writes are rendered with man/groff (tests/tests/integration/ops.rs).
     "systemd",
     "man-db",
+    // promtool checks the agent's /metrics exposition (tests/tests/integration/metrics.rs).
+    "prometheus",
 ];
 
 /// Debian packages `cargo xtask bench` needs on top of [`TEST_PACKAGES`]

@@ -543,14 +543,26 @@ impl<M: FastPathMaps> Director<M> {
 
     /// The status report, counters read from the fast path now.
     pub fn status(&self, with_flows: bool) -> Result<StatusReport, DirectorError> {
-        let flow_counts = if with_flows { self.dp.flow_counts()? } else { HashMap::new() };
+        self.report(Some(with_flows))
+    }
+
+    /// The status report with every counter zero, reading no map: what
+    /// changes only with the director's state. The HTTP listener reads the
+    /// counters into it itself.
+    pub fn layout(&self) -> Result<StatusReport, DirectorError> {
+        self.report(None)
+    }
+
+    /// `counters`: read them (and the flow tables too if `Some(true)`).
+    fn report(&self, counters: Option<bool>) -> Result<StatusReport, DirectorError> {
+        let flow_counts = if counters == Some(true) { self.dp.flow_counts()? } else { HashMap::new() };
         let mut vips = Vec::new();
         for s in &self.services {
-            let c = self.dp.vip_counters(s.vip_index)?;
+            let c = if counters.is_some() { self.dp.vip_counters(s.vip_index)? } else { Default::default() };
             let ring = u64::from(s.vip.ring_size);
             let mut backends = Vec::new();
             for (b, sorry) in s.backends.iter().map(|b| (b, false)).chain(s.sorry.iter().map(|b| (b, true))) {
-                let bc = self.dp.backend_counters(b.id)?;
+                let bc = if counters.is_some() { self.dp.backend_counters(b.id)? } else { Default::default() };
                 let slots = self.installer.slots_of(b.id);
                 let state = b.state();
                 backends.push(BackendStatus {
@@ -588,7 +600,10 @@ impl<M: FastPathMaps> Director<M> {
                 backends,
             });
         }
-        let counters = self.dp.stats()?.into_iter().map(|(s, c)| (s.name().to_owned(), c.packets)).collect();
+        let counters = match counters {
+            Some(_) => self.dp.stats()?.into_iter().map(|(s, c)| (s.name().to_owned(), c.packets)).collect(),
+            None => Vec::new(),
+        };
         let attached = self.dp.attachments().into_iter().map(|(i, m)| (i, format!("{m:?}").to_lowercase())).collect();
         let flows = flow_counts.values().sum();
         Ok(StatusReport { vips, attached, counters, flows, vrrp: Vec::new() })

@@ -6,6 +6,7 @@
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -34,6 +35,7 @@ use crate::{
         runtime::{self as vrrp, VrrpError, VrrpHandle},
         tracking::FastPathHealth,
     },
+    web::{self, Publisher, WebError},
 };
 
 /// How often the fast path's attachment is checked for `track_fast_path`:
@@ -61,6 +63,8 @@ pub enum AgentError {
     Neigh(#[from] NeighError),
     #[error("VRRP: {0}")]
     Vrrp(#[from] VrrpError),
+    #[error("{0}")]
+    Web(#[from] WebError),
     #[error("installing signal handlers: {source}")]
     Signals { source: std::io::Error },
     #[error("the agent needs root (CAP_BPF and CAP_NET_ADMIN)")]
@@ -151,6 +155,13 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
     let (commands_tx, mut commands) = mpsc::channel::<Command>(64);
     let socket = director.config().global.control_socket.clone();
     let control = control::serve(&socket, commands_tx)?;
+    // The HTTP listener reads what the loop publishes, and the counters
+    // through its own handles on the maps: it never waits for the loop.
+    let (mut publisher, snapshots) = Publisher::new();
+    publisher.publish(&director, vrrp.as_ref());
+    let maps = web::CounterMaps::open(director.fast_path_mut().ebpf_mut())?;
+    let shared = web::Shared::new(snapshots, Arc::new(maps), Some(monitor.board()), publisher.publish_seconds());
+    let mut listener = web::Listener::start(director.config().global.metrics, &shared).await?;
     let signals = |kind| signal(kind).map_err(|source| AgentError::Signals { source });
     let (mut hup, mut term, mut int) =
         (signals(SignalKind::hangup())?, signals(SignalKind::terminate())?, signals(SignalKind::interrupt())?);
@@ -167,10 +178,12 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
             Some(event) = health.recv() => {
                 on_health(&mut director, event);
                 take_in_and_flush(&mut director, &mut health, &mut macs);
+                publisher.publish_if_installed(&director, vrrp.as_ref());
             }
             Some(event) = macs.recv() => {
                 on_mac(&mut director, event);
                 take_in_and_flush(&mut director, &mut health, &mut macs);
+                publisher.publish_if_installed(&director, vrrp.as_ref());
             }
             Some(Command { request, reply }) = commands.recv() => {
                 if request == Request::Restart {
@@ -189,6 +202,7 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
                     Request::Reload => {
                         systemd.reloading();
                         let r = reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await;
+                        let r = follow_reload(&mut publisher, &mut listener, &shared, &director, vrrp.as_ref(), r).await;
                         systemd.ready(&after_reload(&director, &r));
                         r
                     }
@@ -197,6 +211,7 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
                         if response.ok {
                             info!("{}", response.message.as_deref().unwrap_or_default());
                         }
+                        publisher.publish(&director, vrrp.as_ref());
                         response
                     }
                 };
@@ -205,6 +220,7 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
             _ = hup.recv() => {
                 systemd.reloading();
                 let r = reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await;
+                let r = follow_reload(&mut publisher, &mut listener, &shared, &director, vrrp.as_ref(), r).await;
                 systemd.ready(&after_reload(&director, &r));
                 if !r.ok {
                     warn!("reload on SIGHUP refused: {}", r.error.unwrap_or_default());
@@ -235,6 +251,7 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
         }
     }
     control.abort();
+    drop(listener);
     let _ = std::fs::remove_file(&socket);
     monitor.shutdown().await;
     if stopped == Stopped::ForHandover {
@@ -247,6 +264,28 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
     }
     drop(director);
     Ok(stopped)
+}
+
+/// After a reload, taken or refused: the HTTP listener's snapshot, and its
+/// address if the file changed it. A new address that cannot be bound
+/// leaves the listener where it was and says so in the reply.
+async fn follow_reload(
+    publisher: &mut Publisher,
+    listener: &mut web::Listener,
+    shared: &web::Shared,
+    director: &Director,
+    vrrp: Option<&VrrpHandle>,
+    mut response: Response,
+) -> Response {
+    publisher.reloaded(response.ok);
+    publisher.publish(director, vrrp);
+    if let Err(e) = listener.rebind(director.config().global.metrics, shared).await {
+        let kept = listener.addr().map_or_else(|| "off".to_owned(), |a| a.to_string());
+        error!("{e}; the HTTP listener stays {kept}");
+        let message = response.message.take().unwrap_or_default();
+        response.message = Some(format!("{message}; {e}: the HTTP listener stays {kept}"));
+    }
+    response
 }
 
 /// The agent's line in `systemctl status`.
@@ -443,28 +482,7 @@ fn start_vrrp(config: &Config) -> Result<Option<VrrpHandle>, VrrpError> {
 }
 
 fn vrrp_status(vrrp: Option<&VrrpHandle>) -> Vec<super::status::VrrpStatus> {
-    let Some(v) = vrrp else { return Vec::new() };
-    v.status()
-        .into_iter()
-        .map(|s| super::status::VrrpStatus {
-            name: s.name,
-            interface: s.interface,
-            vrid: s.vrid,
-            state: s.state.name().to_owned(),
-            priority: s.base_priority,
-            effective_priority: s.effective_priority,
-            master: s.master,
-            fault_reasons: s.fault_reasons,
-            rejected: s
-                .rejected
-                .by_reason()
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(k, n)| (k.to_owned(), n))
-                .collect(),
-            route_errors: s.route_errors,
-        })
-        .collect()
+    vrrp.map_or_else(Vec::new, |v| v.status().iter().map(Into::into).collect())
 }
 
 fn log_transitions(transitions: &[Transition]) {

@@ -39,6 +39,29 @@ pub struct VrrpStatus {
     pub route_errors: u64,
 }
 
+impl From<&crate::vrrp::runtime::InstanceStatus> for VrrpStatus {
+    fn from(s: &crate::vrrp::runtime::InstanceStatus) -> Self {
+        Self {
+            name: s.name.clone(),
+            interface: s.interface.clone(),
+            vrid: s.vrid,
+            state: s.state.name().to_owned(),
+            priority: s.base_priority,
+            effective_priority: s.effective_priority,
+            master: s.master,
+            fault_reasons: s.fault_reasons.clone(),
+            rejected: s
+                .rejected
+                .by_reason()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.to_owned(), n))
+                .collect(),
+            route_errors: s.route_errors,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VipStatus {
     pub name: String,

@@ -21,6 +21,9 @@ pub struct Global {
     /// Where the fast path is pinned in bpffs so that it outlives the
     /// agent (`<pin_dir>/<layout>/`).
     pub pin_dir: PathBuf,
+    /// Where the HTTP listener (`/metrics`, `/status.json`, the status
+    /// page) listens; `None` turns it off.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// One virtual service (a `[[vip]]` table).

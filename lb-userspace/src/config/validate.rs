@@ -27,6 +27,9 @@ const DEFAULT_MAX_VIPS: u32 = 16;
 const MAX_FLOWS_PER_CPU: i64 = 1 << 24;
 /// `sun_path` holds 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
+/// The HTTP listener's address when the file names none: loopback, on the
+/// port the keepalived exporters use.
+pub(crate) const DEFAULT_METRICS: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9650);
 
 /// Every table of the file, validated: the configuration without where it
 /// came from and its warnings.
@@ -161,6 +164,23 @@ fn global(raw: &RawGlobal, problems: &mut Problems) -> Global {
         Some(p) => Some(PathBuf::from(p.get_ref())),
         None => None,
     };
+    let metrics = match &raw.metrics {
+        None => Some(Some(DEFAULT_METRICS)),
+        Some(m) if m.get_ref().is_empty() => Some(None),
+        Some(m) => match m.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => Some(Some(addr)),
+            Err(_) => {
+                problems.push(
+                    m.span(),
+                    format!(
+                        "metrics \"{}\" is not ADDRESS:PORT (\"127.0.0.1:9650\", \"[::1]:9650\"; \"\" turns the listener off)",
+                        m.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
     Global {
         pin_dir: pin_dir.unwrap_or_else(|| PathBuf::from(crate::fast_path::pins::DEFAULT_PIN_DIR)),
         flows_per_cpu: flows_per_cpu.unwrap_or(DEFAULT_FLOWS_PER_CPU),
@@ -170,6 +190,7 @@ fn global(raw: &RawGlobal, problems: &mut Problems) -> Global {
         // An invalid max_vips is already reported; the largest keeps it from
         // also producing "more VIPs than max_vips".
         max_vips: max_vips.unwrap_or(MAX_VIPS),
+        metrics: metrics.flatten(),
     }
 }
 
@@ -324,4 +345,40 @@ fn same_family(ip: IpAddr, vip: Option<IpAddr>, at: Span, what: &str, problems: 
     let family = |ip: IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
     problems.push(at, format!("{what} {ip} is {} but the VIP {vip} is {}", family(ip), family(vip)));
     false
+}
+
+#[cfg(test)]
+mod metrics_key {
+    use std::net::SocketAddr;
+
+    use super::DEFAULT_METRICS;
+    use crate::config::Config;
+
+    fn metrics(text: &str) -> Result<Option<SocketAddr>, String> {
+        Config::from_str(text, "lb.toml").map(|c| c.global.metrics).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn default_is_loopback_9650() {
+        assert_eq!(metrics(""), Ok(Some(DEFAULT_METRICS)));
+        assert_eq!(DEFAULT_METRICS.to_string(), "127.0.0.1:9650");
+    }
+
+    #[test]
+    fn empty_turns_it_off_and_any_address_is_taken() {
+        assert_eq!(metrics("[global]\nmetrics = \"\"\n"), Ok(None));
+        assert_eq!(metrics("[global]\nmetrics = \"0.0.0.0:9100\"\n"), Ok(Some("0.0.0.0:9100".parse().unwrap())));
+        assert_eq!(metrics("[global]\nmetrics = \"[::1]:9650\"\n"), Ok(Some("[::1]:9650".parse().unwrap())));
+    }
+
+    #[test]
+    fn a_bad_address_names_its_place() {
+        assert_eq!(
+            metrics("[global]\nmetrics = \"localhost:80\"\n"),
+            Err("lb.toml:2:11: metrics \"localhost:80\" is not ADDRESS:PORT (\"127.0.0.1:9650\", \"[::1]:9650\"; \
+                 \"\" turns the listener off)"
+                .to_owned())
+        );
+        assert!(metrics("[global]\nmetrics = 9650\n").unwrap_err().starts_with("lb.toml:2:"));
+    }
 }

@@ -139,6 +139,18 @@ pub struct InstanceStatus {
     pub since: Option<SystemTime>,
 }
 
+/// The instances' status as [`VrrpHandle::status`] gives it, readable from
+/// another task without the handle.
+#[derive(Clone, Debug, Default)]
+pub struct StatusReader(Vec<Arc<Mutex<InstanceStatus>>>);
+
+impl StatusReader {
+    /// Every instance's current status, in configuration order.
+    pub fn status(&self) -> Vec<InstanceStatus> {
+        self.0.iter().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone()).collect()
+    }
+}
+
 /// A state change, as the event channel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateChange {
@@ -210,6 +222,12 @@ impl VrrpHandle {
     /// Every instance's current status, in configuration order.
     pub fn status(&self) -> Vec<InstanceStatus> {
         self.instances.iter().map(|i| i.status.lock().unwrap_or_else(PoisonError::into_inner).clone()).collect()
+    }
+
+    /// A reader of the instances' status that another task keeps: it
+    /// follows the instances running now, not those a later reload starts.
+    pub fn status_reader(&self) -> StatusReader {
+        StatusReader(self.instances.iter().map(|i| Arc::clone(&i.status)).collect())
     }
 
     /// The stream of state changes, all instances together; `None` after the first call.
@@ -764,11 +782,8 @@ impl Task {
                 return;
             }
             Err(reject) => {
-                match reject.reason() {
-                    Some(reason) => {
-                        self.status.rejected.add(reason);
-                        self.log_reject(reason, &reject);
-                    }
+                match self.status.rejected.count(&reject) {
+                    Some(reason) => self.log_reject(reason, &reject),
                     None => tracing::debug!(instance = self.cfg.name, "ignored {reject}"),
                 }
                 return;

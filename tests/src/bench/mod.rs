@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod failover;
+pub mod metrics;
 pub mod restart;
 pub mod ring;
 pub mod sys;

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--json] [-- --quick --only testrun|veth|ring|agent|failover|restart ...]`
+//! `cargo xtask bench [--json] [-- --quick --only testrun|veth|ring|agent|metrics|failover|restart ...]`
 //!
 //! Part 1: the fast path's cost per packet under BPF_PROG_TEST_RUN against
 //! `bench_tx` (the floor). Part 2: forwarding rate through a director on a
@@ -17,14 +17,14 @@ use std::{
 use anyhow::{Context as _, bail};
 use lb_tests::bench::failover;
 use lb_tests::bench::{
-    NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY, agent, restart, ring,
+    NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY, agent, metrics, restart, ring,
     sys::{CpuTimes, catch_interrupts, online_cpus, pin_to_cpu},
     testrun::{self, Case},
     veth::{self, Setup},
 };
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--failover-rounds N]";
+const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|metrics|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--failover-rounds N]";
 
 /// Targets from the design: a hit within 4x the floor, a new flow within
 /// 200 ns, the balancer within 15% of the forwarding floor and 5x nftables.
@@ -47,7 +47,9 @@ const FAILOVER_MAX_VS_BOUND: f64 = 1.1;
 /// moved too much for the figures to be compared across runs (`unstable`).
 const UNSTABLE_SPREAD: f64 = 1.25;
 /// Keys the JSON always has, null when their part did not run (`--only`).
-const KEYS: [&str; 38] = [
+const KEYS: [&str; 40] = [
+    "metrics_scrape_ms_1000",
+    "metrics_loop_stall_ms",
     "ring_build_ms_1000",
     "backend_down_to_map_us_1000",
     "backend_down_to_ring_ahead_us_1000",
@@ -95,6 +97,7 @@ struct Args {
     veth: bool,
     ring: bool,
     agent: bool,
+    metrics: bool,
     failover: bool,
     restart: bool,
     testrun_opts: testrun::Options,
@@ -148,15 +151,17 @@ fn parse_args() -> anyhow::Result<Args> {
     }
     let (testrun, veth, ring, agent, failover) = match only.as_deref() {
         None => (true, true, true, true, true),
+        Some("metrics") => (false, false, false, false, false),
         Some("testrun") => (true, false, false, false, false),
         Some("veth") => (false, true, false, false, false),
         Some("ring") => (false, false, true, false, false),
         Some("agent") => (false, false, false, true, false),
         Some("failover") => (false, false, false, false, true),
         Some("restart") => (false, false, false, false, false),
-        Some(other) => bail!("--only takes testrun, veth, ring, agent, failover or restart, not {other:?}"),
+        Some(other) => bail!("--only takes testrun, veth, ring, agent, metrics, failover or restart, not {other:?}"),
     };
     let restart = only.as_deref().is_none_or(|o| o == "restart");
+    let metrics = matches!(only.as_deref(), None | Some("metrics"));
     let testrun_opts = testrun::Options {
         rounds: rounds.unwrap_or(if quick { 2 } else { 5 }).max(1),
         cases,
@@ -172,7 +177,7 @@ fn parse_args() -> anyhow::Result<Args> {
     // Five rounds of each of the four cases take about 40 s, most of it
     // v2's frozen master (3.6 s each).
     let failover_opts = failover::Options { rounds: failover_rounds.unwrap_or(if quick { 2 } else { 5 }).max(1) };
-    Ok(Args { json, testrun, veth, ring, agent, failover, restart, testrun_opts, veth_opts, failover_opts })
+    Ok(Args { json, testrun, veth, ring, agent, metrics, failover, restart, testrun_opts, veth_opts, failover_opts })
 }
 
 fn say(line: String) {
@@ -571,6 +576,31 @@ fn real_main() -> anyhow::Result<()> {
         }
     }
 
+    // A part that could not measure makes the run fail, after the JSON.
+    let mut failed = Vec::new();
+    if args.metrics {
+        say("== Prometheus scrape of `lb run` (one VIP, 1000 backends): one GET /metrics, median of 21; the \
+             agent's loop while another thread scrapes without pause: the longest of 50 `lb status` requests over \
+             the median of 50 without scrapes"
+            .to_owned());
+        let lb = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("lb-under-test")));
+        match lb.context("finding lb-under-test next to lb-bench").and_then(|lb| metrics::run(&lb, 1000, 21, 50)) {
+            Ok(m) => {
+                say(format!(
+                    "  scrape: {:.2} ms for {} bytes; lb status {:.2} ms median alone, {:.2} ms at most while \
+                     scraping: the loop stalled {:.2} ms at most",
+                    m.scrape_ms, m.exposition_bytes, m.status_ms, m.status_max_ms, m.loop_stall_ms
+                ));
+                out.insert("metrics_scrape_ms_1000".into(), num(m.scrape_ms, 3));
+                out.insert("metrics_loop_stall_ms".into(), num(m.loop_stall_ms, 3));
+            }
+            Err(e) => {
+                say(format!("  FAIL: metrics: {e:#}"));
+                failed.push(format!("metrics: {e:#}"));
+            }
+        }
+    }
+
     if args.failover {
         let o = &args.failover_opts;
         say(format!(
@@ -676,8 +706,11 @@ fn real_main() -> anyhow::Result<()> {
     if args.json {
         println!("{}", Value::Object(out));
     }
-    match restart_failed {
-        Some(e) => Err(e.context("the restart part could not measure")),
-        None => Ok(()),
+    if let Some(e) = restart_failed {
+        failed.push(format!("the restart part could not measure: {e:#}"));
     }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("; "));
+    }
+    Ok(())
 }

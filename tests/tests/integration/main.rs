@@ -17,6 +17,7 @@ mod import_corpus;
 mod import_pair;
 mod keepalived;
 mod lab;
+mod metrics;
 mod neigh;
 mod ops;
 mod restart;

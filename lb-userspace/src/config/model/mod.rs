@@ -38,6 +38,7 @@ pub(crate) struct RawGlobal {
     pub control_socket: Option<Spanned<String>>,
     pub max_vips: Option<Spanned<i64>>,
     pub pin_dir: Option<Spanned<String>>,
+    pub metrics: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

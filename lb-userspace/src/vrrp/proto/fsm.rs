@@ -296,6 +296,8 @@ pub struct Counters {
     pub priority_zero_sent: u64,
     /// Transitions to Master.
     pub became_master: u64,
+    /// Transitions out of Master (keepalived's `release_master`).
+    pub released_master: u64,
     /// [`DiscardReason::NotParticipating`].
     pub discarded_not_participating: u64,
     /// [`DiscardReason::OwnAdvert`].
@@ -692,6 +694,7 @@ impl Instance {
         debug_assert_ne!(self.state, to, "change_state is for changes");
         out.push(Action::CancelTimers);
         if self.state == State::Master {
+            self.counters.released_master += 1;
             out.push(Action::RemoveVips);
         }
         self.state = to;

@@ -189,12 +189,33 @@ pub struct Rejected {
     pub address_mismatch: u64,
     /// From an address that is not one of `unicast_peers`.
     pub unknown_peer: u64,
+    /// Of `bad_auth`: an authentication type no version knows
+    /// (keepalived's "invalid authtype").
+    pub auth_invalid: u64,
+    /// Of `bad_auth`: another authentication type than ours (keepalived's
+    /// "authtype mismatch"). The rest of `bad_auth` is a wrong password.
+    pub auth_mismatch: u64,
 }
 
 impl Rejected {
     /// Counts one.
     pub fn add(&mut self, reason: Reason) {
         *self.counter(reason) += 1;
+    }
+
+    /// Counts `reject`, if it is a refusal ([`Reject::reason`]); returns
+    /// its reason.
+    pub fn count(&mut self, reject: &Reject) -> Option<Reason> {
+        let reason = reject.reason()?;
+        self.add(reason);
+        if let Reject::Decode { error, .. } | Reject::Check { error, .. } = reject {
+            match error {
+                DecodeError::UnknownAuthType { .. } => self.auth_invalid += 1,
+                DecodeError::AuthTypeMismatch { .. } => self.auth_mismatch += 1,
+                _ => {}
+            }
+        }
+        Some(reason)
     }
 
     /// `(reason, count)` for `lb status`, in the order of [`Reason::ALL`].

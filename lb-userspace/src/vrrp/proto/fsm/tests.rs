@@ -615,6 +615,7 @@ fn counters() {
             priority_zero_received: 1,
             priority_zero_sent: 1,
             became_master: 1,
+            released_master: 1,
             discarded_not_participating: 1,
             discarded_own_advert: 1,
             discarded_interval_mismatch: 1,

@@ -363,3 +363,17 @@ fn counted_by_reason() {
     assert_eq!((r.bad_ttl, r.unknown_peer), (1, 8));
     assert_eq!(r.total(), 36);
 }
+
+#[test]
+fn authentication_refusals_counted_as_keepalived_splits_them() {
+    let src = "10.0.0.2".parse().unwrap();
+    let mut r = Rejected::default();
+    let check = |error| Reject::Check { src, vrid: 51, error };
+    assert_eq!(r.count(&check(DecodeError::AuthTypeMismatch { expected: 1, actual: 0 })), Some(Reason::BadAuth));
+    r.count(&check(DecodeError::BadPassword));
+    r.count(&check(DecodeError::BadPassword));
+    r.count(&Reject::Decode { src, error: DecodeError::UnknownAuthType { auth_type: 9 } });
+    assert_eq!(r.count(&Reject::OtherVrid { vrid: 7 }), None, "not a refusal of ours");
+    r.count(&Reject::BadTtl { src, ttl: 1 });
+    assert_eq!((r.bad_auth, r.auth_mismatch, r.auth_invalid, r.bad_ttl), (4, 1, 1, 1));
+}

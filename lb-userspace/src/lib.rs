@@ -19,3 +19,7 @@ pub mod task;
 pub mod testing;
 pub mod trace;
 pub mod vrrp;
+/// The agent's HTTP side; only the status page's files so far.
+pub mod web {
+    pub mod page;
+}

@@ -30,6 +30,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     // The fast-path tracking test detaches the agent's XDP link as an operator
     // would (tests/tests/integration/vrrp.rs).
     "bpftool",
+    // Headless Chromium draws the status page the agent serves and the tests read its DOM
+    // (tests/tests/integration/status_page.rs).
+    "chromium",
 ];
 
 /// Debian packages `cargo xtask bench` needs on top of [`TEST_PACKAGES`]

@@ -17,6 +17,7 @@ mod keepalived;
 mod lab;
 mod neigh;
 mod ops;
+mod status_page;
 mod support;
 mod vrrp;
 mod vrrp_tshark;

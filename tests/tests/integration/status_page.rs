@@ -356,6 +356,20 @@ fn the_page_says_when_the_agent_does_not_answer() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_page_says_when_it_cannot_read_the_answer() -> anyhow::Result<()> {
+    if !have_chromium() {
+        return Ok(());
+    }
+    let dir = TempDir::new("status-page", "invalid")?;
+    let server = PageServer::start(vec![Some(report(&[], 1000)), Some(r#"{"vips":3}"#.to_owned())])?;
+    let dom = dump_dom(None, &dir.path, &server.url(), POLL + POLL / 2)?;
+    ensure!(poll_state(&dom) == Some("invalid"), "poll line: {:?}\n{dom}", poll_state(&dom));
+    ensure!(dom.contains("status not understood"), "no notice:\n{dom}");
+    ensure!(shown_state(&dom, "10.0.0.11") == Some("up"), "the last data is no longer shown:\n{dom}");
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // The page from the agent.
 

@@ -266,32 +266,50 @@
     document.title = down ? "lb status: " + down + " not up" : "lb status";
   }
 
-  function showPoll(ok, detail) {
+  // `state`: ok, unreachable (no answer, or an HTTP error) or invalid (an
+  // answer this page cannot draw, as from an agent of another version).
+  function showPoll(state, detail) {
     const p = document.getElementById("poll");
-    document.body.classList.toggle("unreachable", !ok);
-    p.setAttribute("data-state", ok ? "ok" : "unreachable");
+    document.body.classList.toggle("unreachable", state !== "ok");
+    p.setAttribute("data-state", state);
     const last = lastOk ? "last update " + fmtTime(lastOk) : "no update yet";
-    p.textContent = ok
-      ? "updated " + fmtTime(lastOk) + " · every " + POLL_MS / 1000 + " s"
-      : "agent unreachable (" + detail + ") · " + last;
+    if (state === "ok") p.textContent = "updated " + fmtTime(lastOk) + " · every " + POLL_MS / 1000 + " s";
+    else if (state === "invalid") p.textContent = "status not understood (" + detail + ") · " + last;
+    else p.textContent = "agent unreachable (" + detail + ") · " + last;
   }
 
-  async function poll() {
+  async function fetchStatus() {
     const abort = new AbortController();
     const timeout = setTimeout(() => abort.abort(), TIMEOUT_MS);
     try {
       const response = await fetch("/status.json", { cache: "no-store", signal: abort.signal });
       if (!response.ok) throw new Error("HTTP " + response.status);
-      const status = await response.json();
-      const now = Date.now();
-      draw(status, now);
-      previous = counterSnapshot(status, now);
-      lastOk = now;
-      showPoll(true);
-    } catch (e) {
-      showPoll(false, e.name === "AbortError" ? "no answer within " + TIMEOUT_MS / 1000 + " s" : e.message);
+      return await response.json();
     } finally {
       clearTimeout(timeout);
+    }
+  }
+
+  async function poll() {
+    try {
+      let status;
+      try {
+        status = await fetchStatus();
+      } catch (e) {
+        showPoll("unreachable", e.name === "AbortError" ? "no answer within " + TIMEOUT_MS / 1000 + " s" : e.message);
+        return;
+      }
+      const now = Date.now();
+      try {
+        draw(status, now);
+      } catch (e) {
+        showPoll("invalid", e.message);
+        return;
+      }
+      previous = counterSnapshot(status, now);
+      lastOk = now;
+      showPoll("ok");
+    } finally {
       setTimeout(poll, POLL_MS);
     }
   }

@@ -36,6 +36,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     "man-db",
     // promtool checks the agent's /metrics exposition (tests/tests/integration/metrics.rs).
     "prometheus",
+    // Headless Chromium draws the status page the agent serves and the tests read its DOM
+    // (tests/tests/integration/status_page.rs).
+    "chromium",
 ];
 
 /// Debian packages `cargo xtask bench` needs on top of [`TEST_PACKAGES`]

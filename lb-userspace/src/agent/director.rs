@@ -15,11 +15,12 @@ use lb_common::{BACKEND_F_ALIVE, BackendRecord, MAX_BACKENDS, Settings as FastPa
 
 use super::{
     control::{Request, Response},
+    events::EventLog,
     ids::{self, Ids},
     install::{InstallError, InstallTime, Installer},
     maps::FastPathMaps,
     service::{Service, State},
-    status::{BackendStatus, StatusReport, VipStatus},
+    status::{BackendStatus, EventKind, StatusReport, VipStatus},
 };
 use crate::{
     config::{Config, HashMode},
@@ -66,6 +67,8 @@ pub struct Director<M = FastPath> {
     /// Rings built ahead ([`prepare`](Self::prepare)) in the current second:
     /// when it started, and how many.
     prepared: Option<(Instant, u32)>,
+    /// The last state changes, for the status report.
+    events: EventLog,
 }
 
 /// A configuration with the services and backend ids worked out from it:
@@ -115,8 +118,17 @@ impl<M: FastPathMaps> Director<M> {
             services.push(new_service(vip.clone(), index as u32, &mut ids)?);
         }
         let dirty = (0..services.len()).collect();
-        let mut d =
-            Self { config, dp, services, installer: Installer::new(), ids, dirty, last_install: None, prepared: None };
+        let mut d = Self {
+            config,
+            dp,
+            services,
+            installer: Installer::new(),
+            ids,
+            dirty,
+            last_install: None,
+            prepared: None,
+            events: EventLog::default(),
+        };
         d.write_records()?;
         d.flush()?;
         Ok(d)
@@ -195,8 +207,17 @@ impl<M: FastPathMaps> Director<M> {
             ids.give_back(id);
         }
         let dirty = (0..services.len()).collect();
-        let mut d =
-            Self { config, dp, services, installer: Installer::new(), ids, dirty, last_install: None, prepared: None };
+        let mut d = Self {
+            config,
+            dp,
+            services,
+            installer: Installer::new(),
+            ids,
+            dirty,
+            last_install: None,
+            prepared: None,
+            events: EventLog::default(),
+        };
         d.write_records()?;
         d.flush()?;
         // Published VIPs that went: the flush publishes only for a change.
@@ -230,6 +251,11 @@ impl<M: FastPathMaps> Director<M> {
         &mut self.dp
     }
 
+    /// The last state changes; the agent adds those of VRRP and reloads.
+    pub fn events_mut(&mut self) -> &mut EventLog {
+        &mut self.events
+    }
+
     /// Writes every changed service to the fast path in one publish: the
     /// agent's loop calls this after taking in all the events at hand, so a
     /// burst of changes costs one flip.
@@ -244,6 +270,8 @@ impl<M: FastPathMaps> Director<M> {
         for &i in &dirty {
             let s = &mut self.services[i];
             s.update_quorum();
+            let (state, why) = vip_state(s);
+            self.events.observe(EventKind::Vip, &s.name(), state, &why);
             self.installer.withdraw(&mut self.dp, s)?;
         }
         let withdraw = started.elapsed();
@@ -297,6 +325,9 @@ impl<M: FastPathMaps> Director<M> {
             }
         }
         self.dirty.extend(dirty);
+        for t in &transitions {
+            record(&mut self.events, t, "");
+        }
         Ok((matched, transitions))
     }
 
@@ -321,7 +352,9 @@ impl<M: FastPathMaps> Director<M> {
             }
             let (after, w2) = (b.state(), b.effective_weight());
             if before != after {
-                transitions.push(Transition { vip: name, backend: address, from: before.clone(), to: after.clone() });
+                let t = Transition { vip: name, backend: address, from: before.clone(), to: after.clone() };
+                record(&mut self.events, &t, reason);
+                transitions.push(t);
             }
             if before != after || w != w2 {
                 self.dirty.insert(i);
@@ -606,7 +639,30 @@ impl<M: FastPathMaps> Director<M> {
         };
         let attached = self.dp.attachments().into_iter().map(|(i, m)| (i, format!("{m:?}").to_lowercase())).collect();
         let flows = flow_counts.values().sum();
-        Ok(StatusReport { vips, attached, counters, flows, vrrp: Vec::new() })
+        Ok(StatusReport { vips, attached, counters, flows, vrrp: Vec::new(), events: self.events.to_vec() })
+    }
+}
+
+/// Records a backend's change: why it left the ring, or what brought it
+/// back (`came_up`, the check's word, or else the cause that cleared).
+fn record(events: &mut EventLog, t: &Transition, came_up: &str) {
+    let reason = match &t.to {
+        State::Up if !came_up.is_empty() => came_up.to_owned(),
+        State::Up => format!("no longer {}", t.from.why()),
+        to => to.why().to_owned(),
+    };
+    events.record(EventKind::Backend, format!("{} on {}", t.backend, t.vip), t.from.name(), t.to.name(), reason);
+}
+
+/// A VIP's state as the status page names it, and why.
+fn vip_state(s: &Service) -> (&'static str, String) {
+    let weight = format!("live weight {} of quorum {}", s.live_weight(), s.vip.quorum);
+    if s.sorry_active() {
+        ("sorry server", weight)
+    } else if s.quorum_up {
+        ("up", weight)
+    } else {
+        ("quorum lost", weight)
     }
 }
 

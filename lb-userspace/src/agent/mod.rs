@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod director;
+pub mod events;
 pub mod ids;
 pub mod install;
 pub mod maps;

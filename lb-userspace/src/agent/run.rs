@@ -21,6 +21,7 @@ use super::{
     director::{Director, DirectorError, Transition},
     reload::{self, HealthTargets, NeighbourTargets, Parts, VrrpInstances},
     service::State,
+    status::EventKind,
     targets::{health_targets, neighbour_targets},
 };
 use crate::{
@@ -149,6 +150,7 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
     // The fast path runs on every director all the time with the same maps;
     // VRRP only decides which one holds the VIPs (and so gets the traffic).
     let mut vrrp = start_vrrp(director.config())?;
+    let mut vrrp_changes = vrrp.as_mut().and_then(VrrpHandle::take_events);
     let probe = FastPathProbe::new(&director);
     let mut fast_path_poll = tokio::time::interval(FAST_PATH_POLL);
     fast_path_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -185,6 +187,10 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
                 take_in_and_flush(&mut director, &mut health, &mut macs);
                 publisher.publish_if_installed(&director, vrrp.as_ref());
             }
+            Some(change) = next_change(&mut vrrp_changes) => {
+                on_vrrp_change(&mut director, vrrp.as_ref(), change);
+                publisher.publish(&director, vrrp.as_ref());
+            }
             Some(Command { request, reply }) = commands.recv() => {
                 if request == Request::Restart {
                     let _ = reply.send(Response::ok("exiting; the fast path stays pinned for the next agent"));
@@ -204,6 +210,7 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
                         let r = reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await;
                         let r = follow_reload(&mut publisher, &mut listener, &shared, &director, vrrp.as_ref(), r).await;
                         systemd.ready(&after_reload(&director, &r));
+                        vrrp_changes = vrrp_changes.or_else(|| vrrp.as_mut().and_then(VrrpHandle::take_events));
                         r
                     }
                     other => {
@@ -222,6 +229,7 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
                 let r = reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await;
                 let r = follow_reload(&mut publisher, &mut listener, &shared, &director, vrrp.as_ref(), r).await;
                 systemd.ready(&after_reload(&director, &r));
+                vrrp_changes = vrrp_changes.or_else(|| vrrp.as_mut().and_then(VrrpHandle::take_events));
                 if !r.ok {
                     warn!("reload on SIGHUP refused: {}", r.error.unwrap_or_default());
                 }
@@ -437,7 +445,34 @@ async fn reload_file(
     path: &Path,
 ) -> Response {
     let parts = Parts { director, health: monitor, neighbours, vrrp };
-    reload::reload(parts, path, load, known_ifindex).await
+    let r = reload::reload(parts, path, load, known_ifindex).await;
+    let (to, reason) = match &r.error {
+        None => ("reloaded", r.message.clone().unwrap_or_default()),
+        Some(e) => ("refused", e.clone()),
+    };
+    director.events_mut().record(EventKind::Config, path.display().to_string(), "", to, reason);
+    r
+}
+
+/// The next VRRP state change; never, without VRRP. A stream that ended
+/// (its instances stopped) is let go.
+async fn next_change(changes: &mut Option<mpsc::UnboundedReceiver<vrrp::StateChange>>) -> Option<vrrp::StateChange> {
+    let Some(rx) = changes else { return std::future::pending().await };
+    let change = rx.recv().await;
+    if change.is_none() {
+        *changes = None;
+    }
+    change
+}
+
+/// Records a VRRP state change, with the fault's reasons when it is one.
+fn on_vrrp_change(director: &mut Director, vrrp: Option<&VrrpHandle>, change: vrrp::StateChange) {
+    let faults = vrrp
+        .and_then(|v| v.status().into_iter().find(|s| s.name == change.instance))
+        .map(|s| s.fault_reasons.join("; "))
+        .unwrap_or_default();
+    let reason = if faults.is_empty() { format!("priority {}", change.priority) } else { faults };
+    director.events_mut().record(EventKind::Vrrp, change.instance, change.from.name(), change.to.name(), reason);
 }
 
 impl HealthTargets for Monitor {

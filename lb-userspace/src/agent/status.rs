@@ -18,7 +18,48 @@ pub struct StatusReport {
     /// VRRP instances.
     #[serde(default)]
     pub vrrp: Vec<VrrpStatus>,
+    /// The last state changes, oldest first ([`super::events::EventLog`]).
+    #[serde(default)]
+    pub events: Vec<StatusEvent>,
 }
+
+/// One state change: of what, from what to what, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusEvent {
+    /// When, in milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    pub kind: EventKind,
+    /// A backend as `ADDRESS on VIP`, a VIP by name, a VRRP instance by
+    /// name, or the configuration file.
+    pub subject: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Backend,
+    Vip,
+    Vrrp,
+    /// A reload, taken or refused.
+    Config,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Backend => "backend",
+            EventKind::Vip => "VIP",
+            EventKind::Vrrp => "VRRP",
+            EventKind::Config => "config",
+        }
+    }
+}
+
+/// Changes `lb status` shows; the page and `--json` have them all.
+const EVENTS_SHOWN: usize = 5;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VrrpStatus {
@@ -162,6 +203,64 @@ impl StatusReport {
                 self.counters.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
             let _ = writeln!(out, "\ncounters: {}", c.join("  "));
         }
+        if !self.events.is_empty() {
+            let _ = writeln!(out, "\nlast changes:");
+            for e in self.events.iter().rev().take(EVENTS_SHOWN).rev() {
+                let from = if e.from.is_empty() { String::new() } else { format!("{} -> ", e.from) };
+                let reason = if e.reason.is_empty() { String::new() } else { format!(": {}", e.reason) };
+                let _ = writeln!(
+                    out,
+                    "  {} {} {} {from}{}{reason}",
+                    utc_time_of_day(e.time_ms),
+                    e.kind.name(),
+                    e.subject,
+                    e.to
+                );
+            }
+        }
         out
+    }
+}
+
+/// `HH:MM:SS UTC`: the changes shown are recent, so the time of day places
+/// them; a date-time crate for this alone would be more than it saves.
+fn utc_time_of_day(unix_ms: u64) -> String {
+    let s = unix_ms / 1000 % 86_400;
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(time_ms: u64, subject: &str) -> StatusEvent {
+        StatusEvent {
+            time_ms,
+            kind: EventKind::Backend,
+            subject: subject.to_owned(),
+            from: "up".to_owned(),
+            to: "down".to_owned(),
+            reason: "check failed: connection refused".to_owned(),
+        }
+    }
+
+    #[test]
+    fn render_shows_the_last_changes() {
+        let events = (0..8).map(|i| event(3_723_000 + i, &format!("10.0.0.{i} on 10.0.0.100:80/tcp"))).collect();
+        let text = StatusReport { events, ..StatusReport::default() }.render();
+        assert!(text.contains(
+            "  01:02:03 UTC backend 10.0.0.7 on 10.0.0.100:80/tcp up -> down: check failed: connection refused\n"
+        ));
+        assert!(text.contains("10.0.0.3 on"));
+        assert!(!text.contains("10.0.0.2 on"), "only the last {EVENTS_SHOWN}");
+    }
+
+    #[test]
+    fn a_report_without_events_still_reads() {
+        let json = r#"{"vips":[],"attached":[],"counters":[],"flows":0}"#;
+        let r: StatusReport = serde_json::from_str(json).unwrap();
+        assert!(r.events.is_empty());
+        let e = serde_json::to_value(event(1, "x")).unwrap();
+        assert_eq!(e["kind"], "backend");
     }
 }

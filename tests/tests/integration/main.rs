@@ -21,6 +21,7 @@ mod metrics;
 mod neigh;
 mod ops;
 mod restart;
+mod status_page;
 mod support;
 mod vrrp;
 mod vrrp_tshark;

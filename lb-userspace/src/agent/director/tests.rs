@@ -495,3 +495,33 @@ fn records_follow_reloads() {
     assert_eq!(d.fast_path().record(gone), None);
     assert!(d.fast_path().record(ids(&d, 0)[0]).is_some());
 }
+
+#[test]
+fn the_status_report_lists_the_last_changes_with_their_reasons() {
+    let mut d = director(&vip(100, 1, ""));
+    let (id, b) = (ids(&d, 0)[0], address(&d, 0, 0));
+    let started = d.status(false).unwrap().events.len();
+    fail(&mut d, id);
+    d.flush().unwrap();
+    pass(&mut d, id);
+    d.flush().unwrap();
+    assert!(d.command(&Request::Drain { vip: "10.0.0.100".to_owned(), backend: b }).ok);
+    let events = d.status(false).unwrap().events;
+    let seen: Vec<(&str, &str, &str, &str)> = events[started..]
+        .iter()
+        .map(|e| (e.subject.as_str(), e.from.as_str(), e.to.as_str(), e.reason.as_str()))
+        .collect();
+    let on = format!("{b} on 10.0.0.100:80/tcp");
+    let quorum = "live weight 0 of quorum 1";
+    assert_eq!(
+        seen,
+        [
+            (on.as_str(), "up", "down", "check failed: test: refused"),
+            ("10.0.0.100:80/tcp", "up", "quorum lost", quorum),
+            (on.as_str(), "down", "up", "test"),
+            ("10.0.0.100:80/tcp", "quorum lost", "up", "live weight 1 of quorum 1"),
+            (on.as_str(), "up", "draining", "drained by operator"),
+            ("10.0.0.100:80/tcp", "up", "quorum lost", quorum),
+        ]
+    );
+}

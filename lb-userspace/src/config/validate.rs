@@ -29,6 +29,8 @@ const MAX_FLOWS_PER_CPU: i64 = 1 << 24;
 const MAX_SOCKET_PATH: usize = 107;
 /// The HTTP listener's address when the file names none: loopback, on the
 /// port the keepalived exporters use.
+/// The default `[global] pin_dir`: under bpffs's usual mount point.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lb";
 pub(crate) const DEFAULT_METRICS: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9650);
 
 /// Every table of the file, validated: the configuration without where it
@@ -182,7 +184,7 @@ fn global(raw: &RawGlobal, problems: &mut Problems) -> Global {
         },
     };
     Global {
-        pin_dir: pin_dir.unwrap_or_else(|| PathBuf::from(crate::fast_path::pins::DEFAULT_PIN_DIR)),
+        pin_dir: pin_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR)),
         flows_per_cpu: flows_per_cpu.unwrap_or(DEFAULT_FLOWS_PER_CPU),
         max_new_flows_per_sec: max_new_flows_per_sec.unwrap_or(DEFAULT_FLOOD_NEW_FLOWS_PER_SEC),
         script_user: script_user.unwrap_or_default(),

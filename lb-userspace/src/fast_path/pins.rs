@@ -26,8 +26,6 @@ use super::{AttachMode, FastPathOptions};
 /// Where bpffs is mounted on a systemd machine; the agent mounts it there
 /// when nothing is (as systemd and Cilium do).
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
-/// The default `[global] pin_dir`.
-pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lb";
 /// statfs's f_type of a bpf filesystem (linux/magic.h).
 const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 

@@ -13,13 +13,14 @@ use std::{
 const LB: &str = env!("CARGO_BIN_EXE_lb-under-test");
 
 /// Every subcommand `lb --help` lists.
-const SUBCOMMANDS: [&str; 13] = [
+const SUBCOMMANDS: [&str; 14] = [
     "run",
     "status",
     "drain",
     "undrain",
     "weight",
     "reload",
+    "restart",
     "check",
     "example-config",
     "import",

@@ -15,7 +15,7 @@
 //! so thousands of backends at a 1 s interval cost a few tasks' worth of
 //! memory and a bounded number of sockets or processes at a time.
 
-mod half_open;
+pub(crate) mod half_open;
 mod http;
 #[cfg(test)]
 mod monitor_tests;

@@ -20,3 +20,4 @@ mod ops;
 mod support;
 mod vrrp;
 mod vrrp_tshark;
+mod xdp_fuzz;

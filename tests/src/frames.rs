@@ -109,10 +109,19 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A generated frame, and whether its headers are as built: neither
+/// mutated nor noise.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub bytes: Vec<u8>,
+    pub intact: bool,
+}
+
 /// One frame: well-formed about half the time, else mutated or noise;
 /// always `MIN_FRAME..=MAX_FRAME` bytes.
-pub fn frame(rng: &mut Rng, t: &Targets) -> Vec<u8> {
-    let mut f = if rng.percent(5) {
+pub fn frame(rng: &mut Rng, t: &Targets) -> Frame {
+    let noise = rng.percent(5);
+    let mut f = if noise {
         // Noise, sometimes with a plausible Ethernet type to get further.
         let len = MIN_FRAME + rng.below(200);
         let mut f = rng.bytes(len);
@@ -124,23 +133,34 @@ pub fn frame(rng: &mut Rng, t: &Targets) -> Vec<u8> {
     } else {
         well_formed(rng, t)
     };
+    let mut intact = !noise && f.len() <= MAX_FRAME;
     match rng.below(10) {
         0..=4 => {}
-        5 | 6 => truncate(rng, &mut f),
-        7 | 8 => flip_bits(rng, &mut f),
-        _ => overwrite(rng, &mut f),
+        5 | 6 => intact &= !truncate(rng, &mut f),
+        7 | 8 => {
+            flip_bits(rng, &mut f);
+            intact = false;
+        }
+        _ => {
+            overwrite(rng, &mut f);
+            intact = false;
+        }
     }
     if rng.percent(5) {
         flip_bits(rng, &mut f);
+        intact = false;
     }
     f.truncate(MAX_FRAME);
     f.resize(f.len().max(MIN_FRAME), 0);
-    f
+    Frame { bytes: f, intact }
 }
 
-fn truncate(rng: &mut Rng, f: &mut Vec<u8>) {
+/// Whether it cut anything off.
+fn truncate(rng: &mut Rng, f: &mut Vec<u8>) -> bool {
     let len = MIN_FRAME + rng.below(f.len().saturating_sub(MIN_FRAME) + 1);
+    let cut = len < f.len();
     f.truncate(len);
+    cut
 }
 
 fn flip_bits(rng: &mut Rng, f: &mut [u8]) {
@@ -164,7 +184,13 @@ fn overwrite(rng: &mut Rng, f: &mut [u8]) {
 fn well_formed(rng: &mut Rng, t: &Targets) -> Vec<u8> {
     let (ethertype, payload) = match rng.below(20) {
         0 => (ETH_P_ARP, rng.bytes(28)),
-        1 => (rng.u16(), rng.some_bytes(64)),
+        1 => {
+            // Any type but those the parser reads: with random bytes behind
+            // them these would be broken headers, not intact frames.
+            let ty = rng.u16();
+            let ty = if [ETH_P_IP, ETH_P_IPV6, ETH_P_8021Q, ETH_P_8021AD].contains(&ty) { 0x88B5 } else { ty };
+            (ty, rng.some_bytes(64))
+        }
         2..=10 => (ETH_P_IP, ipv4_packet(rng, t, 0)),
         _ => (ETH_P_IPV6, ipv6_packet(rng, t, 0)),
     };
@@ -223,8 +249,30 @@ fn transport(rng: &mut Rng, t: &Targets, v6: bool, depth: u8) -> (u8, Vec<u8>) {
         }
         4..=6 => (PROTO_UDP, pkt::udp(rng.u16(), port(rng, t), &body)),
         7 | 8 if depth == 0 => icmp(rng, t, v6),
-        _ => (rng.byte(), body),
+        _ => (other_protocol(rng), body),
     }
+}
+
+/// A protocol number the parser does not read past: one it reads would
+/// make the random bytes behind it a broken header.
+fn other_protocol(rng: &mut Rng) -> u8 {
+    const READ: [u8; 13] = [
+        EXT_HOP,
+        PROTO_ICMP,
+        PROTO_TCP,
+        PROTO_UDP,
+        EXT_ROUTING,
+        EXT_FRAGMENT,
+        50,
+        EXT_AH,
+        PROTO_ICMPV6,
+        EXT_DSTOPTS,
+        135,
+        139,
+        140,
+    ];
+    let p = rng.byte();
+    if READ.contains(&p) { 253 } else { p }
 }
 
 /// An ICMP or ICMPv6 message: an error quoting a packet (often one from a
@@ -364,8 +412,8 @@ mod tests {
         let t = targets();
         let (mut a, mut b) = (Rng::new(7), Rng::new(7));
         for _ in 0..2000 {
-            let f = frame(&mut a, &t);
-            assert_eq!(f, frame(&mut b, &t));
+            let f = frame(&mut a, &t).bytes;
+            assert_eq!(f, frame(&mut b, &t).bytes);
             assert!((MIN_FRAME..=MAX_FRAME).contains(&f.len()), "{} bytes", f.len());
         }
     }
@@ -374,7 +422,7 @@ mod tests {
     fn most_frames_mention_a_vip_and_many_do_not() {
         let t = targets();
         let mut rng = Rng::new(1);
-        let mentioning = (0..1000).filter(|_| t.mentions_vip(&frame(&mut rng, &t))).count();
+        let mentioning = (0..1000).filter(|_| t.mentions_vip(&frame(&mut rng, &t).bytes)).count();
         assert!((300..900).contains(&mentioning), "{mentioning} of 1000 mention a VIP");
     }
 }

@@ -31,8 +31,11 @@ use crate::{
     },
 };
 
+/// A target's checks: they panic on what must not happen.
+pub type Check = fn(&[u8]);
+
 /// Every target, by the name of its fuzz target and its directories under `fuzz/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("vrrp_advert", vrrp_advert),
     ("half_open_reply", half_open_reply),
     ("control_request", control_request),

@@ -26,6 +26,9 @@ const CLEARED_ENV: [&str; 9] = [
     "CARGO_MAKEFLAGS",
 ];
 
+/// Longest one input may run before libFuzzer calls it a hang.
+const INPUT_TIMEOUT_SECS: u32 = 10;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Seconds to fuzz each target.
@@ -86,6 +89,9 @@ pub fn main(args: &Args) -> anyhow::Result<ExitCode> {
         }
         run_args.push("--".into());
         run_args.push(format!("-max_total_time={}", args.time));
+        // An input that takes this long is a hang worth a report, not a
+        // reason to wait for libFuzzer's default of twenty minutes.
+        run_args.push(format!("-timeout={INPUT_TIMEOUT_SECS}"));
         run_args.push(format!("-artifact_prefix={}/", artifacts.display()));
         let run_args: Vec<&str> = run_args.iter().map(String::as_str).collect();
         let status = workspace::status(&mut fuzz_cargo(&run_args))?;

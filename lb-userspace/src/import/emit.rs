@@ -143,7 +143,9 @@ fn one_line(s: &str) -> String {
 /// Text a TOML comment may hold: keepalived.conf may carry any character into
 /// a name we quote, but a comment takes no control character except tab.
 fn printable(line: &str) -> String {
-    line.chars().map(|c| if c.is_control() && c != '\t' { c.escape_default().to_string() } else { c.to_string() }).collect()
+    line.chars()
+        .map(|c| if c.is_control() && c != '\t' { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 /// `# text`, one line per line of `text`.

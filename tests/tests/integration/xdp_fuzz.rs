@@ -200,7 +200,7 @@ fn a_million_random_frames() {
         let res = dp
             .program()
             .test_run(opts)
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN failed on frame {n}: {e}\n  frame {}", hex(&input)));
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN failed on frame {n}: {e}\n  frame {}", hex(input)));
         let output = &out[..res.data_size_out as usize];
         match res.return_value {
             XDP_PASS => sent[0] += 1,

@@ -9,7 +9,8 @@
 //!   inconsistent header, before it knows where the packet goes), and the
 //!   malformed-drop counter must account for every such drop;
 //! - XDP_PASS never changes a frame, and XDP_TX changes only its MACs: a
-//!   backend's as destination and the director's as source;
+//!   live backend's as destination, of a VIP the frame names, and the
+//!   director's as source;
 //! - the verdict counters (STATS, and the backends' for XDP_TX) add up to
 //!   the frames sent, verdict by verdict.
 //!
@@ -146,11 +147,32 @@ fn judge(t: &Targets, input: &Frame, verdict: u32, out: &[u8]) -> Option<String>
             Some("XDP_TX changed more than the MACs".to_owned())
         }
         XDP_TX if out[6..12] != DIRECTOR_MAC => Some("XDP_TX with another source MAC".to_owned()),
-        XDP_TX if !(1..=9).any(|id| out[..6] == backend_mac(id)) => Some("XDP_TX to no backend's MAC".to_owned()),
-        XDP_TX => None,
+        XDP_TX => match LIVE_BACKENDS.iter().find(|(id, _)| out[..6] == backend_mac(*id)) {
+            None => Some("XDP_TX to no live backend's MAC".to_owned()),
+            Some((id, vip)) if !contains(input, vip) => {
+                Some(format!("XDP_TX to backend {id} of a VIP the frame never names"))
+            }
+            Some(_) => None,
+        },
         XDP_ABORTED => Some("XDP_ABORTED".to_owned()),
         other => Some(format!("verdict {other}, not one the program may return")),
     }
+}
+
+/// The live backends and the address of the VIP each serves (backend 3 is dead).
+const LIVE_BACKENDS: [(u32, &[u8]); 8] = [
+    (1, &VIP_TCP.octets()),
+    (2, &VIP_TCP.octets()),
+    (4, &VIP_TCP.octets()),
+    (5, &VIP_TCP.octets()),
+    (6, &VIP_FRAG.octets()),
+    (7, &VIP_FRAG.octets()),
+    (8, &VIP6.octets()),
+    (9, &VIP6.octets()),
+];
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -106,6 +106,10 @@ pub fn main(args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for (target, inputs) in &crashed {
+        if inputs.is_empty() {
+            eprintln!("xtask: fuzz target {target} failed without writing an input; see its output above");
+            continue;
+        }
         eprintln!("xtask: fuzz target {target} crashed");
         for input in inputs {
             eprintln!("xtask:   crashing input: {}", input.display());
@@ -115,7 +119,7 @@ pub fn main(args: &Args) -> anyhow::Result<ExitCode> {
              --lib fuzzing` replays it)"
         );
     }
-    bail!("{} of {} fuzz target(s) crashed", crashed.len(), targets.len())
+    bail!("{} of {} fuzz target(s) failed", crashed.len(), targets.len())
 }
 
 /// The targets: the files in `fuzz/fuzz_targets/`, sorted.

@@ -17,8 +17,11 @@ use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::{
     agent::control::Request,
-    config::Config,
-    health::half_open::packet::{Reply, parse_reply},
+    config::{BodyMatch, Config, HttpCheck, StatusCodes},
+    health::{
+        half_open::packet::{Reply, parse_reply},
+        http::judge_response,
+    },
     import::{self, Host, Options, Severity},
     neigh::{
         netlink::{Incoming, received},
@@ -42,6 +45,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("config", config),
     ("keepalived_import", keepalived_import),
     ("neigh_netlink", neigh_netlink),
+    ("http_response", http_response),
 ];
 
 /// A VRRP packet as a raw socket hands it over, through the IPv4 header
@@ -302,6 +306,29 @@ pub fn neigh_netlink(data: &[u8]) {
         && let Resolution::Resolved(mac) = classify(state, lladdr.as_deref())
     {
         assert_eq!(lladdr.as_deref(), Some(&mac[..]), "resolved to an address the entry does not hold");
+    }
+}
+
+/// A backend's answer to an `HTTP_GET` check; the first byte picks what
+/// the check looks for in the body (nothing, a text, an MD5). Whatever the
+/// bytes, the check ends with a verdict, and passes only a response with a
+/// status line.
+pub fn http_response(data: &[u8]) {
+    let Some((&mode, response)) = data.split_first() else { return };
+    let body = match mode % 3 {
+        0 => BodyMatch::Any,
+        1 => BodyMatch::Contains("ok".to_owned()),
+        _ => BodyMatch::Md5([0; 16]),
+    };
+    let check = HttpCheck {
+        port: 80,
+        path: "/health".to_owned(),
+        host: None,
+        status: StatusCodes { ranges: vec![200..=299] },
+        body,
+    };
+    if let Ok(reason) = judge_response(&check, response) {
+        assert!(response.starts_with(b"HTTP/"), "up ({reason}) without a status line");
     }
 }
 

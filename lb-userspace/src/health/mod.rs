@@ -16,7 +16,7 @@
 //! memory and a bounded number of sockets or processes at a time.
 
 pub(crate) mod half_open;
-mod http;
+pub(crate) mod http;
 #[cfg(test)]
 mod monitor_tests;
 mod script;

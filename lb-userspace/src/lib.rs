@@ -4,6 +4,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod fast_path;
+pub mod fuzzing;
 pub mod health;
 pub mod import;
 pub mod lab;

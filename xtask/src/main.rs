@@ -1,10 +1,11 @@
-//! Developer tasks: `cargo xtask build | lint | test | run | bench | install | uninstall`.
+//! Developer tasks: `cargo xtask build | lint | test | fuzz | run | bench | install | uninstall`.
 //!
 //! Every subcommand bootstraps what it needs (nightly + rust-src, bpf-linker, Debian
 //! packages) so the README's first commands work on a fresh machine.
 
 mod cmd_bench;
 mod cmd_build;
+mod cmd_fuzz;
 mod cmd_install;
 mod cmd_lint;
 mod cmd_run;
@@ -31,6 +32,8 @@ enum Cmd {
     Lint(cmd_lint::Args),
     /// Run the whole test suite, including the network-namespace tests (needs root).
     Test(cmd_test::Args),
+    /// Run every fuzz target (fuzz/fuzz_targets/) for a while; fails on a crash and names the input.
+    Fuzz(cmd_fuzz::Args),
     /// Build and start the agent: `lb lab` without arguments, else `lb run ARGS` (needs root).
     Run(cmd_run::Args),
     /// Run the benchmark harness `lb-bench` (needs root).
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Cmd::Build(args) => cmd_build::main(&args),
         Cmd::Lint(args) => cmd_lint::main(&args),
         Cmd::Test(args) => cmd_test::main(&args),
+        Cmd::Fuzz(args) => cmd_fuzz::main(&args),
         Cmd::Run(args) => cmd_run::main(&args),
         Cmd::Bench(args) => cmd_bench::main(&args),
         Cmd::Install(args) => cmd_install::install(&args),

@@ -192,6 +192,15 @@ impl HttpProbe {
     }
 }
 
+/// What `check` makes of `response`, as if a backend at 127.0.0.1 had sent
+/// it: the whole exchange over an in-memory stream, for the fuzz target.
+#[doc(hidden)]
+pub(crate) fn judge_response(check: &HttpCheck, response: &[u8]) -> Result<String, String> {
+    let probe = HttpProbe::new(IpAddr::from([127, 0, 0, 1]), check, None, 64 * 1024).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+    runtime.block_on(probe.exchange(tokio::io::join(response, tokio::io::sink()), &Progress::default()))
+}
+
 /// "200-299", "200,301-302".
 fn show_codes(codes: &StatusCodes) -> String {
     let parts: Vec<String> = codes

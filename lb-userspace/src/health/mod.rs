@@ -16,8 +16,8 @@
 //! memory and a bounded number of sockets or processes at a time.
 
 mod dns;
-mod half_open;
-mod http;
+pub(crate) mod half_open;
+pub(crate) mod http;
 #[cfg(test)]
 mod monitor_tests;
 mod script;

@@ -137,13 +137,21 @@ impl Table {
 }
 
 fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+    printable(&s.replace(['\n', '\r'], " "))
+}
+
+/// Text a TOML comment may hold: keepalived.conf may carry any character into
+/// a name we quote, but a comment takes no control character except tab.
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| if c.is_control() && c != '\t' { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 /// `# text`, one line per line of `text`.
 pub(crate) fn comment_lines(out: &mut String, text: &str) {
     for line in text.lines() {
-        let _ = writeln!(out, "# {line}");
+        let _ = writeln!(out, "# {}", printable(line));
     }
 }
 

@@ -52,8 +52,8 @@
 //! # }
 //! ```
 
-mod netlink;
-mod state;
+pub(crate) mod netlink;
+pub(crate) mod state;
 
 use std::{
     collections::{BTreeSet, VecDeque},

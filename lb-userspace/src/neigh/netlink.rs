@@ -123,7 +123,8 @@ pub fn received(msg: NetlinkMessage<RouteNetlinkMessage>) -> Received {
     let (seq, flags) = (msg.header.sequence_number, msg.header.flags);
     let what = match msg.payload {
         NetlinkPayload::Done(_) => Incoming::Done,
-        NetlinkPayload::Error(e) => Incoming::Error { errno: e.raw_code().abs() },
+        // Saturating: a message may carry i32::MIN, which has no positive counterpart.
+        NetlinkPayload::Error(e) => Incoming::Error { errno: e.raw_code().saturating_abs() },
         NetlinkPayload::Overrun(_) => Incoming::Overrun,
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(m)) => neigh(m, false),
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelNeighbour(m)) => neigh(m, true),

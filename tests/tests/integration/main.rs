@@ -25,3 +25,4 @@ mod status_page;
 mod support;
 mod vrrp;
 mod vrrp_tshark;
+mod xdp_fuzz;

@@ -13,7 +13,7 @@
 //! tables, not in a task each, and the results go through the same tracker,
 //! board and events as every other check (`record`).
 
-mod packet;
+pub(crate) mod packet;
 mod socket;
 
 use std::{

@@ -19,14 +19,14 @@ const TCP_ACK: u8 = 0x10;
 
 /// What the backend answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Reply {
+pub(crate) enum Reply {
     SynAck,
     Reset,
 }
 
 /// The parts of a segment that make it an answer to a SYN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct ParsedReply {
+pub(crate) struct ParsedReply {
     /// The backend's port.
     pub source_port: u16,
     /// Ours.
@@ -38,7 +38,7 @@ pub(super) struct ParsedReply {
 /// A SYN-ACK or an RST that acknowledges something; `None` for anything
 /// else. An IPv4 raw socket delivers the IP header, an IPv6 one starts at
 /// the TCP header.
-pub(super) fn parse_reply(ipv6: bool, packet: &[u8]) -> Option<ParsedReply> {
+pub(crate) fn parse_reply(ipv6: bool, packet: &[u8]) -> Option<ParsedReply> {
     let tcp = if ipv6 {
         packet
     } else {

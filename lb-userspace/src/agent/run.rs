@@ -197,14 +197,11 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
                     stopped = Stopped::ForHandover;
                     break;
                 }
+                if request == Request::Status {
+                    answer_status(&shared, reply);
+                    continue;
+                }
                 let response = match request {
-                    Request::Status => match director.status(true) {
-                        Ok(mut status) => {
-                            status.vrrp = vrrp_status(vrrp.as_ref());
-                            Response { ok: true, status: Some(status), ..Response::default() }
-                        }
-                        Err(e) => Response::error(e.to_string()),
-                    },
                     Request::Reload => {
                         systemd.reloading();
                         let r = reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await;
@@ -294,6 +291,23 @@ async fn follow_reload(
         response.message = Some(format!("{message}; {e}: the HTTP listener stays {kept}"));
     }
     response
+}
+
+/// `lb status` off the loop, from the snapshot the loop last published and
+/// the counters read now, as `/status.json` is: reading the flow tables
+/// takes tens of milliseconds, and a status asked for while the loop
+/// installs rings (checks flapping) must not wait behind them. Commands
+/// come through the loop in order, so a status after `lb drain` sees it.
+fn answer_status(shared: &web::Shared, reply: tokio::sync::oneshot::Sender<Response>) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let response = match tokio::task::spawn_blocking(move || shared.status_report()).await {
+            Ok(Ok(status)) => Response { ok: true, status: Some(status), ..Response::default() },
+            Ok(Err(e)) => Response::error(e.to_string()),
+            Err(e) => Response::error(format!("reading the status: {e}")),
+        };
+        let _ = reply.send(response);
+    });
 }
 
 /// The agent's line in `systemctl status`.
@@ -514,10 +528,6 @@ fn start_vrrp(config: &Config) -> Result<Option<VrrpHandle>, VrrpError> {
     let handle = vrrp::spawn_with_groups(config.vrrp.clone(), config.vrrp_sync_groups.clone())?;
     info!(instances = ?handle.names(), "VRRP started");
     Ok(Some(handle))
-}
-
-fn vrrp_status(vrrp: Option<&VrrpHandle>) -> Vec<super::status::VrrpStatus> {
-    vrrp.map_or_else(Vec::new, |v| v.status().iter().map(Into::into).collect())
 }
 
 fn log_transitions(transitions: &[Transition]) {

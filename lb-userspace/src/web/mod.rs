@@ -76,6 +76,13 @@ impl Shared {
         Self { snapshots, maps, board, publish_seconds }
     }
 
+    /// What `lb status --json` and `/status.json` show: the latest
+    /// snapshot with its counters and flow tables read now. Blocks on map
+    /// reads: call it off the runtime's workers.
+    pub fn status_report(&self) -> Result<crate::agent::status::StatusReport, WebError> {
+        Ok(self.live(true)?.1.report)
+    }
+
     /// The latest snapshot with its counters read now.
     fn live(&self, with_flows: bool) -> Result<(Arc<Snapshot>, snapshot::Live), WebError> {
         let snap = Arc::clone(&self.snapshots.borrow());

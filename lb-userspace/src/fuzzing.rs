@@ -19,6 +19,7 @@ use crate::{
     agent::control::Request,
     config::{BodyMatch, Config, HttpCheck, StatusCodes},
     health::{
+        dns::{self, Reply as DnsReply},
         half_open::packet::{Reply, parse_reply},
         http::judge_response,
     },
@@ -46,6 +47,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("keepalived_import", keepalived_import),
     ("neigh_netlink", neigh_netlink),
     ("http_response", http_response),
+    ("dns_reply", dns_reply),
 ];
 
 /// A VRRP packet as a raw socket hands it over, through the IPv4 header
@@ -180,6 +182,24 @@ pub fn half_open_reply(data: &[u8]) {
     assert_eq!(reply.source_port, u16::from_be_bytes([tcp[0], tcp[1]]));
     assert_eq!(reply.dest_port, u16::from_be_bytes([tcp[2], tcp[3]]));
     assert_eq!(reply.ack, u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]));
+}
+
+/// A datagram answering the DNS check's query, whose id is the input's
+/// first two bytes. What must hold: only a reply with that id and the QR
+/// bit counts as an answer, and its RCODE is the header's low four bits.
+pub fn dns_reply(data: &[u8]) {
+    let Some(id) = data.get(..2) else { return };
+    let id = u16::from_be_bytes([id[0], id[1]]);
+    let reply = &data[2..];
+    match dns::read_reply(id, reply) {
+        DnsReply::Unrelated => {}
+        DnsReply::Answered { rcode } => {
+            assert!(reply.len() >= 12, "an answer from {} bytes", reply.len());
+            assert_eq!(u16::from_be_bytes([reply[0], reply[1]]), id, "an answer to another id");
+            assert_ne!(reply[2] & 0x80, 0, "a query taken for an answer");
+            assert_eq!(rcode, reply[3] & 0x0f);
+        }
+    }
 }
 
 /// One line on the control socket. A request that parses serializes back to

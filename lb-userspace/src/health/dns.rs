@@ -32,7 +32,7 @@ pub(super) struct DnsProbe {
 
 /// What a datagram from the server says about our query.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Reply {
+pub(crate) enum Reply {
     /// Not an answer to it (another id, a query, too short): keep waiting,
     /// as keepalived does.
     Unrelated,
@@ -115,7 +115,7 @@ pub(super) fn query(id: u16, qtype: DnsType, name: &str) -> Vec<u8> {
     q
 }
 
-pub(super) fn read_reply(id: u16, reply: &[u8]) -> Reply {
+pub(crate) fn read_reply(id: u16, reply: &[u8]) -> Reply {
     let Some(header) = reply.get(..HEADER) else { return Reply::Unrelated };
     let flags = u16::from_be_bytes([header[2], header[3]]);
     if u16::from_be_bytes([header[0], header[1]]) != id || flags & FLAG_QR == 0 {

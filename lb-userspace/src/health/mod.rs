@@ -15,7 +15,7 @@
 //! so thousands of backends at a 1 s interval cost a few tasks' worth of
 //! memory and a bounded number of sockets or processes at a time.
 
-mod dns;
+pub(crate) mod dns;
 pub(crate) mod half_open;
 pub(crate) mod http;
 #[cfg(test)]

@@ -494,4 +494,9 @@ impl DirectorPair {
     pub fn socket_path(&self, d: usize) -> &std::path::Path {
         &self.directors[d].socket
     }
+
+    /// Director `d`'s agent log, of its latest start.
+    pub fn log_path(&self, d: usize) -> &std::path::Path {
+        &self.directors[d].log
+    }
 }

@@ -149,7 +149,7 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
     let (mut neighbours, mut macs) = NeighbourWatcher::spawn(neighbour_targets(director.services(), known_ifindex))?;
     // The fast path runs on every director all the time with the same maps;
     // VRRP only decides which one holds the VIPs (and so gets the traffic).
-    let mut vrrp = start_vrrp(director.config())?;
+    let mut vrrp = start_vrrp(director.config(), adopted)?;
     let mut vrrp_changes = vrrp.as_mut().and_then(VrrpHandle::take_events);
     let probe = FastPathProbe::new(&director);
     let mut fast_path_poll = tokio::time::interval(FAST_PATH_POLL);
@@ -515,17 +515,19 @@ impl VrrpInstances for Option<VrrpHandle> {
                     v.shutdown().await;
                 }
             }
-            None => *self = start_vrrp(config)?,
+            None => *self = start_vrrp(config, false)?,
         }
         Ok(())
     }
 }
 
-fn start_vrrp(config: &Config) -> Result<Option<VrrpHandle>, VrrpError> {
+/// `fast_path_adopted`: this agent took over a pinned fast path, so an
+/// instance whose VIPs are all still in place resumes as master at once.
+fn start_vrrp(config: &Config, fast_path_adopted: bool) -> Result<Option<VrrpHandle>, VrrpError> {
     if config.vrrp.is_empty() {
         return Ok(None);
     }
-    let handle = vrrp::spawn_with_groups(config.vrrp.clone(), config.vrrp_sync_groups.clone())?;
+    let handle = vrrp::spawn_after(config.vrrp.clone(), config.vrrp_sync_groups.clone(), fast_path_adopted)?;
     info!(instances = ?handle.names(), "VRRP started");
     Ok(Some(handle))
 }

@@ -10,6 +10,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use futures::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope};
 use rtnetlink::AddressMessageBuilder;
 
@@ -42,6 +43,19 @@ impl rtnl::Rtnl {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL | libc::ENODEV | libc::ENOENT)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether `ADDR/PREFIX` is on `IFINDEX` (`ip addr show dev IFINDEX`).
+    /// The kernel dumps every address and the filter is applied here; the
+    /// dump is read to its end so the connection has no answer left over.
+    pub async fn has_address(&self, ifindex: u32, addr: IpAddr, prefix_len: u8) -> io::Result<bool> {
+        let request = (self.handle().address().get())
+            .set_link_index_filter(ifindex)
+            .set_address_filter(addr)
+            .set_prefix_length_filter(prefix_len)
+            .execute();
+        let found: Vec<AddressMessage> = rtnl::within(request.try_collect()).await?;
+        Ok(!found.is_empty())
     }
 }
 

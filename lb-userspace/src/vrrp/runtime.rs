@@ -267,7 +267,9 @@ impl VrrpHandle {
         let old_groups: Vec<VrrpSyncGroup> = self.groups.iter().map(|g| g.cfg.clone()).collect();
         let plan = reload::plan(&old, &old_groups, &instances, &groups);
         let to_start: Vec<VrrpInstance> = instances.iter().filter(|n| plan.start.contains(&n.name)).cloned().collect();
-        let prepared = self.prepare_all(to_start, &groups)?;
+        // Whatever the agent adopted at its start, an instance a reload
+        // starts is a new one: it starts cold.
+        let prepared = self.prepare_all(to_start, &groups, false)?;
 
         let (stopping, staying): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.instances).into_iter().partition(|i| plan.stop.contains(&i.name));
@@ -310,7 +312,12 @@ impl VrrpHandle {
     /// Opens everything the instances need, in the calling thread's network
     /// namespace, with a channel for each of their sync groups (those of two
     /// or more members, all of them among `instances`).
-    fn prepare_all(&self, instances: Vec<VrrpInstance>, groups: &[VrrpSyncGroup]) -> Result<Prepared, VrrpError> {
+    fn prepare_all(
+        &self,
+        instances: Vec<VrrpInstance>,
+        groups: &[VrrpSyncGroup],
+        fast_path_adopted: bool,
+    ) -> Result<Prepared, VrrpError> {
         let groups: Vec<VrrpSyncGroup> = (groups.iter())
             .filter(|g| g.members.len() >= 2 && g.members.iter().all(|m| instances.iter().any(|i| &i.name == m)))
             .cloned()
@@ -331,7 +338,7 @@ impl VrrpHandle {
                 Some(GroupLink { member, tx: tx.clone() })
             });
             let _guard = self.runtime.enter();
-            tasks.push(prepare(cfg, self.events_tx.clone(), link)?);
+            tasks.push(prepare(cfg, self.events_tx.clone(), link, fast_path_adopted)?);
         }
         let groups = groups.into_iter().zip(rxs).zip(accounts).map(|((g, rx), a)| (g, rx, a)).collect();
         Ok(Prepared { tasks, groups })
@@ -423,11 +430,24 @@ pub fn spawn(instances: Vec<VrrpInstance>) -> Result<VrrpHandle, VrrpError> {
 /// or more change state together ([`super::sync`]). A group's notify
 /// scripts run on its task, as `notify_user`.
 pub fn spawn_with_groups(instances: Vec<VrrpInstance>, groups: Vec<VrrpSyncGroup>) -> Result<VrrpHandle, VrrpError> {
+    spawn_after(instances, groups, false)
+}
+
+/// [`spawn_with_groups`] for an agent that may have taken over from another
+/// one: `fast_path_adopted` says it adopted a pinned fast path (a handover
+/// or a crash, not a cold start). Then an instance that finds every one of
+/// its VIPs still on its interface resumes as master at once
+/// ([`Event::Resume`]) instead of waiting a master-down interval in Backup.
+pub fn spawn_after(
+    instances: Vec<VrrpInstance>,
+    groups: Vec<VrrpSyncGroup>,
+    fast_path_adopted: bool,
+) -> Result<VrrpHandle, VrrpError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|source| VrrpError::NoRuntime { source })?;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let mut handle =
         VrrpHandle { runtime, instances: Vec::new(), groups: Vec::new(), events_tx, events: Some(events_rx) };
-    let prepared = handle.prepare_all(instances, &groups)?;
+    let prepared = handle.prepare_all(instances, &groups, fast_path_adopted)?;
     handle.launch(prepared);
     Ok(handle)
 }
@@ -490,6 +510,7 @@ fn prepare(
     cfg: VrrpInstance,
     events: mpsc::UnboundedSender<StateChange>,
     group: Option<GroupLink>,
+    fast_path_adopted: bool,
 ) -> Result<(Task, AsyncFd<VrrpSocket>), VrrpError> {
     let name = cfg.name.clone();
     let io_err = |what: String| {
@@ -607,6 +628,7 @@ fn prepare(
         notify_account,
         logged: HashMap::new(),
         group,
+        fast_path_adopted,
         cfg,
     };
     Ok((task, socket))
@@ -657,6 +679,8 @@ struct Task {
     logged: HashMap<&'static str, Instant>,
     /// The sync group, when the instance is in one.
     group: Option<GroupLink>,
+    /// The agent adopted a pinned fast path: see [`Task::resumes_master`].
+    fast_path_adopted: bool,
 }
 
 impl Task {
@@ -669,11 +693,14 @@ impl Task {
             })
             .collect();
         let sock = socket.get_ref();
-        self.remove_stale_routes().await;
-        self.remove_stale_vips().await;
+        let resume = self.resumes_master().await;
+        if !resume {
+            self.remove_stale_routes().await;
+            self.remove_stale_vips().await;
+        }
         self.poll_links();
         self.reevaluate(sock, &notifier).await;
-        self.handle(Event::Startup, sock, &notifier).await;
+        self.handle(if resume { Event::Resume } else { Event::Startup }, sock, &notifier).await;
         self.publish();
         let mut links = time::interval(LINK_POLL);
         links.set_missed_tick_behavior(time::MissedTickBehavior::Delay);
@@ -961,6 +988,32 @@ impl Task {
                 tracing::info!(instance = name, %route, "removed a virtual route left by an earlier run");
             }
         }
+    }
+
+    /// Whether to start in Master ([`Event::Resume`]): the agent adopted a
+    /// pinned fast path and every VIP is still where it goes, so the agent
+    /// before was master and handed over (`lb restart`) or died. Without
+    /// an adopted fast path this is a cold start, whatever is on the
+    /// interface; with some VIPs missing the interface changed since: both
+    /// start in Backup, removing what was left. An address that cannot be
+    /// checked counts as missing.
+    async fn resumes_master(&self) -> bool {
+        if !self.fast_path_adopted || self.vips.is_empty() {
+            return false;
+        }
+        for t in &self.vips {
+            match self.rtnl.has_address(t.ifindex, t.vip.address, t.vip.prefix_len).await {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(e) => {
+                    let name = &self.cfg.name;
+                    tracing::warn!(instance = name, vip = %t.vip, dev = t.dev, error = %e, "checking a VIP failed");
+                    return false;
+                }
+            }
+        }
+        tracing::info!(instance = self.cfg.name, "VIPs found in place after a handover: resuming as master");
+        true
     }
 
     /// VIPs left by a run that died without cleaning up would answer ARP

@@ -21,6 +21,7 @@ mod metrics;
 mod neigh;
 mod ops;
 mod restart;
+mod restart_vrrp;
 mod status_page;
 mod support;
 mod vrrp;

@@ -171,6 +171,12 @@ pub enum ParamsError {
 pub enum Event {
     /// Start taking part (RFC 5798 section 6.4.1).
     Startup,
+    /// Start taking part as the master this router was a moment ago: the
+    /// agent adopted a fast path pinned by the agent before it (a handover
+    /// or a crash, not a cold start) and found every VIP of the instance
+    /// still on its interface. Not in the RFC nor in keepalived: the
+    /// instance enters Master at once instead of waiting in Backup.
+    Resume,
     /// Stop taking part; a master resigns with priority 0.
     Shutdown,
     /// A valid advertisement for this VRID: it passed the receive checks
@@ -408,6 +414,7 @@ impl Instance {
         let mut out = Vec::new();
         match event {
             Event::Startup => self.startup(&mut out),
+            Event::Resume => self.resume(&mut out),
             Event::Shutdown => self.shutdown(&mut out),
             Event::AdvertReceived { from, priority, max_adver_int } => {
                 self.advert_received(from, priority, max_adver_int, &mut out);
@@ -437,6 +444,26 @@ impl Instance {
             self.change_state(State::Fault, out);
         } else {
             self.enter_backup_or_owner_master(out);
+        }
+    }
+
+    /// After a handover the peers still see this router as master: its last
+    /// advert left moments ago and the VIPs never left the interface. A
+    /// fresh start in Backup would let a lower-priority peer's master-down
+    /// timer run out first, so the VIP would move there and back (two
+    /// changes of master, two rounds of gratuitous ARP). Taking Master at once
+    /// sends an advert before that timer runs out, and the gratuitous ARP of
+    /// entering Master corrects a peer that took over in the meantime. A
+    /// higher-priority peer is not overridden: its next advert makes this
+    /// router step down as usual (RFC 5798 section 6.4.3).
+    fn resume(&mut self, out: &mut Vec<Action>) {
+        if self.state != State::Initialize {
+            return;
+        }
+        if self.fault || self.group_fault {
+            self.change_state(State::Fault, out);
+        } else {
+            self.change_state(State::Master, out);
         }
     }
 

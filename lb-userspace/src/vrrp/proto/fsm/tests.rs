@@ -147,6 +147,30 @@ fn cases() -> Vec<Case> {
             state: State::Backup,
         },
         Case {
+            name: "resume after a handover: Master at once, advert first",
+            params: v2(100),
+            before: vec![],
+            event: Resume,
+            actions: become_master(100),
+            state: State::Master,
+        },
+        Case {
+            name: "resume while a tracked object is down goes to Fault",
+            params: v2(100),
+            before: vec![FaultDetected],
+            event: Resume,
+            actions: vec![CancelTimers, Notify(State::Fault)],
+            state: State::Fault,
+        },
+        Case {
+            name: "resume after startup is ignored",
+            params: v2(100),
+            before: backup(),
+            event: Resume,
+            actions: vec![],
+            state: State::Backup,
+        },
+        Case {
             name: "6.4.2 master-down timer fires: Backup -> Master",
             params: v2(100),
             before: backup(),
@@ -792,6 +816,11 @@ impl Sim {
             .collect()
     }
 
+    /// Node `i`'s state changes from `from` on.
+    fn history_since(&self, i: usize, from: Duration) -> Vec<(Duration, State)> {
+        self.history(i).into_iter().filter(|&(at, _)| at >= from).collect()
+    }
+
     /// The nodes holding the VIPs; more than one is split brain.
     fn holders(&self) -> Vec<usize> {
         (0..self.nodes.len()).filter(|&i| self.nodes[i].vips).collect()
@@ -1014,6 +1043,63 @@ fn v2_interval_mismatch_is_split_brain_like_keepalived() {
     assert_eq!((sim.state(0), sim.state(1)), (State::Master, State::Master));
     assert!(sim.nodes[1].inst.counters().discarded_interval_mismatch > 0);
     assert!(sim.nodes[0].inst.counters().discarded_interval_mismatch > 0);
+}
+
+/// A (150) was master of B (100) at 0.1 s; its agent exits with no
+/// priority 0 and the VIPs left in place, and a new one starts `gap` later.
+fn handed_over(gap: f64, start: Event) -> (Sim, Duration) {
+    let mut sim = pair(v3(150, 1, 10), v3(100, 2, 10));
+    sim.nodes[0].frozen = true;
+    sim.advance_secs(gap);
+    let restart = sim.now;
+    sim.nodes[0] =
+        Node { inst: Instance::new(v3(150, 1, 10)).unwrap(), timers: BTreeMap::new(), frozen: false, vips: true };
+    sim.event(0, start);
+    sim.advance_secs(5.0);
+    (sim, restart)
+}
+
+#[test]
+fn resumed_master_stays_master_across_a_handover() {
+    let (sim, restart) = handed_over(0.2, Event::Resume);
+    assert_eq!(sim.history_since(0, restart), vec![(restart, State::Master)], "Master at once, no Backup on the way");
+    assert_eq!(sim.entered(1, State::Master), None, "B never took over");
+    assert_eq!(sim.holders(), vec![0]);
+    let first = sim
+        .log
+        .iter()
+        .find(|r| r.node == 0 && r.at >= restart && matches!(r.action, Action::SendAdvert { .. }))
+        .unwrap();
+    assert_eq!(first.at, restart, "advertises at once");
+}
+
+#[test]
+fn cold_start_after_a_handover_moves_the_vips_twice() {
+    let (sim, restart) = handed_over(0.2, Event::Startup);
+    // B's master-down interval (0.36 s) runs out before A's (0.34 s from its start).
+    let b = sim.history_since(1, restart).into_iter().filter(|&(_, s)| s == State::Master).count();
+    assert_eq!(b, 1, "B took over: {:?}", sim.history(1));
+    assert_eq!((sim.state(0), sim.state(1)), (State::Master, State::Backup), "then A preempted it back");
+}
+
+#[test]
+fn resume_yields_to_a_higher_priority_master() {
+    // B (150) became master while A (100) was away; A resumes.
+    let mut sim = Sim::started(vec![v3(100, 1, 10), v3(150, 2, 10)]);
+    sim.advance_secs(2.0);
+    assert_eq!((sim.state(0), sim.state(1)), (State::Backup, State::Master));
+    sim.nodes[0] =
+        Node { inst: Instance::new(v3(100, 1, 10)).unwrap(), timers: BTreeMap::new(), frozen: false, vips: true };
+    let restart = sim.now;
+    sim.event(0, Event::Resume);
+    sim.advance_secs(2.0);
+    assert_eq!(
+        sim.history_since(0, restart),
+        vec![(restart, State::Master), (restart, State::Backup)],
+        "stepped down on B's answer"
+    );
+    assert_eq!(sim.state(1), State::Master);
+    assert_eq!(sim.holders(), vec![1]);
 }
 
 #[test]

@@ -997,8 +997,14 @@ impl Task {
     /// interface; with some VIPs missing the interface changed since: both
     /// start in Backup, removing what was left. An address that cannot be
     /// checked counts as missing.
+    ///
+    /// Not with `nopreempt` (or a `preempt_delay`): a peer that took over
+    /// while the agent was away (a crash restarted after the master-down
+    /// interval) would be preempted at once, which is what the operator
+    /// asked never to happen; such an instance starts in Backup as after
+    /// any start.
     async fn resumes_master(&self) -> bool {
-        if !self.fast_path_adopted || self.vips.is_empty() {
+        if !self.fast_path_adopted || self.vips.is_empty() || !self.cfg.preempt || !self.cfg.preempt_delay.is_zero() {
             return false;
         }
         for t in &self.vips {

@@ -27,7 +27,8 @@ pub fn main(args: &Args) -> anyhow::Result<ExitCode> {
          packets through XDP)"
     );
     // No `--workspace`: lb-ebpf is not a default member and only builds for BPF.
-    let mut cmd = workspace::cargo(["test", "--release", "--"]);
+    // `--no-fail-fast`: one failing test binary must not hide how the others fare.
+    let mut cmd = workspace::cargo(["test", "--release", "--no-fail-fast", "--"]);
     cmd.args(&args.extra).env("RUST_BACKTRACE", "1").stdout(Stdio::piped());
     // Here a test that lacks a capability fails: a plain `cargo test` skips it, and a
     // suite that skips would pass without testing anything.

@@ -47,7 +47,7 @@ pub struct Packet<A> {
 }
 
 /// What differs between the families when reading ICMP errors.
-pub trait Family: Copy {
+pub trait Family: Copy + PartialEq {
     /// ICMP's protocol number in this family.
     const ICMP: u8;
     /// The flow quoted by an ICMP error of type `ty` whose quote starts at
@@ -207,6 +207,11 @@ fn transport_or_icmp<A: Family>(ctx: &XdpContext, l4: usize, mut p: Packet<A>) -
     let Ok(Some(q)) = A::quote(ctx, ty, l4 + ICMP_HLEN) else {
         return Ok(None);
     };
+    // An error about a packet the VIP sent goes to the VIP; one sent
+    // elsewhere is not for a VIP, whatever it quotes.
+    if q.src != p.dst {
+        return Ok(None);
+    }
     p.src = q.dst;
     p.dst = q.src;
     p.sport = q.dport;

@@ -40,7 +40,7 @@ pub mod names {
 /// changing (a field reused, a flag moved). Size changes are caught without
 /// it: the agent hashes every key and value size and every capacity into the
 /// directory's name too.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Capacity of the VIP table; `VipMeta::vip_index` is below this.
 pub const MAX_VIPS: u32 = 512;
@@ -323,7 +323,8 @@ pub enum Stat {
     Tx = 3,
     /// Verdict XDP_DROP: the VIP has no live backend.
     DropNoBackend = 4,
-    /// Verdict XDP_DROP: headers truncated or inconsistent.
+    /// Verdict XDP_DROP: headers truncated or inconsistent, in a packet for
+    /// a VIP.
     DropMalformed = 5,
     /// Event: flow not in the table (or a TCP SYN), chosen from the ring.
     /// (Hits are not counted: one counter less per packet; they are the
@@ -340,10 +341,13 @@ pub enum Stat {
     /// Event: a new flow's ring slot named a backend already marked dead
     /// (the ring without it not yet published); another slot was taken.
     RingRetry = 11,
+    /// Verdict XDP_PASS: headers truncated or inconsistent, in a packet not
+    /// known to be for a VIP: the kernel judges it.
+    PassMalformed = 12,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::PassNotIp,
         Stat::PassNotVip,
@@ -357,6 +361,7 @@ impl Stat {
         Stat::Fragment,
         Stat::IcmpError,
         Stat::RingRetry,
+        Stat::PassMalformed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -373,6 +378,7 @@ impl Stat {
             Stat::Fragment => "fragment",
             Stat::IcmpError => "icmp_error",
             Stat::RingRetry => "ring_retry",
+            Stat::PassMalformed => "pass_malformed",
         }
     }
 }

@@ -4,7 +4,8 @@
 //! and TCP/UDP; find the VIP; pick the backend from the per-CPU flow table or
 //! the VIP's Maglev ring; rewrite the MAC addresses and transmit. L3 and L4
 //! bytes are never touched, so backends see the client's packet as sent.
-//! Everything that is not for a VIP is passed to the kernel byte for byte.
+//! Everything that is not for a VIP is passed to the kernel byte for byte,
+//! malformed or not: only a broken packet for a VIP is dropped here.
 //!
 //! With the `bench` feature the object also holds the bench programs; the
 //! agent's object is built without it.
@@ -100,10 +101,7 @@ fn balance<const TRACE: bool>(ctx: XdpContext) -> u32 {
     // gives `lb_xdp` about a hundred instructions fewer.
     match try_lb_xdp(&ctx, &mut out) {
         Ok(()) => {}
-        Err(Error::Malformed) => {
-            out.action = xdp_action::XDP_DROP;
-            out.reason = Stat::DropMalformed;
-        }
+        Err(Error::Malformed) => out.reason = Stat::PassMalformed,
         Err(Error::NoBackend { vip_index }) => {
             out.action = xdp_action::XDP_DROP;
             out.reason = Stat::DropNoBackend;
@@ -217,6 +215,9 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     let Some(ctl) = VIP_CTL.get(0) else {
         return Ok(());
     };
+    if p.malformed {
+        return judge_malformed(ctl, p, out);
+    }
     let cfg = &ctl.settings;
     // Established flows of 5-tuple VIPs (nearly all packets) are found by
     // their flow key before the VIP table is read: the key covers the
@@ -442,6 +443,28 @@ fn classify<A: Addr>(ctl: &VipCtl, p: &Packet<A>) -> Option<VipMeta> {
         }
         Some(meta)
     }
+}
+
+/// A packet with broken headers is dropped only when it is a VIP's: the
+/// kernel judges everything else, as it would without the balancer (the
+/// director's own SSH, BGP, VRRP and health-check traffic among it). It is
+/// a VIP's when its (address, port, protocol) names a service, port as read
+/// (0 when the transport header is cut before it), or its (address,
+/// protocol) names an all-ports service or the one taking fragments. So a
+/// transport header cut before the ports, to a port-specific VIP that takes
+/// no fragments, is passed: the VIP table has no key by address alone.
+#[inline(always)]
+fn judge_malformed<A: Addr>(ctl: &VipCtl, p: &Packet<A>, out: &mut Outcome) -> Result<(), Error> {
+    out.reason = Stat::PassMalformed;
+    let meta = lookup_vip(ctl, p.dst, p.dport, p.proto, VIP_KIND_SERVICE)
+        .or_else(|| lookup_vip(ctl, p.dst, 0, p.proto, VIP_KIND_SERVICE))
+        .or_else(|| lookup_vip(ctl, p.dst, 0, p.proto, VIP_KIND_FRAGMENTS));
+    if let Some(meta) = meta {
+        out.action = xdp_action::XDP_DROP;
+        out.reason = Stat::DropMalformed;
+        out.vip_index = meta.vip_index;
+    }
+    Ok(())
 }
 
 /// Backend `id` if it may receive this VIP's packets.

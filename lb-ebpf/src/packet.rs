@@ -7,7 +7,8 @@ use aya_ebpf::programs::XdpContext;
 use lb_common::proto;
 
 pub enum Error {
-    /// Truncated or inconsistent headers: dropped and counted.
+    /// Headers broken before the destination address: nothing says the
+    /// packet is a VIP's, so it is passed to the kernel to judge.
     Malformed,
     /// The VIP has no live backend: dropped and counted.
     NoBackend { vip_index: u32 },
@@ -39,10 +40,14 @@ pub struct Packet<A> {
     pub syn: bool,
     /// An ICMP error about the flow above.
     pub icmp_error: bool,
+    /// Headers truncated or inconsistent after the destination address.
+    /// `proto` is the IP header's, the ports are those that could be read
+    /// (0 if none): enough to tell whether the packet was meant for a VIP.
+    pub malformed: bool,
 }
 
 /// What differs between the families when reading ICMP errors.
-pub trait Family: Copy {
+pub trait Family: Copy + PartialEq {
     /// ICMP's protocol number in this family.
     const ICMP: u8;
     /// The flow quoted by an ICMP error of type `ty` whose quote starts at
@@ -156,23 +161,26 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
     let src: u32 = h.get::<u32, 12>();
     let dst: u32 = h.get::<u32, 16>();
     let ihl = usize::from(vihl & 0x0F) * 4;
-    if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || usize::from(tot_len) < ihl {
-        return Err(Error::Malformed);
-    }
-    // The whole header, options included, must be present. (Two bytes, not
-    // one: LLVM turns a one-byte check into `p < end`, from which the
-    // verifier learns nothing.)
-    Hdr::<2>::at(ctx, off + ihl - 2)?;
-    let p = Packet {
+    let mut p = Packet {
         src,
         dst,
         sport: 0,
         dport: 0,
         proto,
-        fragment: frag & IP_MF_OFFSET_MASK != 0,
+        fragment: false,
         syn: false,
         icmp_error: false,
+        malformed: false,
     };
+    // The whole header, options included, must be present. (Two bytes, not
+    // one: LLVM turns a one-byte check into `p < end`, from which the
+    // verifier learns nothing.)
+    if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || usize::from(tot_len) < ihl || Hdr::<2>::at(ctx, off + ihl - 2).is_err()
+    {
+        p.malformed = true;
+        return Ok(Parsed::V4(p));
+    }
+    p.fragment = frag & IP_MF_OFFSET_MASK != 0;
     if p.fragment {
         return Ok(Parsed::V4(p));
     }
@@ -184,17 +192,26 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
 #[inline(always)]
 fn transport_or_icmp<A: Family>(ctx: &XdpContext, l4: usize, mut p: Packet<A>) -> Result<Option<Packet<A>>, Error> {
     if p.proto == proto::TCP || p.proto == proto::UDP {
-        transport(ctx, l4, &mut p)?;
+        transport(ctx, l4, &mut p);
         return Ok(Some(p));
     }
     if p.proto != A::ICMP {
         return Ok(None);
     }
-    let ty: u8 = Hdr::<ICMP_HLEN>::at(ctx, l4)?.get::<u8, 0>();
+    let Ok(icmp) = Hdr::<ICMP_HLEN>::at(ctx, l4) else {
+        p.malformed = true;
+        return Ok(Some(p));
+    };
+    let ty: u8 = icmp.get::<u8, 0>();
     // A quote we cannot read is the kernel's business, not ours.
     let Ok(Some(q)) = A::quote(ctx, ty, l4 + ICMP_HLEN) else {
         return Ok(None);
     };
+    // An error about a packet the VIP sent goes to the VIP; one sent
+    // elsewhere is not for a VIP, whatever it quotes.
+    if q.src != p.dst {
+        return Ok(None);
+    }
     p.src = q.dst;
     p.dst = q.src;
     p.sport = q.dport;
@@ -213,25 +230,31 @@ pub struct Quote<A> {
     proto: u8,
 }
 
+/// The ports and SYN flag; a truncated or inconsistent header marks the
+/// packet malformed, keeping the ports if its first four bytes are there.
 #[inline(always)]
-fn transport<A>(ctx: &XdpContext, l4: usize, p: &mut Packet<A>) -> Result<(), Error> {
+fn transport<A>(ctx: &XdpContext, l4: usize, p: &mut Packet<A>) {
     if p.proto == proto::TCP {
-        let h = Hdr::<TCP_MIN_HLEN>::at(ctx, l4)?;
-        p.sport = h.get::<u16, 0>();
-        p.dport = h.get::<u16, 2>();
-        let doff: u8 = h.get::<u8, 12>();
-        let flags: u8 = h.get::<u8, 13>();
-        if usize::from(doff >> 4) * 4 < TCP_MIN_HLEN {
-            return Err(Error::Malformed);
+        if let Ok(h) = Hdr::<TCP_MIN_HLEN>::at(ctx, l4) {
+            p.sport = h.get::<u16, 0>();
+            p.dport = h.get::<u16, 2>();
+            let doff: u8 = h.get::<u8, 12>();
+            let flags: u8 = h.get::<u8, 13>();
+            p.malformed = usize::from(doff >> 4) * 4 < TCP_MIN_HLEN;
+            // SYN set, ACK clear.
+            p.syn = flags & 0x12 == 0x02;
+            return;
         }
-        // SYN set, ACK clear.
-        p.syn = flags & 0x12 == 0x02;
-    } else {
-        let h = Hdr::<UDP_HLEN>::at(ctx, l4)?;
+    } else if let Ok(h) = Hdr::<UDP_HLEN>::at(ctx, l4) {
         p.sport = h.get::<u16, 0>();
         p.dport = h.get::<u16, 2>();
+        return;
     }
-    Ok(())
+    p.malformed = true;
+    if let Ok(ports) = read::<[u16; 2]>(ctx, l4) {
+        p.sport = ports[0];
+        p.dport = ports[1];
+    }
 }
 
 /// Only the quoted IP header and the first 4 bytes after it (the ports):
@@ -259,29 +282,36 @@ fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<Parsed, Error> {
     let mut nh: u8 = h.get::<u8, 6>();
     let src: [u32; 4] = h.get::<[u32; 4], 8>();
     let dst: [u32; 4] = h.get::<[u32; 4], 24>();
-    if vtc >> 4 != 6 {
-        return Err(Error::Malformed);
-    }
+    let mut malformed = vtc >> 4 != 6;
     let mut l4 = off + IPV6_HLEN;
     let mut fragment = false;
+    // An extension header cut short leaves `nh` naming it, not a transport:
+    // no VIP has that protocol, so the packet is passed (see `Packet`).
     for _ in 0..IPV6_MAX_EXT {
+        if malformed {
+            break;
+        }
         match nh {
-            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
-                let ext: [u8; 2] = read(ctx, l4)?;
-                nh = ext[0];
-                l4 += (usize::from(ext[1]) + 1) * 8;
-            }
-            IPV6_FRAGMENT => {
-                let frag = Hdr::<8>::at(ctx, l4)?;
-                nh = frag.get::<u8, 0>();
-                fragment = true;
-                l4 += 8;
-            }
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => match read::<[u8; 2]>(ctx, l4) {
+                Ok(ext) => {
+                    nh = ext[0];
+                    l4 += (usize::from(ext[1]) + 1) * 8;
+                }
+                Err(_) => malformed = true,
+            },
+            IPV6_FRAGMENT => match Hdr::<8>::at(ctx, l4) {
+                Ok(frag) => {
+                    nh = frag.get::<u8, 0>();
+                    fragment = true;
+                    l4 += 8;
+                }
+                Err(_) => malformed = true,
+            },
             _ => break,
         }
     }
-    let p = Packet { src, dst, sport: 0, dport: 0, proto: nh, fragment, syn: false, icmp_error: false };
-    if fragment {
+    let p = Packet { src, dst, sport: 0, dport: 0, proto: nh, fragment, syn: false, icmp_error: false, malformed };
+    if fragment || malformed {
         return Ok(Parsed::V6(p));
     }
     Ok(transport_or_icmp(ctx, l4, p)?.map_or(Parsed::Other, Parsed::V6))

@@ -97,7 +97,8 @@ fn is_verdict(stat: Stat) -> bool {
         | Stat::PassNoIface
         | Stat::Tx
         | Stat::DropNoBackend
-        | Stat::DropMalformed => true,
+        | Stat::DropMalformed
+        | Stat::PassMalformed => true,
         Stat::FlowMiss | Stat::FlowStale | Stat::FloodSkip | Stat::Fragment | Stat::IcmpError | Stat::RingRetry => {
             false
         }

@@ -129,6 +129,10 @@ impl Fixture {
     }
 }
 
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+}
+
 /// The frame a backend must receive: the input with only the MACs changed.
 fn forwarded(input: &[u8], backend: u32) -> Vec<u8> {
     let mut out = input.to_vec();
@@ -334,43 +338,100 @@ fn fixture_table_on(f: Fixture) {
         drop("vip without backends", tcp4(CLIENT, VIP_EMPTY, 40000, 80, TCP_ACK)),
     ];
 
-    // Truncated at every layer: Ethernet (with a VLAN tag cut), IPv4 header,
-    // TCP header. The kernel refuses frames under 14 bytes, so those are
-    // not BPF_PROG_TEST_RUN inputs at all.
+    // Broken frames: dropped (and counted) only when they are a VIP's,
+    // passed unchanged for the kernel to judge otherwise. A frame is a VIP's
+    // when its destination, protocol and port (as far as they can be read)
+    // name a VIP, or its destination and protocol an all-ports VIP or one
+    // that takes fragments.
+    let mut malformed_drops = 0;
+    let mut malformed_passes = 0;
+    let mut broken = |cases: &mut Vec<Case>, c: Case| {
+        if c.verdict == XDP_DROP {
+            malformed_drops += 1;
+        } else {
+            malformed_passes += 1;
+        }
+        cases.push(c);
+    };
+    // Cut before the destination address: nothing says whose they are. The
+    // kernel refuses frames under 14 bytes, so those are not
+    // BPF_PROG_TEST_RUN inputs at all.
     for cut in [15, 16, 17] {
         let mut v = pkt::ethernet(DIRECTOR_MAC, CLIENT_MAC, Some(1), pkt::ETH_P_IP, &[]);
         v.truncate(cut);
-        cases.push(drop("truncated vlan tag", v));
+        broken(&mut cases, pass("truncated vlan tag", v));
     }
     for cut in [14, 20, 33] {
-        cases.push(drop("truncated ipv4 header", good[..cut].to_vec()));
-    }
-    for cut in [34, 36, 38, 53] {
-        cases.push(drop("truncated tcp header", good[..cut].to_vec()));
+        broken(&mut cases, pass("truncated ipv4 header", good[..cut].to_vec()));
     }
     let six = tcp6(CLIENT6, VIP6, 40000, 443, TCP_ACK);
     for cut in [14, 40, 53] {
-        cases.push(drop("truncated ipv6 header", six[..cut].to_vec()));
+        broken(&mut cases, pass("truncated ipv6 header", six[..cut].to_vec()));
     }
-    cases.push(drop("truncated tcp over ipv6", six[..60].to_vec()));
+    // A VIP's address, its TCP header cut: once the port is there it names
+    // the VIP; before that only an all-ports or fragments VIP would claim it.
+    for cut in [34, 36] {
+        broken(&mut cases, pass("tcp header cut before the port, to a vip address", good[..cut].to_vec()));
+    }
+    for cut in [38, 53] {
+        broken(&mut cases, drop("truncated tcp header to a vip", good[..cut].to_vec()));
+    }
+    broken(&mut cases, drop("truncated tcp over ipv6 to a vip", six[..60].to_vec()));
+    let mut bad_doff = good.clone();
+    bad_doff[34 + 12] = 0x40;
+    broken(&mut cases, drop("tcp data offset 4 to a vip", bad_doff));
     let udp = udp4(CLIENT, VIP_TCP, 1111, 9999);
-    cases.push(drop("truncated udp header", udp[..40].to_vec()));
-    // Bad IPv4 headers: IHL below 5, version 5, options longer than the frame.
+    broken(&mut cases, drop("truncated udp header to an all-ports vip", udp[..40].to_vec()));
+    let frag_udp = udp4(CLIENT, VIP_FRAG, 1111, 9999);
+    broken(&mut cases, drop("udp header cut before the port, to a fragments vip", frag_udp[..36].to_vec()));
+    // The same frames to an address that is no VIP's.
+    let other = tcp4(CLIENT, NOT_VIP, 40000, 80, TCP_ACK);
+    for cut in [30, 38, 53] {
+        broken(&mut cases, pass("truncated to a non-vip address", other[..cut].to_vec()));
+    }
+    let mut other_doff = other.clone();
+    other_doff[34 + 12] = 0x40;
+    broken(&mut cases, pass("tcp data offset 4 to a non-vip address", other_doff));
+    // Bad IPv4 headers to a VIP's address: IHL below 5, version 5, options
+    // longer than the frame. No port can be read, so no VIP claims them.
     let mut ihl4 = good.clone();
     ihl4[14] = 0x44;
-    cases.push(drop("ipv4 ihl 4", ihl4));
+    broken(&mut cases, pass("ipv4 ihl 4", ihl4));
     let mut v5 = good.clone();
     v5[14] = 0x55;
-    cases.push(drop("ip version 5 in an ipv4 frame", v5));
+    broken(&mut cases, pass("ip version 5 in an ipv4 frame", v5));
     let mut long_opts = good[..40].to_vec();
     long_opts[14] = 0x4F;
-    cases.push(drop("ipv4 options past the end", long_opts));
+    broken(&mut cases, pass("ipv4 options past the end", long_opts));
+    // Found by the fuzz test: an 802.1ad tag, then an IPv4 header cut short;
+    // IPv6 to a non-VIP address whose hop-by-hop header is longer than the
+    // frame.
+    broken(&mut cases, pass("802.1ad tag, ipv4 header cut", unhex("0200000000d10200000000dd88a8064108004500001c1472")));
+    broken(
+        &mut cases,
+        pass(
+            "ipv6 hop-by-hop header past the end, to a non-vip address",
+            unhex(concat!(
+                "0200000000d102000000001886dd600000000008001b000000000000000068cee82d815ec160",
+                "25dea29339e4bfcde191880459834f963cbd003500080000"
+            )),
+        ),
+    );
+    // A hop-by-hop header past the end to a VIP's address: the TCP header
+    // it announces lies beyond the frame, no port names the VIP, and the
+    // kernel judges it.
+    let mut hop6 = six[..60].to_vec();
+    hop6[14 + 6] = 0; // next header: hop-by-hop
+    hop6[54] = proto::TCP;
+    hop6[54 + 1] = 200; // 1608 bytes of options
+    broken(&mut cases, pass("ipv6 hop-by-hop header past the end, to a vip", hop6));
     // ICMP errors whose quote cannot be read are the kernel's business.
     let short_quote = eth4(&Ipv4::new(router, VIP_TCP, proto::ICMP).build(&pkt::icmp(3, 4, [0; 4], &quoted[..20])));
     cases.push(pass("icmp error with a truncated quote", short_quote));
 
     run_table(&f, &cases);
-    assert!(f.stat(Stat::DropMalformed) >= 15, "malformed frames are counted");
+    assert_eq!(f.stat(Stat::DropMalformed), malformed_drops, "broken frames for a VIP are counted as dropped");
+    assert_eq!(f.stat(Stat::PassMalformed), malformed_passes, "other broken frames are counted as passed");
     assert_eq!(f.stat(Stat::DropNoBackend), 1);
     assert!(f.stat(Stat::Tx) >= 13);
 }
@@ -668,6 +729,7 @@ fn a_traced_packet_yields_its_record() {
         &f,
         &[
             drop("truncated", truncated),
+            pass("cut before the destination", udp4(CLIENT, VIP_TCP, 1111, 9999)[..30].to_vec()),
             drop("no backend", tcp4(CLIENT, VIP_EMPTY, 40000, 80, TCP_SYN)),
             pass("not for a VIP", udp4(CLIENT, NOT_VIP, 40000, 53)),
         ],
@@ -676,7 +738,8 @@ fn a_traced_packet_yields_its_record() {
     assert_eq!(
         shown,
         [
-            "drop_malformed: headers did not parse",
+            "drop_malformed: 10.1.0.7:1111 -> 10.0.0.100:9999/udp flow=skipped vip_index=1",
+            "pass_malformed: headers did not parse",
             "drop_no_backend: 10.1.0.7:40000 -> 10.0.0.102:80/tcp flow=miss vip_index=3",
             "pass_not_vip: 10.1.0.7:40000 -> 10.0.0.200:53/udp flow=skipped",
         ]

@@ -34,6 +34,7 @@ use crate::{
     backend::{PORT, Server},
     lab::{self as dr},
     netns::{self, Netns},
+    traffic,
 };
 
 /// Every namespace's veth except the switch's.
@@ -239,6 +240,19 @@ impl DirectorPair {
 
     pub fn client(&self) -> &Netns {
         &self.client
+    }
+
+    /// Traffic from the client to the VIP (long-lived connections and a
+    /// loop of requests), once it flows.
+    pub fn start_traffic(&self, options: &traffic::Options) -> anyhow::Result<traffic::Traffic> {
+        let vip = std::net::SocketAddr::new(VIP.into(), PORT);
+        let t = traffic::Traffic::start(&self.client, client_addr(), vip, options)?;
+        let flowing = netns::wait_for(Duration::from_secs(5), || {
+            let (lines, requests) = t.progress();
+            (lines > 0 && requests > 0).then_some(())
+        });
+        ensure!(flowing.is_some(), "no traffic through the VIP within 5 s: {:?}", t.progress());
+        Ok(t)
     }
 
     /// Director `d`'s namespace, for a program other than the agent (a

@@ -117,6 +117,13 @@ impl<M: FastPathMaps> Director<M> {
         for (index, vip) in config.vips.iter().enumerate() {
             services.push(new_service(vip.clone(), index as u32, &mut ids)?);
         }
+        Self::start(config, dp, services, ids)
+    }
+
+    /// The director over `services`, their ids recorded and every VIP
+    /// installed (a fresh start) or checked against what is published (an
+    /// adoption: the flush publishes only for a change).
+    fn start(config: Config, dp: M, services: Vec<Service>, ids: Ids) -> Result<Self, DirectorError> {
         let dirty = (0..services.len()).collect();
         let mut d = Self {
             config,
@@ -206,20 +213,7 @@ impl<M: FastPathMaps> Director<M> {
             dp.set_record(id, BackendRecord::default())?;
             ids.give_back(id);
         }
-        let dirty = (0..services.len()).collect();
-        let mut d = Self {
-            config,
-            dp,
-            services,
-            installer: Installer::new(),
-            ids,
-            dirty,
-            last_install: None,
-            prepared: None,
-            events: EventLog::default(),
-        };
-        d.write_records()?;
-        d.flush()?;
+        let mut d = Self::start(config, dp, services, ids)?;
         // Published VIPs that went: the flush publishes only for a change.
         d.dp.publish()?;
         Ok(d)

@@ -7,12 +7,10 @@
 //! these forty lines.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     sync::atomic::{AtomicU16, Ordering},
     time::{SystemTime, UNIX_EPOCH},
 };
-
-use tokio::net::UdpSocket;
 
 use super::{CheckResult, Phase, Progress, io_reason};
 use crate::config::{DnsCheck, DnsType};
@@ -55,15 +53,8 @@ impl DnsProbe {
 
     async fn exchange(&self, progress: &Progress) -> Result<CheckResult, String> {
         let addr = self.addr;
-        let local: SocketAddr = match addr {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
         let fail = |what: &str, e: std::io::Error| format!("{what} {addr}: {}", io_reason(&e));
-        let socket = UdpSocket::bind(local).await.map_err(|e| fail("dns socket for", e))?;
-        // Connected: only the server's datagrams arrive, and an ICMP port
-        // unreachable fails the attempt at once.
-        socket.connect(addr).await.map_err(|e| fail("dns connect to", e))?;
+        let socket = super::udp::connected(addr, "dns").await?;
         let id = next_id();
         let query = query(id, self.check.query_type, &self.check.query_name);
         socket.send(&query).await.map_err(|e| fail("dns query to", e))?;

@@ -35,16 +35,8 @@ impl UdpProbe {
 
     async fn exchange(&self, progress: &Progress) -> Result<CheckResult, String> {
         let addr = self.addr;
-        let local: SocketAddr = match addr {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
         let fail = |what: &str, e: std::io::Error| format!("{what} {addr}: {}", io_reason(&e));
-        let socket = UdpSocket::bind(local).await.map_err(|e| fail("udp socket for", e))?;
-        // Connected, so that only the backend's replies are received and an
-        // ICMP port unreachable fails the attempt at once (ECONNREFUSED)
-        // instead of waiting for the timeout.
-        socket.connect(addr).await.map_err(|e| fail("udp connect to", e))?;
+        let socket = connected(addr, "udp").await?;
         socket.send(&self.payload).await.map_err(|e| fail("udp send to", e))?;
         progress.set(Phase::Reply);
         let mut reply = vec![0; REPLY_BUFFER];
@@ -59,6 +51,20 @@ impl UdpProbe {
             }
         })
     }
+}
+
+/// A UDP socket connected to `addr`, so that only the backend's datagrams
+/// are received and an ICMP port unreachable fails the attempt at once
+/// (ECONNREFUSED) instead of waiting for the timeout. Errors name `check`.
+pub(super) async fn connected(addr: SocketAddr, check: &str) -> Result<UdpSocket, String> {
+    let local: SocketAddr = match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let fail = |what: &str, e: std::io::Error| format!("{check} {what} {addr}: {}", io_reason(&e));
+    let socket = UdpSocket::bind(local).await.map_err(|e| fail("socket for", e))?;
+    socket.connect(addr).await.map_err(|e| fail("connect to", e))?;
+    Ok(socket)
 }
 
 pub(super) fn contains(haystack: &[u8], needle: &[u8]) -> bool {

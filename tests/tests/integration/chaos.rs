@@ -31,7 +31,7 @@ use lb_tests::{
         director_addr, vip, vrrp_state,
     },
     lab, netns, privileges,
-    traffic::{self, Traffic},
+    traffic::{self},
 };
 use lb_userspace::{
     agent::control::{self, Request},
@@ -90,18 +90,6 @@ fn start_both(w: &mut DirectorPair) -> anyhow::Result<()> {
     ensure!(vrrp_state(&sa) == "MASTER" && vrrp_state(&sb) == "BACKUP", "A {} / B {}", sa["vrrp"], sb["vrrp"]);
     Ok(())
 }
-
-/// Traffic from the client to the VIP, once it flows.
-fn start_traffic(w: &DirectorPair, options: &traffic::Options) -> anyhow::Result<Traffic> {
-    let t = Traffic::start(w.client(), client_addr(), vip_socket(), options)?;
-    let flowing = netns::wait_for(Duration::from_secs(5), || {
-        let (lines, requests) = t.progress();
-        (lines > 0 && requests > 0).then_some(())
-    });
-    ensure!(flowing.is_some(), "no traffic through the VIP within 5 s: {:?}", t.progress());
-    Ok(t)
-}
-
 /// The VRRP states of A and B, "-" for one that does not answer.
 fn states(w: &mut DirectorPair) -> [String; 2] {
     [A, B].map(|d| w.status(d).map_or_else(|_| "-".to_owned(), |s| vrrp_state(&s)))
@@ -192,7 +180,7 @@ fn flapping_checks_leave_the_agent_responsive_and_steady_flows_untouched() -> an
         let steady = ["b1", "b2"];
         let ns = w.backend_ns(flapping);
         nft_table(ns)?;
-        let traffic = start_traffic(w, &traffic::Options::default())?;
+        let traffic = w.start_traffic(&traffic::Options::default())?;
         let socket = w.socket_path(A).to_owned();
         let pid = w.agent_pid(A).context("A's agent pid")?;
 
@@ -311,7 +299,7 @@ fn vrrp_partition_heals_to_one_master_that_the_client_reaches() -> anyhow::Resul
     let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return Ok(()) };
     with_pair("chaos-partition", |w| {
         start_both(w)?;
-        let traffic = start_traffic(w, &traffic::Options::default())?;
+        let traffic = w.start_traffic(&traffic::Options::default())?;
         thread::sleep(Duration::from_millis(300));
 
         // Adverts cut both ways, on A's side only.
@@ -371,7 +359,7 @@ fn frozen_master_loses_nothing_beyond_the_takeover() -> anyhow::Result<()> {
     let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return Ok(()) };
     with_pair("chaos-frozen", |w| {
         start_both(w)?;
-        let traffic = start_traffic(w, &traffic::Options::default())?;
+        let traffic = w.start_traffic(&traffic::Options::default())?;
         thread::sleep(Duration::from_millis(500));
 
         let master_down = VRRP.master_down(PRIORITY_B);
@@ -576,7 +564,7 @@ fn syn_flood_breaks_no_connection_and_the_director_still_answers() -> anyhow::Re
         // connection counts as broken if it is reset, or not back within this.
         let options =
             traffic::Options { io_timeout: FLOOD_FOR + Duration::from_secs(20), ..traffic::Options::default() };
-        let traffic = start_traffic(w, &options)?;
+        let traffic = w.start_traffic(&options)?;
 
         let dst_mac = netns::mac_of(w.director_ns(A), IF)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -649,7 +637,7 @@ fn backend_with_a_new_mac_is_followed_and_keeps_its_flows() -> anyhow::Result<()
         start_a(w)?;
         // Long enough to ride out the time the director sends to the old MAC.
         let options = traffic::Options { io_timeout: Duration::from_secs(20), ..traffic::Options::default() };
-        let traffic = start_traffic(w, &options)?;
+        let traffic = w.start_traffic(&options)?;
         let name = traffic.connections().first().context("no long-lived connection")?.1.clone();
         let i: usize = name.strip_prefix('b').and_then(|n| n.parse().ok()).context("a backend's name")?;
         let (ns, address) = (w.backend_ns(i - 1), backend_addr(i - 1));

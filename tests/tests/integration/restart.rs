@@ -13,7 +13,6 @@
 //! to stderr as one line `restart: NAME key=value ...`. Needs root.
 
 use std::{
-    net::SocketAddr,
     sync::{Mutex, PoisonError},
     thread,
     time::{Duration, Instant},
@@ -22,11 +21,10 @@ use std::{
 use anyhow::{Context as _, ensure};
 use lb_tests::{
     agent_proc::{Bpffs, xdp_on},
-    backend::PORT,
     bench::restart::run_args,
-    director_pair::{A, DirectorPair, IF, Lb, Options, STATE_LIMIT, VIP, Vrrp, all_up, client_addr, vrrp_state},
-    netns, privileges,
-    traffic::{self, Report, Traffic},
+    director_pair::{A, DirectorPair, IF, Lb, Options, STATE_LIMIT, Vrrp, all_up, vrrp_state},
+    privileges,
+    traffic::{self, Report},
 };
 use serde_json::Value;
 
@@ -72,18 +70,6 @@ fn start(w: &mut DirectorPair) -> anyhow::Result<Duration> {
     w.wait(A, "A's backends up", STATE_LIMIT, all_up)?;
     Ok(took)
 }
-
-fn start_traffic(w: &DirectorPair) -> anyhow::Result<Traffic> {
-    let vip = SocketAddr::new(VIP.into(), PORT);
-    let t = Traffic::start(w.client(), client_addr(), vip, &traffic::Options::default())?;
-    let flowing = netns::wait_for(Duration::from_secs(5), || {
-        let (lines, requests) = t.progress();
-        (lines > 0 && requests > 0).then_some(())
-    });
-    ensure!(flowing.is_some(), "no traffic through the VIP within 5 s: {:?}", t.progress());
-    Ok(t)
-}
-
 /// Forwarded packets, from `lb status`'s counters (name, packets).
 fn tx(s: &Value) -> u64 {
     let counters = s["counters"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -121,7 +107,7 @@ fn agent_sigkilled_under_load_on_a_director_without_a_peer_loses_nothing() -> an
     let pins = Bpffs::new("sigkill")?;
     with_director("restart-kill", &pins, |w| {
         start(w)?;
-        let traffic = start_traffic(w)?;
+        let traffic = w.start_traffic(&traffic::Options::default())?;
         thread::sleep(STEADY);
         let tx_before = tx(&w.status(A)?);
         let pid = w.agent_pid(A).context("A's agent")?;
@@ -159,7 +145,7 @@ fn handover_to_an_agent_with_another_program_loses_nothing() -> anyhow::Result<(
     let pins = Bpffs::new("upgrade")?;
     with_director("restart-upgrade", &pins, |w| {
         start(w)?;
-        let traffic = start_traffic(w)?;
+        let traffic = w.start_traffic(&traffic::Options::default())?;
         thread::sleep(STEADY);
         let tx_before = tx(&w.status(A)?);
         let socket = w.socket_path(A).to_str().context("socket path")?.to_owned();

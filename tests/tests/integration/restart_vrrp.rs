@@ -12,7 +12,6 @@
 
 use std::{
     ffi::OsString,
-    net::SocketAddr,
     sync::{Mutex, PoisonError},
     thread,
     time::{Duration, Instant},
@@ -21,10 +20,9 @@ use std::{
 use anyhow::{Context as _, ensure};
 use lb_tests::{
     agent_proc::Bpffs,
-    backend::PORT,
-    director_pair::{A, B, DirectorPair, Lb, Options, STATE_LIMIT, VIP, Vrrp, all_up, client_addr, vrrp_state},
-    netns, privileges,
-    traffic::{self, Report, Traffic},
+    director_pair::{A, B, DirectorPair, Lb, Options, STATE_LIMIT, Vrrp, all_up, vrrp_state},
+    privileges,
+    traffic::{self, Report},
 };
 
 use crate::support;
@@ -91,18 +89,6 @@ fn log(w: &DirectorPair, d: usize) -> String {
 fn became_master(w: &DirectorPair, d: usize) -> usize {
     log(w, d).lines().filter(|l| l.contains("-> MASTER")).count()
 }
-
-fn start_traffic(w: &DirectorPair) -> anyhow::Result<Traffic> {
-    let vip = SocketAddr::new(VIP.into(), PORT);
-    let t = Traffic::start(w.client(), client_addr(), vip, &traffic::Options::default())?;
-    let flowing = netns::wait_for(Duration::from_secs(5), || {
-        let (lines, requests) = t.progress();
-        (lines > 0 && requests > 0).then_some(())
-    });
-    ensure!(flowing.is_some(), "no traffic through the VIP within 5 s: {:?}", t.progress());
-    Ok(t)
-}
-
 /// The longest the client saw nothing: between answered requests or echoed lines.
 fn gap(report: &Report) -> Duration {
     report.longest_request_gap.max(report.longest_line_gap())
@@ -113,7 +99,7 @@ fn handover_keeps_the_master() -> anyhow::Result<()> {
     let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return Ok(()) };
     let pins = Bpffs::new("vrrp-handover")?;
     with_pair("restart-vrrp-handover", &pins, |w| {
-        let traffic = start_traffic(w)?;
+        let traffic = w.start_traffic(&traffic::Options::default())?;
         thread::sleep(STEADY);
         let socket = w.socket_path(A).to_str().context("socket path")?.to_owned();
         Lb::new(LB).ok(&["restart", "--socket", &socket])?;
@@ -153,7 +139,7 @@ fn plain_stop_and_start_moves_the_master_twice() -> anyhow::Result<()> {
     let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return Ok(()) };
     let pins = Bpffs::new("vrrp-cold")?;
     with_pair("restart-vrrp-cold", &pins, |w| {
-        let traffic = start_traffic(w)?;
+        let traffic = w.start_traffic(&traffic::Options::default())?;
         thread::sleep(STEADY);
         let (status, killed) = w.terminate(A, Duration::from_secs(10))?;
         ensure!(!killed && status.success(), "SIGTERM: the agent ended with {status} (SIGKILL: {killed})");

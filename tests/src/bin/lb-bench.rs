@@ -24,7 +24,7 @@ use lb_tests::bench::{
 };
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|metrics|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--failover-rounds N]";
+const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|metrics|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--veth-sizes B,..] [--veth-curve-runs N] [--failover-rounds N]";
 
 /// Targets from the design: a hit within 4x the floor, a new flow within
 /// 200 ns, the balancer within 15% of the forwarding floor and 5x nftables.
@@ -114,6 +114,8 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut veth_runs = None;
     let mut veth_seconds = None;
     let mut veth_flows = None;
+    let mut veth_sizes = None;
+    let mut veth_curve_runs = None;
     let mut failover_rounds = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -139,6 +141,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--veth-runs" => veth_runs = Some(value("--veth-runs")?.parse::<usize>().context("--veth-runs")?),
             "--veth-seconds" => veth_seconds = Some(value("--veth-seconds")?.parse::<f64>().context("--veth-seconds")?),
             "--veth-flows" => veth_flows = Some(value("--veth-flows")?.parse::<u32>().context("--veth-flows")?),
+            "--veth-sizes" => veth_sizes = Some(veth::parse_sizes(&value("--veth-sizes")?).context("--veth-sizes")?),
+            "--veth-curve-runs" => {
+                veth_curve_runs = Some(value("--veth-curve-runs")?.parse::<usize>().context("--veth-curve-runs")?);
+            }
             "--failover-rounds" => {
                 failover_rounds = Some(value("--failover-rounds")?.parse::<usize>().context("--failover-rounds")?);
             }
@@ -173,6 +179,9 @@ fn parse_args() -> anyhow::Result<Args> {
         runs: veth_runs.unwrap_or(if quick { 1 } else { 11 }).max(1),
         seconds: veth_seconds.unwrap_or(1.0).clamp(0.5, 60.0),
         flows: veth_flows.unwrap_or(1024).clamp(1, 65536),
+        // 0 leaves the frames curve out.
+        curve_runs: veth_curve_runs.unwrap_or(if quick { 1 } else { 5 }),
+        sizes: veth_sizes.unwrap_or_else(|| veth::CURVE_SIZES.to_vec()),
     };
     // Five rounds of each of the four cases take about 40 s, most of it
     // v2's frozen master (3.6 s each).
@@ -295,6 +304,7 @@ fn real_main() -> anyhow::Result<()> {
     say(format!("pinned to CPU {cpu} of {}", online_cpus()));
 
     let mut out = Map::new();
+    let mut veth_failed = Vec::new();
     let mut noisy = false;
     let mut unstable = false;
     let mut all_pass = true;
@@ -439,6 +449,15 @@ fn real_main() -> anyhow::Result<()> {
         out.insert("veth_floor_vs_nft".into(), num(floor_nft, 3));
         out.insert("target_lb_floor_pass".into(), Value::from(vs_floor_ok));
         out.insert("target_lb_nft_pass".into(), Value::from(vs_nft_ok));
+        let curve = veth::run_curve(o, cpu, &mut say);
+        for w in &curve.warnings {
+            say(format!("WARNING: {w}"));
+        }
+        warnings.extend(curve.warnings.iter().cloned());
+        for (key, x) in curve.figures() {
+            out.insert(key, num(x, 3));
+        }
+        veth_failed = curve.failures();
     }
 
     if args.ring {
@@ -577,7 +596,7 @@ fn real_main() -> anyhow::Result<()> {
     }
 
     // A part that could not measure makes the run fail, after the JSON.
-    let mut failed = Vec::new();
+    let mut failed = veth_failed;
     if args.metrics {
         say("== Prometheus scrape of `lb run` (one VIP, 1000 backends): one GET /metrics, median of 21; the \
              agent's loop while another thread scrapes without pause: the longest of 50 `lb status` requests over \
@@ -702,6 +721,9 @@ fn real_main() -> anyhow::Result<()> {
     out.insert("total_seconds".into(), num(secs, 1));
     for key in KEYS {
         out.entry(key).or_insert(Value::Null);
+    }
+    for key in veth::CURVE_KEYS {
+        out.entry(*key).or_insert(Value::Null);
     }
     if args.json {
         println!("{}", Value::Object(out));

@@ -476,57 +476,63 @@ impl Lab {
             Setup::Floor => Ok(Some(self.attach_in(Where::Dir, "bench_redirect", "d0")?)),
             Setup::FloorSwap => Ok(Some(self.attach_in(Where::Dir, "bench_redirect_swap", "d0")?)),
             Setup::Lb => Ok(Some(self.attach_in(Where::Dir, lb_common::names::PROGRAM, "d0")?)),
-            Setup::Bridge => {
+            Setup::Bridge | Setup::Nft => {
                 let a = self.attach_in(Where::Dir, "peer_pass", "d0")?;
-                let dir = &self.dir;
-                dir.ip(&["link", "add", "br0", "type", "bridge", "stp_state", "0"])?;
-                dir.ip(&["link", "set", "d0", "master", "br0"])?;
-                dir.ip(&["link", "set", "d1", "master", "br0"])?;
-                dir.ip(&["link", "set", "br0", "up"])?;
-                // A known unicast destination, as a switch in front of
-                // backends would have learned: no flooding.
-                dir.exec(
-                    "bridge",
-                    &["fdb", "replace", &Mac(self.s0_mac).to_string(), "dev", "d1", "master", "static"],
-                )?;
-                // Present only where br_netfilter is loaded; the namespace's own copies.
-                dir.exec(
-                    "sh",
-                    &["-c", "for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e \"$f\" ] && echo 0 > \"$f\"; done; true"],
-                )?;
-                Ok(Some(a))
-            }
-            Setup::Nft => {
-                let a = self.attach_in(Where::Dir, "peer_pass", "d0")?;
-                let map: Vec<String> =
-                    (1..=BACKENDS).map(|id| format!("{} : {}", id - 1, Mac(backend_mac(id)))).collect();
-                // The rule known to work here (shared/reference/datapath.md),
-                // without a VIP match, so nothing is added to nftables' cost.
-                let rules = format!(
-                    "table netdev {NFT_TABLE} {{\n  chain ingress {{\n    type filter hook ingress device \"d0\" priority 0; policy accept;\n    \
-                     ether daddr set jhash ip saddr . ip daddr . udp sport . udp dport mod {BACKENDS} map {{ {} }} fwd to \"d1\"\n  }}\n}}\n",
-                    map.join(", ")
-                );
-                nft_stdin(&self.dir, &rules).context("loading the nftables ruleset")?;
+                let up = if setup == Setup::Bridge { self.bridge_up() } else { self.nft_up() };
+                if let Err(e) = up {
+                    // Leave the director as it was, so the next setup can start;
+                    // the error that matters is the one above.
+                    let _ = self.stop(setup, Some(a));
+                    return Err(e);
+                }
                 Ok(Some(a))
             }
         }
     }
 
+    /// A Linux bridge over d0 and d1.
+    fn bridge_up(&self) -> anyhow::Result<()> {
+        let dir = &self.dir;
+        dir.ip(&["link", "add", "br0", "type", "bridge", "stp_state", "0"])?;
+        dir.ip(&["link", "set", "d0", "master", "br0"])?;
+        dir.ip(&["link", "set", "d1", "master", "br0"])?;
+        dir.ip(&["link", "set", "br0", "up"])?;
+        // A known unicast destination, as a switch in front of
+        // backends would have learned: no flooding.
+        dir.exec("bridge", &["fdb", "replace", &Mac(self.s0_mac).to_string(), "dev", "d1", "master", "static"])?;
+        // Present only where br_netfilter is loaded; the namespace's own copies.
+        dir.exec(
+            "sh",
+            &["-c", "for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e \"$f\" ] && echo 0 > \"$f\"; done; true"],
+        )?;
+        Ok(())
+    }
+
+    /// The nftables netdev rule on d0.
+    fn nft_up(&self) -> anyhow::Result<()> {
+        let map: Vec<String> = (1..=BACKENDS).map(|id| format!("{} : {}", id - 1, Mac(backend_mac(id)))).collect();
+        // The rule known to work here (shared/reference/datapath.md),
+        // without a VIP match, so nothing is added to nftables' cost.
+        let rules = format!(
+            "table netdev {NFT_TABLE} {{\n  chain ingress {{\n    type filter hook ingress device \"d0\" priority 0; policy accept;\n    \
+             ether daddr set jhash ip saddr . ip daddr . udp sport . udp dport mod {BACKENDS} map {{ {} }} fwd to \"d1\"\n  }}\n}}\n",
+            map.join(", ")
+        );
+        nft_stdin(&self.dir, &rules).context("loading the nftables ruleset")?;
+        Ok(())
+    }
+
+    /// Undoes `start`; the program is detached even when the rest fails.
     fn stop(&mut self, setup: Setup, attached: Option<Attached>) -> anyhow::Result<()> {
-        match setup {
-            Setup::Bridge => {
-                self.dir.ip(&["link", "del", "br0"])?;
-            }
-            Setup::Nft => {
-                self.dir.exec("nft", &["delete", "table", "netdev", NFT_TABLE])?;
-            }
-            Setup::Floor | Setup::FloorSwap | Setup::Lb => {}
-        }
+        let torn_down = match setup {
+            Setup::Bridge => self.dir.ip(&["link", "del", "br0"]).map(drop),
+            Setup::Nft => self.dir.exec("nft", &["delete", "table", "netdev", NFT_TABLE]).map(drop),
+            Setup::Floor | Setup::FloorSwap | Setup::Lb => Ok(()),
+        };
         if let Some(a) = attached {
             self.detach(a)?;
         }
-        Ok(())
+        torn_down
     }
 
     /// One generator call of `frames` frames on each CPU of `gen_cpus`, the

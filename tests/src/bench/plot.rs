@@ -26,8 +26,8 @@ use serde_json::{Map, Value};
 /// A chart's size in pixels.
 const SIZE: (u32, u32) = (960, 600);
 /// Header lines wrap at about this many characters: the width of the chart
-/// in a 13 px sans-serif font.
-const WRAP: usize = 125;
+/// in a 15 px sans-serif font.
+const WRAP: usize = 120;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
@@ -491,7 +491,10 @@ pub fn render(curve: &Curve, data: &Extracted) -> Result<String, PlotError> {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let mut header: Vec<(String, RGBColor)> = Vec::new();
-        for n in &data.notes {
+        // The notes on one line where they fit, else a line (or more) each.
+        let joined = data.notes.join("; ");
+        let notes = if joined.chars().count() <= WRAP { vec![joined] } else { data.notes.clone() };
+        for n in notes.iter().filter(|n| !n.is_empty()) {
             header.extend(wrap(n, WRAP).into_iter().map(|l| (l, RGBColor(0x30, 0x30, 0x30))));
         }
         for m in describe_missing(&data.missing) {
@@ -512,13 +515,9 @@ pub fn render(curve: &Curve, data: &Extracted) -> Result<String, PlotError> {
         let (y_lo, y_hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| (lo.min(y), hi.max(y)));
         // Room above the highest point for the legend.
         match (curve.x_scale, curve.y_scale) {
-            (Scale::Log, Scale::Log) => draw(
-                &body,
-                curve,
-                data,
-                (x_lo / 1.6..x_hi * 1.6).log_scale().with_key_points(xs),
-                (y_lo / 2.0..y_hi * 6.0).log_scale(),
-            ),
+            (Scale::Log, Scale::Log) => {
+                draw(&body, curve, data, (x_lo / 1.6..x_hi * 1.6).log_scale().with_key_points(xs), log_y(y_lo, y_hi))
+            }
             (Scale::Log, Scale::Linear) => draw(
                 &body,
                 curve,
@@ -526,14 +525,29 @@ pub fn render(curve: &Curve, data: &Extracted) -> Result<String, PlotError> {
                 (x_lo / 1.6..x_hi * 1.6).log_scale().with_key_points(xs),
                 0.0..linear_top(y_hi),
             ),
-            (Scale::Linear, Scale::Log) => {
-                draw(&body, curve, data, 0.0..x_hi * 1.08, (y_lo / 2.0..y_hi * 6.0).log_scale())
-            }
+            (Scale::Linear, Scale::Log) => draw(&body, curve, data, 0.0..x_hi * 1.08, log_y(y_lo, y_hi)),
             (Scale::Linear, Scale::Linear) => draw(&body, curve, data, 0.0..x_hi * 1.08, 0.0..linear_top(y_hi)),
         }?;
         root.present().map_err(|e| err(&e))?;
     }
     Ok(svg)
+}
+
+/// A log y axis from the decade below the lowest point to well above the
+/// highest (room for the legend), ticked at 1, 2 and 5 of each decade: with
+/// ticks at decades alone, a curve within one decade would have none.
+fn log_y(
+    y_lo: f64,
+    y_hi: f64,
+) -> impl AsRangedCoord<Value = f64, CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>> {
+    let (lo, hi) = (10f64.powf(y_lo.log10().floor()), y_hi * 6.0);
+    let mut ticks = Vec::new();
+    let mut decade = lo;
+    while decade <= hi {
+        ticks.extend([1.0, 2.0, 5.0].iter().map(|m| m * decade).filter(|t| *t <= hi));
+        decade *= 10.0;
+    }
+    (lo..hi).log_scale().with_key_points(ticks)
 }
 
 /// The top of a linear y axis starting at zero: room above the highest
@@ -574,7 +588,8 @@ where
         .y_label_formatter(&y_fmt)
         .axis_desc_style(("sans-serif", 16))
         .label_style(("sans-serif", 14))
-        .light_line_style(RGBColor(0xee, 0xee, 0xee))
+        .max_light_lines(1)
+        .light_line_style(RGBColor(0xf2, 0xf2, 0xf2))
         .bold_line_style(RGBColor(0xd8, 0xd8, 0xd8))
         .draw()
         .map_err(|e| err(&e))?;
@@ -584,32 +599,28 @@ where
         let c = colour(s.look, nth[look_index]);
         nth[look_index] += 1;
         let label = if points.is_empty() { format!("{} (not measured)", s.label) } else { s.label.to_owned() };
-        let pts = points.clone();
-        let anno = match s.look {
-            Look::Lb => {
-                let line = ShapeStyle::from(c).stroke_width(3);
-                chart.draw_series(LineSeries::new(pts.clone(), line)).map_err(|e| err(&e))?;
-                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled()))).map_err(|e| err(&e))?
-            }
-            Look::Alternative | Look::Floor => {
-                let line = ShapeStyle::from(c).stroke_width(2);
-                let (dash, gap) = if s.look == Look::Floor { (3, 5) } else { (10, 6) };
-                chart.draw_series(DashedLineSeries::new(pts.clone(), dash, gap, line)).map_err(|e| err(&e))?;
-                if s.look == Look::Floor {
-                    chart.draw_series(pts.iter().map(|&p| Cross::new(p, 5, line))).map_err(|e| err(&e))?
-                } else {
-                    chart.draw_series(pts.iter().map(|&p| TriangleMarker::new(p, 7, line))).map_err(|e| err(&e))?
-                }
-            }
-        };
-        let sample = Sample::of(s.look);
-        anno.label(label).legend(move |(x, y)| {
-            let line = ShapeStyle::from(c).stroke_width(sample.width);
+        let style = Style::of(s.look);
+        let line = ShapeStyle::from(c).stroke_width(style.width);
+        match style.dash {
+            None => chart.draw_series(LineSeries::new(points.clone(), line)),
+            Some((dash, gap)) => chart.draw_series(DashedLineSeries::new(points.clone(), dash, gap, line)),
+        }
+        .map_err(|e| err(&e))?;
+        let markers = points.iter().map(|&p| {
+            EmptyElement::at(p)
+                + Circle::new((0, 0), style.dot, c.filled())
+                + PathElement::new(style.outline.clone(), line)
+        });
+        chart.draw_series(markers).map_err(|e| err(&e))?.label(label).legend(move |(x, y)| {
+            // A stretch of the line (two pieces, so a dashed one shows its
+            // gap) with the marker in the middle.
+            let line = ShapeStyle::from(c).stroke_width(style.width);
+            let outline: Vec<(i32, i32)> = style.outline.iter().map(|&(dx, dy)| (12 + dx, dy)).collect();
             EmptyElement::at((x, y))
-                + PathElement::new(sample.left.clone(), line)
-                + PathElement::new(sample.right.clone(), line)
-                + Circle::new((12, 0), sample.dot, c.filled())
-                + PathElement::new(sample.outline.clone(), line)
+                + PathElement::new(vec![(0, 0), (style.legend_gap.0, 0)], line)
+                + PathElement::new(vec![(style.legend_gap.1, 0), (24, 0)], line)
+                + Circle::new((12, 0), style.dot, c.filled())
+                + PathElement::new(outline, line)
         });
     }
     chart
@@ -623,37 +634,42 @@ where
     Ok(())
 }
 
-/// How a legend entry's sample looks: two stretches of the series' line,
-/// a filled dot and an open marker's outline. One shape for every look
-/// because plotters' boxed elements need a `'static` backend, and the SVG
-/// backend borrows the string it writes into.
-struct Sample {
-    left: Vec<(i32, i32)>,
-    right: Vec<(i32, i32)>,
-    dot: i32,
-    outline: Vec<(i32, i32)>,
+/// How a series is drawn. Every look is the same few shapes (a filled dot,
+/// an open outline, plain or dashed lines) so that one element type serves
+/// them all: plotters' boxed elements would need a `'static` backend, and
+/// the SVG backend borrows the string it writes into.
+struct Style {
     width: u32,
+    /// Dash and gap lengths; none for a solid line.
+    dash: Option<(u32, u32)>,
+    /// The radius of a filled dot at each point; 0 for none.
+    dot: i32,
+    /// An open marker around each point, in pixels from it.
+    outline: Vec<(i32, i32)>,
+    /// The legend's stretch of line runs from 0 to 24 px, broken from
+    /// here to there so a dashed line shows its gap around the marker.
+    legend_gap: (i32, i32),
 }
 
-impl Sample {
+impl Style {
     fn of(look: Look) -> Self {
         match look {
-            Look::Lb => {
-                Self { left: vec![(0, 0), (12, 0)], right: vec![(12, 0), (24, 0)], dot: 5, outline: vec![], width: 3 }
-            }
+            Look::Lb => Self { width: 3, dash: None, dot: 5, outline: vec![], legend_gap: (12, 12) },
+            // An open triangle.
             Look::Alternative => Self {
-                left: vec![(0, 0), (8, 0)],
-                right: vec![(16, 0), (24, 0)],
-                dot: 0,
-                outline: vec![(12, -6), (18, 4), (6, 4), (12, -6)],
                 width: 2,
+                dash: Some((10, 6)),
+                dot: 0,
+                outline: vec![(0, -7), (6, 4), (-6, 4), (0, -7)],
+                legend_gap: (5, 19),
             },
+            // An x, drawn in one stroke through its centre.
             Look::Floor => Self {
-                left: vec![(0, 0), (3, 0)],
-                right: vec![(21, 0), (24, 0)],
-                dot: 0,
-                outline: vec![(8, -4), (16, 4), (12, 0), (16, -4), (8, 4)],
                 width: 2,
+                dash: Some((3, 5)),
+                dot: 0,
+                outline: vec![(-5, -5), (5, 5), (0, 0), (5, -5), (-5, 5)],
+                legend_gap: (3, 21),
             },
         }
     }

@@ -329,7 +329,7 @@ pub struct Extracted {
 }
 
 impl Extracted {
-    /// Whether there is anything to draw.
+    /// Whether there is nothing to draw.
     pub fn is_empty(&self) -> bool {
         self.series.iter().all(Vec::is_empty)
     }
@@ -446,7 +446,8 @@ pub fn describe_missing(missing: &[Missing]) -> Vec<String> {
 }
 
 /// `text` broken at spaces into lines of at most `width` characters (a
-/// longer word stands alone).
+/// longer word stands alone). Written out rather than taken from a wrapping
+/// crate: a few header lines of plain words need nothing more.
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
@@ -601,11 +602,13 @@ where
         let label = if points.is_empty() { format!("{} (not measured)", s.label) } else { s.label.to_owned() };
         let style = Style::of(s.look);
         let line = ShapeStyle::from(c).stroke_width(style.width);
-        match style.dash {
-            None => chart.draw_series(LineSeries::new(points.clone(), line)),
-            Some((dash, gap)) => chart.draw_series(DashedLineSeries::new(points.clone(), dash, gap, line)),
+        for run in runs(curve.points, points) {
+            match style.dash {
+                None => chart.draw_series(LineSeries::new(run, line)),
+                Some((dash, gap)) => chart.draw_series(DashedLineSeries::new(run, dash, gap, line)),
+            }
+            .map_err(|e| err(&e))?;
         }
-        .map_err(|e| err(&e))?;
         let markers = points.iter().map(|&p| {
             EmptyElement::at(p)
                 + Circle::new((0, 0), style.dot, c.filled())
@@ -632,6 +635,20 @@ where
         .draw()
         .map_err(|e| err(&e))?;
     Ok(())
+}
+
+/// A series' points in stretches without a missing point, so that its line
+/// is broken where a point is missing rather than drawn across the gap.
+fn runs(all: &[Point], present: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
+    let mut runs = vec![Vec::new()];
+    for pt in all {
+        match present.iter().find(|(x, _)| *x == pt.x) {
+            Some(&p) => runs.last_mut().expect("never empty").push(p),
+            None => runs.push(Vec::new()),
+        }
+    }
+    runs.retain(|r| !r.is_empty());
+    runs
 }
 
 /// How a series is drawn. Every look is the same few shapes (a filled dot,
@@ -680,7 +697,7 @@ impl Style {
 pub enum Outcome {
     /// Written, leaving out `missing`.
     Written { path: PathBuf, missing: Vec<Missing> },
-    /// Not one point of it was in the results.
+    /// Not one point of it could be drawn, for the reasons in `missing`.
     Skipped { file: &'static str, missing: Vec<Missing> },
 }
 
@@ -692,7 +709,9 @@ impl Outcome {
             Self::Written { path, missing } => {
                 format!("  wrote {}, leaving out: {}", path.display(), describe_missing(missing).join("; "))
             }
-            Self::Skipped { file, .. } => format!("  skipped {file}: none of its figures is in the results"),
+            Self::Skipped { file, missing } => {
+                format!("  skipped {file}, not one point to draw: {}", describe_missing(missing).join("; "))
+            }
         }
     }
 }
@@ -928,6 +947,13 @@ mod tests {
         assert_eq!(figure(0.012345), "0.0123");
         assert_eq!(figure(1500.0), "1500");
         assert_eq!(figure(2.0), "2");
+    }
+
+    #[test]
+    fn a_line_breaks_where_a_point_is_missing() {
+        let present = [(1024.0, 1.0), (1_048_576.0, 3.0), (4_194_304.0, 4.0)];
+        assert_eq!(runs(FLOWS, &present), [vec![(1024.0, 1.0)], vec![(1_048_576.0, 3.0), (4_194_304.0, 4.0)]]);
+        assert!(runs(FLOWS, &[]).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod failover;
 pub mod metrics;
+pub mod plot;
 pub mod restart;
 pub mod ring;
 pub mod sys;

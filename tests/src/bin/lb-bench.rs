@@ -6,16 +6,20 @@
 //! Then ring rebuilds, the agent's own costs, and VRRP failover time as a
 //! client sees it, against the RFC's bounds.
 //! Human-readable lines first; with `--json`, one JSON object on the last line.
+//! With `--plot DIR`, the scaling curves as SVG charts in DIR, drawn from the
+//! same results; with `--plot-from FILE` as well, from a saved run, without measuring.
 //! Missed targets print FAIL and set `target_*_pass` to false; the exit code
 //! is non-zero only when the bench itself could not run.
 
 use std::{
+    path::PathBuf,
     process::{Command, ExitCode},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use lb_tests::bench::failover;
+use lb_tests::bench::plot;
 use lb_tests::bench::{
     NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY, agent, metrics, restart, ring,
     sys::{CpuTimes, catch_interrupts, online_cpus, pin_to_cpu},
@@ -24,7 +28,7 @@ use lb_tests::bench::{
 };
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|metrics|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--veth-sizes B,..] [--veth-curve-runs N] [--failover-rounds N]";
+const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|metrics|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--veth-sizes B,..] [--veth-curve-runs N] [--failover-rounds N] [--plot DIR [--plot-from FILE.json]]";
 
 /// Targets from the design: a hit within 4x the floor, a new flow within
 /// 200 ns, the balancer within 15% of the forwarding floor and 5x nftables.
@@ -93,6 +97,10 @@ const KEYS: [&str; 40] = [
 #[derive(Debug)]
 struct Args {
     json: bool,
+    /// Where to write the charts of the scaling curves.
+    plot: Option<PathBuf>,
+    /// Saved results to chart instead of measuring.
+    plot_from: Option<PathBuf>,
     testrun: bool,
     veth: bool,
     ring: bool,
@@ -108,6 +116,8 @@ struct Args {
 fn parse_args() -> anyhow::Result<Args> {
     let mut json = false;
     let mut quick = false;
+    let mut plot = None;
+    let mut plot_from = None;
     let mut only = None;
     let mut rounds = None;
     let mut cases = None;
@@ -123,6 +133,8 @@ fn parse_args() -> anyhow::Result<Args> {
         match arg.as_str() {
             "--json" => json = true,
             "--quick" => quick = true,
+            "--plot" => plot = Some(PathBuf::from(value("--plot")?)),
+            "--plot-from" => plot_from = Some(PathBuf::from(value("--plot-from")?)),
             "--only" => only = Some(value("--only")?),
             "--rounds" => rounds = Some(value("--rounds")?.parse::<usize>().context("--rounds")?),
             "--cases" => {
@@ -155,6 +167,9 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
+    if plot_from.is_some() && plot.is_none() {
+        bail!("--plot-from needs --plot DIR: where to write the charts\n{USAGE}");
+    }
     let (testrun, veth, ring, agent, failover) = match only.as_deref() {
         None => (true, true, true, true, true),
         Some("metrics") => (false, false, false, false, false),
@@ -186,7 +201,21 @@ fn parse_args() -> anyhow::Result<Args> {
     // Five rounds of each of the four cases take about 40 s, most of it
     // v2's frozen master (3.6 s each).
     let failover_opts = failover::Options { rounds: failover_rounds.unwrap_or(if quick { 2 } else { 5 }).max(1) };
-    Ok(Args { json, testrun, veth, ring, agent, metrics, failover, restart, testrun_opts, veth_opts, failover_opts })
+    Ok(Args {
+        json,
+        plot,
+        plot_from,
+        testrun,
+        veth,
+        ring,
+        agent,
+        metrics,
+        failover,
+        restart,
+        testrun_opts,
+        veth_opts,
+        failover_opts,
+    })
 }
 
 fn say(line: String) {
@@ -285,6 +314,11 @@ fn real_main() -> anyhow::Result<()> {
         return agent::serve_listeners();
     }
     let args = parse_args()?;
+    if let (Some(from), Some(dir)) = (&args.plot_from, &args.plot) {
+        let results = plot::read_results(from)?;
+        plot::plot(&results, dir, &mut say)?;
+        return Ok(());
+    }
     let started = Instant::now();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -724,6 +758,12 @@ fn real_main() -> anyhow::Result<()> {
     }
     for key in veth::CURVE_KEYS {
         out.entry(*key).or_insert(Value::Null);
+    }
+    // Before the JSON, which stays the last line.
+    if let Some(dir) = &args.plot
+        && let Err(e) = plot::plot(&out, dir, &mut say)
+    {
+        failed.push(format!("plots: {e}"));
     }
     if args.json {
         println!("{}", Value::Object(out));

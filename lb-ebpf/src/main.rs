@@ -15,6 +15,8 @@
 
 #[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "bench")]
+mod bench_flows;
 mod packet;
 mod peer;
 mod trace;

@@ -23,6 +23,12 @@ pub mod names {
     pub const BALANCER: &str = "bench_flows_lb";
     /// The next flow, then parse, LRU map lookup (insert on a miss), MAC rewrite, `XDP_TX`.
     pub const LRU_PROGRAM: &str = "bench_flows_lru";
+    /// The flow table's set lookup alone, in the balancer's per-CPU `FLOWS`
+    /// and in [`FLAT_FLOWS`], to weigh the per-CPU array's indirection.
+    pub const PERCPU_TABLE_PROGRAM: &str = "bench_flows_percpu";
+    pub const FLAT_TABLE_PROGRAM: &str = "bench_flows_flat";
+    /// A plain array of `FlowSet`: every CPU's sets back to back.
+    pub const FLAT_FLOWS: &str = "BENCH_FLAT_FLOWS";
 }
 
 /// Per-CPU state of the flow sequence: repetition `n` sends flow
@@ -42,7 +48,9 @@ pub struct FlowSequence {
     /// Second octet of the source address: disjoint sets of flows (hits in
     /// one space, misses in another) never meet.
     pub space: u32,
-    pub _pad: u32,
+    /// Sets of the tables `bench_flows_percpu` and `bench_flows_flat` probe
+    /// (a power of two).
+    pub sets: u32,
 }
 const _: () = assert!(size_of::<FlowSequence>() == 40);
 
@@ -51,7 +59,7 @@ impl FlowSequence {
     pub const fn new(bits: u32, space: u8) -> Self {
         let mask = if bits >= 32 { u32::MAX } else { (1u32 << bits) - 1 };
         let shift = if bits / 2 == 0 { 1 } else { bits / 2 };
-        Self { next: 0, lru_hits: 0, lru_misses: 0, mask, shift, space: space as u32, _pad: 0 }
+        Self { next: 0, lru_hits: 0, lru_misses: 0, mask, shift, space: space as u32, sets: 0 }
     }
 }
 

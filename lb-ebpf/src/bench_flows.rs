@@ -6,16 +6,19 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::bpf_get_smp_processor_id,
     macros::{map, xdp},
-    maps::{LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, LruPerCpuHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use lb_common::{
+    FLOW_WAYS, FlowEntry, FlowSet,
     bench::{FlowSequence, LruFlowKey, LruFlowValue, flow_index, flow_source},
-    v4_mapped,
+    hash, v4_mapped,
 };
 
 use crate::{
+    FLOWS,
     bench::BENCH_TAIL,
     packet::{self, Parsed},
 };
@@ -110,6 +113,66 @@ pub fn bench_flows_lru(ctx: XdpContext) -> u32 {
         }
     };
     if packet::rewrite_macs(&ctx, &mac, &DIRECTOR_MAC).is_err() {
+        return xdp_action::XDP_ABORTED;
+    }
+    xdp_action::XDP_TX
+}
+
+/// Every CPU's sets of a flow table back to back, in one plain array: what
+/// `FLOWS` would be without the per-CPU array's pointer per element. Sized
+/// by the bench (sets x CPUs).
+#[map]
+static BENCH_FLAT_FLOWS: Array<FlowSet> = Array::with_max_entries(1, 0);
+
+/// The flow table's set lookup in the balancer's `FLOWS`.
+#[xdp]
+pub fn bench_flows_percpu(ctx: XdpContext) -> u32 {
+    probe_table::<false>(&ctx)
+}
+
+/// The same lookup in `BENCH_FLAT_FLOWS`.
+#[xdp]
+pub fn bench_flows_flat(ctx: XdpContext) -> u32 {
+    probe_table::<true>(&ctx)
+}
+
+/// Next flow, parse, the flow key, one set's four ways compared (a miss
+/// overwrites one), MAC rewrite, `XDP_TX`: the two programs differ only in
+/// where the set lies.
+#[inline(always)]
+fn probe_table<const FLAT: bool>(ctx: &XdpContext) -> u32 {
+    let Some(seq) = next_flow(ctx) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let Ok(Parsed::V4(p)) = packet::parse(ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    let key = hash::flow_key_v4(p.src, p.dst, p.sport, p.dport, p.proto) | 1;
+    let sets = seq.sets;
+    if sets == 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    let index = (key as u32) & (sets - 1);
+    let set = if FLAT {
+        // SAFETY: the helper has no preconditions.
+        let cpu = unsafe { bpf_get_smp_processor_id() };
+        BENCH_FLAT_FLOWS.get_ptr_mut(cpu.wrapping_mul(sets).wrapping_add(index))
+    } else {
+        FLOWS.get_ptr_mut(index)
+    };
+    let Some(set) = set else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY: this CPU's set (its own element of a per-CPU array, or its own
+    // range of the plain one); XDP runs with preemption off.
+    let ways = unsafe { &mut (*set).ways };
+    if ways.iter().any(|w| w.key == key) {
+        seq.lru_hits += 1;
+    } else {
+        seq.lru_misses += 1;
+        ways[(key >> 32) as usize & (FLOW_WAYS - 1)] = FlowEntry { key, backend: 1, vip_index: 0 };
+    }
+    if packet::rewrite_macs(ctx, &BACKEND_MAC, &DIRECTOR_MAC).is_err() {
         return xdp_action::XDP_ABORTED;
     }
     xdp_action::XDP_TX

@@ -10,8 +10,9 @@
 //! that rewrite and transmits; the balancer and the LRU program do the same
 //! rewrite first, so each differs from the floor by its own work only.
 //!
-//! Both tables are sized for N flows: the balancer's with `flows_per_cpu =
-//! N`, as an operator would set it, the LRU map with N entries. Before the
+//! The LRU map gets N entries; the balancer's table `TABLE_HEADROOM` x N
+//! (the keys' figures), and N exactly (a second series), for the reason
+//! given at `TABLE_HEADROOM`. Before the
 //! hits of a round each table is filled by one pass over the N flows in the
 //! measured order (the steady state of that order); the misses then send
 //! flows never seen, so every one replaces an entry of a full table.
@@ -85,6 +86,27 @@ pub const KEYS: &[&str] = &[
     "lrumap_hit_fraction_4m",
     "flow_bytes_per_flow",
     "lrumap_bytes_per_flow",
+    "fastpath_hit_ns_1k_table1x",
+    "fastpath_miss_ns_1k_table1x",
+    "fastpath_hit_fraction_1k_table1x",
+    "fastpath_hit_ns_64k_table1x",
+    "fastpath_miss_ns_64k_table1x",
+    "fastpath_hit_fraction_64k_table1x",
+    "fastpath_hit_ns_1m_table1x",
+    "fastpath_miss_ns_1m_table1x",
+    "fastpath_hit_fraction_1m_table1x",
+    "fastpath_hit_ns_4m_table1x",
+    "fastpath_miss_ns_4m_table1x",
+    "fastpath_hit_fraction_4m_table1x",
+    "flow_bytes_per_active_flow",
+    "flowtable_percpu_ns_1k",
+    "flowtable_flat_ns_1k",
+    "flowtable_percpu_ns_64k",
+    "flowtable_flat_ns_64k",
+    "flowtable_percpu_ns_1m",
+    "flowtable_flat_ns_1m",
+    "flowtable_percpu_ns_4m",
+    "flowtable_flat_ns_4m",
     "fastpath_hit_ns_vips_1",
     "fastpath_hit_ns_vips_100",
     "fastpath_hit_ns_vips_1000",
@@ -97,6 +119,14 @@ pub const KEYS: &[&str] = &[
     "target_flows_vs_lrumap_pass",
     "target_flows_hit_1m_pass",
 ];
+
+/// The balancer's table is sized `flows_per_cpu = TABLE_HEADROOM x N` for
+/// N active flows: its sets of four ways fill unevenly (a set's share of N
+/// random flows is Poisson with mean 4 at 1x), and a set asked for more
+/// flows than it has ways keeps only the latest. At 1x, visiting every flow
+/// in turn, only the flows of sets that got at most four find their entry
+/// (43%; the 1x series shows it); at 4x, 98%.
+const TABLE_HEADROOM: u32 = 4;
 
 /// Goals: at every size our hit and miss at most this share of the LRU
 /// map's, and at 1M flows a hit within this many floors.
@@ -166,10 +196,20 @@ pub struct Point {
     /// Share of the "hit" repetitions that found their flow in the table.
     pub hit_fraction: f64,
     pub lru_hit_fraction: f64,
+    /// The same with the table sized for exactly N flows (`flows_per_cpu = N`).
+    pub hit1: Figure,
+    pub miss1: Figure,
+    pub hit_fraction1: f64,
+    /// The set lookup alone in a per-CPU array (as `FLOWS`) and in a plain
+    /// array of every CPU's sets.
+    pub percpu: Figure,
+    pub flat: Figure,
     /// Kernel-reported memory (`memlock` in fdinfo) per flow of capacity:
     /// the flow table's per CPU, the LRU map's per entry (an entry holds a
     /// value for every possible CPU).
     pub flow_bytes: f64,
+    /// Per active flow at `TABLE_HEADROOM`.
+    pub flow_bytes_active: f64,
     pub lru_bytes: f64,
     pub cpus: usize,
 }
@@ -318,14 +358,19 @@ fn vip_key(addr: Ipv4Addr) -> VipKey {
 
 /// The bench object again, for the LRU program alone, its map sized for
 /// `entries` (and the balancer's big maps at their smallest).
-fn load_lru(entries: u32) -> anyhow::Result<Ebpf> {
+/// The flow-table probes get `sets` sets per CPU, as the balancer's table.
+fn load_lru(entries: u32, sets: u32) -> anyhow::Result<Ebpf> {
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(bench::LRU, entries)
-        .map_max_entries(names::FLOWS, 1)
+        .map_max_entries(names::FLOWS, sets)
+        .map_max_entries(bench::FLAT_FLOWS, sets * cpus as u32)
         .map_max_entries(names::RINGS, 1)
         .load(EBPF_BENCH_OBJECT)
         .context("loading the bench object for the LRU map")?;
-    program(&mut ebpf, bench::LRU_PROGRAM)?;
+    for name in [bench::LRU_PROGRAM, bench::PERCPU_TABLE_PROGRAM, bench::FLAT_TABLE_PROGRAM] {
+        program(&mut ebpf, name)?;
+    }
     Ok(ebpf)
 }
 
@@ -338,22 +383,22 @@ struct Positions {
     lru_hit: u64,
     miss: u64,
     lru_miss: u64,
+    hit1: u64,
+    miss1: u64,
+    percpu: u64,
+    flat: u64,
 }
 
-fn at(bits: u32, space: u8, next: u64) -> FlowSequence {
-    FlowSequence { next, ..FlowSequence::new(bits, space) }
-}
-
-/// Runs `name` of `ebpf` on `repeat` flows of `(bits, space)` from `*next`.
+/// Runs `name` of `ebpf` on `repeat` flows of `seq` from `*next`.
 fn run_sequence(
     ebpf: &mut Ebpf,
     name: &str,
     frame: &[u8],
-    (bits, space): (u32, u8),
+    seq: FlowSequence,
     next: &mut u64,
     repeat: u32,
 ) -> anyhow::Result<f64> {
-    set_sequence(ebpf, at(bits, space, *next))?;
+    set_sequence(ebpf, FlowSequence { next: *next, ..seq })?;
     let ns = call(ebpf, name, frame, repeat)?;
     *next += u64::from(repeat);
     Ok(ns)
@@ -366,6 +411,10 @@ struct Samples {
     miss: Vec<f64>,
     lru_hit: Vec<f64>,
     lru_miss: Vec<f64>,
+    hit1: Vec<f64>,
+    miss1: Vec<f64>,
+    percpu: Vec<f64>,
+    flat: Vec<f64>,
     hit_vs_floor: Vec<f64>,
     hit_vs_lru: Vec<f64>,
     miss_vs_lru: Vec<f64>,
@@ -380,18 +429,26 @@ fn measure_size(
     say: &mut dyn FnMut(String),
 ) -> anyhow::Result<Point> {
     let flows = 1u32 << bits;
-    let mut dp = load_balancer(FastPathOptions { flows_per_cpu: flows, ..FastPathOptions::default() })?;
-    let ring = backends_and_ring(&mut dp, 0, lb_common::DEFAULT_RING_SIZE)?;
-    dp.install_vip(&[vip_key(VIP)], 0, 0, &ring)?;
-    let mut lru = load_lru(flows).with_context(|| format!("an LRU map of {flows} entries"))?;
+    let balancer = |flows_per_cpu: u32| -> anyhow::Result<FastPath> {
+        let mut dp = load_balancer(FastPathOptions { flows_per_cpu, ..FastPathOptions::default() })?;
+        let ring = backends_and_ring(&mut dp, 0, lb_common::DEFAULT_RING_SIZE)?;
+        dp.install_vip(&[vip_key(VIP)], 0, 0, &ring)?;
+        Ok(dp)
+    };
+    let mut dp = balancer(flows * TABLE_HEADROOM)?;
+    let mut dp1 = balancer(flows)?;
+    let sets = lb_common::flow_sets(flows * TABLE_HEADROOM);
+    let mut lru = load_lru(flows, sets).with_context(|| format!("an LRU map of {flows} entries"))?;
     let frame = udp_frame(DIRECTOR_MAC, CLIENT_MAC, CLIENT, VIP, 40000, VIP_PORT);
-    let (hits, misses) = ((bits, HIT_SPACE), (MISS_BITS, MISS_SPACE));
+    let hits = FlowSequence { sets, ..FlowSequence::new(bits, HIT_SPACE) };
+    let misses = FlowSequence::new(MISS_BITS, MISS_SPACE);
     // Every hit call covers every flow at least once.
     let repeat = opts.repeat.max(flows);
     let miss_repeat = opts.repeat;
     let mut pos = Positions::default();
     let mut s = Samples::default();
     let (mut hit_found, mut hit_total, mut lru_found, mut lru_total) = (0u64, 0u64, 0u64, 0u64);
+    let (mut found1, mut total1) = (0u64, 0u64);
 
     for round in 0..opts.rounds {
         if sys::interrupted() {
@@ -403,6 +460,7 @@ fn measure_size(
         // what cycling through the flows leaves there, whatever the
         // misses of the round before replaced.
         run_sequence(dp.ebpf_mut(), bench::BALANCER, &frame, hits, &mut pos.hit, flows)?;
+        run_sequence(dp1.ebpf_mut(), bench::BALANCER, &frame, hits, &mut pos.hit1, flows)?;
         run_sequence(&mut lru, bench::LRU_PROGRAM, &frame, hits, &mut pos.lru_hit, flows)?;
 
         let floor = run_sequence(dp.ebpf_mut(), bench::FLOOR, &frame, hits, &mut pos.floor, repeat)?;
@@ -427,6 +485,21 @@ fn measure_size(
         })?;
         let lru_miss = run_sequence(&mut lru, bench::LRU_PROGRAM, &frame, misses, &mut pos.lru_miss, miss_repeat)?;
         let lru_after = sequence(&lru)?;
+        let (hit1, [tx1, missed1, _]) =
+            counted(&mut dp1, |dp| run_sequence(dp.ebpf_mut(), bench::BALANCER, &frame, hits, &mut pos.hit1, repeat))?;
+        let (miss1, _) = counted(&mut dp1, |dp| {
+            run_sequence(dp.ebpf_mut(), bench::BALANCER, &frame, misses, &mut pos.miss1, miss_repeat)
+        })?;
+        found1 += tx1.saturating_sub(missed1);
+        total1 += tx1;
+        // The set lookup alone, per-CPU array against plain array, each
+        // after a pass that fills it.
+        let mut table = |name: &str, next: &mut u64| -> anyhow::Result<f64> {
+            run_sequence(&mut lru, name, &frame, hits, next, flows)?;
+            run_sequence(&mut lru, name, &frame, hits, next, repeat)
+        };
+        let percpu = table(bench::PERCPU_TABLE_PROGRAM, &mut pos.percpu)?;
+        let flat = table(bench::FLAT_TABLE_PROGRAM, &mut pos.flat)?;
 
         let [tx, missed, _] = hit_stats;
         if tx < u64::from(repeat) * 99 / 100 {
@@ -454,6 +527,10 @@ fn measure_size(
         s.miss.push(miss);
         s.lru_hit.push(lru_hit);
         s.lru_miss.push(lru_miss);
+        s.hit1.push(hit1);
+        s.percpu.push(percpu);
+        s.flat.push(flat);
+        s.miss1.push(miss1);
         s.hit_vs_floor.push(hit / floor);
         s.hit_vs_lru.push(hit / lru_hit);
         s.miss_vs_lru.push(miss / lru_miss);
@@ -474,8 +551,9 @@ fn measure_size(
 
     let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
     let flow_map = dp.ebpf_mut().map(names::FLOWS).context("the FLOWS map")?;
-    let capacity = u64::from(lb_common::flow_sets(flows)) * FLOW_WAYS as u64;
+    let capacity = u64::from(lb_common::flow_sets(flows * TABLE_HEADROOM)) * FLOW_WAYS as u64;
     let flow_bytes = memlock(flow_map)? as f64 / (capacity * cpus as u64) as f64;
+    let flow_bytes_active = flow_bytes * f64::from(TABLE_HEADROOM);
     debug_assert!(flow_bytes >= (size_of::<FlowSet>() / FLOW_WAYS) as f64);
     let lru_bytes = memlock(lru.map(bench::LRU).context("the LRU map")?)? as f64 / f64::from(flows);
     Ok(Point {
@@ -491,7 +569,13 @@ fn measure_size(
         miss_vs_lru: median(&s.miss_vs_lru),
         hit_fraction: hit_found as f64 / hit_total.max(1) as f64,
         lru_hit_fraction: lru_found as f64 / lru_total.max(1) as f64,
+        hit1: Figure::of(&s.hit1),
+        miss1: Figure::of(&s.miss1),
+        hit_fraction1: found1 as f64 / total1.max(1) as f64,
+        percpu: Figure::of(&s.percpu),
+        flat: Figure::of(&s.flat),
         flow_bytes,
+        flow_bytes_active,
         lru_bytes,
         cpus,
     })
@@ -555,7 +639,8 @@ fn measure_vips(opts: &Options, vips: u32, say: &mut dyn FnMut(String)) -> anyho
         }
         hit.push(ns);
         let (ns, [tx, missed, _]) = counted(&mut dp, |dp| {
-            run_sequence(dp.ebpf_mut(), bench::BALANCER, &frame, (MISS_BITS, MISS_SPACE), &mut next, opts.repeat)
+            let misses = FlowSequence::new(MISS_BITS, MISS_SPACE);
+            run_sequence(dp.ebpf_mut(), bench::BALANCER, &frame, misses, &mut next, opts.repeat)
         })?;
         if tx < u64::from(opts.repeat) || missed < u64::from(opts.repeat) {
             bail!("{vips} VIPs, new flows: {tx} forwarded, {missed} missed of {}", opts.repeat);
@@ -596,6 +681,9 @@ pub fn report(
     noisy_delay: f64,
 ) -> Verdict {
     say(format!(
+        "  flow table sized {TABLE_HEADROOM}x the active flows (flows_per_cpu = {TABLE_HEADROOM}N), LRU map N entries"
+    ));
+    say(format!(
         "  {:>6} {:>8} {:>8} {:>8} {:>8} {:>8}  {:>9} {:>8} {:>8}  {:>6} {:>6}",
         "flows", "floor", "hit", "lru hit", "miss", "lru miss", "hit/floor", "hit/lru", "miss/lru", "found", "lru"
     ));
@@ -625,18 +713,43 @@ pub fn report(
     say("  (kernel ns per packet, medians over rounds; ratios within a round, medians; found: share of the hit \
          repetitions whose flow was in the table)"
         .to_owned());
+    say("  flow table sized for exactly N flows (flows_per_cpu = N): every flow visited in turn".to_owned());
+    for p in &r.points {
+        say(format!(
+            "  {:>6} flows: found {:5.1}%, hit {:7.1} ns, miss {:7.1} ns",
+            p.label,
+            p.hit_fraction1 * 100.0,
+            p.hit1.ns,
+            p.miss1.ns
+        ));
+        out.insert(format!("fastpath_hit_ns_{}_table1x", p.label), num(p.hit1.ns, 2));
+        out.insert(format!("fastpath_miss_ns_{}_table1x", p.label), num(p.miss1.ns, 2));
+        out.insert(format!("fastpath_hit_fraction_{}_table1x", p.label), num(p.hit_fraction1, 4));
+    }
+    say("  the set lookup alone (next flow, parse, flow key, one set compared, MAC rewrite), in a per-CPU array as \
+         the flow table is, and in one plain array of every CPU's sets: the per-CPU array reaches each element \
+         through a pointer of its own"
+        .to_owned());
+    for p in &r.points {
+        say(format!("  {:>6} flows: per-CPU array {:7.1} ns, plain array {:7.1} ns", p.label, p.percpu.ns, p.flat.ns));
+        out.insert(format!("flowtable_percpu_ns_{}", p.label), num(p.percpu.ns, 2));
+        out.insert(format!("flowtable_flat_ns_{}", p.label), num(p.flat.ns, 2));
+    }
     let mut missing = Vec::new();
     if let Some(p) = r.points.iter().find(|p| p.label == "1m").or(r.points.last()) {
         say(format!(
-            "  memory per flow: flow table {:.1} bytes per CPU; LRU map {:.1} bytes per entry, holding a value for \
-             each of {} possible CPUs ({:.1} per entry and CPU) (kernel memlock, {} flows)",
+            "  memory per flow: flow table {:.1} bytes per entry and CPU ({:.1} per active flow at {TABLE_HEADROOM}x); \
+             LRU map {:.1} bytes per entry, holding a value for each of {} possible CPUs ({:.1} per entry and CPU) \
+             (kernel memlock, {} flows)",
             p.flow_bytes,
+            p.flow_bytes_active,
             p.lru_bytes,
             p.cpus,
             p.lru_bytes / p.cpus as f64,
             p.flows
         ));
         out.insert("flow_bytes_per_flow".into(), num(p.flow_bytes, 1));
+        out.insert("flow_bytes_per_active_flow".into(), num(p.flow_bytes_active, 1));
         out.insert("lrumap_bytes_per_flow".into(), num(p.lru_bytes, 1));
     }
     for v in &r.vips {
@@ -674,7 +787,7 @@ pub fn report(
     let spread = r
         .points
         .iter()
-        .flat_map(|p| [p.floor, p.hit, p.miss, p.lru_hit, p.lru_miss])
+        .flat_map(|p| [p.floor, p.hit, p.miss, p.lru_hit, p.lru_miss, p.hit1, p.miss1])
         .chain(r.vips.iter().flat_map(|v| [v.hit, v.miss]))
         .map(|f| f.spread)
         .fold(1.0, f64::max);

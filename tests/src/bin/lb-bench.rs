@@ -164,9 +164,10 @@ fn parse_args() -> anyhow::Result<Args> {
     };
     let restart = only.as_deref().is_none_or(|o| o == "restart");
     let flows = only.as_deref().is_none_or(|o| o == "flows");
+    // Three rounds: a round at 4M flows per CPU is some 8 calls of 4M repetitions.
     let flows_opts = flows::Options {
-        rounds: rounds.unwrap_or(if quick { 2 } else { 5 }).max(1),
-        repeat: if quick { 200_000 } else { 1_000_000 },
+        rounds: rounds.unwrap_or(if quick { 2 } else { 3 }).max(1),
+        repeat: if quick { 200_000 } else { 500_000 },
     };
     let metrics = matches!(only.as_deref(), None | Some("metrics"));
     let testrun_opts = testrun::Options {

@@ -86,6 +86,7 @@ pub const KEYS: &[&str] = &[
     "lrumap_hit_fraction_4m",
     "flow_bytes_per_flow",
     "lrumap_bytes_per_flow",
+    "lrumap_bytes_per_entry",
     "fastpath_hit_ns_1k_table1x",
     "fastpath_hit_fraction_1k_table1x",
     "fastpath_hit_ns_64k_table1x",
@@ -200,8 +201,8 @@ pub struct Point {
     pub percpu: Figure,
     pub flat: Figure,
     /// Kernel-reported memory (`memlock` in fdinfo) per flow of capacity:
-    /// the flow table's per CPU, the LRU map's per entry (an entry holds a
-    /// value for every possible CPU).
+    /// the flow table's per entry and CPU, the LRU map's per entry (an
+    /// entry holds a value for every possible CPU).
     pub flow_bytes: f64,
     /// Per active flow at `TABLE_HEADROOM`.
     pub flow_bytes_active: f64,
@@ -719,20 +720,21 @@ pub fn report(
     }
     let mut missing = Vec::new();
     if let Some(p) = r.points.iter().find(|p| p.label == "1m").or(r.points.last()) {
+        // Per flow and CPU for both: a flow table entry is one CPU's; an LRU
+        // map entry holds a value for every possible CPU, though a flow
+        // (steered to one CPU) uses one, so a flow it holds costs the whole
+        // entry (printed too).
+        let lru_per_cpu = p.lru_bytes / p.cpus as f64;
         say(format!(
-            "  memory per flow: flow table {:.1} bytes per entry and CPU ({:.1} per active flow at {TABLE_HEADROOM}x); \
-             LRU map {:.1} bytes per entry, holding a value for each of {} possible CPUs ({:.1} per entry and CPU) \
-             (kernel memlock, {} flows)",
-            p.flow_bytes,
-            p.flow_bytes_active,
-            p.lru_bytes,
-            p.cpus,
-            p.lru_bytes / p.cpus as f64,
-            p.flows
+            "  memory per flow and CPU (kernel memlock, {} flows): flow table {:.1} bytes per entry ({:.1} per active \
+             flow at {TABLE_HEADROOM}x); LRU map {lru_per_cpu:.1} bytes per entry and CPU, {:.1} per entry (a value \
+             for each of {} possible CPUs)",
+            p.flows, p.flow_bytes, p.flow_bytes_active, p.lru_bytes, p.cpus,
         ));
         out.insert("flow_bytes_per_flow".into(), num(p.flow_bytes, 1));
         out.insert("flow_bytes_per_active_flow".into(), num(p.flow_bytes_active, 1));
-        out.insert("lrumap_bytes_per_flow".into(), num(p.lru_bytes, 1));
+        out.insert("lrumap_bytes_per_flow".into(), num(lru_per_cpu, 1));
+        out.insert("lrumap_bytes_per_entry".into(), num(p.lru_bytes, 1));
     }
     for v in &r.vips {
         out.insert(format!("fastpath_hit_ns_vips_{}", v.vips), num(v.hit.ns, 2));

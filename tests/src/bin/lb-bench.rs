@@ -160,7 +160,9 @@ fn parse_args() -> anyhow::Result<Args> {
         Some("agent") => (false, false, false, true, false),
         Some("failover") => (false, false, false, false, true),
         Some("restart" | "flows") => (false, false, false, false, false),
-        Some(other) => bail!("--only takes testrun, flows, veth, ring, agent, metrics, failover or restart, not {other:?}"),
+        Some(other) => {
+            bail!("--only takes testrun, flows, veth, ring, agent, metrics, failover or restart, not {other:?}")
+        }
     };
     let restart = only.as_deref().is_none_or(|o| o == "restart");
     let flows = only.as_deref().is_none_or(|o| o == "flows");

@@ -98,7 +98,7 @@ pub fn bench_flows_lru(ctx: XdpContext) -> u32 {
     };
     // SAFETY: the value is copied out at once; a concurrent delete of this
     // key (there is none in the bench) could at worst give a stale MAC.
-    let mac = match unsafe { BENCH_LRU.get(&key) } {
+    let mac = match unsafe { BENCH_LRU.get(key) } {
         Some(v) => {
             seq.lru_hits += 1;
             v.mac
@@ -106,7 +106,7 @@ pub fn bench_flows_lru(ctx: XdpContext) -> u32 {
         None => {
             seq.lru_misses += 1;
             let value = LruFlowValue { backend: 1, mac: BACKEND_MAC, _pad0: 0, _pad1: 0 };
-            if BENCH_LRU.insert(&key, &value, 0).is_err() {
+            if BENCH_LRU.insert(key, value, 0).is_err() {
                 return xdp_action::XDP_ABORTED;
             }
             BACKEND_MAC

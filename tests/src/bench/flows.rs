@@ -12,12 +12,13 @@
 //!
 //! The LRU map gets N entries; the balancer's table `TABLE_HEADROOM` x N
 //! (the keys' figures), and N exactly (a second series), for the reason
-//! given at `TABLE_HEADROOM`. Before the
-//! hits of a round each table is filled by one pass over the N flows in the
-//! measured order (the steady state of that order); the misses then send
-//! flows never seen, so every one replaces an entry of a full table.
-//! Figures are the kernel's per-repetition averages, medians over rounds;
-//! ratios are taken within a round and their median reported.
+//! given at `TABLE_HEADROOM`. One pass over the N flows in the measured
+//! order leaves a table in the steady state of that order: the tables the
+//! misses reach get that pass before the hits of every round, the others
+//! once. The misses send flows never seen, so every one replaces an entry
+//! of a full table. Figures are the kernel's per-repetition averages,
+//! medians over rounds; ratios are taken within a round and their median
+//! reported.
 
 use std::{
     net::Ipv4Addr,

@@ -21,7 +21,7 @@ static BENCH_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
 /// [0]: `lb_xdp`, for `bench_miss` to chain into.
 #[map]
-static BENCH_TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub(crate) static BENCH_TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// Source port of an Ethernet/IPv4 (no options) TCP or UDP frame.
 const SPORT_OFF: usize = 14 + 20;

@@ -15,6 +15,8 @@
 
 #[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "bench")]
+mod bench_flows;
 mod packet;
 mod peer;
 mod trace;
@@ -58,7 +60,8 @@ static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 /// no locks: XDP runs with preemption off. The loader sets the set count
 /// (`flow_sets`).
 #[map]
-static FLOWS: PerCpuArray<FlowSet> = PerCpuArray::with_max_entries(DEFAULT_FLOWS_PER_CPU / FLOW_WAYS as u32, 0);
+pub(crate) static FLOWS: PerCpuArray<FlowSet> =
+    PerCpuArray::with_max_entries(DEFAULT_FLOWS_PER_CPU / FLOW_WAYS as u32, 0);
 #[map]
 static IFACES: Array<Iface> = Array::with_max_entries(MAX_IFINDEX, 0);
 #[map]

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod failover;
+pub mod flows;
 pub mod metrics;
 pub mod plot;
 pub mod restart;

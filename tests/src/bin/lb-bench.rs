@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--json] [-- --quick --only testrun|veth|ring|agent|metrics|failover|restart ...]`
+//! `cargo xtask bench [--json] [-- --quick --only testrun|flows|veth|ring|agent|metrics|failover|restart ...]`
 //!
 //! Part 1: the fast path's cost per packet under BPF_PROG_TEST_RUN against
 //! `bench_tx` (the floor). Part 2: forwarding rate through a director on a
@@ -21,14 +21,14 @@ use anyhow::{Context as _, bail};
 use lb_tests::bench::failover;
 use lb_tests::bench::plot;
 use lb_tests::bench::{
-    NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY, agent, metrics, restart, ring,
+    NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY, agent, flows, metrics, restart, ring,
     sys::{CpuTimes, catch_interrupts, online_cpus, pin_to_cpu},
     testrun::{self, Case},
     veth::{self, Setup},
 };
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|veth|ring|agent|metrics|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--veth-sizes B,..] [--veth-curve-runs N] [--failover-rounds N] [--plot DIR [--plot-from FILE.json]]";
+const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|flows|veth|ring|agent|metrics|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--veth-sizes B,..] [--veth-curve-runs N] [--failover-rounds N] [--plot DIR [--plot-from FILE.json]]";
 
 /// Targets from the design: a hit within 4x the floor, a new flow within
 /// 200 ns, the balancer within 15% of the forwarding floor and 5x nftables.
@@ -108,6 +108,8 @@ struct Args {
     metrics: bool,
     failover: bool,
     restart: bool,
+    flows: bool,
+    flows_opts: flows::Options,
     testrun_opts: testrun::Options,
     veth_opts: veth::Options,
     failover_opts: failover::Options,
@@ -178,10 +180,18 @@ fn parse_args() -> anyhow::Result<Args> {
         Some("ring") => (false, false, true, false, false),
         Some("agent") => (false, false, false, true, false),
         Some("failover") => (false, false, false, false, true),
-        Some("restart") => (false, false, false, false, false),
-        Some(other) => bail!("--only takes testrun, veth, ring, agent, metrics, failover or restart, not {other:?}"),
+        Some("restart" | "flows") => (false, false, false, false, false),
+        Some(other) => {
+            bail!("--only takes testrun, flows, veth, ring, agent, metrics, failover or restart, not {other:?}")
+        }
     };
     let restart = only.as_deref().is_none_or(|o| o == "restart");
+    let flows = only.as_deref().is_none_or(|o| o == "flows");
+    // Three rounds: a round at 4M flows per CPU is some 8 calls of 4M repetitions.
+    let flows_opts = flows::Options {
+        rounds: rounds.unwrap_or(if quick { 2 } else { 3 }).max(1),
+        repeat: if quick { 200_000 } else { 500_000 },
+    };
     let metrics = matches!(only.as_deref(), None | Some("metrics"));
     let testrun_opts = testrun::Options {
         rounds: rounds.unwrap_or(if quick { 2 } else { 5 }).max(1),
@@ -212,6 +222,8 @@ fn parse_args() -> anyhow::Result<Args> {
         metrics,
         failover,
         restart,
+        flows,
+        flows_opts,
         testrun_opts,
         veth_opts,
         failover_opts,
@@ -631,6 +643,32 @@ fn real_main() -> anyhow::Result<()> {
 
     // A part that could not measure makes the run fail, after the JSON.
     let mut failed = veth_failed;
+    if args.flows {
+        let o = &args.flows_opts;
+        say(format!(
+            "== flows and VIPs under BPF_PROG_TEST_RUN, 60-byte frames, flows in a pseudo-random order, against the \
+             kernel's LRU_PERCPU_HASH in the same run; {} rounds, at least {} repetitions per figure",
+            o.rounds, o.repeat
+        ));
+        match flows::run(o, cpu, &mut say) {
+            Ok(r) => {
+                let v = flows::report(&r, &mut say, &mut out, num, NOISY_OTHER_CPU_BUSY, NOISY_RUN_DELAY);
+                all_pass &= v.all_pass;
+                noisy |= v.noisy;
+                if v.spread > UNSTABLE_SPREAD {
+                    unstable = true;
+                    say(format!("  UNSTABLE: one figure moved {:.2}x between rounds", v.spread));
+                }
+                if !v.missing.is_empty() {
+                    failed.push(format!("flows: {}", v.missing.join(", ")));
+                }
+            }
+            Err(e) => {
+                say(format!("  FAIL: flows: {e:#}"));
+                failed.push(format!("flows: {e:#}"));
+            }
+        }
+    }
     if args.metrics {
         say("== Prometheus scrape of `lb run` (one VIP, 1000 backends): one GET /metrics, median of 21; the \
              agent's loop while another thread scrapes without pause: the longest of 50 `lb status` requests over \
@@ -753,7 +791,7 @@ fn real_main() -> anyhow::Result<()> {
     out.insert("unstable".into(), Value::Bool(unstable));
     out.insert("warnings".into(), Value::from(warnings.len()));
     out.insert("total_seconds".into(), num(secs, 1));
-    for key in KEYS {
+    for &key in KEYS.iter().chain(flows::KEYS) {
         out.entry(key).or_insert(Value::Null);
     }
     for key in veth::CURVE_KEYS {

@@ -61,6 +61,9 @@ const WINDOW: Duration = Duration::from_secs(4);
 /// The connect floor is one blocking thread; past this rate it cannot keep
 /// up on one core and would measure only itself running flat out.
 const FLOOR_MAX_RATE: u32 = 10000;
+/// A window whose checks ran below this share of the rate due did not
+/// measure the load asked for.
+const MIN_RATE: f64 = 0.9;
 /// Bound on an agent's start (maps loaded, VIPs installed) on a busy machine.
 const AGENT_START_LIMIT: Duration = Duration::from_secs(60);
 /// Then this long for start-up allocations to settle.
@@ -276,8 +279,14 @@ pub fn run(say: &mut dyn FnMut(String)) -> Figures {
     }
     for (vips, backends, key) in [(1, 100, "agent_rss_mb"), (1000, 100, "agent_rss_mb_1000x100")] {
         match agent_rss_mb(vips, backends) {
-            Ok(mb) => {
-                say(format!("  lb run, {vips} VIP(s) of {backends} backends: {mb:.1} MB resident"));
+            Ok(Rss { mb, start, stop }) => {
+                say(format!(
+                    "  lb run, {vips} VIP(s) of {backends} backends: {mb:.1} MB resident (started in {:.1} s)",
+                    start.as_secs_f64()
+                ));
+                if let Some(stop) = stop {
+                    say(format!("  WARNING: {stop}"));
+                }
                 f.put(key, mb, 1);
                 if vips == 1 {
                     let ok = mb <= AGENT_MAX_RSS_MB;
@@ -458,10 +467,12 @@ fn agent_window(
         let board = monitor.board();
         let checks = || board.all().iter().map(|s| s.checks).sum::<u64>();
         let n0 = checks();
-        let (cpu0, t0) = (Cpu::now(libc::RUSAGE_SELF), Instant::now());
+        let (cpu0, waited0, t0) = (Cpu::now(libc::RUSAGE_SELF), waited(), Instant::now());
         tokio::time::sleep(window).await;
         let (cpu, wall) = (Cpu::now(libc::RUSAGE_SELF).since(cpu0), t0.elapsed());
+        let waited = (waited().saturating_sub(waited0)).as_secs_f64() / wall.as_secs_f64() * 100.0;
         let done = checks() - n0;
+        let rate = done as f64 / wall.as_secs_f64();
         let all = board.all();
         let down: Vec<_> = all.iter().filter(|s| !s.up).collect();
         let why = down.first().and_then(|s| s.last.as_ref()).map(|l| l.reason.to_string()).unwrap_or_default();
@@ -469,12 +480,59 @@ fn agent_window(
         monitor.shutdown().await;
         drain.abort();
         if down > 0 {
-            bail!("{down} of {targets} targets went down ({why}): the measurement is not of healthy checks");
+            bail!(
+                "{down} of {targets} targets went down ({why}): the measurement is not of healthy checks; the \
+                 namespace's drop counters: {}; the checker's threads waited for a CPU {waited:.0}% of the window \
+                 (taken by other tasks)",
+                kernel_drops()
+            );
         }
-        Ok((CpuPct::over(cpu, wall), done as f64 / wall.as_secs_f64()))
+        // Checks that fell behind their interval would show less CPU than
+        // the load asked for.
+        ensure!(
+            rate >= f64::from(targets) * MIN_RATE,
+            "{rate:.0} checks/s of the {targets} due: the checker fell behind (its threads waited for a CPU \
+             {waited:.0}% of the window, taken by other tasks)"
+        );
+        Ok((CpuPct::over(cpu, wall), rate))
     });
     rt.shutdown_timeout(Duration::from_secs(5));
     result
+}
+
+/// How long this process's threads have waited for a CPU, runnable but not
+/// running (`schedstat`'s second field, summed over threads).
+fn waited() -> Duration {
+    let mut ns = 0;
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += text.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    Duration::from_nanos(ns)
+}
+
+/// The calling thread's namespace's counters of packets dropped on the way
+/// to a socket (nonzero ones), and the drops of its raw sockets: why a check
+/// that should pass timed out.
+fn kernel_drops() -> String {
+    let mut out = Vec::new();
+    // thread-self: /proc/net follows the main thread's namespace, not ours.
+    let netstat = std::fs::read_to_string("/proc/thread-self/net/netstat").unwrap_or_default();
+    let lines: Vec<&str> = netstat.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        for (name, value) in names.split_whitespace().zip(values.split_whitespace()).skip(1) {
+            let wanted = ["Drop", "Overflow", "Cookies", "Full", "Prune"].iter().any(|w| name.contains(w));
+            if wanted && value != "0" {
+                out.push(format!("{name} {value}"));
+            }
+        }
+    }
+    let raw = std::fs::read_to_string("/proc/thread-self/net/raw").unwrap_or_default();
+    let raw_drops: u64 =
+        raw.lines().skip(1).filter_map(|l| l.split_whitespace().last().and_then(|d| d.parse::<u64>().ok())).sum();
+    out.push(format!("raw socket drops {raw_drops}"));
+    out.join(", ")
 }
 
 /// The kernel's own cost of the same checks: one thread connecting and
@@ -497,20 +555,34 @@ fn floor_window(listeners: &Listeners, rate: u32, window: Duration) -> anyhow::R
     Ok(CpuPct::over(Cpu::now(libc::RUSAGE_THREAD).since(cpu0), t0.elapsed()))
 }
 
-/// Resident memory (MB) of `lb run` serving `vips` VIPs of `backends`
-/// backends each (checks of `type = "none"`: the figure is the agent's
-/// tables, not sockets to backends that do not exist), after it started and
+/// What [`agent_rss_mb`] measured.
+#[derive(Clone, Debug)]
+pub struct Rss {
+    pub mb: f64,
+    /// From `lb run` to every VIP reported.
+    pub start: Duration,
+    /// How the agent's stop went wrong, if it did.
+    pub stop: Option<String>,
+}
+
+/// Resident memory (MB) of `lb run` serving `vips` VIPs of the same
+/// `backends` backends (many services on one pool of servers; each VIP's
+/// backends still take ids, slots and state of their own; one neighbour
+/// entry per server, as the kernel's table allows only about a thousand),
+/// with checks of `type = "none"` (the figure is the agent's tables, not
+/// sockets to backends that do not exist), after it started and
 /// settled, in a namespace of its own. The agent is `lb-bench` itself (see
 /// [`failover::lb_self`]): a binary beside it may be missing or stale, since
 /// `cargo run --bin lb-bench` builds only lb-bench.
-pub fn agent_rss_mb(vips: u32, backends: u32) -> anyhow::Result<f64> {
+pub fn agent_rss_mb(vips: u32, backends: u32) -> anyhow::Result<Rss> {
     let lb = failover::lb_self()?;
     let ns = Netns::new("rss")?;
     ns.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"])?;
     for dev in ["d0", "d1"] {
         ns.ip(&["link", "set", dev, "up"])?;
     }
-    ns.ip(&["addr", "add", "10.215.0.1/16", "dev", "d0"])?;
+    // On-link for every backend below.
+    ns.ip(&["addr", "add", "10.100.255.1/16", "dev", "d0"])?;
     let dir = TempDir::new("bench-rss", &format!("{vips}x{backends}"))?;
     // Pins of its own: never an earlier agent's maps to adopt or refuse.
     let bpffs = Bpffs::new("bench-rss")?;
@@ -528,13 +600,7 @@ pub fn agent_rss_mb(vips: u32, backends: u32) -> anyhow::Result<f64> {
             1 + v % 250
         ));
         for b in 0..backends {
-            let i = v * backends + b;
-            config.push_str(&format!(
-                "[[vip.backend]]\naddress = \"10.{}.{}.{}\"\n",
-                100 + i / 62500,
-                i / 250 % 250,
-                1 + i % 250
-            ));
+            config.push_str(&format!("[[vip.backend]]\naddress = \"10.100.{}.{}\"\n", b / 250, 1 + b % 250));
         }
     }
     let path = dir.path.join("lb.toml");
@@ -564,6 +630,7 @@ pub fn agent_rss_mb(vips: u32, backends: u32) -> anyhow::Result<f64> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let start = started.elapsed();
     std::thread::sleep(AGENT_SETTLE);
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid()));
     if let Some(st) = agent.exited() {
@@ -577,6 +644,7 @@ pub fn agent_rss_mb(vips: u32, backends: u32) -> anyhow::Result<f64> {
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("no VmRSS in the agent's /proc status:\n{status}"))?;
     let (st, killed) = agent.terminate(Duration::from_secs(10))?;
-    ensure!(!killed && st.success(), "the agent ended with {st} (SIGKILL needed: {killed}); its log ends:\n{}", tail());
-    Ok(kb / 1024.0)
+    // Not the figure's failure: said beside it.
+    let stop = (killed || !st.success()).then(|| format!("the agent ended with {st} (SIGKILL needed: {killed})"));
+    Ok(Rss { mb: kb / 1024.0, start, stop })
 }

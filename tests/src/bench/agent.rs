@@ -116,7 +116,8 @@ impl Cpu {
     }
 }
 
-/// CPU as percent of one core over a wall-clock window.
+/// CPU as percent of one core over a wall-clock window (above 100 when
+/// more than one core was busy).
 #[derive(Clone, Copy, Debug)]
 pub struct CpuPct {
     pub user: f64,
@@ -315,8 +316,8 @@ fn us_per_check(rounds: &[HealthcheckRound]) -> f64 {
 /// address of its namespace, prints their ports on one line, then accepts
 /// and closes connections until its stdin closes (the bench ended or died).
 pub fn serve_listeners() -> anyhow::Result<()> {
-    // lb-bench pins itself to the last CPU; accepting on another one keeps
-    // the listeners from taking turns with the checker being measured.
+    // lb-bench pins itself to the last CPU; the listeners keep to the
+    // first, so that at least one CPU is left wholly to the checker.
     if online_cpus() > 1 {
         pin_to_cpu(0)?;
     }
@@ -403,6 +404,9 @@ pub fn healthcheck_cpu(
     let ns = Netns::new("hc")?;
     let listeners = Listeners::spawn(&ns)?;
     ns.run_in(move || {
+        // The checker may use every CPU, as `lb run` does: connect checks of
+        // 50000 backends take more than one core (about 20 us each).
+        unpin()?;
         let mut out = Vec::new();
         for _ in 0..rounds {
             let (agent, checks_per_sec) = agent_window(&listeners, targets, flavor, window)?;
@@ -415,6 +419,21 @@ pub fn healthcheck_cpu(
         }
         Ok(out)
     })
+}
+
+/// Lets the calling thread (and the threads it starts) run on any CPU.
+fn unpin() -> anyhow::Result<()> {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for cpu in 0..online_cpus().min(libc::CPU_SETSIZE as usize) {
+        // SAFETY: CPU_SET writes one bit inside `set`; cpu < CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: pid 0 is the calling thread; the set is valid for its size.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("letting the checker run on every CPU");
+    }
+    Ok(())
 }
 
 /// The soft limit on open files raised to the hard one, as a service
@@ -489,12 +508,15 @@ fn agent_window(
         }
         // Checks that fell behind their interval would show less CPU than
         // the load asked for.
+        let pct = CpuPct::over(cpu, wall);
         ensure!(
             rate >= f64::from(targets) * MIN_RATE,
             "{rate:.0} checks/s of the {targets} due: the checker fell behind (its threads waited for a CPU \
-             {waited:.0}% of the window, taken by other tasks)"
+             {waited:.0}% of the window, taken by other tasks); at that rate {:.1}% of one core, {:.2} us per check",
+            pct.total(),
+            pct.total() / 100.0 * 1e6 / rate
         );
-        Ok((CpuPct::over(cpu, wall), rate))
+        Ok((pct, rate))
     });
     rt.shutdown_timeout(Duration::from_secs(5));
     result

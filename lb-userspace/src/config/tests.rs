@@ -561,7 +561,10 @@ fn backend_table_limit() {
     // Id 0 is reserved, so the last backend (index MAX_BACKENDS - 1) is one too many.
     let line = 5 + 2 * (lb_common::MAX_BACKENDS - 1);
     let max = lb_common::MAX_BACKENDS - 1;
-    assert_eq!(error(&text), format!("lb.toml:{line}:1: more than {max} backends and sorry servers in all: the backend table is full"));
+    assert_eq!(
+        error(&text),
+        format!("lb.toml:{line}:1: more than {max} backends and sorry servers in all: the backend table is full")
+    );
 }
 
 #[test]

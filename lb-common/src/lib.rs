@@ -44,16 +44,17 @@ pub mod names {
 pub const LAYOUT_VERSION: u32 = 2;
 
 /// Capacity of the VIP table; `VipMeta::vip_index` is below this.
-pub const MAX_VIPS: u32 = 512;
+pub const MAX_VIPS: u32 = 1024;
 /// Slots in one generation of the VIP table (a power of two): at most
 /// 2 x MAX_VIPS keys (a service key and a fragments key each), so the table
 /// is never more than half full.
-pub const VIP_TABLE_SIZE: u32 = 2048;
+pub const VIP_TABLE_SIZE: u32 = 4096;
 /// Slots the fast path probes from a key's home slot; the agent picks a
 /// seed under which every key lands within this many.
 pub const VIP_PROBES: u32 = 4;
 /// Capacity of the backend array. Index 0 is reserved: a ring slot holding 0 means "none".
-pub const MAX_BACKENDS: u32 = 16384;
+/// Room for 1000 VIPs of 100 backends; per CPU its counters take 2 MiB.
+pub const MAX_BACKENDS: u32 = 131072;
 /// Default Maglev ring size (prime), as Katran and the Maglev paper use.
 pub const DEFAULT_RING_SIZE: u32 = 65537;
 /// Other ring slots a new flow tries when its slot names a dead backend

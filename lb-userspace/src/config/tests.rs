@@ -204,10 +204,10 @@ fn ipv6_vip() {
 fn global_table() {
     let config = parse(
         "[global]\nflows_per_cpu = 1024\nmax_new_flows_per_sec = 0\nscript_user = \"lbcheck\"\n\
-         control_socket = \"/run/lb2.sock\"\nmax_vips = 512\n",
+         control_socket = \"/run/lb2.sock\"\nmax_vips = 1024\n",
     );
     let g = config.global;
-    assert_eq!((g.flows_per_cpu, g.max_new_flows_per_sec, g.max_vips), (1024, 0, 512));
+    assert_eq!((g.flows_per_cpu, g.max_new_flows_per_sec, g.max_vips), (1024, 0, 1024));
     assert_eq!((g.script_user.as_str(), g.control_socket.to_str()), ("lbcheck", Some("/run/lb2.sock")));
 }
 
@@ -468,9 +468,9 @@ fn more_vips_than_max_vips() {
     // Reported once, at the first VIP over the limit.
     assert_eq!(
         error(&text),
-        "lb.toml:11:1: more VIPs than global.max_vips = 2 (each VIP takes two ring regions; at most 512)"
+        "lb.toml:11:1: more VIPs than global.max_vips = 2 (each VIP takes two ring regions; at most 1024)"
     );
-    assert_eq!(error("[global]\nmax_vips = 513\n"), "lb.toml:2:12: max_vips 513 out of range 1..=512");
+    assert_eq!(error("[global]\nmax_vips = 1025\n"), "lb.toml:2:12: max_vips 1025 out of range 1..=1024");
 }
 
 #[test]
@@ -556,12 +556,14 @@ fn unreadable_file() {
 fn backend_table_limit() {
     let mut text = String::from(VIP);
     for i in 0..lb_common::MAX_BACKENDS {
-        text += &format!("[[vip.backend]]\naddress = \"10.1.{}.{}\"\n", i / 256, i % 256);
+        text += &format!("[[vip.backend]]\naddress = \"10.{}.{}.{}\"\n", 1 + i / 65536, i / 256 % 256, i % 256);
     }
-    // Id 0 is reserved, so backend number 16384 (index 16383) is one too many.
+    // Id 0 is reserved, so the last backend (index MAX_BACKENDS - 1) is one too many.
+    let line = 5 + 2 * (lb_common::MAX_BACKENDS - 1);
+    let max = lb_common::MAX_BACKENDS - 1;
     assert_eq!(
         error(&text),
-        "lb.toml:32771:1: more than 16383 backends and sorry servers in all: the backend table is full"
+        format!("lb.toml:{line}:1: more than {max} backends and sorry servers in all: the backend table is full")
     );
 }
 

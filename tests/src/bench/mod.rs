@@ -13,6 +13,7 @@ pub mod ring;
 pub mod sys;
 pub mod testrun;
 pub mod veth;
+pub mod vrrp_scale;
 
 use std::net::Ipv4Addr;
 
@@ -49,3 +50,50 @@ pub const NOISY_OTHER_CPU_BUSY: f64 = 0.20;
 /// ...or when the measuring thread waited this much of the time for its own
 /// CPU, taken by other tasks.
 pub const NOISY_RUN_DELAY: f64 = 0.05;
+
+/// What one part measured: its JSON keys, whether it met its targets, and
+/// each measurement that failed, with why (the run then fails, after the
+/// report).
+#[derive(Debug, Default)]
+pub struct Figures {
+    pub keys: Vec<(String, serde_json::Value)>,
+    pub all_pass: bool,
+    pub failed: Vec<String>,
+}
+
+impl Figures {
+    pub fn new() -> Self {
+        Self { all_pass: true, ..Self::default() }
+    }
+
+    /// `x` rounded to `decimals`; a non-finite `x` is a failed measurement.
+    pub fn put(&mut self, key: impl Into<String>, x: f64, decimals: i32) {
+        let key = key.into();
+        let p = 10f64.powi(decimals);
+        match serde_json::Number::from_f64((x * p).round() / p) {
+            Some(n) => self.keys.push((key, serde_json::Value::Number(n))),
+            None => self.fail(&key, format!("measured {x}")),
+        }
+    }
+
+    /// A measurement that failed: its key stays null and the run fails.
+    pub fn fail(&mut self, key: &str, why: impl std::fmt::Display) {
+        self.keys.push((key.to_owned(), serde_json::Value::Null));
+        self.failed.push(format!("{key}: {why}"));
+    }
+
+    /// Every key of `keys` measured or failed: one forgotten fails too.
+    pub fn require(&mut self, keys: &[&str]) {
+        for key in keys {
+            if !self.keys.iter().any(|(k, _)| k == key) {
+                self.fail(key, "not measured");
+            }
+        }
+    }
+
+    /// A target's verdict, `PASS` or `FAIL`.
+    pub fn judge(&mut self, ok: bool) -> &'static str {
+        self.all_pass &= ok;
+        if ok { "PASS" } else { "FAIL" }
+    }
+}

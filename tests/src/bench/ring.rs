@@ -1,10 +1,20 @@
 //! What a backend state change costs the agent: build a weighted Maglev ring
-//! of 65537 slots and install it (stage the ring, publish the VIP table),
+//! of 65537 or 655373 slots for 10 to 10000 backends and install it (stage the ring, publish the VIP table),
 //! measured as one isolated change, as the agent meets them, after the
 //! previous flip's grace period has passed; and, through the agent's own
 //! `Director`, how long a failed check takes to reach the fast path (the
 //! backend marked dead, before its ring is rebuilt) and a passing one to
 //! put the backend back.
+//!
+//! How the build grows: with the backends, hardly at all (the schedule is
+//! O(N + M), see `maglev::Builder`); with the ring, faster than linear. A
+//! Maglev fill probes about M·ln(M/s) slots (each turn walks its permutation
+//! past the taken ones; `s` ~ sqrt(M)/2 is where it switches to scanning the
+//! free slots), ten times the slots being twelve times the probes at 655373;
+//! and there the taken-slots bitmap (80 KiB) no longer fits the L1 cache nor
+//! the ring (2.5 MiB) the L2, so each probe and each slot written costs more.
+//! Measured: 655373 slots take 25-30x the time of 65537, whatever the number
+//! of backends.
 
 use std::{
     net::Ipv6Addr,
@@ -20,11 +30,126 @@ use lb_userspace::{
     maglev,
 };
 
-use super::median;
+use super::{Figures, median};
 
-/// Median build and build + install times, in milliseconds, for `backends`.
-pub fn measure(backends: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
-    let mut dp = FastPath::load(FastPathOptions { max_vips: 1, max_ring_size: DEFAULT_RING_SIZE, flows_per_cpu: 1024 })
+/// Backend counts of the curves.
+pub const BACKENDS: [u32; 4] = [10, 100, 1000, 10000];
+/// The larger ring of the curves: ten times the default, prime.
+pub const LARGE_RING: u32 = 655373;
+/// A 65537-slot ring for 10000 backends computed and installed within this.
+pub const RING_MAX_MS: f64 = 5.0;
+/// A failed check reaching the fast path (1000 backends): "well under a
+/// millisecond".
+pub const DECISION_MAX_US: f64 = 250.0;
+/// Rounds per figure; medians.
+const ROUNDS: usize = 9;
+
+/// Keys of this part beyond the ones `lb-bench` always listed.
+pub const KEYS: &[&str] = &[
+    "ring_build_ms_10",
+    "ring_build_ms_100",
+    "ring_build_ms_10000",
+    "ring_build_ms_10_655373",
+    "ring_build_ms_100_655373",
+    "ring_build_ms_1000_655373",
+    "ring_build_ms_10000_655373",
+    "backend_down_to_ring_us_10",
+    "backend_down_to_ring_us_100",
+    "backend_down_to_ring_us_1000",
+    "backend_down_to_ring_us_10000",
+    "target_ring_build_pass",
+    "target_backend_down_pass",
+];
+
+/// The ring part of `lb-bench`: build + install at each size, then a
+/// backend's failure to its ring published at each size.
+pub fn run(say: &mut dyn FnMut(String)) -> Figures {
+    let mut f = Figures::new();
+    say(format!(
+        "== ring rebuild: weighted Maglev, {DEFAULT_RING_SIZE} and {LARGE_RING} slots, build + install (stage ring, \
+         publish VIP table), median of {ROUNDS}; ring_build_ms_N and ring_build_ms_N_{LARGE_RING}"
+    ));
+    for ring_size in [DEFAULT_RING_SIZE, LARGE_RING] {
+        let suffix = if ring_size == DEFAULT_RING_SIZE { String::new() } else { format!("_{ring_size}") };
+        for n in BACKENDS {
+            let key = format!("ring_build_ms_{n}{suffix}");
+            match measure(n, ring_size, ROUNDS) {
+                Ok((build, total)) => {
+                    say(format!(
+                        "  {ring_size:>6} slots, {n:>5} backends: build {build:.2} ms, build + install {total:.2} ms"
+                    ));
+                    f.put(key, total, 3);
+                    f.put(format!("ring_compute_ms_{n}{suffix}"), build, 3);
+                    if n == 10000 && ring_size == DEFAULT_RING_SIZE {
+                        let ok = total <= RING_MAX_MS;
+                        let verdict = f.judge(ok);
+                        say(format!(
+                            "  target: 10000 backends within {RING_MAX_MS} ms at {ring_size} slots: {total:.2} ms \
+                             {verdict}"
+                        ));
+                        f.keys.push(("target_ring_build_pass".into(), ok.into()));
+                    }
+                }
+                Err(e) => {
+                    say(format!("  FAIL: {ring_size} slots, {n} backends: {e:#}"));
+                    f.fail(&key, format!("{e:#}"));
+                }
+            }
+        }
+    }
+    say(format!(
+        "== a backend fails its check and comes back (the agent's Director, {DEFAULT_RING_SIZE} slots): verdict to \
+         the backend marked dead in the fast path, to the new ring published (built at the verdict, as with \
+         fall = 1, and built ahead on the heads-up of the failure before it, as with fall >= 2, keepalived's \
+         default), and from its passing check to the ring with it published again; median of {ROUNDS}; \
+         backend_down_to_ring_us_N"
+    ));
+    for n in BACKENDS {
+        match decision(n, ROUNDS) {
+            Ok(d) => {
+                say(format!(
+                    "  {n:>5} backends: marked dead after {:.1} us, ring without it published after {:.2} ms \
+                     ({:.1} us when built ahead); back in the ring {:.1} us after its check passed (its earlier \
+                     ring, kept)",
+                    d.withdraw_us,
+                    d.ring_ms,
+                    d.ahead_ms * 1000.0,
+                    d.back_ms * 1000.0,
+                ));
+                f.put(format!("backend_down_to_ring_us_{n}"), d.ring_ms * 1000.0, 1);
+                if n == 1000 {
+                    let ok = d.withdraw_us <= DECISION_MAX_US && d.back_ms * 1000.0 <= DECISION_MAX_US;
+                    let verdict = f.judge(ok);
+                    say(format!(
+                        "  target: 1000 backends, dead in the fast path and back in the ring well under 1 ms \
+                         ({DECISION_MAX_US} us) both ways: {verdict}"
+                    ));
+                    f.keys.push(("target_backend_down_pass".into(), ok.into()));
+                    f.put("backend_down_to_map_us_1000", d.withdraw_us, 1);
+                    f.put("backend_down_to_ring_ms_1000", d.ring_ms, 3);
+                    f.put("backend_up_to_ring_us_1000", d.back_ms * 1000.0, 1);
+                    f.put("backend_down_to_ring_ahead_us_1000", d.ahead_ms * 1000.0, 1);
+                }
+            }
+            Err(e) => {
+                say(format!("  FAIL: {n} backends, a backend's failure: {e:#}"));
+                f.fail(&format!("backend_down_to_ring_us_{n}"), format!("{e:#}"));
+                if n == 1000 {
+                    for key in ["backend_down_to_map_us_1000", "backend_up_to_ring_us_1000"] {
+                        f.fail(key, "see backend_down_to_ring_us_1000");
+                    }
+                }
+            }
+        }
+    }
+    f.require(KEYS);
+    f
+}
+
+/// Median build and build + install times, in milliseconds, for `backends`
+/// on a ring of `ring_size` slots.
+pub fn measure(backends: u32, ring_size: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
+    let mut dp = FastPath::load(FastPathOptions { max_vips: 1, max_ring_size: ring_size, flows_per_cpu: 1024 })
         .context("loading the fast path")?;
     let entries: Vec<maglev::Entry> = (1..=backends)
         .map(|id| maglev::Entry {
@@ -48,7 +173,7 @@ pub fn measure(backends: u32, rounds: usize) -> anyhow::Result<(f64, f64)> {
         // Longer than a grace period (8-16 ms here): an isolated change.
         std::thread::sleep(Duration::from_millis(40));
         let started = Instant::now();
-        builder.build_into(&changed, DEFAULT_RING_SIZE, &mut ring)?;
+        builder.build_into(&changed, ring_size, &mut ring)?;
         let built = started.elapsed();
         dp.install_vip(&[key], 0, 0, &ring)?;
         build.push(built.as_secs_f64() * 1e3);

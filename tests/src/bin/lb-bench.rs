@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--json] [-- --quick --only testrun|flows|veth|ring|agent|metrics|failover|restart ...]`
+//! `cargo xtask bench [--json] [-- --quick --only testrun|flows|veth|ring|agent|vrrp|metrics|failover|restart ...]`
 //!
 //! Part 1: the fast path's cost per packet under BPF_PROG_TEST_RUN against
 //! `bench_tx` (the floor). Part 2: forwarding rate through a director on a
@@ -25,10 +25,11 @@ use lb_tests::bench::{
     sys::{CpuTimes, catch_interrupts, online_cpus, pin_to_cpu},
     testrun::{self, Case},
     veth::{self, Setup},
+    vrrp_scale,
 };
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|flows|veth|ring|agent|metrics|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--veth-sizes B,..] [--veth-curve-runs N] [--failover-rounds N] [--plot DIR [--plot-from FILE.json]]";
+const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|flows|veth|ring|agent|vrrp|metrics|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--veth-sizes B,..] [--veth-curve-runs N] [--failover-rounds N] [--plot DIR [--plot-from FILE.json]]";
 
 /// Targets from the design: a hit within 4x the floor, a new flow within
 /// 200 ns, the balancer within 15% of the forwarding floor and 5x nftables.
@@ -36,15 +37,6 @@ const HIT_MAX_RATIO: f64 = 4.0;
 const MISS_MAX_NS: f64 = 200.0;
 const LB_MIN_VS_FLOOR: f64 = 0.85;
 const LB_MIN_VS_NFT: f64 = 5.0;
-/// A 65537-slot ring for 1000 backends computed and installed within this.
-const RING_MAX_MS: f64 = 5.0;
-/// A failed check reaching the fast path (1000 backends): "well under a
-/// millisecond".
-const DECISION_MAX_US: f64 = 250.0;
-/// Health-checking 10000 backends at 1 s within this share of one core.
-const HEALTHCHECK_MAX_PCT: f64 = 5.0;
-/// The agent's resident memory.
-const AGENT_MAX_RSS_MB: f64 = 50.0;
 /// A failover as the client sees it within 10% of the RFC's bound.
 const FAILOVER_MAX_VS_BOUND: f64 = 1.1;
 /// Slowest over fastest round of one figure above which the machine's speed
@@ -110,6 +102,7 @@ struct Args {
     restart: bool,
     flows: bool,
     flows_opts: flows::Options,
+    vrrp: bool,
     testrun_opts: testrun::Options,
     veth_opts: veth::Options,
     failover_opts: failover::Options,
@@ -180,12 +173,13 @@ fn parse_args() -> anyhow::Result<Args> {
         Some("ring") => (false, false, true, false, false),
         Some("agent") => (false, false, false, true, false),
         Some("failover") => (false, false, false, false, true),
-        Some("restart" | "flows") => (false, false, false, false, false),
+        Some("restart" | "flows" | "vrrp") => (false, false, false, false, false),
         Some(other) => {
-            bail!("--only takes testrun, flows, veth, ring, agent, metrics, failover or restart, not {other:?}")
+            bail!("--only takes testrun, flows, veth, ring, agent, vrrp, metrics, failover or restart, not {other:?}")
         }
     };
     let restart = only.as_deref().is_none_or(|o| o == "restart");
+    let vrrp = only.as_deref().is_none_or(|o| o == "vrrp");
     let flows = only.as_deref().is_none_or(|o| o == "flows");
     // Three rounds: a round at 4M flows per CPU is some 8 calls of 4M repetitions.
     let flows_opts = flows::Options {
@@ -224,6 +218,7 @@ fn parse_args() -> anyhow::Result<Args> {
         restart,
         flows,
         flows_opts,
+        vrrp,
         testrun_opts,
         veth_opts,
         failover_opts,
@@ -350,10 +345,11 @@ fn real_main() -> anyhow::Result<()> {
     say(format!("pinned to CPU {cpu} of {}", online_cpus()));
 
     let mut out = Map::new();
-    let mut veth_failed = Vec::new();
     let mut noisy = false;
     let mut unstable = false;
     let mut all_pass = true;
+    // A part that could not measure makes the run fail, after the JSON.
+    let mut failed = Vec::new();
 
     if args.testrun {
         let o = &args.testrun_opts;
@@ -503,146 +499,30 @@ fn real_main() -> anyhow::Result<()> {
         for (key, x) in curve.figures() {
             out.insert(key, num(x, 3));
         }
-        veth_failed = curve.failures();
+        failed.extend(curve.failures());
     }
 
     if args.ring {
-        say("== ring rebuild: weighted Maglev, 65537 slots, build + install (stage ring, publish VIP table), median of 9".to_owned());
-        for n in [10u32, 100, 1000] {
-            match ring::measure(n, 9) {
-                Ok((build, total)) => {
-                    say(format!("  {n:>5} backends: build {build:.2} ms, build + install {total:.2} ms"));
-                    out.insert(format!("ring_build_ms_{n}"), num(total, 3));
-                    out.insert(format!("ring_compute_ms_{n}"), num(build, 3));
-                    if n == 1000 {
-                        let ok = total <= RING_MAX_MS;
-                        say(format!(
-                            "  target: 1000 backends within {RING_MAX_MS} ms: {total:.2} ms {}",
-                            verdict(Some(ok))
-                        ));
-                        all_pass &= ok;
-                    }
-                }
-                Err(e) => say(format!("  {n} backends: {e:#}")),
-            }
-        }
-        say("== a backend fails its check and comes back (1000 backends, the agent's Director): verdict to the \
-             backend marked dead in the fast path, to the new ring published (built at the verdict, as with fall = 1, \
-             and built ahead on the heads-up of the failure before it, as with fall >= 2, keepalived's default), and \
-             from its passing check to the ring with it published again; median of 9"
-            .to_owned());
-        match ring::decision(1000, 9) {
-            Ok(d) => {
-                let ok = d.withdraw_us <= DECISION_MAX_US && d.back_ms * 1000.0 <= DECISION_MAX_US;
-                say(format!(
-                    "  marked dead after {:.1} us, ring without it published after {:.2} ms ({:.1} us when built \
-                     ahead); back in the ring {:.1} us after its check passed (its earlier ring, kept); target well \
-                     under 1 ms ({DECISION_MAX_US} us) both ways: {}",
-                    d.withdraw_us,
-                    d.ring_ms,
-                    d.ahead_ms * 1000.0,
-                    d.back_ms * 1000.0,
-                    verdict(Some(ok))
-                ));
-                out.insert("backend_down_to_map_us_1000".into(), num(d.withdraw_us, 1));
-                out.insert("backend_down_to_ring_ms_1000".into(), num(d.ring_ms, 3));
-                out.insert("backend_up_to_ring_us_1000".into(), num(d.back_ms * 1000.0, 1));
-                out.insert("backend_down_to_ring_ahead_us_1000".into(), num(d.ahead_ms * 1000.0, 1));
-                all_pass &= ok;
-            }
-            Err(e) => say(format!("  {e:#}")),
-        }
+        let f = ring::run(&mut say);
+        all_pass &= f.all_pass;
+        out.extend(f.keys);
+        failed.extend(f.failed);
     }
 
     if args.agent {
-        say("== agent: health-check CPU every 1 s against loopback listeners in a child process. Half-open checks \
-             first: connect checks leave tens of thousands of TIME_WAIT sockets behind, which slow every TCP lookup \
-             for a minute"
-            .to_owned());
-        say("  tcp-half-open checks (type = \"tcp-half-open\", the check for pools this large: one task sends the SYNs \
-             due in each 10 ms tick from a raw socket, SYN-ACK up, RST down), medians of 5 rounds of 4 s; \
-             healthcheck_cpu_pct_*"
-            .to_owned());
-        for n in [1000u32, 10000] {
-            match agent::healthcheck_cpu(n, agent::Flavor::HalfOpen, Duration::from_secs(4), 5) {
-                Ok(rounds) => {
-                    let m = agent::Medians::of(&rounds);
-                    let (pct, user, sys, rate) = (m.agent.total, m.agent.user, m.agent.system, m.checks_per_sec);
-                    say(format!(
-                        "  {n:>5} backends ({rate:.0} checks/s): agent {pct:.1}% of one core (user {user:.1}, sys {sys:.1}; \
-                         rounds {})",
-                        rounds.iter().map(|r| format!("{:.1}", r.agent.total())).collect::<Vec<_>>().join(" / ")
-                    ));
-                    // The headline key: health-checking this many backends, with
-                    // the check built for it (named in `healthcheck_cpu_check`).
-                    out.insert(format!("healthcheck_cpu_pct_{n}"), num(pct, 2));
-                    out.insert("healthcheck_cpu_check".into(), Value::String("tcp-half-open".into()));
-                    if n == 10000 {
-                        let ok = pct <= HEALTHCHECK_MAX_PCT;
-                        say(format!(
-                            "  target: 10000 backends within {HEALTHCHECK_MAX_PCT}% of a core (tcp-half-open): {}",
-                            verdict(Some(ok))
-                        ));
-                        all_pass &= ok;
-                    }
-                }
-                Err(e) => say(format!("  {n} backends, half-open: {e:#}")),
-            }
-        }
-        say("  tcp (connect) checks, keepalived's TCP_CHECK; floor: a blocking connect+close loop at the same rate; \
-             medians of 3 rounds of 4 s; healthcheck_connect_cpu_pct_*"
-            .to_owned());
-        for n in [1000u32, 10000] {
-            match agent::healthcheck_cpu(n, agent::Flavor::Connect, Duration::from_secs(4), 3) {
-                Ok(rounds) => {
-                    let m = agent::Medians::of(&rounds);
-                    let (pct, user, sys, rate) = (m.agent.total, m.agent.user, m.agent.system, m.checks_per_sec);
-                    let (f, ratio) = m.floor.context("connect rounds measure the floor")?;
-                    let (floor, floor_user, floor_sys) = (f.total, f.user, f.system);
-                    say(format!(
-                        "  {n:>5} backends ({rate:.0} checks/s): agent {pct:.1}% of one core (user {user:.1}, sys {sys:.1}); \
-                         floor {floor:.1}% (user {floor_user:.1}, sys {floor_sys:.1}); agent/floor {ratio:.2}x"
-                    ));
-                    out.insert(format!("healthcheck_connect_cpu_pct_{n}"), num(pct, 2));
-                    out.insert(format!("healthcheck_connect_user_pct_{n}"), num(user, 2));
-                    out.insert(format!("healthcheck_connect_sys_pct_{n}"), num(sys, 2));
-                    out.insert(format!("healthcheck_connect_floor_pct_{n}"), num(floor, 2));
-                    if n == 10000 {
-                        out.insert("healthcheck_connect_vs_floor".into(), num(ratio, 2));
-                        // The target is judged on the half-open check above, the
-                        // one built for pools this large; connect checks cannot
-                        // go below the kernel's own cost of a connect.
-                        say(format!(
-                            "  connect checks, 10000 backends: {pct:.1}%, {} the {HEALTHCHECK_MAX_PCT}% target{}",
-                            if pct <= HEALTHCHECK_MAX_PCT { "within" } else { "above" },
-                            if floor > HEALTHCHECK_MAX_PCT {
-                                " (the kernel's own connects alone are above it)"
-                            } else {
-                                ""
-                            }
-                        ));
-                    }
-                }
-                Err(e) => say(format!("  {n} backends: {e:#}")),
-            }
-        }
-        let lb = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("lb-under-test")));
-        match lb.context("finding lb-under-test next to lb-bench").and_then(|lb| agent::agent_rss_mb(&lb, 100)) {
-            Ok(mb) => {
-                let ok = mb <= AGENT_MAX_RSS_MB;
-                say(format!(
-                    "  lb run, one VIP, 100 backends: {mb:.1} MB resident; target {AGENT_MAX_RSS_MB} MB: {}",
-                    verdict(Some(ok))
-                ));
-                out.insert("agent_rss_mb".into(), num(mb, 1));
-                all_pass &= ok;
-            }
-            Err(e) => say(format!("  agent memory: {e:#}")),
-        }
+        let f = agent::run(&mut say);
+        all_pass &= f.all_pass;
+        out.extend(f.keys);
+        failed.extend(f.failed);
     }
 
-    // A part that could not measure makes the run fail, after the JSON.
-    let mut failed = veth_failed;
+    if args.vrrp {
+        let f = vrrp_scale::run(&mut say);
+        all_pass &= f.all_pass;
+        out.extend(f.keys);
+        failed.extend(f.failed);
+    }
+
     if args.flows {
         let o = &args.flows_opts;
         say(format!(
@@ -792,6 +672,9 @@ fn real_main() -> anyhow::Result<()> {
     out.insert("warnings".into(), Value::from(warnings.len()));
     out.insert("total_seconds".into(), num(secs, 1));
     for &key in KEYS.iter().chain(flows::KEYS) {
+        out.entry(key).or_insert(Value::Null);
+    }
+    for key in [ring::KEYS, agent::KEYS, vrrp_scale::KEYS].concat() {
         out.entry(key).or_insert(Value::Null);
     }
     for key in veth::CURVE_KEYS {

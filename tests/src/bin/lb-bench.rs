@@ -1,15 +1,18 @@
 //! `cargo xtask bench [--json] [-- --quick --only testrun|flows|veth|ring|agent|vrrp|metrics|failover|restart ...]`
 //!
 //! Part 1: the fast path's cost per packet under BPF_PROG_TEST_RUN against
-//! `bench_tx` (the floor). Part 2: forwarding rate through a director on a
-//! veth testbed against a bare XDP redirect, a Linux bridge and nftables.
-//! Then ring rebuilds, the agent's own costs, and VRRP failover time as a
-//! client sees it, against the RFC's bounds.
+//! `bench_tx` (the floor), then how it grows with the active flows (next to
+//! the kernel's LRU hash map) and the VIPs. Part 2: forwarding rate through a
+//! director on a veth testbed against a bare XDP redirect, a Linux bridge and
+//! nftables, across frame sizes and queues. Then ring rebuilds, the agent's
+//! own costs (health checks up to 50000 backends, memory, VRRP instances),
+//! VRRP failover time as a client sees it, restarts, and the ECMP scale-out.
 //! Human-readable lines first; with `--json`, one JSON object on the last line.
 //! With `--plot DIR`, the scaling curves as SVG charts in DIR, drawn from the
 //! same results; with `--plot-from FILE` as well, from a saved run, without measuring.
-//! Missed targets print FAIL and set `target_*_pass` to false; the exit code
-//! is non-zero only when the bench itself could not run.
+//! Missed targets print FAIL and set `target_*_pass` to false. Every key is
+//! in the JSON; a measurement that could not be taken prints why, leaves its
+//! key null and makes the exit code non-zero.
 
 use std::{
     path::PathBuf,

@@ -1,0 +1,163 @@
+//! `[announce]` end to end: the agent of a director without a peer keeps
+//! one blackhole route per VIP address it can serve in its announce table,
+//! which a BGP daemon would export. The table holds exactly the VIPs with
+//! quorum (none of a VIP with `announce = false`, none the agent before
+//! left for a fast path that is gone, and another program's route stays);
+//! losing quorum withdraws; SIGKILL leaves the routes, and the restarted
+//! agent, adopting the pinned fast path, keeps them without a withdrawal;
+//! SIGTERM withdraws before it detaches the fast path. Needs root.
+
+use std::{
+    collections::BTreeSet,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, ensure};
+use lb_tests::{
+    agent_proc::{Bpffs, xdp_on},
+    bench::restart::run_args,
+    director_pair::{A, BACKENDS, DirectorPair, IF, Lb, Options, STATE_LIMIT, VIP, all_up, backend_addr},
+    privileges,
+};
+
+use crate::support;
+
+const LB: &str = env!("CARGO_BIN_EXE_lb-under-test");
+/// A table number no test elsewhere uses.
+const TABLE: &str = "4242";
+/// A second VIP address, kept out of BGP.
+const QUIET_VIP: &str = "10.216.0.101";
+
+fn config() -> String {
+    let check = "[vip.check]\ntype = \"http\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nfall = 2\nrise = 1\n\
+                 delay_before_retry = \"300ms\"\nwarmup = \"100ms\"\n";
+    let backends: String =
+        (0..BACKENDS).map(|i| format!("\n[[vip.backend]]\naddress = \"{}\"\nweight = 1\n", backend_addr(i))).collect();
+    format!(
+        "[announce]\ntable = {TABLE}\nmetric = 5\n\n\
+         [[vip]]\naddress = \"{VIP}\"\nport = 80\ninterface = \"{IF}\"\nquorum = 2\n{check}{backends}\n\
+         [[vip]]\naddress = \"{QUIET_VIP}\"\nport = 80\ninterface = \"{IF}\"\nannounce = false\n{check}{backends}"
+    )
+}
+
+/// The addresses of the agent's routes (`proto 250`) in the table, and
+/// whether every one is a host blackhole with the configured metric.
+fn ours(w: &DirectorPair) -> anyhow::Result<BTreeSet<String>> {
+    let text = w.director_ns(A).ip(&["route", "show", "table", TABLE])?;
+    let mut found = BTreeSet::new();
+    for line in text.lines().filter(|l| l.contains("proto 250")) {
+        ensure!(line.starts_with("blackhole ") && line.contains("metric 5"), "not the route expected: {line}");
+        found.insert(line.split_whitespace().nth(1).unwrap_or_default().to_owned());
+    }
+    Ok(found)
+}
+
+/// Polls the table every 20 ms until it holds `want`, for at most `limit`.
+fn wait_routes(w: &DirectorPair, want: &[&str], limit: Duration) -> anyhow::Result<Duration> {
+    let want: BTreeSet<String> = want.iter().map(|s| (*s).to_owned()).collect();
+    let start = Instant::now();
+    loop {
+        let got = ours(w)?;
+        if got == want {
+            return Ok(start.elapsed());
+        }
+        ensure!(start.elapsed() <= limit, "table {TABLE}: want {want:?}, have {got:?} after {limit:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn log(w: &DirectorPair) -> String {
+    std::fs::read_to_string(w.config_path(A).with_file_name("agent-a.log")).unwrap_or_default()
+}
+
+/// Sets every backend's weight of the announced VIP.
+fn weights(lb: &Lb, w: &DirectorPair, weight: u32) -> anyhow::Result<()> {
+    let socket = w.socket_path(A).to_str().context("socket path")?.to_owned();
+    for i in 0..BACKENDS {
+        let backend = backend_addr(i).to_string();
+        lb.ok(&["weight", &format!("{VIP}:80"), &backend, &weight.to_string(), "--socket", &socket])?;
+    }
+    Ok(())
+}
+
+#[test]
+fn announce_table_follows_quorum_restarts_and_stops() -> anyhow::Result<()> {
+    let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return Ok(()) };
+    let pins = Bpffs::new("announce")?;
+    let lb = Lb { run_args: run_args(&pins, &[]), ..Lb::new(LB) };
+    let mut w = DirectorPair::new(lb, Options { tag: "announce", udp_port: None })?;
+    let result = scenario(&mut w);
+    if result.is_err() {
+        eprintln!("[announce] agent log:\n{}", log(&w));
+    }
+    let finished = w.finish();
+    result?;
+    finished?;
+    ensure!(pins.pins().is_empty(), "pins left after the final stop: {:?}", pins.pins());
+    Ok(())
+}
+
+fn scenario(w: &mut DirectorPair) -> anyhow::Result<()> {
+    let ns = w.director_ns(A);
+    // Another program's route, and one of ours for a fast path that is gone.
+    ns.ip(&["route", "add", "blackhole", "10.9.9.9/32", "table", TABLE])?;
+    ns.ip(&["route", "add", "blackhole", "10.216.0.200/32", "table", TABLE, "proto", "250", "metric", "5"])?;
+    let vip = VIP.to_string();
+    let cli = Lb::new(LB);
+
+    w.start_agent_with(A, &config())?;
+    w.wait(A, "backends up", STATE_LIMIT, all_up)?;
+    let took = wait_routes(w, &[&vip], STATE_LIMIT)?;
+    eprintln!("announce: announced {took:?} after the backends were up");
+    let status = w.status(A)?;
+    ensure!(status["announce_table"] == 4242, "announce_table: {}", status["announce_table"]);
+    let announced = status["announced"].as_array().context("announced")?;
+    let of = |a: &str| announced.iter().find(|e| e["address"] == a).cloned().unwrap_or_default();
+    ensure!(of(&vip)["announced"] == true, "{announced:?}");
+    ensure!(of(QUIET_VIP)["announced"] == false && of(QUIET_VIP)["why"] == "announce = false", "{announced:?}");
+
+    // Below quorum (2): withdrawn; back: announced again.
+    weights(&cli, w, 0)?;
+    let took = wait_routes(w, &[], STATE_LIMIT)?;
+    eprintln!("announce: withdrawn {took:?} after the weights went to 0");
+    let status = w.status(A)?;
+    let why = status["announced"].as_array().and_then(|a| a.iter().find(|e| e["address"] == vip.as_str()).cloned());
+    ensure!(why.as_ref().is_some_and(|e| e["why"] == "quorum lost"), "{why:?}");
+    ensure!(status["announce_changes"].as_u64() >= Some(2), "announce_changes: {}", status["announce_changes"]);
+    weights(&cli, w, 1)?;
+    wait_routes(w, &[&vip], STATE_LIMIT)?;
+
+    // SIGKILL: the fast path forwards on, and its routes stay.
+    let pid = w.agent_pid(A).context("A's agent")?;
+    // SAFETY: our child's pid; it is reaped by terminate below, not before.
+    ensure!(unsafe { libc::kill(pid, libc::SIGKILL) } == 0, "SIGKILL: {}", std::io::Error::last_os_error());
+    let (status, _) = w.terminate(A, Duration::from_secs(5))?;
+    ensure!(status.code().is_none(), "the agent was not killed: {status}");
+    ensure!(ours(w)? == BTreeSet::from([vip.clone()]), "SIGKILL took the route: {:?}", ours(w)?);
+    ensure!(xdp_on(w.director_ns(A), IF)?.is_some(), "the program went with the agent");
+
+    // The next agent adopts the fast path and keeps the route all along.
+    w.start_agent_with(A, &config())?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        ensure!(ours(w)? == BTreeSet::from([vip.clone()]), "the restarted agent withdrew: {:?}", ours(w)?);
+        thread::sleep(Duration::from_millis(20));
+    }
+    w.wait(A, "backends up after the restart", STATE_LIMIT, all_up)?;
+    let restarted = log(w);
+    ensure!(restarted.contains("keeping the routes left in the table"), "{restarted}");
+    ensure!(!restarted.contains("withdrawn"), "the restarted agent withdrew:\n{restarted}");
+
+    // SIGTERM: withdrawn, and before the fast path was detached.
+    let (status, killed) = w.terminate(A, Duration::from_secs(10))?;
+    ensure!(status.success() && !killed, "the agent's stop: {status} (SIGKILL: {killed})");
+    ensure!(ours(w)?.is_empty(), "SIGTERM left routes: {:?}", ours(w)?);
+    let stopped = log(w);
+    let withdrawn = stopped.find("withdrawn: agent stopping").context("no withdrawal in the log")?;
+    let detached = stopped.find("detaching the fast path").context("no detach in the log")?;
+    ensure!(withdrawn < detached, "withdrawn after the detach:\n{stopped}");
+    let foreign = w.director_ns(A).ip(&["route", "show", "table", TABLE])?;
+    ensure!(foreign.contains("10.9.9.9"), "another program's route went: {foreign}");
+    Ok(())
+}

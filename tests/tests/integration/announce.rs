@@ -128,6 +128,19 @@ fn scenario(w: &mut DirectorPair) -> anyhow::Result<()> {
     weights(&cli, w, 1)?;
     wait_routes(w, &[&vip], STATE_LIMIT)?;
 
+    // A reload that keeps the VIP out of BGP withdraws it; back, announced.
+    let socket = w.socket_path(A).to_str().context("socket path")?.to_owned();
+    let path = w.config_path(A).to_owned();
+    let running = std::fs::read_to_string(&path)?;
+    let quiet = running.replacen("quorum = 2\n", "quorum = 2\nannounce = false\n", 1);
+    ensure!(quiet != running, "the configuration has no `quorum = 2` line to follow");
+    std::fs::write(&path, &quiet)?;
+    cli.ok(&["reload", "--socket", &socket])?;
+    wait_routes(w, &[], STATE_LIMIT)?;
+    std::fs::write(&path, &running)?;
+    cli.ok(&["reload", "--socket", &socket])?;
+    wait_routes(w, &[&vip], STATE_LIMIT)?;
+
     // SIGKILL: the fast path forwards on, and its routes stay.
     let pid = w.agent_pid(A).context("A's agent")?;
     // SAFETY: our child's pid; it is reaped by terminate below, not before.
@@ -159,5 +172,19 @@ fn scenario(w: &mut DirectorPair) -> anyhow::Result<()> {
     ensure!(withdrawn < detached, "withdrawn after the detach:\n{stopped}");
     let foreign = w.director_ns(A).ip(&["route", "show", "table", TABLE])?;
     ensure!(foreign.contains("10.9.9.9"), "another program's route went: {foreign}");
+
+    // drain-director: withdrawn at once, the agent stops once the VIPs'
+    // packet counters stay flat (no traffic here: after the quiet period).
+    w.start_agent_with(A, &config())?;
+    wait_routes(w, &[&vip], STATE_LIMIT)?;
+    let socket = w.socket_path(A).to_str().context("socket path")?.to_owned();
+    let asked = Instant::now();
+    let said = cli.ok(&["drain-director", "--timeout", "10", "--socket", &socket])?;
+    let took = asked.elapsed();
+    ensure!(said.contains("traffic has moved away"), "drain-director said: {said}");
+    ensure!(ours(w)?.is_empty(), "drained, but routes are left: {:?}", ours(w)?);
+    let (status, killed) = w.terminate(A, Duration::from_secs(10))?;
+    ensure!(status.success() && !killed, "the drained agent's exit: {status} (SIGKILL: {killed})");
+    eprintln!("announce: drain-director answered after {took:?}");
     Ok(())
 }

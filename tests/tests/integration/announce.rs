@@ -5,10 +5,15 @@
 //! left for a fast path that is gone, and another program's route stays);
 //! losing quorum withdraws; SIGKILL leaves the routes, and the restarted
 //! agent, adopting the pinned fast path, keeps them without a withdrawal;
-//! SIGTERM withdraws before it detaches the fast path. Needs root.
+//! SIGTERM withdraws before it detaches the fast path; a reload with
+//! `announce = false` and `lb drain-director` withdraw too. BIRD 2, where
+//! installed, runs in the director's namespace with the kernel protocol the
+//! README shows and learns and forgets the route. Needs root.
 
 use std::{
     collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -18,6 +23,7 @@ use lb_tests::{
     agent_proc::{Bpffs, xdp_on},
     bench::restart::run_args,
     director_pair::{A, BACKENDS, DirectorPair, IF, Lb, Options, STATE_LIMIT, VIP, all_up, backend_addr},
+    netns::Netns,
     privileges,
 };
 
@@ -81,6 +87,77 @@ fn weights(lb: &Lb, w: &DirectorPair, weight: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// BIRD 2 in the director's namespace, learning the announce table as the
+/// README's configuration does; killed on drop, also when the test fails.
+struct Bird {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Bird {
+    /// `None` where BIRD is not installed.
+    fn start(ns: &Netns, dir: &Path) -> anyhow::Result<Option<Self>> {
+        let installed = std::process::Command::new("bird").arg("--version").stderr(Stdio::null()).status();
+        if !installed.is_ok_and(|s| s.success()) {
+            eprintln!("announce: BIRD is not installed; its part is skipped");
+            return Ok(None);
+        }
+        let config = dir.join("bird.conf");
+        let socket = dir.join("bird.ctl");
+        std::fs::write(
+            &config,
+            format!(
+                "router id 192.0.2.1;
+ipv4 table lb_vips;
+protocol kernel lb_vips_kernel {{
+  ipv4 {{ table                  lb_vips; import where krt_source = 250; export none; }};
+  kernel table {TABLE};
+  learn;
+}}
+"
+            ),
+        )?;
+        let child = ns
+            .command("bird")
+            .arg("-f")
+            .arg("-c")
+            .arg(&config)
+            .arg("-s")
+            .arg(&socket)
+            .arg("-P")
+            .arg(dir.join("bird.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting BIRD")?;
+        Ok(Some(Self { child, socket }))
+    }
+
+    /// Polls `birdc show route` every 20 ms until the VIP is in it or not
+    /// (`learned`), for at most `limit`.
+    fn wait(&self, ns: &Netns, learned: bool, limit: Duration) -> anyhow::Result<Duration> {
+        let socket = self.socket.to_str().context("BIRD's socket path")?;
+        let prefix = format!("{VIP}/32");
+        let start = Instant::now();
+        loop {
+            let routes = ns.exec("birdc", &["-s", socket, "show", "route", "table", "lb_vips"]).unwrap_or_default();
+            if routes.contains(&prefix) == learned {
+                return Ok(start.elapsed());
+            }
+            ensure!(start.elapsed() <= limit, "BIRD: {prefix} learned {learned} not within {limit:?}: {routes}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn announce_table_follows_quorum_restarts_and_stops() -> anyhow::Result<()> {
     let Some(_turn) = support::start(module_path!(), privileges::AGENT) else { return Ok(()) };
@@ -117,10 +194,20 @@ fn scenario(w: &mut DirectorPair) -> anyhow::Result<()> {
     ensure!(of(&vip)["announced"] == true, "{announced:?}");
     ensure!(of(QUIET_VIP)["announced"] == false && of(QUIET_VIP)["why"] == "announce = false", "{announced:?}");
 
+    let bird = Bird::start(w.director_ns(A), w.config_path(A).parent().context("the test's directory")?)?;
+    if let Some(bird) = &bird {
+        let took = bird.wait(w.director_ns(A), true, Duration::from_secs(10))?;
+        eprintln!("announce: BIRD learned the VIP {took:?} after it started");
+    }
+
     // Below quorum (2): withdrawn; back: announced again.
     weights(&cli, w, 0)?;
     let took = wait_routes(w, &[], STATE_LIMIT)?;
     eprintln!("announce: withdrawn {took:?} after the weights went to 0");
+    if let Some(bird) = bird {
+        let took = bird.wait(w.director_ns(A), false, Duration::from_secs(5))?;
+        eprintln!("announce: BIRD forgot the VIP {took:?} after the kernel did");
+    }
     let status = w.status(A)?;
     let why = status["announced"].as_array().and_then(|a| a.iter().find(|e| e["address"] == vip.as_str()).cloned());
     ensure!(why.as_ref().is_some_and(|e| e["why"] == "quorum lost"), "{why:?}");

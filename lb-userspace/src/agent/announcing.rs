@@ -115,6 +115,11 @@ impl Announcer {
         self.settings.is_some()
     }
 
+    /// Nothing configured and nothing shown: updates have nothing to do.
+    pub fn is_idle(&self) -> bool {
+        self.settings.is_none() && self.decision.is_empty()
+    }
+
     /// The probe's latest answer: interfaces without our program.
     pub fn set_detached(&mut self, detached: &[String]) {
         self.detached = detached.iter().cloned().collect();

@@ -39,6 +39,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     // Headless Chromium draws the status page the agent serves and the tests read its DOM
     // (tests/tests/integration/status_page.rs).
     "chromium",
+    // BIRD 2 learns the agent's announce table in a namespace
+    // (tests/tests/integration/announce.rs).
+    "bird2",
 ];
 
 /// Debian packages `cargo xtask bench` needs on top of [`TEST_PACKAGES`]

@@ -6,6 +6,7 @@
 //! not beside another module's (see [`support::start`]).
 
 mod agent;
+mod announce;
 mod chaos;
 mod cli_check;
 mod director;

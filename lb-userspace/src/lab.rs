@@ -17,6 +17,8 @@
 //! HTTP server: the health check takes b2 out and traffic moves to b1 and b3;
 //! then it starts the server again and b2 comes back.
 
+pub mod bird;
+
 use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},

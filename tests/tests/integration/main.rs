@@ -9,6 +9,7 @@ mod agent;
 mod chaos;
 mod cli_check;
 mod director;
+mod ecmp;
 mod e2e_dr;
 mod failover;
 mod golden;

@@ -18,6 +18,7 @@
 //! then it starts the server again and b2 comes back.
 
 pub mod bird;
+pub mod ecmp;
 
 use std::{
     io::{Read as _, Write as _},
@@ -59,6 +60,17 @@ pub enum LabError {
     Signal { source: std::io::Error },
     #[error("the lab needs root (CAP_NET_ADMIN and CAP_BPF); try `cargo xtask run`")]
     NotRoot,
+    #[error(
+        "the ECMP lab runs BIRD 2 on its router and directors, and `{program}` is not installed: \
+         `apt-get install bird2`, or start the lab with `cargo xtask run -- --ecmp`, which installs it"
+    )]
+    BirdMissing { program: &'static str },
+    #[error("the router's routing table: {0}")]
+    Route(#[from] bird::RouteError),
+    #[error("the directors were not all announced within {secs} s ({state}); see the logs in {dir}")]
+    NotSpread { secs: u64, state: String, dir: String },
+    #[error("the router still used {director} {secs} s after its agent was stopped")]
+    NotWithdrawn { director: String, secs: u64 },
 }
 
 /// Prefix of every namespace the lab creates.
@@ -157,7 +169,11 @@ struct Agent(Child);
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        // SAFETY: kill on our own child's pid.
+        // Reaped already: its pid may be another process's by now.
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        // SAFETY: kill on our own child's pid, not reaped (just checked).
         unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {

@@ -15,12 +15,14 @@
 //   3. `duration`: durations as written.
 //   4. `check` (health checks) and `vrrp` (the VRRP sections: `route`,
 //      `types`, `command`, `virtual_ipaddress`, `virtual_routes`,
-//      `warnings`, `instance`, `sync_group`, in that order).
+//      `warnings`, `instance`, `sync_group`, in that order), then
+//      `announce` (`[announce]` and each VIP's `announce`).
 //   5. `validate` (the whole file), then this file: `Config` and its API.
 // Tests read whole files through `Config::from_str`, so they sit on top.
 // Outside the module, only the pure `crate::maglev` and
 // `crate::vrrp::packet` are used: no sockets, netlink or BPF maps.
 
+mod announce;
 mod check;
 mod duration;
 mod error;
@@ -38,8 +40,8 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Diagnostic};
 pub use types::{
-    Backend, BodyMatch, Check, CheckKind, DnsCheck, DnsType, Global, HashMode, HttpCheck, MAX_WEIGHT, Position,
-    Protocol, ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
+    Announce, Backend, BodyMatch, Check, CheckKind, DnsCheck, DnsType, Global, HashMode, HttpCheck, MAX_WEIGHT,
+    Position, Protocol, ScriptCheck, ScriptCommand, StatusCodes, Tls, UdpCheck, Vip,
 };
 pub use vrrp::{
     Garp, Notify, RouteKind, Scope, TABLE_MAIN, TrackFastPath, TrackScript, VirtualAddress, VirtualRoute, VrrpInstance,
@@ -60,6 +62,8 @@ pub struct Config {
     pub vrrp: Vec<VrrpInstance>,
     /// The `[[vrrp_sync_group]]`s, in file order.
     pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
+    /// `[announce]`: VIP routes a BGP daemon exports; `None`: nothing is announced.
+    pub announce: Option<Announce>,
     /// What is legal but suspicious (`lb check` prints these and passes).
     pub warnings: Vec<Diagnostic>,
 }
@@ -85,10 +89,11 @@ impl Config {
             problems.into_result(file, text).expect_err("one problem was recorded")
         })?;
         let mut problems = Problems::default();
-        let validate::Sections { global, vips, vrrp, vrrp_sync_groups } = validate::validate(&raw, text, &mut problems);
+        let validate::Sections { global, vips, vrrp, vrrp_sync_groups, announce } =
+            validate::validate(&raw, text, &mut problems);
         let warnings = problems.warnings(text);
         problems.into_result(file, text)?;
-        Ok(Config { source: file.to_owned(), global, vips, vrrp, vrrp_sync_groups, warnings })
+        Ok(Config { source: file.to_owned(), global, vips, vrrp, vrrp_sync_groups, announce, warnings })
     }
 
     /// Reports every interface the file names that does not exist: a VIP's

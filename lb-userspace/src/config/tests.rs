@@ -224,7 +224,7 @@ fn unknown_keys() {
     assert_eq!(
         error(&with_vip("wieght = 3\n")),
         "lb.toml:5:1: unknown field `wieght`, expected one of `address`, `port`, `protocol`, `interface`, \
-         `ring_size`, `hash`, `fragments`, `quorum`, `hysteresis`, `sorry_server`, `check`, `backend`"
+         `ring_size`, `hash`, `fragments`, `quorum`, `hysteresis`, `sorry_server`, `check`, `announce`, `backend`"
     );
     assert!(
         error("[globl]\n").starts_with("lb.toml:1:2: unknown field `globl`, expected one of `global`, `vip`, `vrrp`")

@@ -50,6 +50,21 @@ pub struct Vip {
     /// Receives every new flow while quorum is lost.
     pub sorry_server: Option<IpAddr>,
     pub backends: Vec<Backend>,
+    /// Whether the agent puts this VIP's route in the `[announce]` table
+    /// while it can serve it; always false without `[announce]`.
+    pub announce: bool,
+}
+
+/// The `[announce]` table: the agent keeps one route per VIP it can serve
+/// in a kernel routing table of its own, which a BGP daemon (BIRD, FRR)
+/// exports to the routers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Announce {
+    /// The kernel routing table the agent owns; nothing else may write it.
+    pub table: u32,
+    /// The routes' metric (`RTA_PRIORITY`): BIRD reads it as `krt_metric`,
+    /// FRR's zebra as the route's metric; a daemon can filter on it.
+    pub metric: u32,
 }
 
 /// One real server (a `[[vip.backend]]` table).

@@ -12,11 +12,12 @@ use lb_common::{DEFAULT_FLOOD_NEW_FLOWS_PER_SEC, DEFAULT_FLOWS_PER_CPU, DEFAULT_
 use toml::Spanned;
 
 use super::{
+    announce,
     check::{self, Context},
     fields::{int_in, interface_name},
     model::{RawConfig, RawGlobal, RawVip},
     span::{Problems, Span, position},
-    types::{Backend, Global, MAX_WEIGHT, Protocol, Vip},
+    types::{Announce, Backend, Global, MAX_WEIGHT, Protocol, Vip},
     vrrp::{self, VrrpInstance, VrrpSyncGroup},
 };
 use crate::maglev::{MAX_RING_SIZE, is_prime};
@@ -41,6 +42,7 @@ pub(crate) struct Sections {
     pub vips: Vec<Vip>,
     pub vrrp: Vec<VrrpInstance>,
     pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
+    pub announce: Option<Announce>,
 }
 
 /// Builds the sections, recording every problem in `problems`; the result
@@ -63,7 +65,8 @@ pub(crate) fn validate(raw: &RawConfig, text: &str, problems: &mut Problems) -> 
                 ),
             );
         }
-        let Some(vip) = vip(raw_vip.get_ref(), &global, text, problems) else { continue };
+        let has_announce = raw.announce.is_some();
+        let Some(vip) = vip(raw_vip.get_ref(), &global, has_announce, text, problems) else { continue };
         let v = raw_vip.get_ref();
         let key = (vip.address, vip.port, vip.protocol);
         if let Some(first) = services.get(&key) {
@@ -114,7 +117,8 @@ pub(crate) fn validate(raw: &RawConfig, text: &str, problems: &mut Problems) -> 
     ring_memory(&vips, &ring_spans, &global, problems);
     let vrrp = vrrp::validate(&raw.vrrp, &global.script_user, text, problems);
     let vrrp_sync_groups = vrrp::validate_sync_groups(&raw.vrrp_sync_group, &vrrp, &global.script_user, text, problems);
-    Sections { global, vips, vrrp, vrrp_sync_groups }
+    let announce = announce::announce(raw.announce.as_ref(), &vrrp, problems);
+    Sections { global, vips, vrrp, vrrp_sync_groups, announce }
 }
 
 fn global(raw: &RawGlobal, problems: &mut Problems) -> Global {
@@ -198,7 +202,9 @@ fn global(raw: &RawGlobal, problems: &mut Problems) -> Global {
 
 /// One VIP, or `None` when its address is unusable (nothing else about it
 /// can be compared then), after checking all of it anyway.
-fn vip(v: &RawVip, global: &Global, text: &str, problems: &mut Problems) -> Option<Vip> {
+/// `has_announce`: the file has an `[announce]` table (valid or not, so a
+/// bad table number is not also reported at every VIP).
+fn vip(v: &RawVip, global: &Global, has_announce: bool, text: &str, problems: &mut Problems) -> Option<Vip> {
     let vip_ip = address(&v.address, "VIP address", problems);
     let port = int_in(&v.port, "port", 0..=65535, problems).unwrap_or(0);
     let protocol = v.protocol.unwrap_or(Protocol::Tcp);
@@ -273,6 +279,7 @@ fn vip(v: &RawVip, global: &Global, text: &str, problems: &mut Problems) -> Opti
         hysteresis,
         sorry_server,
         backends,
+        announce: announce::vip_announce(v.announce.as_ref(), has_announce, problems),
     })
 }
 

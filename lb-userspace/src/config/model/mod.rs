@@ -27,6 +27,15 @@ pub(crate) struct RawConfig {
     pub vrrp: Vec<Spanned<RawVrrp>>,
     #[serde(default)]
     pub vrrp_sync_group: Vec<Spanned<RawSyncGroup>>,
+    pub announce: Option<Spanned<RawAnnounce>>,
+}
+
+/// `[announce]`: the kernel routing table a BGP daemon exports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAnnounce {
+    pub table: Spanned<i64>,
+    pub metric: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +65,7 @@ pub(crate) struct RawVip {
     pub hysteresis: Option<Spanned<i64>>,
     pub sorry_server: Option<Spanned<String>>,
     pub check: Option<Spanned<RawCheck>>,
+    pub announce: Option<Spanned<bool>>,
     #[serde(default, rename = "backend")]
     pub backends: Vec<Spanned<RawBackend>>,
 }

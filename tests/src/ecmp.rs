@@ -530,6 +530,11 @@ impl EcmpLab {
             .collect()
     }
 
+    /// The directors whose agent runs.
+    pub fn running(&self) -> Vec<usize> {
+        (0..DIRECTORS).filter(|&d| self.directors[d].agent.is_some()).collect()
+    }
+
     /// Traffic from the client to the VIP, once it flows.
     pub fn start_traffic(&self, options: &traffic::Options) -> anyhow::Result<Traffic> {
         let vip = SocketAddr::new(VIP.into(), PORT);
@@ -771,4 +776,40 @@ pub fn across(lab: &mut EcmpLab, change: impl FnOnce(&mut EcmpLab) -> anyhow::Re
 
 fn forwarded_all(lab: &mut EcmpLab) -> Vec<anyhow::Result<u64>> {
     (0..DIRECTORS).map(|d| lab.forwarded(d)).collect()
+}
+
+/// Director `d` leaves by a clean stop under traffic: its agent withdraws
+/// the route, then detaches; the router moves its flows to the others.
+pub fn leave(lab: &mut EcmpLab, d: usize) -> anyhow::Result<Outcome> {
+    let others: Vec<usize> = lab.running().into_iter().filter(|&o| o != d).collect();
+    across(lab, |lab| {
+        lab.stop_agent(d)?;
+        lab.wait_next_hops(&others, STATE_LIMIT).map(drop)
+    })
+}
+
+/// Director `d` comes back under traffic: its agent announces once its
+/// fast path is attached and its backends are up, and the router moves
+/// some flows to it.
+pub fn join(lab: &mut EcmpLab, d: usize) -> anyhow::Result<Outcome> {
+    let all: Vec<usize> = lab.running().into_iter().chain([d]).collect();
+    across(lab, |lab| {
+        lab.start_agent(d)?;
+        lab.wait_next_hops(&all, STATE_LIMIT).map(drop)
+    })
+}
+
+/// From director `d`'s SIGTERM (the agent's decision to withdraw) to the
+/// router's route no longer using it, as `ip monitor route` in the router
+/// sees it; the agent is started again and announced afterwards.
+pub fn withdraw_time(lab: &mut EcmpLab, d: usize) -> anyhow::Result<Duration> {
+    let all = lab.running();
+    let watch = lab.watch_routes()?;
+    let sent = lab.signal_term(d)?;
+    let gone = watch.wait_without(d, sent, STATE_LIMIT);
+    lab.reap(d, STATE_LIMIT)?;
+    let took = gone?.saturating_duration_since(sent);
+    lab.start_agent(d)?;
+    lab.wait_next_hops(&all, STATE_LIMIT)?;
+    Ok(took)
 }

@@ -64,10 +64,7 @@ fn scenario(lab: &mut EcmpLab) -> anyhow::Result<()> {
     // 1. A clean stop withdraws the route before the fast path goes: the
     // router moves the director's flows to the others, whose rings send
     // them to the same backends.
-    let leave = ecmp::across(lab, |lab| {
-        lab.stop_agent(0)?;
-        lab.wait_next_hops(&[1, 2], STATE_LIMIT).map(drop)
-    })?;
+    let leave = ecmp::leave(lab, 0)?;
     say("leave", &leave);
     check_spread(&leave)?;
     ensure!(leave.moved() > 0, "no connection changed director: {}", leave.figures());
@@ -75,10 +72,7 @@ fn scenario(lab: &mut EcmpLab) -> anyhow::Result<()> {
 
     // 2. The director back: it announces once its fast path is attached
     // and its backends are up, and takes flows it has no state for.
-    let join = ecmp::across(lab, |lab| {
-        lab.start_agent(0)?;
-        lab.wait_next_hops(&[0, 1, 2], STATE_LIMIT).map(drop)
-    })?;
+    let join = ecmp::join(lab, 0)?;
     say("join", &join);
     ensure!(join.moved() > 0, "no connection changed director: {}", join.figures());
     ensure!(join.resets == 0, "a director joining reset connections: {}", join.figures());

@@ -111,6 +111,17 @@ enum Command {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Take this director out of an ECMP group for maintenance: withdraw
+    /// every VIP from the BGP daemon (`[announce]`), wait until the routers
+    /// have moved the flows away (the VIPs' packet counters stay flat for
+    /// 2 s) or the timeout, then stop the agent as SIGTERM does.
+    DrainDirector {
+        /// Seconds to wait for the traffic to move away at most.
+        #[arg(long, value_name = "S", default_value_t = 30)]
+        timeout: u64,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Validate a configuration file and exit: every problem is reported as
     /// file:line:column; the exit status is non-zero if there is any.
     Check {
@@ -211,6 +222,14 @@ fn command(command: Command) -> anyhow::Result<()> {
         Command::Undrain { vip, backend, socket } => say(&socket, &Request::Undrain { vip, backend }),
         Command::Weight { vip, backend, weight, socket } => say(&socket, &Request::Weight { vip, backend, weight }),
         Command::Reload { socket } => say(&socket, &Request::Reload),
+        Command::DrainDirector { timeout, socket } => {
+            let request = Request::DrainDirector { timeout_ms: timeout.saturating_mul(1000) };
+            // The agent answers when the drain is over: wait past its timeout.
+            let wait = Duration::from_secs(timeout.saturating_add(30));
+            let response = control::request_within(&socket, &request, wait)?;
+            println!("{}", response.message.unwrap_or_default());
+            Ok(())
+        }
         Command::Check { config, offline } => check(&config, !offline),
         Command::ExampleConfig => {
             print!("{}", crate::config::EXAMPLE);

@@ -1,6 +1,7 @@
 //! The agent: loads the XDP program and keeps its maps current.
 
 pub mod agent;
+pub mod announce;
 pub mod cli;
 pub mod config;
 pub mod fast_path;

@@ -58,6 +58,11 @@ pub enum Request {
     /// Exit leaving the fast path pinned and forwarding, VRRP's addresses
     /// in place and no priority 0 sent, for the next agent to adopt.
     Restart,
+    /// Withdraw every VIP from BGP, wait until the flows have moved away
+    /// (or `timeout_ms`), then stop cleanly; answered when done.
+    DrainDirector {
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -141,10 +146,16 @@ pub fn serve(path: &Path, commands: mpsc::Sender<Command>) -> Result<tokio::task
 /// Sends one request and waits (bounded) for the answer. Blocking: for the
 /// `lb` command line.
 pub fn request(path: &Path, request: &Request) -> Result<Response, ControlError> {
+    request_within(path, request, Duration::from_secs(30))
+}
+
+/// [`request`], waiting up to `wait` for the answer: for a command that
+/// answers when it is done, such as `drain_director`.
+pub fn request_within(path: &Path, request: &Request, wait: Duration) -> Result<Response, ControlError> {
     let io = |source| ControlError::Io { path: path.to_owned(), source };
     let mut stream = std::os::unix::net::UnixStream::connect(path)
         .map_err(|source| ControlError::Connect { path: path.to_owned(), source })?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(io)?;
+    stream.set_read_timeout(Some(wait)).map_err(io)?;
     let mut line = serde_json::to_string(request).map_err(|source| ControlError::Decode { source })?;
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(io)?;

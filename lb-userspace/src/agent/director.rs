@@ -441,7 +441,9 @@ impl<M: FastPathMaps> Director<M> {
                 }
                 (vip, backend, "weight set", self.update(Some(vip), *backend, |b| b.admin_weight = Some(*weight)))
             }
-            Request::Status | Request::Reload | Request::Restart => return Response::error("not handled here"),
+            Request::Status | Request::Reload | Request::Restart | Request::DrainDirector { .. } => {
+                return Response::error("not handled here");
+            }
         };
         match result.and_then(|r| self.flush().map(|_| r)) {
             Ok((0, _)) => Response::error(format!("no backend {backend} on a VIP matching {vip:?}")),
@@ -633,7 +635,15 @@ impl<M: FastPathMaps> Director<M> {
         };
         let attached = self.dp.attachments().into_iter().map(|(i, m)| (i, format!("{m:?}").to_lowercase())).collect();
         let flows = flow_counts.values().sum();
-        Ok(StatusReport { vips, attached, counters, flows, vrrp: Vec::new(), events: self.events.to_vec() })
+        Ok(StatusReport {
+            vips,
+            attached,
+            counters,
+            flows,
+            vrrp: Vec::new(),
+            events: self.events.to_vec(),
+            ..StatusReport::default()
+        })
     }
 }
 

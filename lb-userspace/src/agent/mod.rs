@@ -1,6 +1,7 @@
 //! The agent: configuration, health, neighbours and the operator in; the
 //! fast path's maps out.
 
+pub mod announcing;
 pub mod control;
 pub mod director;
 pub mod events;

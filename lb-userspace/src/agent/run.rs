@@ -17,6 +17,7 @@ use tokio::{
 use tracing::{debug, error, info, warn};
 
 use super::{
+    announcing::Announcer,
     control::{self, Command, ControlError, Request, Response},
     director::{Director, DirectorError, Transition},
     reload::{self, HealthTargets, NeighbourTargets, Parts, VrrpInstances},
@@ -25,6 +26,7 @@ use super::{
     targets::{health_targets, neighbour_targets},
 };
 use crate::{
+    announce::drain::{self, Drain, Drained},
     config::{Config, ConfigError},
     fast_path::{FastPath, FastPathError, FastPathOptions},
     health::{HealthError, HealthEvent, Monitor, MonitorOptions, Target},
@@ -36,7 +38,7 @@ use crate::{
         runtime::{self as vrrp, VrrpError, VrrpHandle},
         tracking::FastPathHealth,
     },
-    web::{self, Publisher, WebError},
+    web::{self, CounterSource as _, Publisher, WebError},
 };
 
 /// How often the fast path's attachment is checked for `track_fast_path`:
@@ -161,8 +163,14 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
     // through its own handles on the maps: it never waits for the loop.
     let (mut publisher, snapshots) = Publisher::new();
     publisher.publish(&director, vrrp.as_ref());
-    let maps = web::CounterMaps::open(director.fast_path_mut().ebpf_mut())?;
-    let shared = web::Shared::new(snapshots, Arc::new(maps), Some(monitor.board()), publisher.publish_seconds());
+    let maps = Arc::new(web::CounterMaps::open(director.fast_path_mut().ebpf_mut())?);
+    let shared = web::Shared::new(snapshots, maps.clone(), Some(monitor.board()), publisher.publish_seconds());
+    // With the fast path adopted the routes the agent before left stay:
+    // the director kept forwarding what the routers sent it.
+    let mut announcer = Announcer::start(director.config(), adopted).await;
+    announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
+    let mut drain_tick = tokio::time::interval(drain::SAMPLE_EVERY);
+    let mut draining: Option<(Drain, tokio::sync::oneshot::Sender<Response>)> = None;
     let mut listener = web::Listener::start(director.config().global.metrics, &shared).await?;
     let signals = |kind| signal(kind).map_err(|source| AgentError::Signals { source });
     let (mut hup, mut term, mut int) =
@@ -181,15 +189,36 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
                 on_health(&mut director, event);
                 take_in_and_flush(&mut director, &mut health, &mut macs);
                 publisher.publish_if_installed(&director, vrrp.as_ref());
+                announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
             }
             Some(event) = macs.recv() => {
                 on_mac(&mut director, event);
                 take_in_and_flush(&mut director, &mut health, &mut macs);
                 publisher.publish_if_installed(&director, vrrp.as_ref());
+                announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
             }
             Some(change) = next_change(&mut vrrp_changes) => {
                 on_vrrp_change(&mut director, vrrp.as_ref(), change);
+                announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
                 publisher.publish(&director, vrrp.as_ref());
+            }
+            () = at(announcer.deadline()) => {
+                announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
+            }
+            _ = drain_tick.tick(), if draining.is_some() => {
+                let packets = vip_packets(&director, &maps);
+                let ended = draining.as_mut().and_then(|(d, _)| d.sample(Instant::now(), packets));
+                if let Some(ended) = ended {
+                    let message = match ended {
+                        Drained::Quiet => "every VIP withdrawn and the traffic has moved away; stopping",
+                        Drained::TimedOut => "every VIP withdrawn; traffic still arrived at the timeout; stopping",
+                    };
+                    info!("drain: {message}");
+                    if let Some((_, reply)) = draining.take() {
+                        let _ = reply.send(Response::ok(message));
+                    }
+                    break;
+                }
             }
             Some(Command { request, reply }) = commands.recv() => {
                 if request == Request::Restart {
@@ -201,10 +230,30 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
                     answer_status(&shared, reply);
                     continue;
                 }
+                if let Request::DrainDirector { timeout_ms } = request {
+                    if !announcer.is_on() {
+                        let _ = reply.send(Response::error(
+                            "no [announce] table: nothing is announced, so there is nothing to drain; \
+                             stop the agent instead",
+                        ));
+                    } else if draining.is_some() {
+                        let _ = reply.send(Response::error("the director is draining already"));
+                    } else {
+                        info!(timeout_ms, "drain: withdrawing every VIP; stopping once the traffic has moved");
+                        announcer.drain();
+                        announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
+                        let mut d = Drain::new(Instant::now(), Duration::from_millis(timeout_ms));
+                        d.sample(Instant::now(), vip_packets(&director, &maps));
+                        draining = Some((d, reply));
+                    }
+                    continue;
+                }
                 let response = match request {
                     Request::Reload => {
                         systemd.reloading();
                         let r = reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await;
+                        announcer.reload(director.config()).await;
+                        announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
                         let r = follow_reload(&mut publisher, &mut listener, &shared, &director, vrrp.as_ref(), r).await;
                         systemd.ready(&after_reload(&director, &r));
                         vrrp_changes = vrrp_changes.or_else(|| vrrp.as_mut().and_then(VrrpHandle::take_events));
@@ -215,6 +264,7 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
                         if response.ok {
                             info!("{}", response.message.as_deref().unwrap_or_default());
                         }
+                        announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
                         publisher.publish(&director, vrrp.as_ref());
                         response
                     }
@@ -224,6 +274,8 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
             _ = hup.recv() => {
                 systemd.reloading();
                 let r = reload_file(&mut director, &mut monitor, &mut neighbours, &mut vrrp, &opts.config).await;
+                announcer.reload(director.config()).await;
+                announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
                 let r = follow_reload(&mut publisher, &mut listener, &shared, &director, vrrp.as_ref(), r).await;
                 systemd.ready(&after_reload(&director, &r));
                 vrrp_changes = vrrp_changes.or_else(|| vrrp.as_mut().and_then(VrrpHandle::take_events));
@@ -231,10 +283,13 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
                     warn!("reload on SIGHUP refused: {}", r.error.unwrap_or_default());
                 }
             }
-            _ = fast_path_poll.tick(), if director.config().vrrp.iter().any(|v| v.track_fast_path.is_some()) => {
+            _ = fast_path_poll.tick(), if announcer.is_on() || tracks_fast_path(director.config()) => {
+                let health = probe.health(&director).await;
                 if let Some(v) = &vrrp {
-                    v.report_fast_path(&probe.health(&director).await);
+                    v.report_fast_path(&health);
                 }
+                announcer.set_detached(&health.detached);
+                announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
             }
             _ = watchdog.tick(), if systemd.watchdog_interval().is_some() => systemd.watchdog(),
             _ = term.recv() => break,
@@ -242,6 +297,17 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
         }
     }
     systemd.stopping();
+    if let Some((_, reply)) = draining.take() {
+        let _ = reply.send(Response::ok("stopped before the traffic had moved away"));
+    }
+    if stopped == Stopped::Plainly {
+        // Withdrawn while the fast path still forwards, so the routers move
+        // the flows to the other directors before this one stops serving.
+        info!("stopping: withdrawing the announced VIPs");
+        announcer.stop(&mut director).await;
+    } else {
+        info!("handing over: the announced VIPs stay announced");
+    }
     if let Some(v) = vrrp.take() {
         if stopped == Stopped::ForHandover {
             // No priority 0 and the addresses stay: the next agent takes
@@ -269,6 +335,49 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
     }
     drop(director);
     Ok(stopped)
+}
+
+/// Decides the announcements again, and republishes when what `lb status`
+/// shows of them changed.
+async fn announce(
+    announcer: &mut Announcer,
+    director: &mut Director,
+    vrrp: Option<&VrrpHandle>,
+    publisher: &mut Publisher,
+) {
+    if !announcer.is_on() && announcer.status().1.is_empty() {
+        return;
+    }
+    let states: Vec<_> = vrrp.map(|v| v.status().into_iter().map(|s| (s.name, s.state)).collect()).unwrap_or_default();
+    if announcer.update(director, &states).await {
+        publisher.set_announce(announcer.status());
+        publisher.publish(director, vrrp);
+    }
+}
+
+/// Whether a VRRP instance tracks the fast path's attachment.
+fn tracks_fast_path(config: &Config) -> bool {
+    config.vrrp.iter().any(|v| v.track_fast_path.is_some())
+}
+
+/// Resolves at `deadline`; never without one.
+async fn at(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Packets to every VIP, forwarded or dropped: what the drain watches fall.
+fn vip_packets(director: &Director, maps: &web::CounterMaps) -> u64 {
+    let mut total = 0;
+    for s in director.services() {
+        total += maps.vip(s.vip_index).map_or(0, |c| c.packets);
+        for b in s.backends.iter().chain(&s.sorry) {
+            total += maps.backend(b.id).map_or(0, |c| c.packets);
+        }
+    }
+    total
 }
 
 /// After a reload, taken or refused: the HTTP listener's snapshot, and its

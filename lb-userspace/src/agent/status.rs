@@ -21,6 +21,24 @@ pub struct StatusReport {
     /// The last state changes, oldest first ([`super::events::EventLog`]).
     #[serde(default)]
     pub events: Vec<StatusEvent>,
+    /// `[announce] table`; `None`: nothing is announced.
+    #[serde(default)]
+    pub announce_table: Option<u32>,
+    /// Per VIP address, whether its route is in the announce table.
+    #[serde(default)]
+    pub announced: Vec<AnnounceStatus>,
+    /// Addresses announced or withdrawn since the agent started.
+    #[serde(default)]
+    pub announce_changes: u64,
+}
+
+/// One VIP address in the announce table, or why not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceStatus {
+    pub address: IpAddr,
+    pub announced: bool,
+    /// Why it is withdrawn; empty while announced.
+    pub why: String,
 }
 
 /// One state change: of what, from what to what, and why.
@@ -45,6 +63,8 @@ pub enum EventKind {
     Vrrp,
     /// A reload, taken or refused.
     Config,
+    /// A VIP address announced to or withdrawn from the BGP daemon.
+    Announce,
 }
 
 impl EventKind {
@@ -54,6 +74,7 @@ impl EventKind {
             EventKind::Vip => "VIP",
             EventKind::Vrrp => "VRRP",
             EventKind::Config => "config",
+            EventKind::Announce => "announce",
         }
     }
 }
@@ -155,6 +176,15 @@ impl StatusReport {
                 "\nVIP {} on {}  hash {}  ring {}  {quorum}  {} pkts {} bytes",
                 v.name, v.interface, v.hash, v.ring_size, v.packets, v.bytes
             );
+            if let Some(table) = self.announce_table {
+                let address = v.name.split('/').next().and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+                let found = self.announced.iter().find(|a| Some(a.address) == address.map(|a| a.ip()));
+                let _ = match found {
+                    Some(a) if a.announced => writeln!(out, "  BGP: announced (table {table})"),
+                    Some(a) => writeln!(out, "  BGP: not announced: {}", a.why),
+                    None => writeln!(out, "  BGP: not announced"),
+                };
+            }
             let _ = writeln!(
                 out,
                 "  {:<28} {:<9} {:>6} {:>6} {:>7} {:>12} {:>14} {:>8}  why",
@@ -253,6 +283,32 @@ mod tests {
         ));
         assert!(text.contains("10.0.0.3 on"));
         assert!(!text.contains("10.0.0.2 on"), "only the last {EVENTS_SHOWN}");
+    }
+
+    #[test]
+    fn render_says_whether_each_vip_is_announced() {
+        let vip = |name: &str| VipStatus { name: name.to_owned(), ..VipStatus::default() };
+        let announced = |address: &str, yes: bool, why: &str| AnnounceStatus {
+            address: address.parse().unwrap(),
+            announced: yes,
+            why: why.to_owned(),
+        };
+        let report = StatusReport {
+            vips: vec![vip("10.0.0.1:80/tcp"), vip("[2001:db8::1]:443/tcp"), vip("10.0.0.3:53/udp")],
+            announce_table: Some(200),
+            announced: vec![announced("10.0.0.1", true, ""), announced("2001:db8::1", false, "quorum lost")],
+            ..StatusReport::default()
+        };
+        let text = report.render();
+        assert!(text.contains("  BGP: announced (table 200)
+"), "{text}");
+        assert!(text.contains("  BGP: not announced: quorum lost
+"), "{text}");
+        assert!(text.contains("  BGP: not announced
+"), "{text}");
+        assert!(!StatusReport { vips: vec![vip("10.0.0.1:80/tcp")], ..report.clone() }.render().is_empty());
+        let without = StatusReport { announce_table: None, ..report }.render();
+        assert!(!without.contains("BGP"), "nothing about BGP without [announce]");
     }
 
     #[test]

@@ -192,6 +192,20 @@ impl Collector for Scrape {
         // VIP and backend state.
         family(
             &mut e,
+            "lb_vip_announced",
+            "1 while the VIP address's route is in the announce table, so the BGP daemon announces it.",
+            Gauge,
+            report.announced.iter().map(|a| (vec![("vip", a.address.to_string())], G(a.announced.into()))),
+        )?;
+        family(
+            &mut e,
+            "lb_announce_changes",
+            "VIP addresses announced or withdrawn since the agent started.",
+            Counter,
+            report.announce_table.map(|_| (Vec::new(), Count(report.announce_changes))),
+        )?;
+        family(
+            &mut e,
             "lb_vip_quorum_up",
             "1 while the VIP's live weight meets its quorum.",
             Gauge,

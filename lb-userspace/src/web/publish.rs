@@ -28,6 +28,8 @@ pub struct Publisher {
     /// The last install seen, to count each one once.
     last_install: Option<(Duration, Duration, Duration)>,
     publish_seconds: Histogram,
+    /// What the announcer said last: table, per address, changes.
+    announce: (Option<u32>, Vec<crate::agent::status::AnnounceStatus>, u64),
 }
 
 impl Publisher {
@@ -43,6 +45,7 @@ impl Publisher {
             last_install: None,
             // 50 us to 0.4 s: a flip of one VIP to a rebuild of hundreds.
             publish_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 14)),
+            announce: (None, Vec::new(), 0),
         };
         (publisher, rx)
     }
@@ -50,6 +53,12 @@ impl Publisher {
     /// How long the fast path's publishes took (the installs the loop saw).
     pub fn publish_seconds(&self) -> Histogram {
         self.publish_seconds.clone()
+    }
+
+    /// What the next publish shows of the announce table
+    /// ([`crate::agent::announcing::Announcer::status`]).
+    pub fn set_announce(&mut self, status: (Option<u32>, Vec<crate::agent::status::AnnounceStatus>, u64)) {
+        self.announce = status;
     }
 
     /// Counts a reload, taken or refused.
@@ -79,7 +88,7 @@ impl Publisher {
             self.publish_seconds.observe(t.total.as_secs_f64());
         }
         self.last_install = install;
-        let report = match director.layout() {
+        let mut report = match director.layout() {
             Ok(report) => report,
             Err(e) => return warn!("the HTTP listener's snapshot was not updated: {e}"),
         };
@@ -106,6 +115,7 @@ impl Publisher {
             });
         }
         self.states = states;
+        (report.announce_table, report.announced, report.announce_changes) = self.announce.clone();
         let snapshot = Snapshot {
             report,
             vips,

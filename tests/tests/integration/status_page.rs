@@ -301,6 +301,7 @@ fn report(down: &[&str], packets: u64) -> String {
             ..VrrpStatus::default()
         }],
         events,
+        ..StatusReport::default()
     };
     serde_json::to_string(&status).expect("a report serializes")
 }

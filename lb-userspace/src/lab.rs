@@ -16,6 +16,10 @@
 //! prints the agent's status table and who answered. Midway it stops b2's
 //! HTTP server: the health check takes b2 out and traffic moves to b1 and b3;
 //! then it starts the server again and b2 comes back.
+//!
+//! `lb lab --ecmp` is the scale-out form ([`ecmp`]): three active directors
+//! behind a router that spreads flows over them, each announcing the VIP
+//! over BGP through BIRD 2 ([`bird`]).
 
 pub mod bird;
 pub mod ecmp;

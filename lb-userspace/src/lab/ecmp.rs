@@ -4,7 +4,8 @@
 //! backends and announces the VIP over BGP through its own BIRD 2. Midway
 //! one director stops cleanly: its agent withdraws the route, the router
 //! moves its connections to the other two, whose Maglev rings send them to
-//! the same backends, and no connection breaks.
+//! the same backends, and no connection breaks. Later it starts again and
+//! takes its share back, again without a break.
 //!
 //! ```text
 //!   client 10.225.0.2 ── 10.225.0.1 router (BIRD: merge paths, 5-tuple hash)
@@ -72,6 +73,8 @@ pub struct EcmpOptions {
     pub connections: usize,
     /// When the director leaves, from the start of the traffic.
     pub leave_at: Duration,
+    /// When it starts again; None: it stays away.
+    pub rejoin_at: Option<Duration>,
     /// Stop after this long; None: until Ctrl-C.
     pub duration: Option<Duration>,
     /// Time between tables.
@@ -84,6 +87,7 @@ impl EcmpOptions {
             agent,
             connections: 60,
             leave_at: Duration::from_secs(8),
+            rejoin_at: Some(Duration::from_secs(16)),
             duration: None,
             interval: Duration::from_secs(2),
         }
@@ -94,6 +98,7 @@ impl EcmpOptions {
         Self {
             connections: 30,
             leave_at: Duration::from_secs(3),
+            rejoin_at: None,
             duration: Some(Duration::from_secs(7)),
             ..Self::new(agent)
         }
@@ -114,6 +119,8 @@ pub struct EcmpReport {
     pub echoes: u64,
     /// From the leaving agent's SIGTERM to the router no longer using it.
     pub withdraw_ms: Option<u128>,
+    /// From its start again to the router using it again.
+    pub rejoin_ms: Option<u128>,
 }
 
 /// A BIRD in the foreground in a namespace; killed on drop.
@@ -134,10 +141,12 @@ struct Lab {
     _peers: Vec<PeerPass>,
     router: Netns,
     client: Netns,
-    _directors: Vec<Netns>,
+    directors: Vec<Netns>,
     backends: Vec<Netns>,
     _switch: Netns,
     sockets: Vec<PathBuf>,
+    configs: Vec<PathBuf>,
+    agent_exe: PathBuf,
     dir: WorkDir,
 }
 
@@ -256,8 +265,8 @@ impl Lab {
 
         let addrs: Vec<Ipv4Addr> = (0..DIRECTORS).map(director_addr).collect();
         let mut birds = vec![start_bird(&router, &dir.0, "router", &bird::router_config(ROUTER_LAN, &addrs))?];
-        let mut agents = Vec::new();
         let mut sockets = Vec::new();
+        let mut configs = Vec::new();
         for (d, ns) in directors.iter().enumerate() {
             let tag = format!("d{}", d + 1);
             let config = bird::director_config(director_addr(d), ROUTER_LAN, TABLE);
@@ -265,36 +274,50 @@ impl Lab {
             let socket = dir.0.join(format!("lb-{tag}.sock"));
             let config_path = dir.0.join(format!("lb-{tag}.toml"));
             std::fs::write(&config_path, agent_config(&socket)).map_err(io("writing an agent's configuration"))?;
-            let log = File::create(dir.0.join(format!("agent-{tag}.log"))).map_err(io("creating an agent's log"))?;
-            let child = ns
-                .command(&agent_exe.display().to_string())
-                .args(["run", "--config"])
-                .arg(&config_path)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().map_err(io("an agent's log"))?)
-                .stderr(log)
-                .spawn()
-                .map_err(io(format!("starting the agent {}", agent_exe.display())))?;
-            agents.push(Some(Agent(child)));
             sockets.push(socket);
+            configs.push(config_path);
         }
-        println!(
-            "lab: started `{} run` and BIRD on d1, d2, d3 and BIRD on the router; configurations and logs in {}",
-            agent_exe.display(),
-            dir.0.display()
-        );
-        Ok(Self {
-            agents,
+        let mut lab = Self {
+            agents: (0..DIRECTORS).map(|_| None).collect(),
             _birds: birds,
             _peers: peers,
             router,
             client,
-            _directors: directors,
+            directors,
             backends,
             _switch: switch,
             sockets,
+            configs,
+            agent_exe: agent_exe.to_owned(),
             dir,
-        })
+        };
+        for d in 0..DIRECTORS {
+            lab.start_agent(d)?;
+        }
+        println!(
+            "lab: started `{} run` and BIRD on d1, d2, d3 and BIRD on the router; configurations and logs in {}",
+            agent_exe.display(),
+            lab.dir.0.display()
+        );
+        Ok(lab)
+    }
+
+    /// Starts director `d`'s agent, its output to `agent-dN.log`.
+    fn start_agent(&mut self, d: usize) -> Result<(), LabError> {
+        let exe = &self.agent_exe;
+        let log =
+            File::create(self.dir.0.join(format!("agent-d{}.log", d + 1))).map_err(io("creating an agent's log"))?;
+        let child = self.directors[d]
+            .command(&exe.display().to_string())
+            .args(["run", "--config"])
+            .arg(&self.configs[d])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("an agent's log"))?)
+            .stderr(log)
+            .spawn()
+            .map_err(io(format!("starting the agent {}", exe.display())))?;
+        self.agents[d] = Some(Agent(child));
+        Ok(())
     }
 
     /// Director `d`'s forwarded-frame counter, if its agent answers.
@@ -506,13 +529,21 @@ fn drive(lab: &mut Lab, opts: &EcmpOptions, stop: &Arc<AtomicBool>) -> Result<Ec
     let started = Instant::now();
     let mut next_print = started;
     let mut last_tx: Vec<Option<u64>> = (0..DIRECTORS).map(|d| lab.forwarded(d)).collect();
+    let mut left = false;
     let result = loop {
         if STOP.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
             break Ok(());
         }
-        if lab.agents[LEAVER].is_some() && started.elapsed() >= opts.leave_at {
+        if !left && started.elapsed() >= opts.leave_at {
+            left = true;
             match leave(lab) {
                 Ok(ms) => report.withdraw_ms = Some(ms),
+                Err(e) => break Err(e),
+            }
+        }
+        if left && lab.agents[LEAVER].is_none() && opts.rejoin_at.is_some_and(|at| started.elapsed() >= at) {
+            match rejoin(lab) {
+                Ok(ms) => report.rejoin_ms = Some(ms),
                 Err(e) => break Err(e),
             }
         }
@@ -535,7 +566,7 @@ fn drive(lab: &mut Lab, opts: &EcmpOptions, stop: &Arc<AtomicBool>) -> Result<Ec
     report.echoes = client.echoes.load(Ordering::Relaxed);
     report.broken = client.broken.load(Ordering::Relaxed);
     println!(
-        "\nlab: connections per director before d{} left {:?}, after {:?}; {} moved to another director, {} broke, \
+        "\nlab: connections per director before d{} left {:?}, at the end {:?}; {} moved to another director, {} broke, \
          {} echoes",
         LEAVER + 1,
         report.spread,
@@ -562,8 +593,10 @@ fn leave(lab: &mut Lab) -> Result<u128, LabError> {
         let hops = lab.next_hops().ok()?;
         (!hops.contains(&LEAVER)).then(|| sent.elapsed())
     });
-    // Dropping the agent waits for its exit.
-    drop(agent);
+    if let Some(mut a) = agent {
+        // Its own clean stop, bounded; dropping it then kills it if need be.
+        let _ = netns::wait_for(Duration::from_secs(10), || a.0.try_wait().ok().flatten());
+    }
     let took = gone.ok_or_else(|| LabError::NotWithdrawn { director: name.clone(), secs: READY_LIMIT.as_secs() })?;
     println!("lab: the router stopped using {name} {} ms after the SIGTERM", took.as_millis());
     Ok(took.as_millis())
@@ -603,4 +636,24 @@ fn print_table(
         client.broken.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// Starts the director that left again and waits until the router uses it:
+/// how long that took, in milliseconds.
+fn rejoin(lab: &mut Lab) -> Result<u128, LabError> {
+    let name = format!("d{}", LEAVER + 1);
+    println!("\nlab: starting {name}'s agent again: it announces once it forwards and its backends are up");
+    let started = Instant::now();
+    lab.start_agent(LEAVER)?;
+    let back = netns::wait_for(READY_LIMIT, || {
+        let hops = lab.next_hops().ok()?;
+        hops.contains(&LEAVER).then(|| started.elapsed())
+    });
+    let took = back.ok_or_else(|| LabError::NotSpread {
+        secs: READY_LIMIT.as_secs(),
+        state: format!("{name} not announced again"),
+        dir: lab.dir.0.display().to_string(),
+    })?;
+    println!("lab: the router uses {name} again, {} ms after its start", took.as_millis());
+    Ok(took.as_millis())
 }

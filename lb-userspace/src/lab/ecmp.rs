@@ -110,9 +110,11 @@ impl EcmpOptions {
 pub struct EcmpReport {
     /// Connections per director (d1, d2, d3) before the director left.
     pub spread: Vec<usize>,
+    /// Connections per director once it had left.
+    pub away: Vec<usize>,
     /// Connections per director at the end.
     pub after: Vec<usize>,
-    /// Connections the router moved to another director.
+    /// Connections the router moved to another director when it left.
     pub moved: usize,
     /// Connections that broke (reset, or an echo that never came).
     pub broken: usize,
@@ -540,6 +542,9 @@ fn drive(lab: &mut Lab, opts: &EcmpOptions, stop: &Arc<AtomicBool>) -> Result<Ec
                 Ok(ms) => report.withdraw_ms = Some(ms),
                 Err(e) => break Err(e),
             }
+            let away = lab.directors_of(&client.ports)?;
+            report.moved = before.iter().filter(|(p, d)| away.get(p).is_some_and(|a| a != *d)).count();
+            report.away = spread(&away);
         }
         if left && lab.agents[LEAVER].is_none() && opts.rejoin_at.is_some_and(|at| started.elapsed() >= at) {
             match rejoin(lab) {
@@ -556,9 +561,7 @@ fn drive(lab: &mut Lab, opts: &EcmpOptions, stop: &Arc<AtomicBool>) -> Result<Ec
         }
         thread::sleep(Duration::from_millis(50));
     };
-    let after = lab.directors_of(&client.ports)?;
-    report.moved = before.iter().filter(|(p, d)| after.get(p).is_some_and(|a| a != *d)).count();
-    report.after = spread(&after);
+    report.after = spread(&lab.directors_of(&client.ports)?);
     stop.store(true, Ordering::SeqCst);
     for t in client.threads {
         let _ = t.join();
@@ -566,10 +569,11 @@ fn drive(lab: &mut Lab, opts: &EcmpOptions, stop: &Arc<AtomicBool>) -> Result<Ec
     report.echoes = client.echoes.load(Ordering::Relaxed);
     report.broken = client.broken.load(Ordering::Relaxed);
     println!(
-        "\nlab: connections per director before d{} left {:?}, at the end {:?}; {} moved to another director, {} broke, \
-         {} echoes",
-        LEAVER + 1,
+        "\nlab: connections per director (d1, d2, d3): {:?} before d{} left, {:?} once it had, {:?} at the end; \
+         its leaving moved {} to another director; {} broke; {} echoes",
         report.spread,
+        LEAVER + 1,
+        report.away,
         report.after,
         report.moved,
         report.broken,

@@ -81,6 +81,7 @@ impl Announcer {
                         "announce: keeping the routes left in the table"
                     );
                 }
+                a.synced = Some(routes);
             }
             Ok(routes) => {
                 if !routes.is_empty() {
@@ -90,8 +91,9 @@ impl Announcer {
                         "announce: removing routes of a fast path that is gone"
                     );
                 }
-                if let Err(e) = table.sync(settings.table, &BTreeSet::new()).await {
-                    warn!("announce: clearing table {}: {e}", settings.table);
+                match table.sync(settings.table, Some(&routes), &BTreeSet::new()).await {
+                    Ok(_) => a.synced = Some(BTreeSet::new()),
+                    Err(e) => warn!("announce: clearing table {}: {e}", settings.table),
                 }
             }
             Err(e) => warn!("announce: reading table {}: {e}", settings.table),
@@ -111,6 +113,11 @@ impl Announcer {
     /// Whether `[announce]` is configured.
     pub fn is_on(&self) -> bool {
         self.settings.is_some()
+    }
+
+    /// Nothing configured and nothing shown: updates have nothing to do.
+    pub fn is_idle(&self) -> bool {
+        self.settings.is_none() && self.decision.is_empty()
     }
 
     /// The probe's latest answer: interfaces without our program.
@@ -140,7 +147,7 @@ impl Announcer {
         self.settings = config.announce;
         if old.is_some() && old != self.settings.map(|s| s.table) {
             if let (Some(old), Some(table)) = (old, &self.table) {
-                match table.sync(old, &BTreeSet::new()).await {
+                match table.sync(old, None, &BTreeSet::new()).await {
                     Ok(_) => info!(table = old, "announce: left the old table"),
                     Err(e) => warn!("announce: clearing the old table {old}: {e}"),
                 }
@@ -202,7 +209,7 @@ impl Announcer {
             self.retry_at = Some(Instant::now() + RETRY);
             return shown;
         };
-        match table.sync(settings.table, &wanted).await {
+        match table.sync(settings.table, self.synced.as_ref(), &wanted).await {
             Ok(plan) => {
                 for r in &plan.add {
                     info!(vip = %r.address, table = r.table, "announced");

@@ -345,7 +345,7 @@ async fn announce(
     vrrp: Option<&VrrpHandle>,
     publisher: &mut Publisher,
 ) {
-    if !announcer.is_on() && announcer.status().1.is_empty() {
+    if announcer.is_idle() {
         return;
     }
     let states: Vec<_> = vrrp.map(|v| v.status().into_iter().map(|s| (s.name, s.state)).collect()).unwrap_or_default();

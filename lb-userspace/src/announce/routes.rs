@@ -120,12 +120,27 @@ impl Table {
         Ok(found)
     }
 
-    /// Makes `table` hold exactly `wanted` of the agent's routes, reading
-    /// it first, so a route removed or added behind the agent's back is put
-    /// right. Every change is tried; the first failure is returned.
-    pub async fn sync(&self, table: u32, wanted: &BTreeSet<Route>) -> io::Result<Plan> {
-        let present = self.read(table).await?;
-        let plan = plan(&present, wanted);
+    /// Makes `table` hold exactly `wanted` of the agent's routes. `known`:
+    /// what the table held after the last sync that succeeded; without it
+    /// the table is read first. A read dumps every table of the namespace
+    /// (the kernel filters dumps only under strict checking), which costs on
+    /// a director that also carries a full routing table: hence `known`.
+    /// Every change is tried; the first failure is returned.
+    pub async fn sync(
+        &self,
+        table: u32,
+        known: Option<&BTreeSet<Route>>,
+        wanted: &BTreeSet<Route>,
+    ) -> io::Result<Plan> {
+        let read;
+        let present = match known {
+            Some(known) => known,
+            None => {
+                read = self.read(table).await?;
+                &read
+            }
+        };
+        let plan = plan(present, wanted);
         let mut first_error = None;
         for r in &plan.delete {
             let request = self.rtnl.handle().route().del(r.message());

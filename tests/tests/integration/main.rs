@@ -6,11 +6,12 @@
 //! not beside another module's (see [`support::start`]).
 
 mod agent;
+mod announce;
 mod chaos;
 mod cli_check;
 mod director;
-mod ecmp;
 mod e2e_dr;
+mod ecmp;
 mod failover;
 mod golden;
 mod import;

@@ -219,3 +219,32 @@ fn status_json_agrees_with_the_director() {
     }
     assert_eq!(live.report, ours);
 }
+
+#[test]
+fn announced_vips_and_announce_changes() {
+    use crate::agent::status::AnnounceStatus;
+    let d = director();
+    let (mut publisher, rx) = Publisher::new();
+    publisher.publish(&d, None);
+    let quiet = |rx: &tokio::sync::watch::Receiver<Arc<Snapshot>>| {
+        let snapshot = Arc::clone(&rx.borrow());
+        let live = snapshot::read(&snapshot, &crate::web::tests::Fixed::default(), None, false).unwrap();
+        text(snapshot, live, false)
+    };
+    let out = quiet(&rx);
+    assert!(lines(&out, "lb_vip_announced{").is_empty(), "nothing without [announce]");
+    assert!(lines(&out, "lb_announce_changes_total").is_empty());
+    let status = |address: &str, announced| AnnounceStatus {
+        address: address.parse().unwrap(),
+        announced,
+        why: if announced { String::new() } else { "quorum lost".to_owned() },
+    };
+    publisher.set_announce((Some(200), vec![status("10.0.0.1", true), status("10.0.0.2", false)], 3));
+    publisher.publish(&d, None);
+    let out = quiet(&rx);
+    assert_eq!(
+        lines(&out, "lb_vip_announced{"),
+        [r#"lb_vip_announced{vip="10.0.0.1"} 1"#, r#"lb_vip_announced{vip="10.0.0.2"} 0"#]
+    );
+    assert_eq!(lines(&out, "lb_announce_changes_total"), ["lb_announce_changes_total 3"]);
+}

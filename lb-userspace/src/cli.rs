@@ -163,6 +163,11 @@ enum Command {
         /// Seconds between status tables.
         #[arg(long, default_value_t = 2)]
         interval: u64,
+        /// Scale-out instead: three directors behind an ECMP router, each
+        /// announcing the VIP over BGP with BIRD 2 (Debian `bird2`); one
+        /// leaves midway and no connection breaks.
+        #[arg(long)]
+        ecmp: bool,
     },
     /// Print a shell completion script for `lb` to stdout.
     ///
@@ -231,7 +236,14 @@ fn command(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import { file, config_id, output, interface } => import(&file, config_id, output, interface),
-        Command::Lab { duration, interval } => lab::run(lab::LabOptions {
+        Command::Lab { duration, interval, ecmp: true } => lab::ecmp::run(&lab::ecmp::EcmpOptions {
+            duration: duration.map(Duration::from_secs),
+            interval: Duration::from_secs(interval.max(1)),
+            ..lab::ecmp::EcmpOptions::new(std::env::current_exe().context("finding this program to run as the agent")?)
+        })
+        .map(drop)
+        .context("lab"),
+        Command::Lab { duration, interval, ecmp: false } => lab::run(lab::LabOptions {
             duration: duration.map(Duration::from_secs),
             interval: Duration::from_secs(interval.max(1)),
             ..lab::LabOptions::new(std::env::current_exe().context("finding this program to run as the agent")?)

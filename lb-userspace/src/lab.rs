@@ -16,6 +16,13 @@
 //! prints the agent's status table and who answered. Midway it stops b2's
 //! HTTP server: the health check takes b2 out and traffic moves to b1 and b3;
 //! then it starts the server again and b2 comes back.
+//!
+//! `lb lab --ecmp` is the scale-out form ([`ecmp`]): three active directors
+//! behind a router that spreads flows over them, each announcing the VIP
+//! over BGP through BIRD 2 ([`bird`]).
+
+pub mod bird;
+pub mod ecmp;
 
 use std::{
     io::{Read as _, Write as _},
@@ -57,6 +64,17 @@ pub enum LabError {
     Signal { source: std::io::Error },
     #[error("the lab needs root (CAP_NET_ADMIN and CAP_BPF); try `cargo xtask run`")]
     NotRoot,
+    #[error(
+        "the ECMP lab runs BIRD 2 on its router and directors, and `{program}` is not installed: \
+         `apt-get install bird2`, or start the lab with `cargo xtask run -- --ecmp`, which installs it"
+    )]
+    BirdMissing { program: &'static str },
+    #[error("the router's routing table: {0}")]
+    Route(#[from] bird::RouteError),
+    #[error("the directors were not all announced within {secs} s ({state}); see the logs in {dir}")]
+    NotSpread { secs: u64, state: String, dir: String },
+    #[error("the router still used {director} {secs} s after its agent was stopped")]
+    NotWithdrawn { director: String, secs: u64 },
 }
 
 /// Prefix of every namespace the lab creates.
@@ -155,7 +173,11 @@ struct Agent(Child);
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        // SAFETY: kill on our own child's pid.
+        // Reaped already: its pid may be another process's by now.
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        // SAFETY: kill on our own child's pid, not reaped (just checked).
         unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {

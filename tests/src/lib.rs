@@ -2,6 +2,7 @@ pub mod agent_proc;
 pub mod backend;
 pub mod bench;
 pub mod director_pair;
+pub mod ecmp;
 pub mod frames;
 pub mod lab;
 pub mod netns;

@@ -10,7 +10,8 @@ use crate::{cmd_build, setup, workspace};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Arguments for `lb run` (e.g. `--config FILE --iface IF`); without any, starts
-    /// `lb lab`, a self-contained demo in network namespaces.
+    /// `lb lab`, a self-contained demo in network namespaces; `--ecmp` (and any `lb lab`
+    /// options after it) starts its scale-out form, `lb lab --ecmp`.
     #[arg(last = true)]
     args: Vec<String>,
 }
@@ -24,6 +25,9 @@ pub fn main(args: &Args) -> anyhow::Result<ExitCode> {
     let mut cmd = Command::new(&lb);
     if args.args.is_empty() {
         cmd.arg("lab");
+    } else if args.args[0] == "--ecmp" {
+        // bird2 (BIRD 2, one per director and the router) is among TEST_PACKAGES.
+        cmd.arg("lab").args(&args.args);
     } else {
         cmd.arg("run").args(&args.args);
     }

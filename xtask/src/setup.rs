@@ -39,8 +39,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     // Headless Chromium draws the status page the agent serves and the tests read its DOM
     // (tests/tests/integration/status_page.rs).
     "chromium",
-    // BIRD 2 learns the agent's announce table in a namespace
-    // (tests/tests/integration/announce.rs).
+    // BIRD 2 announces the VIPs over BGP: it learns the agent's announce table in a
+    // namespace (tests/tests/integration/announce.rs), and runs on every director and
+    // the router of the ECMP lab (`lb lab --ecmp`), its tests (tests/tests/integration/ecmp.rs)
+    // and the ECMP bench.
     "bird2",
 ];
 

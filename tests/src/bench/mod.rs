@@ -4,6 +4,7 @@
 //! client sees it. The binary in `src/bin/lb-bench.rs` drives these modules.
 
 pub mod agent;
+pub mod ecmp;
 pub mod failover;
 pub mod flows;
 pub mod metrics;

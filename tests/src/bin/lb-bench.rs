@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--json] [-- --quick --only testrun|flows|veth|ring|agent|vrrp|metrics|failover|restart ...]`
+//! `cargo xtask bench [--json] [-- --quick --only testrun|flows|veth|ring|agent|vrrp|metrics|failover|restart|ecmp ...]`
 //!
 //! Part 1: the fast path's cost per packet under BPF_PROG_TEST_RUN against
 //! `bench_tx` (the floor), then how it grows with the active flows (next to
@@ -21,6 +21,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use lb_tests::bench::ecmp;
 use lb_tests::bench::failover;
 use lb_tests::bench::plot;
 use lb_tests::bench::{
@@ -32,7 +33,7 @@ use lb_tests::bench::{
 };
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|flows|veth|ring|agent|vrrp|metrics|failover|restart] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--veth-sizes B,..] [--veth-curve-runs N] [--failover-rounds N] [--plot DIR [--plot-from FILE.json]]";
+const USAGE: &str = "usage: lb-bench [--json] [--quick] [--only testrun|flows|veth|ring|agent|vrrp|metrics|failover|restart|ecmp] [--rounds N] [--cases NAME,..] [--veth-runs N] [--veth-seconds S] [--veth-flows N] [--veth-sizes B,..] [--veth-curve-runs N] [--failover-rounds N] [--plot DIR [--plot-from FILE.json]]";
 
 /// Targets from the design: a hit within 4x the floor, a new flow within
 /// 200 ns, the balancer within 15% of the forwarding floor and 5x nftables.
@@ -106,6 +107,8 @@ struct Args {
     flows: bool,
     flows_opts: flows::Options,
     vrrp: bool,
+    ecmp: bool,
+    ecmp_opts: ecmp::Options,
     testrun_opts: testrun::Options,
     veth_opts: veth::Options,
     failover_opts: failover::Options,
@@ -176,9 +179,11 @@ fn parse_args() -> anyhow::Result<Args> {
         Some("ring") => (false, false, true, false, false),
         Some("agent") => (false, false, false, true, false),
         Some("failover") => (false, false, false, false, true),
-        Some("restart" | "flows" | "vrrp") => (false, false, false, false, false),
+        Some("restart" | "flows" | "vrrp" | "ecmp") => (false, false, false, false, false),
         Some(other) => {
-            bail!("--only takes testrun, flows, veth, ring, agent, vrrp, metrics, failover or restart, not {other:?}")
+            bail!(
+                "--only takes testrun, flows, veth, ring, agent, vrrp, metrics, failover, restart or ecmp, not {other:?}"
+            )
         }
     };
     let restart = only.as_deref().is_none_or(|o| o == "restart");
@@ -190,6 +195,8 @@ fn parse_args() -> anyhow::Result<Args> {
         repeat: if quick { 200_000 } else { 500_000 },
     };
     let metrics = matches!(only.as_deref(), None | Some("metrics"));
+    let ecmp = matches!(only.as_deref(), None | Some("ecmp"));
+    let ecmp_opts = ecmp::Options { rounds: if quick { 3 } else { 9 } };
     let testrun_opts = testrun::Options {
         rounds: rounds.unwrap_or(if quick { 2 } else { 5 }).max(1),
         cases,
@@ -222,6 +229,8 @@ fn parse_args() -> anyhow::Result<Args> {
         flows,
         flows_opts,
         vrrp,
+        ecmp,
+        ecmp_opts,
         testrun_opts,
         veth_opts,
         failover_opts,
@@ -663,6 +672,41 @@ fn real_main() -> anyhow::Result<()> {
         }
     }
 
+    if args.ecmp {
+        say(format!(
+            "== scale-out behind ECMP: three directors announcing the VIP through BIRD to a router (merge paths, \
+             5-tuple hash); from a SIGTERM (the agent's decision to withdraw) to the router's FIB without that \
+             director, median of {} rounds; then 150 long-lived connections across a clean leave and a join",
+            args.ecmp_opts.rounds
+        ));
+        match failover::lb_self().and_then(|lb| ecmp::run(&lb, &args.ecmp_opts, &mut say)) {
+            Ok(f) => {
+                let withdraw = f.withdraw_median_ms();
+                let ok = judge(withdraw, |x| x <= ecmp::WITHDRAW_MAX_MS);
+                say(format!(
+                    "  target: withdrawn within {} ms: {withdraw:.1} ms {}",
+                    ecmp::WITHDRAW_MAX_MS,
+                    verdict(ok)
+                ));
+                let resets_ok = f.leave.resets == 0 && f.join.resets == 0;
+                say(format!(
+                    "  target: 0 resets when a director leaves and when it joins: {} and {} {}",
+                    f.leave.resets,
+                    f.join.resets,
+                    verdict(Some(resets_ok))
+                ));
+                all_pass &= ok != Some(false) && resets_ok;
+                out.insert("bgp_withdraw_ms".into(), num(withdraw, 1));
+                out.insert("ecmp_resets_leave".into(), Value::from(f.leave.resets));
+                out.insert("ecmp_resets_join".into(), Value::from(f.join.resets));
+            }
+            Err(e) => {
+                say(format!("  FAIL: ecmp: {e:#}"));
+                failed.push(format!("the ecmp part could not measure: {e:#}"));
+            }
+        }
+    }
+
     let secs = started.elapsed().as_secs_f64();
     say(format!(
         "{} in {secs:.0} s{}{}",
@@ -674,7 +718,7 @@ fn real_main() -> anyhow::Result<()> {
     out.insert("unstable".into(), Value::Bool(unstable));
     out.insert("warnings".into(), Value::from(warnings.len()));
     out.insert("total_seconds".into(), num(secs, 1));
-    for &key in KEYS.iter().chain(flows::KEYS) {
+    for &key in KEYS.iter().chain(flows::KEYS).chain(ecmp::KEYS) {
         out.entry(key).or_insert(Value::Null);
     }
     for key in [ring::KEYS, agent::KEYS, vrrp_scale::KEYS].concat() {

@@ -11,6 +11,7 @@ mod chaos;
 mod cli_check;
 mod director;
 mod e2e_dr;
+mod ecmp;
 mod failover;
 mod golden;
 mod import;

@@ -300,12 +300,27 @@ mod tests {
             ..StatusReport::default()
         };
         let text = report.render();
-        assert!(text.contains("  BGP: announced (table 200)
-"), "{text}");
-        assert!(text.contains("  BGP: not announced: quorum lost
-"), "{text}");
-        assert!(text.contains("  BGP: not announced
-"), "{text}");
+        assert!(
+            text.contains(
+                "  BGP: announced (table 200)
+"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  BGP: not announced: quorum lost
+"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  BGP: not announced
+"
+            ),
+            "{text}"
+        );
         assert!(!StatusReport { vips: vec![vip("10.0.0.1:80/tcp")], ..report.clone() }.render().is_empty());
         let without = StatusReport { announce_table: None, ..report }.render();
         assert!(!without.contains("BGP"), "nothing about BGP without [announce]");

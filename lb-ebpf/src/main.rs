@@ -66,11 +66,10 @@ static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 /// one. Mappable for the alignment, not for mapping: the kernel then puts
 /// element 0 on a page boundary, where a plain array's elements follow the
 /// map's header with only 8-byte alignment and a set could straddle two
-/// cache lines. A set is one
-/// cache line and a region a whole number of sets, so every set and every
-/// CPU's region starts on a cache line and no two CPUs write one line.
-/// Each CPU reads and writes only its own region and XDP runs with
-/// preemption off: no locks.
+/// cache lines. A set is one cache line and a region a whole number of
+/// sets, so every set and every CPU's region starts on a cache line and no
+/// two CPUs write one line. Each CPU reads and writes only its own region
+/// and XDP runs with preemption off: no locks.
 #[map]
 pub(crate) static FLOWS: Array<FlowSet> =
     Array::with_max_entries(DEFAULT_FLOWS_PER_CPU / FLOW_WAYS as u32, BPF_F_MMAPABLE);

@@ -290,7 +290,7 @@ fn sequence(ebpf: &Ebpf) -> anyhow::Result<FlowSequence> {
 /// `memlock:` of a map, from the kernel's fdinfo.
 fn memlock(map: &Map) -> anyhow::Result<u64> {
     let data = match map {
-        Map::PerCpuLruHashMap(d) | Map::PerCpuArray(d) => d,
+        Map::PerCpuLruHashMap(d) | Map::PerCpuArray(d) | Map::Array(d) => d,
         other => bail!("memlock of an unexpected map kind {other:?}"),
     };
     let fd = data.fd().as_fd().as_raw_fd();

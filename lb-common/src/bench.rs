@@ -23,12 +23,13 @@ pub mod names {
     pub const BALANCER: &str = "bench_flows_lb";
     /// The next flow, then parse, LRU map lookup (insert on a miss), MAC rewrite, `XDP_TX`.
     pub const LRU_PROGRAM: &str = "bench_flows_lru";
-    /// The flow table's set lookup alone, in the balancer's per-CPU `FLOWS`
-    /// and in [`FLAT_FLOWS`], to weigh the per-CPU array's indirection.
+    /// The flow table's set lookup alone, in [`PERCPU_FLOWS`] and in the
+    /// balancer's plain `FLOWS`, to weigh a per-CPU array's indirection.
     pub const PERCPU_TABLE_PROGRAM: &str = "bench_flows_percpu";
     pub const FLAT_TABLE_PROGRAM: &str = "bench_flows_flat";
-    /// A plain array of `FlowSet`: every CPU's sets back to back.
-    pub const FLAT_FLOWS: &str = "BENCH_FLAT_FLOWS";
+    /// A per-CPU array of `FlowSet`: each element reached through its own
+    /// per-CPU pointer.
+    pub const PERCPU_FLOWS: &str = "BENCH_PERCPU_FLOWS";
 }
 
 /// Per-CPU state of the flow sequence: repetition `n` sends flow

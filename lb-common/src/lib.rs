@@ -41,7 +41,7 @@ pub mod names {
 /// changing (a field reused, a flag moved). Size changes are caught without
 /// it: the agent hashes every key and value size and every capacity into the
 /// directory's name too.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Capacity of the VIP table; `VipMeta::vip_index` is below this.
 pub const MAX_VIPS: u32 = 1024;
@@ -238,8 +238,9 @@ pub struct FlowEntry {
 }
 const _: () = assert!(size_of::<FlowEntry>() == 16);
 
-/// Value of the per-CPU `FLOWS` array: a set of `FLOW_WAYS` flows, indexed
-/// by the low bits of the digest, most recently used first.
+/// Element of the `FLOWS` array: a set of `FLOW_WAYS` flows, most recently
+/// used first. One set is one cache line, so every CPU's region of the
+/// table (a whole number of sets) starts on a cache line too.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct FlowSet {
@@ -252,6 +253,13 @@ const _: () = assert!(size_of::<FlowSet>() == 64);
 pub const fn flow_sets(flows: u32) -> u32 {
     let sets = flows.div_ceil(FLOW_WAYS as u32);
     if sets <= 1 { 1 } else { sets.next_power_of_two() }
+}
+
+/// Elements of `FLOWS`: `sets` sets for each of `cpus` CPUs, back to back
+/// (CPU `c`'s set `s` is element `c * sets + s`). `None` if that does not
+/// fit a map's `u32` capacity.
+pub const fn flow_table_len(sets: u32, cpus: u32) -> Option<u32> {
+    sets.checked_mul(cpus)
 }
 
 /// Value of `IFACES`, indexed by ifindex: the MAC the director transmits
@@ -279,14 +287,16 @@ pub struct Settings {
     /// Sets per CPU in `FLOWS` (a power of two; the loader's `flow_sets`).
     /// The agent always writes it; 0 (never configured) passes everything.
     pub flow_sets: u32,
-    pub _pad: u32,
+    /// CPUs `FLOWS` has a region for (the loader's count of possible CPUs).
+    /// A CPU at or beyond it finds no flow and records none.
+    pub flow_cpus: u32,
 }
 const _: () = assert!(size_of::<Settings>() == 16);
 
 impl Settings {
-    /// The agent's settings; the loader fills in `flow_sets`.
+    /// The agent's settings; the loader fills in `flow_sets` and `flow_cpus`.
     pub const fn new(max_new_flows_per_sec: u32, tx_ifindex: u32) -> Self {
-        Self { max_new_flows_per_sec, tx_ifindex, flow_sets: 0, _pad: 0 }
+        Self { max_new_flows_per_sec, tx_ifindex, flow_sets: 0, flow_cpus: 0 }
     }
 }
 

@@ -8,7 +8,7 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_get_smp_processor_id,
     macros::{map, xdp},
-    maps::{Array, LruPerCpuHashMap, PerCpuArray},
+    maps::{LruPerCpuHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use lb_common::{
@@ -118,19 +118,18 @@ pub fn bench_flows_lru(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
-/// Every CPU's sets of a flow table back to back, in one plain array: what
-/// `FLOWS` would be without the per-CPU array's pointer per element. Sized
-/// by the bench (sets x CPUs).
+/// The flow table as a per-CPU array: what `FLOWS` would be with the
+/// kernel's pointer per element and CPU. Sized by the bench (sets).
 #[map]
-static BENCH_FLAT_FLOWS: Array<FlowSet> = Array::with_max_entries(1, 0);
+static BENCH_PERCPU_FLOWS: PerCpuArray<FlowSet> = PerCpuArray::with_max_entries(1, 0);
 
-/// The flow table's set lookup in the balancer's `FLOWS`.
+/// The flow table's set lookup in `BENCH_PERCPU_FLOWS`.
 #[xdp]
 pub fn bench_flows_percpu(ctx: XdpContext) -> u32 {
     probe_table::<false>(&ctx)
 }
 
-/// The same lookup in `BENCH_FLAT_FLOWS`.
+/// The same lookup in the balancer's `FLOWS`, every CPU's sets back to back.
 #[xdp]
 pub fn bench_flows_flat(ctx: XdpContext) -> u32 {
     probe_table::<true>(&ctx)
@@ -156,9 +155,9 @@ fn probe_table<const FLAT: bool>(ctx: &XdpContext) -> u32 {
     let set = if FLAT {
         // SAFETY: the helper has no preconditions.
         let cpu = unsafe { bpf_get_smp_processor_id() };
-        BENCH_FLAT_FLOWS.get_ptr_mut(cpu.wrapping_mul(sets).wrapping_add(index))
+        FLOWS.get_ptr_mut(cpu.wrapping_mul(sets).wrapping_add(index))
     } else {
-        FLOWS.get_ptr_mut(index)
+        BENCH_PERCPU_FLOWS.get_ptr_mut(index)
     };
     let Some(set) = set else {
         return xdp_action::XDP_ABORTED;

@@ -23,7 +23,7 @@ mod trace;
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, xdp_action},
-    helpers::{bpf_ktime_get_coarse_ns, bpf_redirect},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_coarse_ns, bpf_redirect},
     macros::{map, xdp},
     maps::{Array, PerCpuArray},
     programs::XdpContext,
@@ -56,12 +56,23 @@ static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 /// entries, indexed by the key's low bits, least recently used way
 /// replaced. A kernel LRU hash map costs a helper call, a hash and a bucket
 /// walk per packet, and list surgery per insert; this is one cache line
-/// read with plain array access, and an insert is one store. Per CPU, so
-/// no locks: XDP runs with preemption off. The loader sets the set count
-/// (`flow_sets`).
+/// read with plain array access, and an insert is one store.
+///
+/// One plain array holding every CPU's sets back to back (CPU `c`'s set `s`
+/// is element `c * flow_sets + s`; the loader sizes it and writes
+/// `flow_sets` and `flow_cpus`) rather than a per-CPU array: the kernel
+/// reaches a per-CPU array's element through a pointer of its own, so a hit
+/// there is two dependent random reads (the pointer, then the set), here
+/// one. Mappable for the alignment, not for mapping: the kernel then puts
+/// element 0 on a page boundary, where a plain array's elements follow the
+/// map's header with only 8-byte alignment and a set could straddle two
+/// cache lines. A set is one cache line and a region a whole number of
+/// sets, so every set and every CPU's region starts on a cache line and no
+/// two CPUs write one line. Each CPU reads and writes only its own region
+/// and XDP runs with preemption off: no locks.
 #[map]
-pub(crate) static FLOWS: PerCpuArray<FlowSet> =
-    PerCpuArray::with_max_entries(DEFAULT_FLOWS_PER_CPU / FLOW_WAYS as u32, 0);
+pub(crate) static FLOWS: Array<FlowSet> =
+    Array::with_max_entries(DEFAULT_FLOWS_PER_CPU / FLOW_WAYS as u32, BPF_F_MMAPABLE);
 #[map]
 static IFACES: Array<Iface> = Array::with_max_entries(MAX_IFINDEX, 0);
 #[map]
@@ -234,7 +245,7 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     if !p.syn
         && !p.fragment
         && !p.icmp_error
-        && let Some(flows) = Flows::new(key5, cfg.flow_sets)
+        && let Some(flows) = Flows::new(key5, cfg)
     {
         if let Some(e) = flows.get(key5) {
             if let Some(b) = live_backend(e.backend, e.vip_index) {
@@ -261,7 +272,7 @@ fn forward<A: Addr>(ctx: &XdpContext, p: &Packet<A>, out: &mut Outcome) -> Resul
     } else {
         (key5, A::digest_5tuple(p.src, p.dst, p.sport, p.dport, p.proto))
     };
-    let Some(flows) = Flows::new(key, cfg.flow_sets) else {
+    let Some(flows) = Flows::new(key, cfg) else {
         return Ok(());
     };
     // A SYN starts a new connection; a key probed above missed already.
@@ -544,23 +555,43 @@ fn ring_at(meta: &VipMeta, slot: u32) -> u32 {
 /// front (nothing to write for a flow already there, the steady case), an
 /// insert takes the front and drops the last way, the least recently used.
 struct Flows {
+    /// Null when this CPU has no region in the table.
     set: *mut FlowSet,
 }
 
 impl Flows {
+    /// `None` when the table is not configured (`flow_sets` 0): the caller
+    /// passes the packet. A CPU beyond the configured count (the loader
+    /// sizes the table for every possible CPU, so only a stale or foreign
+    /// setting gets here) treats every packet as a table miss and inserts
+    /// nothing: forwarding still works through the ring, and no CPU ever
+    /// writes another's region.
     #[inline(always)]
-    fn new(key: u64, sets: u32) -> Option<Self> {
+    fn new(key: u64, cfg: &Settings) -> Option<Self> {
+        let sets = cfg.flow_sets;
         if sets == 0 {
             return None;
         }
-        let set = FLOWS.get_ptr_mut((key as u32) & (sets - 1))?;
-        Some(Self { set })
+        // SAFETY: the helper has no preconditions.
+        let cpu = unsafe { bpf_get_smp_processor_id() };
+        let set = if cpu < cfg.flow_cpus {
+            // The lookup refuses an index beyond the table, whatever the
+            // settings say; the loader checks that the product fits a u32.
+            FLOWS.get_ptr_mut(cpu.wrapping_mul(sets).wrapping_add((key as u32) & (sets - 1)))
+        } else {
+            None
+        };
+        Some(Self { set: set.unwrap_or(core::ptr::null_mut()) })
     }
 
     #[inline(always)]
     fn get(&self, key: u64) -> Option<FlowEntry> {
-        // SAFETY: this CPU's element of a per-CPU array; XDP runs with
-        // preemption off, so only this program on this CPU touches it now.
+        if self.set.is_null() {
+            return None;
+        }
+        // SAFETY: a set in this CPU's region of the table, which no other
+        // CPU touches; XDP runs with preemption off, so only this program
+        // on this CPU touches it now.
         let set = unsafe { &mut *self.set };
         let ways = &mut set.ways;
         if ways[0].key == key {
@@ -581,6 +612,9 @@ impl Flows {
     /// stale or re-hashed flow) is reused, so a key is never in a set twice.
     #[inline(always)]
     fn insert(&self, key: u64, backend: u32, vip_index: u32) {
+        if self.set.is_null() {
+            return;
+        }
         // SAFETY: as in `get`.
         let set = unsafe { &mut *self.set };
         let ways = &mut set.ways;

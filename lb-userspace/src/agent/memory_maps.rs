@@ -17,6 +17,10 @@ use lb_common::{
 use super::maps::FastPathMaps;
 use crate::fast_path::{AttachMode, FastPathError, FastPathOptions, adopt, spare_region, vip_table};
 
+/// Possible CPUs of the machine the maps model: the flow table's regions
+/// (`Settings::flow_cpus`).
+pub const CPUS: u32 = 2;
+
 /// One write to the maps, or a wait, in the order it happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Write {
@@ -102,6 +106,7 @@ impl MemoryMaps {
         };
         // As `FastPath::load` does.
         maps.ctl.settings.flow_sets = lb_common::flow_sets(opts.flows_per_cpu);
+        maps.ctl.settings.flow_cpus = CPUS;
         maps
     }
 
@@ -225,7 +230,8 @@ impl FastPathMaps for MemoryMaps {
     }
 
     fn set_settings(&mut self, settings: Settings) -> Result<(), FastPathError> {
-        self.ctl.settings = Settings { flow_sets: lb_common::flow_sets(self.opts.flows_per_cpu), ..settings };
+        self.ctl.settings =
+            Settings { flow_sets: lb_common::flow_sets(self.opts.flows_per_cpu), flow_cpus: CPUS, ..settings };
         self.writes.push(Write::Settings);
         Ok(())
     }

@@ -74,6 +74,10 @@ pub enum FastPathError {
     IfindexTooLarge { ifindex: u32, max: u32 },
     #[error("no layout of the VIP table fits its {keys} keys")]
     VipTableFull { keys: usize },
+    #[error("reading the possible CPUs: {what}: {source}")]
+    PossibleCpus { what: &'static str, source: std::io::Error },
+    #[error("flows_per_cpu {flows_per_cpu} on {cpus} possible CPUs is more than one map can hold; lower flows_per_cpu")]
+    FlowTableTooLarge { flows_per_cpu: u32, cpus: u32 },
     #[error("packet trace: {0}")]
     Trace(#[from] trace::TraceError),
     #[error(transparent)]
@@ -272,6 +276,8 @@ pub struct FastPath {
     vip_ctl: MmapArray,
     ebpf: Ebpf,
     opts: FastPathOptions,
+    /// CPUs `FLOWS` has a region for (`Settings::flow_cpus`).
+    flow_cpus: u32,
     /// Per VIP index: its ring regions and meta.
     vips: StdHashMap<u32, VipSlot>,
     /// The keys of the table, published or staged.
@@ -322,6 +328,19 @@ fn load_err(source: aya::EbpfError) -> FastPathError {
     FastPathError::Load { source: Box::new(source) }
 }
 
+/// The CPUs the kernel may ever run the program on (`/sys/devices/system/cpu/possible`,
+/// as the kernel sizes its per-CPU maps): `FLOWS` has a region for each.
+pub fn possible_cpus() -> Result<u32, FastPathError> {
+    let cpus = aya::util::nr_cpus().map_err(|(what, source)| FastPathError::PossibleCpus { what, source })?;
+    Ok(u32::try_from(cpus).unwrap_or(u32::MAX))
+}
+
+/// Elements of `FLOWS` for `opts` on `cpus` CPUs (see `lb_common::flow_table_len`).
+pub fn flow_table_len(opts: &FastPathOptions, cpus: u32) -> Result<u32, FastPathError> {
+    lb_common::flow_table_len(lb_common::flow_sets(opts.flows_per_cpu), cpus)
+        .ok_or(FastPathError::FlowTableTooLarge { flows_per_cpu: opts.flows_per_cpu, cpus })
+}
+
 impl FastPath {
     /// Loads the balancer program into the kernel (not attached anywhere).
     pub fn load(opts: FastPathOptions) -> Result<Self, FastPathError> {
@@ -351,7 +370,7 @@ impl FastPath {
         pin_dir: &Path,
         discard: bool,
     ) -> Result<Self, FastPathError> {
-        let pins = Pins::prepare(pin_dir, &opts, discard)?;
+        let pins = Pins::prepare(pin_dir, &opts, possible_cpus()?, discard)?;
         let mut dp = Self::load_with(EBPF_OBJECT, opts, trace, Some(pins))?;
         if let Some(filter) = trace {
             dp.trace = Some(trace::Printer::start(&mut dp.ebpf, filter)?);
@@ -381,6 +400,8 @@ impl FastPath {
             return Err(FastPathError::NoObject);
         }
         let ring_slots = opts.max_vips * 2 * opts.max_ring_size;
+        let flow_cpus = possible_cpus()?;
+        let flow_len = flow_table_len(&opts, flow_cpus)?;
         let globals = trace::Globals::new(trace);
         let mut loader = EbpfLoader::new();
         globals.apply(&mut loader);
@@ -393,7 +414,7 @@ impl FastPath {
         let mut ebpf = loader
             // Two slots per array element (see RINGS in lb-ebpf).
             .map_max_entries(names::RINGS, ring_slots.div_ceil(2))
-            .map_max_entries(names::FLOWS, lb_common::flow_sets(opts.flows_per_cpu))
+            .map_max_entries(names::FLOWS, flow_len)
             .load(object)
             .map_err(load_err)?;
         // The traced program is the balancer plus the trace; the other has
@@ -424,6 +445,7 @@ impl FastPath {
             vip_ctl,
             ebpf,
             opts,
+            flow_cpus,
             vips: StdHashMap::new(),
             keys: StdHashMap::new(),
             generation: 0,
@@ -439,7 +461,7 @@ impl FastPath {
         if adopted {
             dp.read_published();
         }
-        // The set count the program needs; set_settings keeps it.
+        // The table's shape the program needs; set_settings keeps it.
         dp.set_settings(Settings::new(0, 0))?;
         Ok(dp)
     }
@@ -615,7 +637,8 @@ impl FastPath {
         map.set(ifindex, Iface { mac, flags: IFACE_F_ACTIVE }, 0).map_err(map_err(names::IFACES))
     }
 
-    /// Writes the fast path's settings (`flow_sets` is the loader's own).
+    /// Writes the fast path's settings (`flow_sets` and `flow_cpus` are the
+    /// loader's own).
     pub fn set_settings(&mut self, cfg: Settings) -> Result<(), FastPathError> {
         // Each field is one atomic store: the fast path reads them while
         // they change, and each is meaningful on its own.
@@ -627,6 +650,7 @@ impl FastPath {
             at(std::mem::offset_of!(Settings, flow_sets)),
             lb_common::flow_sets(self.opts.flows_per_cpu),
         );
+        self.vip_ctl.store_release(at(std::mem::offset_of!(Settings, flow_cpus)), self.flow_cpus);
         Ok(())
     }
 
@@ -814,18 +838,24 @@ impl FastPath {
     pub fn flow(&self, key: &FlowKey) -> Result<Option<u32>, FastPathError> {
         let table_key = key.table_key();
         let sets = lb_common::flow_sets(self.opts.flows_per_cpu);
-        let map: PerCpuArray<_, FlowSet> = self.map(names::FLOWS)?;
-        let per_cpu = map.get(&((table_key as u32) & (sets - 1)), 0).map_err(map_err(names::FLOWS))?;
-        Ok(per_cpu.iter().flat_map(|set| set.ways).find(|w| w.key == table_key).map(|w| w.backend))
+        let map: Array<_, FlowSet> = self.map(names::FLOWS)?;
+        let set = (table_key as u32) & (sets - 1);
+        for cpu in 0..self.flow_cpus {
+            let set = map.get(&(cpu * sets + set), 0).map_err(map_err(names::FLOWS))?;
+            if let Some(way) = set.ways.iter().find(|w| w.key == table_key) {
+                return Ok(Some(way.backend));
+            }
+        }
+        Ok(None)
     }
 
     /// Flow-table entries per backend id (all CPUs). Reads the whole table:
     /// for status, never for anything per packet.
     pub fn flow_counts(&self) -> Result<StdHashMap<u32, u64>, FastPathError> {
-        let map: PerCpuArray<_, FlowSet> = self.map(names::FLOWS)?;
+        let map: Array<_, FlowSet> = self.map(names::FLOWS)?;
         let mut counts = StdHashMap::new();
         for set in map.iter().filter_map(Result::ok) {
-            for way in set.iter().flat_map(|s| s.ways) {
+            for way in set.ways {
                 if way.key != 0 {
                     *counts.entry(way.backend).or_default() += 1;
                 }

@@ -68,11 +68,12 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PinError + '_ {
     move |source| PinError::Io { path: path.to_owned(), source }
 }
 
-/// The name of the maps' layout for `opts`: `v<LAYOUT_VERSION>-<hash>`.
-/// Pure: the same sizes always give the same name, in every build.
-pub fn layout_name(opts: &FastPathOptions) -> String {
+/// The name of the maps' layout for `opts` on `cpus` possible CPUs:
+/// `v<LAYOUT_VERSION>-<hash>`. Pure: the same sizes always give the same
+/// name, in every build.
+pub fn layout_name(opts: &FastPathOptions, cpus: u32) -> String {
     let ring_slots = u64::from(opts.max_vips) * 2 * u64::from(opts.max_ring_size);
-    let sizes: [u64; 20] = [
+    let sizes: [u64; 21] = [
         size_of::<VipEntry>() as u64,
         size_of::<VipCtl>() as u64,
         size_of::<Backend>() as u64,
@@ -91,7 +92,9 @@ pub fn layout_name(opts: &FastPathOptions) -> String {
         ring_slots,
         opts.max_ring_size.into(),
         opts.max_vips.into(),
+        // FLOWS: each CPU's sets back to back.
         lb_common::flow_sets(opts.flows_per_cpu).into(),
+        cpus.into(),
         PINNED_MAPS.len() as u64,
         size_of::<[u32; 2]>() as u64,
         LAYOUT_VERSION.into(),
@@ -119,13 +122,13 @@ pub struct Pins {
 }
 
 impl Pins {
-    /// Prepares `<pin_dir>/<layout of opts>`: bpffs mounted (at
+    /// Prepares `<pin_dir>/<layout of opts and cpus>`: bpffs mounted (at
     /// [`BPFFS_ROOT`] by the agent, when `pin_dir` is under it and nothing
     /// is mounted there), no pins of another layout (removed first when
     /// `discard` says so, which detaches them), the directory made.
-    pub fn prepare(pin_dir: &Path, opts: &FastPathOptions, discard: bool) -> Result<Self, PinError> {
+    pub fn prepare(pin_dir: &Path, opts: &FastPathOptions, cpus: u32, discard: bool) -> Result<Self, PinError> {
         ensure_bpffs(pin_dir)?;
-        let layout = layout_name(opts);
+        let layout = layout_name(opts, cpus);
         std::fs::create_dir_all(pin_dir).map_err(io_err(pin_dir))?;
         for entry in std::fs::read_dir(pin_dir).map_err(io_err(pin_dir))? {
             let entry = entry.map_err(io_err(pin_dir))?;
@@ -258,19 +261,20 @@ mod tests {
     #[test]
     fn layout_follows_every_size_the_configuration_sets() {
         let base = FastPathOptions::default();
-        let name = layout_name(&base);
-        assert_eq!(name, layout_name(&base), "pure");
+        let name = layout_name(&base, 2);
+        assert_eq!(name, layout_name(&base, 2), "pure");
+        assert_ne!(layout_name(&base, 4), name, "FLOWS has a region per CPU");
         assert!(name.starts_with(&format!("v{LAYOUT_VERSION}-")), "{name}");
         for other in [
             FastPathOptions { max_vips: base.max_vips + 1, ..base },
             FastPathOptions { max_ring_size: 251, ..base },
             FastPathOptions { flows_per_cpu: base.flows_per_cpu * 2, ..base },
         ] {
-            assert_ne!(layout_name(&other), name, "{other:?}");
+            assert_ne!(layout_name(&other, 2), name, "{other:?}");
         }
         // The same flow sets, the same maps.
         let rounded = FastPathOptions { flows_per_cpu: base.flows_per_cpu - 1, ..base };
-        assert_eq!(layout_name(&rounded), name);
+        assert_eq!(layout_name(&rounded, 2), name);
     }
 
     #[test]
@@ -285,7 +289,7 @@ mod tests {
     fn a_plain_directory_is_refused_by_name() {
         let dir = std::env::temp_dir().join(format!("lb-pins-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let err = Pins::prepare(&dir, &FastPathOptions::default(), false).unwrap_err();
+        let err = Pins::prepare(&dir, &FastPathOptions::default(), 2, false).unwrap_err();
         let _ = std::fs::remove_dir_all(&dir);
         assert!(matches!(err, PinError::NotBpffs { .. }), "{err}");
         assert!(err.to_string().contains(&dir.display().to_string()), "{err}");

@@ -1,5 +1,5 @@
 //! The fast path's counters as the HTTP listener reads them: its own handles
-//! on the per-CPU maps, so a scrape never waits for the agent's loop (nor
+//! on the per-CPU counter maps and the flow table, so a scrape never waits for the agent's loop (nor
 //! the loop for a scrape). The loaded program's maps are shared by file
 //! descriptor; nothing here writes to them.
 
@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use aya::{
     Ebpf,
-    maps::{Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, Map, MapData, PerCpuArray, PerCpuValues},
 };
 use lb_common::{Counters, FlowSet, Stat, names};
 
@@ -31,7 +31,7 @@ pub struct CounterMaps {
     stats: PerCpuArray<MapData, Counters>,
     vips: PerCpuArray<MapData, Counters>,
     backends: PerCpuArray<MapData, Counters>,
-    flows: PerCpuArray<MapData, FlowSet>,
+    flows: Array<MapData, FlowSet>,
 }
 
 impl std::fmt::Debug for CounterMaps {
@@ -47,10 +47,19 @@ fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> WebError {
 /// A second handle on map `name` of `ebpf`: a duplicate of its descriptor.
 fn share<V: aya::Pod>(ebpf: &Ebpf, name: &'static str) -> Result<PerCpuArray<MapData, V>, WebError> {
     let Some(Map::PerCpuArray(data)) = ebpf.map(name) else { return Err(WebError::MissingMap { name }) };
+    PerCpuArray::try_from(Map::PerCpuArray(duplicate(data, name)?)).map_err(map_err(name))
+}
+
+/// [`share`] for a plain array.
+fn share_array<V: aya::Pod>(ebpf: &Ebpf, name: &'static str) -> Result<Array<MapData, V>, WebError> {
+    let Some(Map::Array(data)) = ebpf.map(name) else { return Err(WebError::MissingMap { name }) };
+    Array::try_from(Map::Array(duplicate(data, name)?)).map_err(map_err(name))
+}
+
+fn duplicate(data: &MapData, name: &'static str) -> Result<MapData, WebError> {
     let fd =
         std::os::fd::AsFd::as_fd(data.fd()).try_clone_to_owned().map_err(|source| WebError::Share { name, source })?;
-    let data = MapData::from_fd(fd).map_err(map_err(name))?;
-    PerCpuArray::try_from(Map::PerCpuArray(data)).map_err(map_err(name))
+    MapData::from_fd(fd).map_err(map_err(name))
 }
 
 impl CounterMaps {
@@ -60,7 +69,7 @@ impl CounterMaps {
             stats: share(ebpf, names::STATS)?,
             vips: share(ebpf, names::VIP_STATS)?,
             backends: share(ebpf, names::BACKEND_STATS)?,
-            flows: share(ebpf, names::FLOWS)?,
+            flows: share_array(ebpf, names::FLOWS)?,
         })
     }
 }
@@ -88,7 +97,7 @@ impl CounterSource for CounterMaps {
         let mut counts = HashMap::new();
         for set in self.flows.iter() {
             let set = set.map_err(map_err(names::FLOWS))?;
-            for way in set.iter().flat_map(|s| s.ways).filter(|w| w.key != 0) {
+            for way in set.ways.iter().filter(|w| w.key != 0) {
                 *counts.entry(way.backend).or_default() += 1;
             }
         }

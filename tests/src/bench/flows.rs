@@ -197,8 +197,8 @@ pub struct Point {
     /// The same with the table sized for exactly N flows (`flows_per_cpu = N`).
     pub hit1: Figure,
     pub hit_fraction1: f64,
-    /// The set lookup alone in a per-CPU array (as `FLOWS`) and in a plain
-    /// array of every CPU's sets.
+    /// The set lookup alone in a per-CPU array and in a plain array of
+    /// every CPU's sets (as `FLOWS`).
     pub percpu: Figure,
     pub flat: Figure,
     /// Kernel-reported memory (`memlock` in fdinfo) per flow of capacity:
@@ -290,7 +290,7 @@ fn sequence(ebpf: &Ebpf) -> anyhow::Result<FlowSequence> {
 /// `memlock:` of a map, from the kernel's fdinfo.
 fn memlock(map: &Map) -> anyhow::Result<u64> {
     let data = match map {
-        Map::PerCpuLruHashMap(d) | Map::PerCpuArray(d) => d,
+        Map::PerCpuLruHashMap(d) | Map::PerCpuArray(d) | Map::Array(d) => d,
         other => bail!("memlock of an unexpected map kind {other:?}"),
     };
     let fd = data.fd().as_fd().as_raw_fd();
@@ -360,8 +360,8 @@ fn load_lru(entries: u32, sets: u32) -> anyhow::Result<Ebpf> {
     let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(bench::LRU, entries)
-        .map_max_entries(names::FLOWS, sets)
-        .map_max_entries(bench::FLAT_FLOWS, sets * cpus as u32)
+        .map_max_entries(names::FLOWS, sets * cpus as u32)
+        .map_max_entries(bench::PERCPU_FLOWS, sets)
         .map_max_entries(names::RINGS, 1)
         .load(EBPF_BENCH_OBJECT)
         .context("loading the bench object for the LRU map")?;
@@ -710,8 +710,8 @@ pub fn report(
         out.insert(format!("fastpath_hit_ns_{}_table1x", p.label), num(p.hit1.ns, 2));
         out.insert(format!("fastpath_hit_fraction_{}_table1x", p.label), num(p.hit_fraction1, 4));
     }
-    say("  the set lookup alone (next flow, parse, flow key, one set compared, MAC rewrite), in a per-CPU array as \
-         the flow table is, and in one plain array of every CPU's sets: the per-CPU array reaches each element \
+    say("  the set lookup alone (next flow, parse, flow key, one set compared, MAC rewrite), in a per-CPU array, \
+         and in one plain array of every CPU's sets as the flow table is: the per-CPU array reaches each element \
          through a pointer of its own"
         .to_owned());
     for p in &r.points {

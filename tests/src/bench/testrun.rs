@@ -46,8 +46,8 @@ const RING_SIZE: u32 = lb_common::DEFAULT_RING_SIZE;
 const GUARD_LIMIT: u32 = 1;
 /// Repeats of the call that sizes the measured ones.
 const CALIBRATION_REPEAT: u32 = 200_000;
-/// New flows sent before anything is measured: three times one CPU's share
-/// of the default flow table (the LRU lists are per CPU), so the table is
+/// New flows sent before anything is measured: three times one CPU's region
+/// of the default flow table (each CPU fills only its own), so the region is
 /// full and every later insert evicts, as in steady state.
 const FILL_FLOWS: u32 = 3 * lb_common::DEFAULT_FLOWS_PER_CPU;
 

@@ -36,9 +36,18 @@ pub fn main(_args: &Args) -> anyhow::Result<ExitCode> {
     // lb-ebpf only builds for BPF with nightly (see lb-userspace/build.rs), in a target
     // directory of its own so that clippy's results do not replace the build's.
     let target_dir = workspace::target_dir().join("ebpf-clippy");
-    let mut ebpf = workspace::ebpf_cargo(["clippy", "--package", "lb-ebpf", "--release", "-Z", "build-std=core"])?;
-    ebpf.args(["--target", "bpfel-unknown-none", "--message-format=json", "--target-dir"]).arg(target_dir);
-    failed.extend(clippy("clippy (lb-ebpf for bpfel-unknown-none)", ebpf)?);
+    // Twice: the agent's object, and the bench object whose programs only exist with
+    // the `bench` feature.
+    for (features, what) in
+        [(None, "clippy (lb-ebpf for bpfel-unknown-none)"), (Some("bench"), "clippy (lb-ebpf, bench object)")]
+    {
+        let mut ebpf = workspace::ebpf_cargo(["clippy", "--package", "lb-ebpf", "--release", "-Z", "build-std=core"])?;
+        ebpf.args(["--target", "bpfel-unknown-none", "--message-format=json", "--target-dir"]).arg(&target_dir);
+        if let Some(f) = features {
+            ebpf.args(["--features", f]);
+        }
+        failed.extend(clippy(what, ebpf)?);
+    }
 
     if failed.is_empty() {
         println!("xtask: lint: clean");

@@ -130,7 +130,8 @@ pub struct InstanceStatus {
     pub counters: Counters,
     /// Adverts dropped before the state machine, by reason.
     pub rejected: Rejected,
-    /// Adverts for other VRIDs seen on the interface (ignored, not errors).
+    /// Adverts seen on the interface for a VRID none of our instances on it
+    /// runs (ignored, not errors); the socket's filter keeps out the others.
     pub other_vrid: u64,
     /// `virtual_routes` the kernel refused to add or remove (each logged
     /// with its error); the instance carries on without them.

@@ -32,6 +32,7 @@
 
 pub mod addresses;
 pub mod announce;
+pub mod filter;
 pub mod notify;
 pub mod proto;
 pub mod routes;

@@ -130,7 +130,8 @@ pub struct InstanceStatus {
     pub counters: Counters,
     /// Adverts dropped before the state machine, by reason.
     pub rejected: Rejected,
-    /// Adverts for other VRIDs seen on the interface (ignored, not errors).
+    /// Adverts seen on the interface for a VRID none of our instances on it
+    /// runs (ignored, not errors); the socket's filter keeps out the others.
     pub other_vrid: u64,
     /// `virtual_routes` the kernel refused to add or remove (each logged
     /// with its error); the instance carries on without them.
@@ -168,6 +169,9 @@ enum Command {
     Sync(Event),
     /// From the agent (`track_fast_path`).
     FastPath(FastPathHealth),
+    /// From a reload that changed the VRIDs beside the instance's: keep out
+    /// the adverts of these.
+    FilterVrids(Vec<u8>),
 }
 
 /// What a member task tells its sync group's task.
@@ -191,7 +195,7 @@ struct GroupHandle {
 /// Instances ready to run (sockets open, users resolved) and the
 /// coordinators of their sync groups, not started yet.
 struct Prepared {
-    tasks: Vec<(Task, AsyncFd<VrrpSocket>)>,
+    tasks: Vec<(Task, AsyncFd<VrrpSocket>, Vec<u8>)>,
     groups: Vec<(VrrpSyncGroup, GroupRx, Option<Account>)>,
 }
 
@@ -201,6 +205,8 @@ struct InstanceHandle {
     /// What it runs with.
     cfg: VrrpInstance,
     tracks_fast_path: bool,
+    /// The VRIDs its socket's filter keeps out ([`vrids_beside`]).
+    vrids_beside: Vec<u8>,
     commands: mpsc::UnboundedSender<Command>,
     status: Arc<Mutex<InstanceStatus>>,
     task: Option<JoinHandle<()>>,
@@ -269,7 +275,7 @@ impl VrrpHandle {
         let to_start: Vec<VrrpInstance> = instances.iter().filter(|n| plan.start.contains(&n.name)).cloned().collect();
         // Whatever the agent adopted at its start, an instance a reload
         // starts is a new one: it starts cold.
-        let prepared = self.prepare_all(to_start, &groups, false)?;
+        let prepared = self.prepare_all(to_start, &instances, &groups, false)?;
 
         let (stopping, staying): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.instances).into_iter().partition(|i| plan.stop.contains(&i.name));
@@ -294,9 +300,15 @@ impl VrrpHandle {
             }
         }
         // Kept ones take the new tables: only a position or a hint differs.
+        // Their filters follow the instances started and stopped beside them.
         for i in &mut self.instances {
             if let Some(n) = instances.iter().find(|n| n.name == i.name) {
                 i.cfg = n.clone();
+            }
+            let beside = vrids_beside(&i.cfg, &instances);
+            if beside != i.vrids_beside {
+                let _ = i.commands.send(Command::FilterVrids(beside.clone()));
+                i.vrids_beside = beside;
             }
         }
         for g in &mut self.groups {
@@ -311,10 +323,13 @@ impl VrrpHandle {
 
     /// Opens everything the instances need, in the calling thread's network
     /// namespace, with a channel for each of their sync groups (those of two
-    /// or more members, all of them among `instances`).
+    /// or more members, all of them among `instances`). `all` is every
+    /// instance that will run, `instances` among them: their sockets'
+    /// filters keep out the adverts of the others.
     fn prepare_all(
         &self,
         instances: Vec<VrrpInstance>,
+        all: &[VrrpInstance],
         groups: &[VrrpSyncGroup],
         fast_path_adopted: bool,
     ) -> Result<Prepared, VrrpError> {
@@ -337,8 +352,9 @@ impl VrrpHandle {
                 let member = group.members.iter().position(|m| *m == cfg.name)?;
                 Some(GroupLink { member, tx: tx.clone() })
             });
+            let beside = vrids_beside(&cfg, all);
             let _guard = self.runtime.enter();
-            tasks.push(prepare(cfg, self.events_tx.clone(), link, fast_path_adopted)?);
+            tasks.push(prepare(cfg, beside, self.events_tx.clone(), link, fast_path_adopted)?);
         }
         let groups = groups.into_iter().zip(rxs).zip(accounts).map(|((g, rx), a)| (g, rx, a)).collect();
         Ok(Prepared { tasks, groups })
@@ -346,7 +362,7 @@ impl VrrpHandle {
 
     /// Starts what [`Self::prepare_all`] prepared.
     fn launch(&mut self, prepared: Prepared) {
-        for (task, socket) in prepared.tasks {
+        for (task, socket, vrids_beside) in prepared.tasks {
             let (commands_tx, commands_rx) = mpsc::unbounded_channel();
             let status = Arc::clone(&task.shared);
             let name = task.cfg.name.clone();
@@ -357,6 +373,7 @@ impl VrrpHandle {
                 name,
                 cfg,
                 tracks_fast_path,
+                vrids_beside,
                 commands: commands_tx,
                 status,
                 task: Some(join),
@@ -447,7 +464,8 @@ pub fn spawn_after(
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let mut handle =
         VrrpHandle { runtime, instances: Vec::new(), groups: Vec::new(), events_tx, events: Some(events_rx) };
-    let prepared = handle.prepare_all(instances, &groups, fast_path_adopted)?;
+    let all = instances.clone();
+    let prepared = handle.prepare_all(instances, &all, &groups, fast_path_adopted)?;
     handle.launch(prepared);
     Ok(handle)
 }
@@ -506,12 +524,38 @@ struct VipTarget {
     mac: [u8; 6],
 }
 
+/// The VRIDs of the instances in `all` other than `cfg` on its interface
+/// and family, sorted: those its socket's filter keeps out.
+fn vrids_beside(cfg: &VrrpInstance, all: &[VrrpInstance]) -> Vec<u8> {
+    let mut vrids: Vec<u8> = (all.iter())
+        .filter(|o| o.name != cfg.name && o.interface == cfg.interface && o.is_ipv6() == cfg.is_ipv6())
+        .map(|o| o.vrid)
+        .filter(|&vrid| vrid != cfg.vrid)
+        .collect();
+    vrids.sort_unstable();
+    vrids.dedup();
+    vrids
+}
+
+/// Sets the filter of `socket`. A failure costs only CPU (the instance
+/// still drops other VRIDs itself), so it is logged and the instance runs.
+fn filter_vrids(name: &str, socket: &VrrpSocket, mine: u8, beside: &[u8]) {
+    if let Err(e) = socket.filter_vrids(mine, beside) {
+        tracing::warn!(
+            instance = name,
+            error = %e,
+            "could not filter the VRRP socket by VRID; the instance receives every VRID's adverts"
+        );
+    }
+}
+
 fn prepare(
     cfg: VrrpInstance,
+    vrids_beside: Vec<u8>,
     events: mpsc::UnboundedSender<StateChange>,
     group: Option<GroupLink>,
     fast_path_adopted: bool,
-) -> Result<(Task, AsyncFd<VrrpSocket>), VrrpError> {
+) -> Result<(Task, AsyncFd<VrrpSocket>, Vec<u8>), VrrpError> {
     let name = cfg.name.clone();
     let io_err = |what: String| {
         let instance = name.clone();
@@ -543,6 +587,8 @@ fn prepare(
         _ => return Err(setup(format!("advert source {src} and group {} are of different families", cfg.mcast_group))),
     }
     .map_err(io_err(format!("raw VRRP socket on {}", cfg.interface)))?;
+    // Before the socket is polled, so that it queues no advert of theirs.
+    filter_vrids(&name, &socket, cfg.vrid, &vrids_beside);
     // SAFETY: `VrrpSocket` owns its descriptor, closes it only when dropped,
     // and always returns that one from `as_raw_fd`.
     let socket =
@@ -631,7 +677,7 @@ fn prepare(
         fast_path_adopted,
         cfg,
     };
-    Ok((task, socket))
+    Ok((task, socket, vrids_beside))
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -717,6 +763,7 @@ impl Task {
                             self.reevaluate(sock, &notifier).await;
                         }
                     }
+                    Some(Command::FilterVrids(beside)) => filter_vrids(&self.cfg.name, sock, self.cfg.vrid, &beside),
                 },
                 ready = socket.readable() => match ready {
                     Ok(mut guard) => self.read(&mut guard, &mut buf, &notifier).await,

@@ -12,6 +12,9 @@
 //!   hop limit 255, and the hop limit and destination of each packet
 //!   delivered as ancillary data.
 //!
+//! Each socket carries a [`filter`](super::filter) on the VRID, so that it
+//! is not woken for the adverts of the other instances on its interface.
+//!
 //! The advert source is set per packet with `IP_PKTINFO` / `IPV6_PKTINFO`
 //! rather than `bind()`: a raw socket bound to an address would no longer
 //! receive packets sent to the multicast group.
@@ -26,6 +29,7 @@ use std::{
 };
 
 use super::{
+    filter::{self, Layout},
     packet::{IP_PROTO_VRRP, TTL},
     receive::IpHeader,
 };
@@ -136,6 +140,19 @@ impl VrrpSocket {
                 .map_err(with_op("IPV6_ADD_MEMBERSHIP"))?;
         }
         Ok(Self { fd, ipv6: true, ifindex })
+    }
+
+    /// Lets through only adverts for `mine` or for none of `others` (the
+    /// VRIDs of the other instances on the interface and family), replacing
+    /// the filter set before. On error the previous filter (or none) stays.
+    pub fn filter_vrids(&self, mine: u8, others: &[u8]) -> io::Result<()> {
+        let layout = if self.ipv6 { Layout::Ipv6 } else { Layout::Ipv4 };
+        let mut prog = filter::program(layout, mine, others);
+        let len = u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let fprog = libc::sock_fprog { len, filter: prog.as_mut_ptr() };
+        // The kernel copies the program during the call.
+        setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+            .map_err(with_op("SO_ATTACH_FILTER"))
     }
 
     /// Sends one VRRP message from `src` to `dst`. Non-blocking: a full

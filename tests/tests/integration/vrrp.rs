@@ -34,7 +34,7 @@ use lb_userspace::vrrp::State;
 
 use crate::support::{
     self,
-    vrrp_lab::{Director, Lab, VIP, has_addr, instance, is_ip, neighbour, reach, routes_to, wait_for},
+    vrrp_lab::{Director, Lab, SUBNET, VIP, has_addr, instance, is_ip, neighbour, reach, routes_to, wait_for},
 };
 
 const PREFIX: &str = "lbvrrp";
@@ -709,4 +709,57 @@ fn virtual_routes_follow_the_master() {
     assert_eq!(present(a_ns), [true; 3]);
     a.shutdown();
     assert_eq!(present(a_ns), [false; 3], "nothing left after the last stop");
+}
+
+/// Several instances on one interface: each socket's filter keeps out the
+/// adverts of the others (IPv4 and IPv6), lets through those of a VRID no
+/// instance runs, and follows a reload that stops one of them.
+#[test]
+fn each_instance_sees_only_its_own_vrid_and_unknown_ones() {
+    let Some(_turn) = support::start(module_path!(), privileges::VRRP) else { return };
+    let lab = Lab::new(PREFIX, &["a", "b", "c"]);
+    let (a_ns, b_ns, c_ns) = (&lab.hosts[0], &lab.hosts[1], &lab.hosts[2]);
+    let vi = |vrid: u8, priority: u8| {
+        let vip = if vrid >= 70 { format!("fd00:214::{vrid}/64") } else { format!("{SUBNET}.{vrid}/24") };
+        format!(
+            "[[vrrp]]\nname = \"VI_{vrid}\"\ninterface = \"eth0\"\nvirtual_router_id = {vrid}\npriority = {priority}\n\
+             advert_int = \"100ms\"\nvirtual_ipaddress = [\"{vip}\"]\ngarp_master_repeat = 1\n"
+        )
+    };
+    let config = |vrids: &[u8], priority: u8| vrids.iter().map(|&v| vi(v, priority)).collect::<String>();
+    // 61-63 over IPv4, 71-72 over IPv6.
+    let all = [61, 62, 63, 71, 72];
+    let mut a = Director::start("A", a_ns, &config(&all, 150));
+    let mut b = Director::start("B", b_ns, &config(&all, 100));
+    for vrid in all {
+        a.expect_instance(&format!("VI_{vrid}"), State::Master, SETTLE);
+        b.expect_instance(&format!("VI_{vrid}"), State::Backup, SETTLE);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let other_vrid = |d: &Director| d.statuses().iter().map(|s| (s.vrid, s.other_vrid)).collect::<Vec<_>>();
+    let none = |vrids: &[u8]| vrids.iter().map(|&v| (v, 0)).collect::<Vec<_>>();
+    assert_eq!(other_vrid(&a), none(&all), "A's instances saw another instance's adverts");
+    assert_eq!(other_vrid(&b), none(&all), "B's instances saw another instance's adverts");
+    assert!(b.statuses().iter().all(|s| s.counters.adverts_received > 0), "B heard A: {:?}", b.statuses());
+
+    // A stops VI_63 and B takes it over: A's IPv4 instances now see its
+    // adverts as an unknown VRID, its IPv6 ones still see nothing.
+    let kept = [61, 62, 71, 72];
+    a.reload(&config(&kept, 150));
+    b.expect_instance("VI_63", State::Master, SETTLE);
+    let counted = wait_for(SETTLE, || {
+        let seen = other_vrid(&a);
+        seen.iter().filter(|(v, _)| *v < 70).all(|(_, n)| *n > 0).then_some(seen)
+    });
+    let seen = counted.unwrap_or_else(|| panic!("A's IPv4 instances never counted VRID 63: {:?}", other_vrid(&a)));
+    assert!(seen.iter().filter(|(v, _)| *v >= 70).all(|(_, n)| *n == 0), "{seen:?}");
+
+    // A third director with VRIDs nobody else runs: every instance of the
+    // family counts them, as before any filter.
+    let _c = Director::start("C", c_ns, &config(&[69, 79], 100));
+    let counted = wait_for(SETTLE, || {
+        let seen = other_vrid(&b);
+        seen.iter().all(|(_, n)| *n > 0).then_some(())
+    });
+    assert!(counted.is_some(), "B's instances did not all count C's VRIDs: {:?}", other_vrid(&b));
 }

@@ -338,7 +338,9 @@ impl Collector for Scrape {
             ("lb_vrrp_unknown_peer_errors", "Adverts refused from an address that is not a unicast peer.", |s| {
                 s.rejected.unknown_peer
             }),
-            ("lb_vrrp_vrid_errors", "Adverts for another VRID on the instance's interface.", |s| s.other_vrid),
+            ("lb_vrrp_vrid_errors", "Adverts for a VRID none of the agent's instances on the interface runs.", |s| {
+                s.other_vrid
+            }),
         ];
         for (name, help, read) in counters {
             family(&mut e, name, help, Counter, vrrp.iter().map(|(l, s)| (l.clone(), Count(read(s)))))?;

@@ -291,13 +291,25 @@ impl<M: FastPathMaps> Director<M> {
         &mut self,
         vip: Option<&str>,
         address: IpAddr,
+        f: impl FnMut(&mut super::service::Backend),
+    ) -> Result<(usize, Vec<Transition>), DirectorError> {
+        self.update_where(|s| vip.is_none_or(|v| vip_matches(s, v)), address, f)
+    }
+
+    /// [`update`](Self::update) on the services `select` picks, in one pass:
+    /// a neighbour change on an interface of a thousand VIPs must not name
+    /// every VIP for each of them.
+    fn update_where(
+        &mut self,
+        select: impl Fn(&Service) -> bool,
+        address: IpAddr,
         mut f: impl FnMut(&mut super::service::Backend),
     ) -> Result<(usize, Vec<Transition>), DirectorError> {
         let mut matched = 0;
         let mut transitions = Vec::new();
         let mut dirty = Vec::new();
         for (i, s) in self.services.iter_mut().enumerate() {
-            if vip.is_some_and(|v| !vip_matches(s, v)) {
+            if !select(s) {
                 continue;
             }
             let name = s.name();
@@ -412,16 +424,14 @@ impl<M: FastPathMaps> Director<M> {
         mac: Option<[u8; 6]>,
         reason: &str,
     ) -> Result<Vec<Transition>, DirectorError> {
-        let vips: Vec<String> =
-            self.services.iter().filter(|s| s.vip.interface == interface).map(Service::name).collect();
-        let mut all = Vec::new();
-        for vip in vips {
-            let (_, t) = self.update(Some(&vip), address, |b| {
+        let (_, all) = self.update_where(
+            |s| s.vip.interface == interface,
+            address,
+            |b| {
                 b.mac = mac;
                 b.mac_reason = reason.to_owned();
-            })?;
-            all.extend(t);
-        }
+            },
+        )?;
         Ok(all)
     }
 

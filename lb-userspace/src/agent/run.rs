@@ -185,18 +185,14 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
     let mut stopped = Stopped::Plainly;
     loop {
         tokio::select! {
-            Some(event) = health.recv() => {
-                on_health(&mut director, event);
-                take_in_and_flush(&mut director, &mut health, &mut macs);
-                publisher.publish_if_installed(&director, vrrp.as_ref());
-                announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
-            }
-            Some(event) = macs.recv() => {
-                on_mac(&mut director, event);
-                take_in_and_flush(&mut director, &mut health, &mut macs);
-                publisher.publish_if_installed(&director, vrrp.as_ref());
-                announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
-            }
+            // Health and neighbour events last: a stop, the watchdog, VRRP's
+            // changes and commands are never kept waiting behind a stream of
+            // them (a server shared by many VIPs failing has each VIP's ring
+            // built again, one flush after another).
+            biased;
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = watchdog.tick(), if systemd.watchdog_interval().is_some() => systemd.watchdog(),
             Some(change) = next_change(&mut vrrp_changes) => {
                 on_vrrp_change(&mut director, vrrp.as_ref(), change);
                 announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
@@ -291,9 +287,18 @@ pub async fn run(opts: RunOptions) -> Result<Stopped, AgentError> {
                 announcer.set_detached(&health.detached);
                 announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
             }
-            _ = watchdog.tick(), if systemd.watchdog_interval().is_some() => systemd.watchdog(),
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            Some(event) = health.recv() => {
+                on_health(&mut director, event);
+                take_in_and_flush(&mut director, &mut health, &mut macs);
+                publisher.publish_if_installed(&director, vrrp.as_ref());
+                announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
+            }
+            Some(event) = macs.recv() => {
+                on_mac(&mut director, event);
+                take_in_and_flush(&mut director, &mut health, &mut macs);
+                publisher.publish_if_installed(&director, vrrp.as_ref());
+                announce(&mut announcer, &mut director, vrrp.as_ref(), &mut publisher).await;
+            }
         }
     }
     systemd.stopping();
